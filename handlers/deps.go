@@ -1,0 +1,96 @@
+package handlers
+
+import (
+	"context"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/hibiken/asynq"
+)
+
+// Adapters report failures with errors the worker understands:
+//   - wrap asynq.SkipRetry for a permanent failure (archived at once);
+//   - wrap a *tasks.RetryAfterError when the peer asked for a longer pause;
+//   - anything else is transient and retried on the 2 s / 4 s / 8 s schedule.
+
+// Mail is one customer e-mail to render and deliver.
+type Mail struct {
+	// ID is the job ID. It is stable across attempts; the SMTP Message-ID
+	// and the Resend Idempotency-Key derive from it.
+	ID string
+	// To is the recipient address. Never log it unmasked.
+	To string
+	// Data is the payload: one of payloads.SendReleaseEmail,
+	// SendRefundEmail, SendDisputeEmail or SendPaymentConfirmedEmail.
+	// The mailer picks the template from its type.
+	Data payloads.Payload
+}
+
+// Mailer renders and delivers customer e-mails.
+type Mailer interface {
+	SendMail(ctx context.Context, m Mail) error
+}
+
+// Capture asks the payment provider to capture a PaymentIntent.
+type Capture struct {
+	// IdempotencyKey is derived from the job ID and identical on every attempt.
+	IdempotencyKey  string
+	TransactionID   string
+	PaymentIntentID string
+	// Amount in minor units; 0 captures the full authorised amount.
+	Amount int64
+}
+
+// Refund asks the payment provider to refund a PaymentIntent.
+type Refund struct {
+	// IdempotencyKey is derived from the job ID and identical on every attempt.
+	IdempotencyKey  string
+	TransactionID   string
+	PaymentIntentID string
+	// Amount in minor units; 0 refunds what remains.
+	Amount int64
+	// Reason is empty or one of Stripe's refund reasons.
+	Reason string
+}
+
+// PaymentResult is what the provider did.
+type PaymentResult struct {
+	// ID is the charge (capture) or refund ID.
+	ID string `json:"id"`
+	// Status is the provider's status of the object.
+	Status string `json:"status"`
+	// AlreadyDone is true when the effect had happened before this attempt
+	// (found by reading state), so nothing new was charged or refunded.
+	AlreadyDone bool `json:"alreadyDone,omitempty"`
+}
+
+// Payments captures and refunds payments. Both calls must be safe to repeat
+// with the same IdempotencyKey, also after the provider forgot the key.
+type Payments interface {
+	Capture(ctx context.Context, c Capture) (PaymentResult, error)
+	Refund(ctx context.Context, r Refund) (PaymentResult, error)
+}
+
+// Delivery is one signed webhook to one partner.
+type Delivery struct {
+	// ID is the webhook-id header: stable across attempts.
+	ID string
+	// PartnerID selects URL and secret from the partner registry.
+	PartnerID string
+	// Body is the exact JSON body that is signed and sent.
+	Body []byte
+}
+
+// Sender delivers signed webhooks to partners.
+type Sender interface {
+	Send(ctx context.Context, d Delivery) error
+}
+
+// AuditSink stores audit events. Writing the same EventID twice stores it once.
+type AuditSink interface {
+	WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error
+}
+
+// Enqueuer enqueues follow-up jobs (the dispute fan-out). tasks.Client is one.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, t *asynq.Task) (string, error)
+}

@@ -1,0 +1,169 @@
+package payloads
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/go-playground/validator/v10"
+)
+
+// Payload is what every one of the nine payloads is.
+type Payload interface {
+	TaskType() string
+	DedupeKey() string
+	Queue() string
+	Timeout() time.Duration
+}
+
+// FieldError is one field that failed validation. Field is the JSON name;
+// Message never repeats the value (it may be an e-mail address).
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every bad field of one payload.
+type ValidationError struct {
+	TaskType string       `json:"type,omitempty"`
+	Fields   []FieldError `json:"fields"`
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid ")
+	if e.TaskType != "" {
+		b.WriteString(e.TaskType + " ")
+	}
+	b.WriteString("payload: ")
+	for i, f := range e.Fields {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Field + ": " + f.Message)
+	}
+	return b.String()
+}
+
+// Validate checks p against its tags. It returns nil or a *ValidationError
+// that names every bad field by its JSON name.
+func Validate(p Payload) error {
+	err := validate().Struct(p)
+	if err == nil {
+		return nil
+	}
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		return fmt.Errorf("validate %s: %w", p.TaskType(), err)
+	}
+	ve := &ValidationError{TaskType: p.TaskType()}
+	for _, fe := range verrs {
+		ve.Fields = append(ve.Fields, FieldError{Field: fe.Field(), Message: message(fe)})
+	}
+	return ve
+}
+
+var (
+	idPattern            = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	paymentIntentPattern = regexp.MustCompile(`^pi_[A-Za-z0-9_]{1,120}$`)
+)
+
+var statuses = []string{StatusPending, StatusFunded, StatusReleased, StatusRefunded, StatusDisputed, StatusResolved, StatusCancelled}
+
+// validate builds the validator once; it is never changed afterwards.
+var validate = sync.OnceValue(func() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			return f.Name
+		}
+		return name
+	})
+	custom := map[string]validator.Func{
+		"escrowid":      func(fl validator.FieldLevel) bool { return idPattern.MatchString(fl.Field().String()) },
+		"paymentintent": func(fl validator.FieldLevel) bool { return paymentIntentPattern.MatchString(fl.Field().String()) },
+		"noheaderbreak": func(fl validator.FieldLevel) bool { return !strings.ContainsFunc(fl.Field().String(), unicode.IsControl) },
+		"bodytext": func(fl validator.FieldLevel) bool {
+			return !strings.ContainsFunc(fl.Field().String(), func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' })
+		},
+		"escrowstatus": func(fl validator.FieldLevel) bool {
+			s := fl.Field().String()
+			for _, st := range statuses {
+				if s == st {
+					return true
+				}
+			}
+			return false
+		},
+		"rfc3339": func(fl validator.FieldLevel) bool {
+			_, err := time.Parse(time.RFC3339, fl.Field().String())
+			return err == nil
+		},
+		"metadata": func(fl validator.FieldLevel) bool {
+			b := fl.Field().Bytes()
+			if len(b) > MaxMetadataBytes || !json.Valid(b) {
+				return false
+			}
+			var obj map[string]json.RawMessage
+			return json.Unmarshal(b, &obj) == nil
+		},
+	}
+	for tag, fn := range custom {
+		if err := v.RegisterValidation(tag, fn); err != nil {
+			panic(err) // a programming error in the table above
+		}
+	}
+	return v
+})
+
+func message(fe validator.FieldError) string {
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "escrowid":
+		return "must be 1-64 characters of letters, digits, '-', '_' or '.'"
+	case "paymentintent":
+		return "must be a Stripe PaymentIntent ID (pi_…)"
+	case "email":
+		return "must be a valid e-mail address"
+	case "noheaderbreak":
+		return "must not contain line breaks or control characters"
+	case "bodytext":
+		return "must not contain control characters"
+	case "iso4217":
+		return "must be an upper-case ISO 4217 currency code"
+	case "escrowstatus":
+		return "must be one of " + strings.Join(statuses, ", ")
+	case "rfc3339":
+		return "must be an RFC 3339 timestamp"
+	case "metadata":
+		return fmt.Sprintf("must be a JSON object of at most %d bytes", MaxMetadataBytes)
+	case "oneof":
+		return "must be one of " + strings.ReplaceAll(fe.Param(), " ", ", ")
+	case "nefield":
+		return "must differ from " + lowerFirst(fe.Param())
+	case "gt":
+		return "must be greater than " + fe.Param()
+	case "gte":
+		return "must be at least " + fe.Param()
+	case "lte":
+		return "must be at most " + fe.Param()
+	case "max":
+		return "must be at most " + fe.Param() + " characters"
+	}
+	return "failed " + fe.Tag()
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
+}

@@ -1,0 +1,45 @@
+package tasks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// MaxRetry is the retry budget of every job: one attempt plus three retries.
+const MaxRetry = 3
+
+// Schedule is the pause before retry 1, 2 and 3.
+var schedule = [MaxRetry]time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
+
+// RetryAfterError is a transient failure whose peer asked for a pause
+// (an HTTP Retry-After). A pause longer than the schedule's is honoured.
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+// RetryAfter wraps err with the peer's requested pause.
+func RetryAfter(d time.Duration, err error) error { return &RetryAfterError{After: d, Err: err} }
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
+}
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryDelay is the pause after the failure of attempt n+1 (n retries so
+// far): 2 s, 4 s, 8 s, or the peer's Retry-After when it is longer.
+func RetryDelay(n int, err error) time.Duration {
+	d := schedule[min(max(n, 0), MaxRetry-1)]
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.After > d {
+		d = ra.After
+	}
+	return d
+}
+
+// IsPermanent reports whether err archives the job at once.
+func IsPermanent(err error) bool { return errors.Is(err, asynq.SkipRetry) }
