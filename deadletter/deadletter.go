@@ -100,3 +100,6 @@ func (l *File) List(_ context.Context, limit int) ([]Entry, error) {
 
 // Close closes the file.
 func (l *File) Close() error { return l.f.Close() }
+
+// Path is the file's path.
+func (l *File) Path() string { return l.path }

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/hibiken/asynq"
+	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
 // Adapters report failures with errors the worker understands:
@@ -92,5 +92,5 @@ type AuditSink interface {
 
 // Enqueuer enqueues follow-up jobs (the dispute fan-out). tasks.Client is one.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, t *asynq.Task) (string, error)
+	Enqueue(ctx context.Context, t *tasks.Task) (string, error)
 }

@@ -3,6 +3,7 @@ package payloads
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"regexp"
 	"strings"
 )
@@ -35,4 +36,16 @@ func MaskEmails(b []byte) []byte {
 // MaskEmailsString is MaskEmails for strings.
 func MaskEmailsString(s string) string {
 	return emailPattern.ReplaceAllStringFunc(s, MaskEmail)
+}
+
+// MaskedJSON masks the e-mail addresses in b and returns it as JSON: b
+// itself when it is JSON, else b as a JSON string (garbage that was put in a
+// queue still shows readably).
+func MaskedJSON(b []byte) json.RawMessage {
+	m := MaskEmails(b)
+	if json.Valid(m) {
+		return m
+	}
+	q, _ := json.Marshal(string(m))
+	return q
 }

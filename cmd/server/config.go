@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// config is the worker process's configuration, from the environment.
+type config struct {
+	redis           asynq.RedisConnOpt
+	concurrency     int
+	fetchLoops      int
+	pollInterval    time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+
+	deadLetterPath string
+	deadLetterDB   string
+
+	smtpURL, mailFrom, resendKey, resendBase string
+	stripeKey, stripeBase                    string
+	webhookFile                              string
+	webhookAllowPrivate                      bool
+	auditDB, auditPath                       string
+
+	scheduleFile         string
+	alertURL, alertToken string
+}
+
+// loadConfig reads the environment. Every error names its variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	var c config
+	var errs []error
+	var err error
+	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
+	c.concurrency = intVar(getenv, "WORKER_CONCURRENCY", 50, 1, 10000, &errs)
+	c.fetchLoops = intVar(getenv, "WORKER_FETCH_LOOPS", 4, 1, 64, &errs)
+	c.pollInterval = durationVar(getenv, "WORKER_POLL_INTERVAL", 10*time.Millisecond, &errs)
+	c.shutdownTimeout = durationVar(getenv, "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, &errs)
+	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
+
+	c.deadLetterPath = or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")
+	c.deadLetterDB = or(getenv("DEAD_LETTER_DATABASE_URL"), getenv("AUDIT_DATABASE_URL"))
+
+	c.smtpURL, c.mailFrom = getenv("SMTP_URL"), getenv("MAIL_FROM")
+	c.resendKey, c.resendBase = getenv("RESEND_API_KEY"), getenv("RESEND_API_BASE")
+	switch {
+	case c.smtpURL == "" && c.resendKey == "":
+		errs = append(errs, errors.New("SMTP_URL or RESEND_API_KEY is required to send e-mail (run with -dev to log e-mails instead)"))
+	case c.mailFrom == "":
+		errs = append(errs, errors.New("MAIL_FROM is required (the sender address of customer e-mails)"))
+	}
+	c.stripeKey, c.stripeBase = getenv("STRIPE_SECRET_KEY"), getenv("STRIPE_API_BASE")
+	if c.stripeKey == "" {
+		errs = append(errs, errors.New("STRIPE_SECRET_KEY is required for stripe_capture_payment and stripe_refund_payment"))
+	}
+	c.webhookFile = getenv("WEBHOOK_ENDPOINTS_FILE")
+	if c.webhookFile == "" {
+		errs = append(errs, errors.New("WEBHOOK_ENDPOINTS_FILE is required (the partner registry: partnerId → url, secret)"))
+	}
+	c.webhookAllowPrivate = boolVar(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
+	c.auditDB = getenv("AUDIT_DATABASE_URL")
+	c.auditPath = or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
+
+	c.scheduleFile = getenv("SCHEDULE_FILE")
+	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
+	return c, errors.Join(errs...)
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func intVar(getenv func(string) string, name string, def, lo, hi int, errs *[]error) int {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, v, lo, hi))
+		return def
+	}
+	return n
+}
+
+func durationVar(getenv func(string) string, name string, def time.Duration, errs *[]error) time.Duration {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want a positive duration such as 10ms or 25s", name, v))
+		return def
+	}
+	return d
+}
+
+func boolVar(getenv func(string) string, name string, errs *[]error) bool {
+	v := getenv(name)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", name, v))
+	}
+	return b
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/devmode"
+	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
+	"github.com/hibiken/asynq"
+)
+
+const devBanner = `
+  ┌─────────────────────────────────────────────────────────────────────┐
+  │ escrowjobs -dev: IN-MEMORY STORE, NOTHING SURVIVES A RESTART.        │
+  │ E-mails, Stripe calls, webhooks and audit events are only logged.    │
+  └─────────────────────────────────────────────────────────────────────┘
+`
+
+// runDev runs the worker against an embedded store with log adapters.
+func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+	store, err := devmode.StartStore(f.devRedisAddr)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	redisOpt := asynq.RedisClientOpt{Addr: store.Addr()}
+
+	dir, err := os.MkdirTemp("", "escrowjobs-dev-")
+	if err != nil {
+		return fmt.Errorf("dev: temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	dl, err := deadletter.OpenFile(filepath.Join(dir, "dead-letters.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer dl.Close()
+
+	client := tasks.NewClient(redisOpt)
+	defer client.Close()
+	mux, err := handlers.NewServeMux(handlers.Deps{
+		Mailer: devmode.Mailer{Log: log}, Payments: devmode.Payments{Log: log}, Sender: devmode.Sender{Log: log},
+		Audit: devmode.Audit{Log: log}, Enqueuer: client, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{Redis: redisOpt, DeadLetters: dl, Logger: log, ShutdownTimeout: 5 * time.Second}, mux)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Shutdown()
+
+	fmt.Fprint(stdout, devBanner)
+	fmt.Fprintf(stdout, "\n  export REDIS_URL=%s   # for jobctl and the monitor\n", store.URL())
+	fmt.Fprintf(stdout, "  dead letters: %s (deleted on exit)\n\n", dl.Path())
+	log.Warn("dev mode: in-memory store, nothing survives a restart", "redis_url", store.URL())
+
+	if f.demo {
+		go devmode.RunDemo(ctx, client, 2*time.Second, log)
+	}
+	<-ctx.Done()
+	return nil
+}

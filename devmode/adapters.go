@@ -1,0 +1,87 @@
+package devmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/hibiken/asynq"
+)
+
+// Demo failure markers: the dev adapters fail on purpose for these, so
+// retries and dead letters show up in the monitor.
+const (
+	// FailTransient in a PaymentIntent ID or partner ID fails every attempt
+	// transiently: the job is retried three times, then archived.
+	FailTransient = "flaky"
+	// FailPermanent in a PaymentIntent ID or partner ID fails permanently:
+	// the job is archived after one attempt.
+	FailPermanent = "declined"
+)
+
+var errDemo = errors.New("demo failure")
+
+func demoFailure(id string) error {
+	switch {
+	case strings.Contains(id, FailPermanent):
+		return fmt.Errorf("%w: %s is marked %q: %w", errDemo, id, FailPermanent, asynq.SkipRetry)
+	case strings.Contains(id, FailTransient):
+		return fmt.Errorf("%w: %s is marked %q (transient)", errDemo, id, FailTransient)
+	}
+	return nil
+}
+
+// Mailer logs the e-mail it would send, recipient masked.
+type Mailer struct{ Log *slog.Logger }
+
+// SendMail logs m.
+func (m Mailer) SendMail(ctx context.Context, mail handlers.Mail) error {
+	m.Log.InfoContext(ctx, "dev: would send e-mail", "task_id", mail.ID, "kind", mail.Data.TaskType(), "to", payloads.MaskEmail(mail.To))
+	return nil
+}
+
+// Payments logs the capture or refund it would make.
+type Payments struct{ Log *slog.Logger }
+
+// Capture logs c and pretends it succeeded (or fails for demo markers).
+func (p Payments) Capture(ctx context.Context, c handlers.Capture) (handlers.PaymentResult, error) {
+	if err := demoFailure(c.PaymentIntentID); err != nil {
+		return handlers.PaymentResult{}, err
+	}
+	p.Log.InfoContext(ctx, "dev: would capture", "payment_intent", c.PaymentIntentID, "amount", c.Amount, "idempotency_key", c.IdempotencyKey)
+	return handlers.PaymentResult{ID: "ch_dev_" + c.PaymentIntentID, Status: "succeeded"}, nil
+}
+
+// Refund logs r and pretends it succeeded (or fails for demo markers).
+func (p Payments) Refund(ctx context.Context, r handlers.Refund) (handlers.PaymentResult, error) {
+	if err := demoFailure(r.PaymentIntentID); err != nil {
+		return handlers.PaymentResult{}, err
+	}
+	p.Log.InfoContext(ctx, "dev: would refund", "payment_intent", r.PaymentIntentID, "amount", r.Amount, "idempotency_key", r.IdempotencyKey)
+	return handlers.PaymentResult{ID: "re_dev_" + r.PaymentIntentID, Status: "succeeded"}, nil
+}
+
+// Sender logs the webhook it would send.
+type Sender struct{ Log *slog.Logger }
+
+// Send logs d (or fails for demo markers).
+func (s Sender) Send(ctx context.Context, d handlers.Delivery) error {
+	if err := demoFailure(d.PartnerID); err != nil {
+		return err
+	}
+	s.Log.InfoContext(ctx, "dev: would send webhook", "webhook_id", d.ID, "partner", d.PartnerID, "bytes", len(d.Body))
+	return nil
+}
+
+// Audit logs the audit event it would store.
+type Audit struct{ Log *slog.Logger }
+
+// WriteAudit logs e.
+func (a Audit) WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error {
+	a.Log.InfoContext(ctx, "dev: would store audit event", "event_id", e.EventID, "action", e.Action, "actor", e.Actor)
+	return nil
+}

@@ -1,0 +1,253 @@
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrNotFound is returned when no job has the given ID.
+var ErrNotFound = errors.New("job not found")
+
+// ErrNotArchived is returned by Requeue for a job that is not archived.
+var ErrNotArchived = errors.New("job is not archived")
+
+// Inspector reads job state and repairs dead letters, over asynq's Inspector.
+type Inspector struct {
+	rc redis.UniversalClient
+	i  *asynq.Inspector
+	c  *asynq.Client
+}
+
+// NewInspector connects to Redis. Close it when done.
+func NewInspector(r asynq.RedisConnOpt) *Inspector {
+	rc := r.MakeRedisClient().(redis.UniversalClient)
+	return &Inspector{rc: rc, i: asynq.NewInspectorFromRedisClient(rc), c: asynq.NewClientFromRedisClient(rc)}
+}
+
+// Close closes the connection to Redis.
+func (in *Inspector) Close() error { return in.rc.Close() }
+
+// Asynq returns the underlying asynq Inspector.
+func (in *Inspector) Asynq() *asynq.Inspector { return in.i }
+
+// Job is the state of one job, in the JSON shape of the HTTP API.
+type Job struct {
+	ID    string `json:"id"`
+	Type  string `json:"type"`
+	Queue string `json:"queue"`
+	// State is asynq's: pending, active, scheduled, retry, archived, completed.
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	MaxRetry int    `json:"maxRetry"`
+	// LastError has e-mail addresses masked.
+	LastError     string     `json:"lastError,omitempty"`
+	LastFailedAt  *time.Time `json:"lastFailedAt,omitempty"`
+	NextProcessAt *time.Time `json:"nextProcessAt,omitempty"`
+	CompletedAt   *time.Time `json:"completedAt,omitempty"`
+	// Payload has e-mail addresses masked.
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// Result is what the handler wrote (e.g. the Stripe charge ID).
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+func jobFrom(t *asynq.TaskInfo) Job {
+	attempts := t.Retried
+	switch t.State {
+	case asynq.TaskStateActive, asynq.TaskStateArchived, asynq.TaskStateCompleted:
+		attempts++
+	}
+	j := Job{
+		ID: t.ID, Type: t.Type, Queue: t.Queue, State: t.State.String(),
+		Attempts: attempts, MaxRetry: t.MaxRetry, LastError: payloads.MaskEmailsString(t.LastErr),
+		LastFailedAt: timePtr(t.LastFailedAt), NextProcessAt: timePtr(t.NextProcessAt), CompletedAt: timePtr(t.CompletedAt),
+		Payload: payloads.MaskedJSON(t.Payload),
+	}
+	if len(t.Result) > 0 {
+		j.Result = payloads.MaskedJSON(t.Result)
+	}
+	return j
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+
+// queuesFor lists the queues to look in for id: the queue of its type
+// first, then every other known queue.
+func (in *Inspector) queuesFor(id string) []string {
+	var qs []string
+	if typ, _, ok := strings.Cut(id, ":"); ok {
+		if k, err := Lookup(typ); err == nil {
+			qs = append(qs, k.Queue)
+		}
+	}
+	all, _ := in.i.Queues()
+	for _, q := range append([]string{payloads.QueueCritical, payloads.QueueDefault, payloads.QueueLow}, all...) {
+		if !slices.Contains(qs, q) {
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
+func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
+	for _, q := range in.queuesFor(id) {
+		t, err := in.i.GetTaskInfo(q, id)
+		if err == nil {
+			return t, nil
+		}
+		if !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return nil, fmt.Errorf("job %s: %w", id, err)
+		}
+	}
+	return nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
+}
+
+// Status returns the state of the job with the given ID.
+func (in *Inspector) Status(id string) (Job, error) {
+	t, err := in.find(id)
+	if err != nil {
+		return Job{}, err
+	}
+	return jobFrom(t), nil
+}
+
+// QueueStats is one queue's counts, in the JSON shape of the HTTP API.
+type QueueStats struct {
+	Queue     string `json:"queue"`
+	Size      int    `json:"size"`
+	Pending   int    `json:"pending"`
+	Active    int    `json:"active"`
+	Scheduled int    `json:"scheduled"`
+	Retry     int    `json:"retry"`
+	Archived  int    `json:"archived"`
+	Completed int    `json:"completed"`
+	// ProcessedToday and FailedToday count today's outcomes (UTC).
+	ProcessedToday int  `json:"processedToday"`
+	FailedToday    int  `json:"failedToday"`
+	ProcessedTotal int  `json:"processedTotal"`
+	FailedTotal    int  `json:"failedTotal"`
+	Paused         bool `json:"paused"`
+	// LatencyMS is the age of the oldest pending job.
+	LatencyMS   int64 `json:"latencyMs"`
+	MemoryBytes int64 `json:"memoryBytes"`
+}
+
+// Stats returns the counts of the three standard queues and any other queue
+// Redis knows.
+func (in *Inspector) Stats() ([]QueueStats, error) {
+	known, err := in.i.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("stats: list queues: %w", err)
+	}
+	var out []QueueStats
+	for _, q := range mergeQueues(known) {
+		qi, err := in.i.GetQueueInfo(q)
+		if errors.Is(err, asynq.ErrQueueNotFound) || (err != nil && strings.Contains(err.Error(), "does not exist")) {
+			out = append(out, QueueStats{Queue: q})
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stats: queue %s: %w", q, err)
+		}
+		out = append(out, QueueStats{
+			Queue: q, Size: qi.Size, Pending: qi.Pending, Active: qi.Active, Scheduled: qi.Scheduled,
+			Retry: qi.Retry, Archived: qi.Archived, Completed: qi.Completed,
+			ProcessedToday: qi.Processed, FailedToday: qi.Failed, ProcessedTotal: qi.ProcessedTotal, FailedTotal: qi.FailedTotal,
+			Paused: qi.Paused, LatencyMS: qi.Latency.Milliseconds(), MemoryBytes: qi.MemoryUsage,
+		})
+	}
+	return out, nil
+}
+
+func mergeQueues(known []string) []string {
+	qs := []string{payloads.QueueCritical, payloads.QueueDefault, payloads.QueueLow}
+	for _, q := range known {
+		if !slices.Contains(qs, q) {
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
+// DeadLetters lists up to limit archived jobs of all queues, most recently
+// failed first. These are the jobs Requeue can bring back.
+func (in *Inspector) DeadLetters(limit int) ([]Job, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	known, err := in.i.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: list queues: %w", err)
+	}
+	var out []Job
+	for _, q := range known {
+		// asynq lists the archive newest first; a page of limit per queue
+		// is enough to merge the newest limit overall.
+		ts, err := in.i.ListArchivedTasks(q, asynq.PageSize(limit))
+		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+			return nil, fmt.Errorf("dead letters: queue %s: %w", q, err)
+		}
+		for _, t := range ts {
+			out = append(out, jobFrom(t))
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Job) int {
+		return lastFailed(b).Compare(lastFailed(a))
+	})
+	return out[:min(limit, len(out))], nil
+}
+
+func lastFailed(j Job) time.Time {
+	if j.LastFailedAt == nil {
+		return time.Time{}
+	}
+	return *j.LastFailedAt
+}
+
+// Requeue brings an archived job back with its full retry budget (one
+// attempt plus three retries) under the same ID. asynq's own "run" keeps the
+// spent budget and so gives a single attempt; Requeue instead deletes the
+// archived copy and enqueues a fresh one with the same ID, payload, queue,
+// timeout and retention.
+func (in *Inspector) Requeue(id string) (Job, error) {
+	t, err := in.find(id)
+	if err != nil {
+		return Job{}, fmt.Errorf("requeue: %w", err)
+	}
+	if t.State != asynq.TaskStateArchived {
+		return Job{}, fmt.Errorf("requeue %s: state is %s: %w", id, t.State, ErrNotArchived)
+	}
+	opts := []asynq.Option{asynq.TaskID(t.ID), asynq.Queue(t.Queue), asynq.MaxRetry(MaxRetry), asynq.Retention(Retention)}
+	if t.Timeout > 0 {
+		opts = append(opts, asynq.Timeout(t.Timeout))
+	}
+	if !t.Deadline.IsZero() && t.Deadline.After(time.Now()) {
+		opts = append(opts, asynq.Deadline(t.Deadline))
+	}
+	fresh := asynq.NewTaskWithHeaders(t.Type, t.Payload, t.Headers, opts...)
+	if err := in.i.DeleteTask(t.Queue, t.ID); err != nil {
+		return Job{}, fmt.Errorf("requeue %s: remove archived copy: %w", id, err)
+	}
+	var enqErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, enqErr = in.c.Enqueue(fresh); enqErr == nil {
+			return in.Status(id)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return Job{}, fmt.Errorf("requeue %s: archived copy removed but enqueue failed (its payload is in the dead-letter log): %w", id, enqErr)
+}

@@ -1,0 +1,143 @@
+package tasks
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/hibiken/asynq"
+)
+
+// Retention keeps a completed job (and so its ID) for an hour: a duplicate
+// enqueue within that window is refused.
+const Retention = time.Hour
+
+// Payload is implemented by the nine payloads of package payloads.
+type Payload = payloads.Payload
+
+// Task is a job ready to enqueue: the asynq task with its defaults applied,
+// and the job ID it will have.
+type Task struct {
+	*asynq.Task
+	// ID is "<type>:<dedupe key>".
+	ID string
+	// Queue is the queue it will be processed from.
+	Queue string
+}
+
+// Option changes how one job is built.
+type Option func(*options)
+
+type options struct {
+	dedupeKey string
+	processAt time.Time
+	processIn time.Duration
+}
+
+// DedupeKey replaces the type's default dedupe key (the seed's style:
+// DedupeKey("escrow-esc-123-release")). The job ID is "<type>:<key>".
+func DedupeKey(k string) Option { return func(o *options) { o.dedupeKey = k } }
+
+// ProcessIn delays the first attempt by d.
+func ProcessIn(d time.Duration) Option { return func(o *options) { o.processIn = d } }
+
+// ProcessAt delays the first attempt until t.
+func ProcessAt(t time.Time) Option { return func(o *options) { o.processAt = t } }
+
+var dedupeKeyPattern = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
+
+// ID is the job ID of payload p under dedupe key key ("" for the default).
+func ID(p Payload, key string) string {
+	if key == "" {
+		key = p.DedupeKey()
+	}
+	return p.TaskType() + ":" + key
+}
+
+// New validates p, encodes it and returns the task with the type's defaults:
+// its queue and timeout, MaxRetry 3, one hour of retention and the job ID
+// "<type>:<dedupe key>". A bad payload returns a *payloads.ValidationError
+// naming every bad field.
+func New[P Payload](p P, opts ...Option) (*Task, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := payloads.Validate(p); err != nil {
+		return nil, err
+	}
+	if o.dedupeKey != "" && !dedupeKeyPattern.MatchString(o.dedupeKey) {
+		return nil, &payloads.ValidationError{TaskType: p.TaskType(), Fields: []payloads.FieldError{{
+			Field: "dedupeKey", Message: "must be 1-200 characters of letters, digits, '-', '_', '.' or ':'"}}}
+	}
+	if o.processIn < 0 {
+		return nil, &payloads.ValidationError{TaskType: p.TaskType(), Fields: []payloads.FieldError{{
+			Field: "processIn", Message: "must not be negative"}}}
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", p.TaskType(), err)
+	}
+	id := ID(p, o.dedupeKey)
+	aopts := []asynq.Option{
+		asynq.TaskID(id),
+		asynq.Queue(p.Queue()),
+		asynq.Timeout(p.Timeout()),
+		asynq.MaxRetry(MaxRetry),
+		asynq.Retention(Retention),
+	}
+	switch {
+	case !o.processAt.IsZero():
+		aopts = append(aopts, asynq.ProcessAt(o.processAt))
+	case o.processIn > 0:
+		aopts = append(aopts, asynq.ProcessIn(o.processIn))
+	}
+	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: p.Queue()}, nil
+}
+
+// NewSendReleaseEmailTask builds a send_release_email job.
+func NewSendReleaseEmailTask(p payloads.SendReleaseEmail, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewSendRefundEmailTask builds a send_refund_email job.
+func NewSendRefundEmailTask(p payloads.SendRefundEmail, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewSendDisputeEmailTask builds a send_dispute_email job.
+func NewSendDisputeEmailTask(p payloads.SendDisputeEmail, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewSendPaymentConfirmedEmailTask builds a send_payment_confirmed_email job.
+func NewSendPaymentConfirmedEmailTask(p payloads.SendPaymentConfirmedEmail, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewStripeCapturePaymentTask builds a stripe_capture_payment job.
+func NewStripeCapturePaymentTask(p payloads.StripeCapturePayment, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewStripeRefundPaymentTask builds a stripe_refund_payment job.
+func NewStripeRefundPaymentTask(p payloads.StripeRefundPayment, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewWebhookEscrowStatusChangedTask builds a webhook_escrow_status_changed job.
+func NewWebhookEscrowStatusChangedTask(p payloads.WebhookEscrowStatusChanged, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewNotifyDisputeResolvedTask builds a notify_dispute_resolved job.
+func NewNotifyDisputeResolvedTask(p payloads.NotifyDisputeResolved, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}
+
+// NewAuditLogCreatedTask builds an audit_log_created job.
+func NewAuditLogCreatedTask(p payloads.AuditLogCreated, opts ...Option) (*Task, error) {
+	return New(p, opts...)
+}

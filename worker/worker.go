@@ -1,0 +1,246 @@
+// Package worker runs the asynq servers that process escrow jobs.
+//
+// One Worker is one process's share of the work: FetchLoops asynq.Servers
+// sharing one Redis connection pool and dividing Concurrency between them
+// (asynq fetches one job per Redis round trip per server, so several fetch
+// loops process more than one server with the same total concurrency).
+// Only the first loop polls empty queues fast (PollInterval); the others
+// poll once a second, so an idle process stays cheap for Redis however many
+// loops it runs.
+//
+// The worker adds to asynq what payment side effects need:
+//
+//   - Exact retry timing. asynq stores retry times in whole seconds; the
+//     worker records the precise time a retry is due and holds the retry
+//     until then, so retries run 2 s, 4 s and 8 s after each failure, never
+//     early and only milliseconds late (or after the peer's Retry-After).
+//   - Durable dead letters. Every job asynq archives (retries exhausted or a
+//     permanent failure) is also written to a deadletter.Log.
+//   - Logs with task_type, task_id, queue and attempt, e-mails masked.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config.
+const (
+	DefaultConcurrency     = 50
+	DefaultFetchLoops      = 4
+	DefaultPollInterval    = 10 * time.Millisecond
+	DefaultShutdownTimeout = 25 * time.Second
+	// forwardInterval is how often the first loop moves due scheduled and
+	// retry jobs to pending. The retry gate makes retries exact regardless.
+	forwardInterval = 250 * time.Millisecond
+)
+
+// Queues are the queue weights: critical 6, default 3, low 1.
+func Queues() map[string]int {
+	return map[string]int{payloads.QueueCritical: 6, payloads.QueueDefault: 3, payloads.QueueLow: 1}
+}
+
+// Config configures a Worker.
+type Config struct {
+	Redis asynq.RedisConnOpt
+	// Concurrency is the total number of jobs processed at once.
+	Concurrency int
+	// FetchLoops is the number of asynq servers sharing Concurrency.
+	FetchLoops int
+	// PollInterval is how often the first loop polls empty queues.
+	PollInterval time.Duration
+	// ShutdownTimeout bounds how long in-flight jobs may run after Shutdown;
+	// unfinished ones go back to the queue.
+	ShutdownTimeout time.Duration
+	// Queues overrides the queue weights (nil: Queues()).
+	Queues map[string]int
+	// DeadLetters receives every archived job. Required.
+	DeadLetters deadletter.Log
+	// Logger is required.
+	Logger *slog.Logger
+}
+
+// Worker processes jobs until Shutdown.
+type Worker struct {
+	cfg     Config
+	rc      redis.UniversalClient
+	servers []*asynq.Server
+	handler asynq.Handler
+	once    sync.Once
+}
+
+// New prepares a worker that processes jobs with h (handlers.NewServeMux).
+func New(cfg Config, h asynq.Handler) (*Worker, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("worker: no Redis connection configured")
+	}
+	if cfg.DeadLetters == nil {
+		return nil, errors.New("worker: no dead-letter log configured")
+	}
+	if cfg.Logger == nil {
+		return nil, errors.New("worker: no logger configured")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.FetchLoops <= 0 {
+		cfg.FetchLoops = DefaultFetchLoops
+	}
+	cfg.FetchLoops = min(cfg.FetchLoops, cfg.Concurrency)
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Queues == nil {
+		cfg.Queues = Queues()
+	}
+	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("worker: Redis option does not make a go-redis client")
+	}
+	w := &Worker{cfg: cfg, rc: rc}
+	w.handler = w.retryGate(h)
+	for i := 0; i < cfg.FetchLoops; i++ {
+		n := cfg.Concurrency / cfg.FetchLoops
+		if i < cfg.Concurrency%cfg.FetchLoops {
+			n++
+		}
+		c := asynq.Config{
+			Concurrency:     n,
+			Queues:          cfg.Queues,
+			RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return tasks.RetryDelay(n, err) },
+			ErrorHandler:    asynq.ErrorHandlerFunc(w.handleError),
+			Logger:          asynqLogger{l: cfg.Logger.With("component", "asynq")},
+			LogLevel:        asynq.WarnLevel,
+			ShutdownTimeout: cfg.ShutdownTimeout,
+			// Only the first loop polls fast and forwards often.
+			TaskCheckInterval:        time.Second,
+			DelayedTaskCheckInterval: 5 * time.Second,
+		}
+		if i == 0 {
+			c.TaskCheckInterval = cfg.PollInterval
+			c.DelayedTaskCheckInterval = forwardInterval
+		}
+		w.servers = append(w.servers, asynq.NewServerFromRedisClient(rc, c))
+	}
+	return w, nil
+}
+
+// Start starts every fetch loop.
+func (w *Worker) Start() error {
+	for i, s := range w.servers {
+		if err := s.Start(w.handler); err != nil {
+			for _, started := range w.servers[:i] {
+				started.Shutdown()
+			}
+			return fmt.Errorf("worker: start fetch loop %d: %w", i, err)
+		}
+	}
+	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "fetch_loops", len(w.servers), "queues", w.cfg.Queues)
+	return nil
+}
+
+// Shutdown stops taking jobs, waits up to ShutdownTimeout for in-flight
+// ones and returns the rest to their queues. It is safe to call twice.
+func (w *Worker) Shutdown() {
+	w.once.Do(func() {
+		var wg sync.WaitGroup
+		for _, s := range w.servers {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.Shutdown() }()
+		}
+		wg.Wait()
+		_ = w.rc.Close()
+		w.cfg.Logger.Info("worker stopped")
+	})
+}
+
+// Run starts the worker, blocks until ctx is done, then shuts down.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Shutdown()
+	return nil
+}
+
+func retryKey(id string) string { return "escrowjobs:retry-at:" + id }
+
+// handleError runs after every failed attempt, before asynq schedules the
+// retry or archives the job.
+func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
+	ctx = context.WithoutCancel(ctx)
+	id, _ := asynq.GetTaskID(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	queue, _ := asynq.GetQueueName(ctx)
+	attrs := handlers.TaskAttrs(ctx, t.Type())
+	if errors.Is(err, asynq.RevokeTask) {
+		return
+	}
+	permanent := errors.Is(err, asynq.SkipRetry)
+	if permanent || retried >= maxRetry {
+		e := deadletter.Entry{
+			ID: id, Type: t.Type(), Queue: queue, Payload: maskedPayload(t.Payload()),
+			LastError: payloads.MaskEmailsString(err.Error()), Attempts: retried + 1, Permanent: permanent,
+			ArchivedAt: time.Now().UTC(),
+		}
+		if derr := w.cfg.DeadLetters.Record(ctx, e); derr != nil {
+			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter log write failed; the job is still in asynq's archive",
+				append(attrs, slog.String("error", derr.Error()))...)
+		}
+		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived", append(attrs,
+			slog.Bool("permanent", permanent), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+		return
+	}
+	due := time.Now().Add(tasks.RetryDelay(retried, err))
+	if serr := w.rc.Set(ctx, retryKey(id), strconv.FormatInt(due.UnixNano(), 10), time.Until(due)+time.Hour).Err(); serr != nil {
+		w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "could not record retry time; the retry may run up to 1 s early",
+			append(attrs, slog.String("error", serr.Error()))...)
+	}
+}
+
+// retryGate holds a retry until the exact time handleError recorded for it:
+// asynq releases retries at whole seconds, up to a second early.
+func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
+			id, _ := asynq.GetTaskID(ctx)
+			if v, err := w.rc.Get(ctx, retryKey(id)).Result(); err == nil {
+				if ns, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+					if wait := time.Until(time.Unix(0, ns)); wait > 0 {
+						timer := time.NewTimer(wait)
+						select {
+						case <-timer.C:
+						case <-ctx.Done():
+							timer.Stop()
+							return ctx.Err()
+						}
+					}
+				}
+			}
+		}
+		return next.ProcessTask(ctx, t)
+	})
+}
+
+// maskedPayload is the payload as the dead-letter log keeps it: e-mails
+// masked, and cut at MaxPayloadBytes (an oversized payload is garbage).
+func maskedPayload(b []byte) []byte {
+	return payloads.MaskedJSON(b[:min(len(b), handlers.MaxPayloadBytes)])
+}
