@@ -1,0 +1,61 @@
+// Package tasks builds, enqueues and inspects escrow side-effect jobs.
+//
+// # The nine types
+//
+// Each job type is named by its payload (package payloads), the only place
+// its task type string is written:
+//
+//	send_release_email             default   escrow-<tx>-release-<recipient hash>
+//	send_refund_email              default   escrow-<tx>-refund-<recipient hash>
+//	send_dispute_email             default   dispute-<disputeId>-<recipient hash>
+//	send_payment_confirmed_email   default   payment-<paymentIntentId>-<recipient hash>
+//	stripe_capture_payment         critical  capture-<paymentIntentId>
+//	stripe_refund_payment          critical  refund-<paymentIntentId>-<amount or full>
+//	webhook_escrow_status_changed  default   event-<eventId>
+//	notify_dispute_resolved        default   dispute-<disputeId>-resolved
+//	audit_log_created              low       audit-<eventId>
+//
+// The columns are the queue (weights critical 6, default 3, low 1) and the
+// default dedupe key. The recipient hash is payloads.RecipientHash: no raw
+// e-mail address is ever part of a job ID.
+//
+// # Building
+//
+// One constructor per type (NewSendReleaseEmailTask … NewAuditLogCreatedTask)
+// wraps the generic [New]: validate the payload (a *payloads.ValidationError
+// names every bad field, and nothing is built), encode it as JSON, and apply
+// the type's defaults: queue, timeout, MaxRetry 3, one hour of retention and
+// the job ID. Code that handles types by name (the HTTP API, jobctl, the
+// scheduler) uses [FromJSON], which also rejects unknown fields.
+//
+// # Naming and dedupe
+//
+// A job's ID is "<type>:<dedupe key>", with the default key above or the
+// caller's ([DedupeKey]). asynq refuses a second job with the same ID while
+// the first is pending, scheduled, retrying, archived, or completed within
+// its one-hour retention: [Client.Enqueue] then returns the existing ID and
+// an error that errors.Is [ErrDuplicate]. (asynq.Unique would release its
+// lock on success, so a replay right after completion would run twice.)
+//
+// # Retries
+//
+// Every job gets one attempt plus three retries ([MaxRetry]), 2 s, 4 s and
+// 8 s after each failure ([RetryDelay]), then it is archived and written to
+// the durable dead-letter log. A peer's Retry-After longer than the
+// schedule is honoured ([RetryAfter]). A failure that wraps asynq.SkipRetry
+// is permanent: the job is archived at once. The worker (package worker)
+// holds each retry until its exact due time, so retries are never early
+// although asynq stores retry times in whole seconds.
+//
+// # Enqueueing
+//
+// [Client.Enqueue] gives up after [EnqueueTimeout] (2 s) when the caller's
+// context has no earlier deadline, so a Redis outage returns an error and
+// never stalls the caller's request.
+//
+// # Inspecting and repairing
+//
+// [Inspector] finds any job by ID ([Inspector.Status]), counts queues
+// ([Inspector.Stats]), lists dead letters ([Inspector.DeadLetters]) and
+// requeues them with their full retry budget ([Inspector.Requeue]).
+package tasks
