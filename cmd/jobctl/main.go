@@ -1,0 +1,292 @@
+// Command jobctl is the operator CLI of the escrow background jobs: it
+// enqueues a job, shows a job's state, the queue counts and the dead letters
+// (archived jobs), and requeues a dead letter with its full retry budget.
+//
+// Usage:
+//
+//	jobctl [--json] <command> [flags] [args]
+//
+//	enqueue <type> --payload JSON|@file|- [--dedupe-key K] [--in 10s]
+//	status <id>
+//	stats
+//	dlq list [--limit N]
+//	dlq requeue <id>
+//	help
+//
+// The payload is inline JSON, @file to read it from a file, or - to read it
+// from standard input. It is validated before anything reaches Redis; a bad
+// payload fails with one line naming every bad field. A duplicate enqueue
+// (a job with the same ID is pending, scheduled, retrying, archived or
+// completed within the hour) prints the existing job's ID, says so on
+// standard error and exits 0.
+//
+// --json, before or after the command, prints the HTTP API's JSON shapes:
+// {"id": …} (plus "duplicate": true) for enqueue, the job for status and
+// dlq requeue, the list of queue counts for stats, the list of jobs for
+// dlq list. Without it the output is a table or "key: value" lines.
+// E-mail addresses are masked in everything shown.
+//
+// Redis is REDIS_URL (redis://, rediss://, redis-sentinel://) or
+// REDIS_CLUSTER_ADDRS (with REDIS_PASSWORD). An unreachable Redis is a
+// one-line error within about three seconds.
+//
+// Exit status: 0 on success (a duplicate enqueue included), 1 on an error,
+// 2 on a usage error. Errors are one line on standard error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// inspectTimeout bounds every read or repair through the Inspector (the
+// enqueue client has its own deadline, tasks.EnqueueTimeout).
+const inspectTimeout = 3 * time.Second
+
+func main() {
+	// go-redis logs every failed dial to os.Stderr; jobctl reports the
+	// failure itself, in one line.
+	redis.SetLogger(quietLogger{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// quietLogger drops go-redis's internal log lines.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// run is jobctl without the process: it returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{ctx: ctx, getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	err := c.dispatch(args)
+	if err == nil {
+		return 0
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "jobctl: %s (run 'jobctl help' for usage)\n", oneLine(redact(ue.msg, getenv)))
+		return 2
+	}
+	fmt.Fprintf(stderr, "jobctl: %s\n", oneLine(redact(err.Error(), getenv)))
+	return 1
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
+
+type cli struct {
+	ctx            context.Context
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	json           bool
+}
+
+// config is jobctl's configuration, read from the environment.
+type config struct {
+	redis asynq.RedisConnOpt
+}
+
+func (c *cli) config() (config, error) {
+	r, err := tasks.RedisFromEnv(c.getenv)
+	if err != nil {
+		return config{}, err
+	}
+	return config{redis: r}, nil
+}
+
+func (c *cli) dispatch(args []string) error {
+	global := c.flags("jobctl")
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c.usage()
+		}
+		return usagef("%v", err)
+	}
+	args = global.Args()
+	if len(args) == 0 {
+		return usagef("no command")
+	}
+	err := c.command(args[0], args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return c.usage()
+	}
+	return err
+}
+
+func (c *cli) command(cmd string, rest []string) error {
+	switch cmd {
+	case "enqueue":
+		return c.enqueue(rest)
+	case "status":
+		return c.status(rest)
+	case "stats":
+		return c.stats(rest)
+	case "dlq":
+		if len(rest) == 0 {
+			return usagef("dlq: want a subcommand: list or requeue")
+		}
+		switch rest[0] {
+		case "list":
+			return c.dlqList(rest[1:])
+		case "requeue":
+			return c.dlqRequeue(rest[1:])
+		case "help", "-h", "-help", "--help":
+			return c.usage()
+		}
+		return usagef("dlq: unknown subcommand %q: want list or requeue", rest[0])
+	case "help":
+		return c.usage()
+	}
+	return usagef("unknown command %q: want enqueue, status, stats, dlq or help", cmd)
+}
+
+// flags is a flag set for one command, with the global --json.
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.BoolVar(&c.json, "json", c.json, "print JSON in the HTTP API's shapes")
+	return fs
+}
+
+// parse parses flags and positional arguments in any order ("status ID
+// --json" as well as "status --json ID"); "--" ends the flags. It returns
+// the positional arguments, exactly want of them.
+func (c *cli) parse(fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < want:
+		return nil, usagef("%s: missing %s", fs.Name(), names)
+	case len(pos) > want && want == 0:
+		return nil, usagef("%s: takes no arguments, got %q", fs.Name(), strings.Join(pos, " "))
+	case len(pos) > want:
+		return nil, usagef("%s: want only %s, got extra %q", fs.Name(), names, strings.Join(pos[want:], " "))
+	}
+	return pos, nil
+}
+
+func (c *cli) usage() error {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, `jobctl operates the escrow background jobs (asynq on Redis).
+
+Usage:
+  jobctl [--json] <command> [flags] [args]
+
+Commands:
+  enqueue <type> --payload JSON|@file|- [--dedupe-key K] [--in 10s]
+    	validate and enqueue a job; prints its ID (a duplicate prints the existing ID)
+  status <id>	one job: state, attempts, last error, next run
+  stats	job counts per queue
+  dlq list [--limit N]	dead letters (archived jobs), latest failure first (default 50)
+  dlq requeue <id>	bring a dead letter back with its full retry budget
+  help	this text
+
+Flags:
+  --json	JSON in the HTTP API's shapes; before or after the command
+  --payload	inline JSON, @file to read a file, - to read standard input
+  --dedupe-key	replaces the type's default dedupe key; the job ID is <type>:<key>
+  --in	delay the first attempt (Go duration: 90s, 10m, 2h)
+
+Job types:
+`)
+	for _, k := range tasks.Kinds() {
+		fmt.Fprintf(tw, "  %s\t(%s queue)\n", k.Type, k.Queue)
+	}
+	fmt.Fprint(tw, `
+Environment:
+  REDIS_URL	redis://[:password@]host:port/db, rediss://…, redis-sentinel://…
+  REDIS_CLUSTER_ADDRS	host:port,host:port of a Redis Cluster (instead of REDIS_URL)
+  REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS
+
+Exit status: 0 ok (a duplicate enqueue too), 1 error, 2 usage error.
+`)
+	return tw.Flush()
+}
+
+// within runs f with the Inspector deadline: an unreachable Redis is an
+// error after inspectTimeout at the latest, never a hang.
+func within[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return zero, fmt.Errorf("%s: no answer from Redis within %s", what, inspectTimeout)
+		}
+		return zero, fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+}
+
+// oneLine folds a message onto one line.
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), " ")
+}
+
+// redact hides the Redis passwords of the environment in s.
+func redact(s string, getenv func(string) string) string {
+	var secrets []string
+	if u, err := url.Parse(strings.TrimSpace(getenv("REDIS_URL"))); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			secrets = append(secrets, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+	}
+	secrets = append(secrets, getenv("REDIS_PASSWORD"))
+	for _, p := range secrets {
+		if len(p) >= 3 {
+			s = strings.ReplaceAll(s, p, "xxxxx")
+		}
+	}
+	return s
+}
