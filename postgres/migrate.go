@@ -1,0 +1,58 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrateLock is the advisory lock key that serialises Migrate across
+// processes starting at the same time ("escrowjo" in ASCII).
+const migrateLock = 0x657363726f776a6f
+
+// schema is applied by Migrate. Every statement is idempotent.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS audit_events (
+		event_id       text        PRIMARY KEY,
+		actor          text        NOT NULL,
+		action         text        NOT NULL,
+		transaction_id text,
+		occurred_at    timestamptz NOT NULL,
+		metadata       jsonb,
+		recorded_at    timestamptz NOT NULL DEFAULT now()
+	)`,
+	`CREATE TABLE IF NOT EXISTS dead_letters (
+		id          bigserial   PRIMARY KEY,
+		job_id      text        NOT NULL,
+		type        text        NOT NULL,
+		queue       text        NOT NULL,
+		payload     jsonb,
+		last_error  text        NOT NULL,
+		attempts    integer     NOT NULL,
+		permanent   boolean     NOT NULL,
+		archived_at timestamptz NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS dead_letters_archived_at_idx ON dead_letters (archived_at)`,
+}
+
+// Migrate creates the tables and indexes that are absent, in one
+// transaction under an advisory lock, so that several processes may call it
+// at start-up at once. Calling it again changes nothing.
+func (db *DB) Migrate(ctx context.Context) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
+		return fmt.Errorf("postgres: migrate: lock: %w", err)
+	}
+	for _, stmt := range schema {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("postgres: migrate: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: commit: %w", err)
+	}
+	return nil
+}
