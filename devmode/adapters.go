@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/hibiken/asynq"
 )
 
@@ -32,15 +31,6 @@ func demoFailure(id string) error {
 	case strings.Contains(id, FailTransient):
 		return fmt.Errorf("%w: %s is marked %q (transient)", errDemo, id, FailTransient)
 	}
-	return nil
-}
-
-// Mailer logs the e-mail it would send, recipient masked.
-type Mailer struct{ Log *slog.Logger }
-
-// SendMail logs m.
-func (m Mailer) SendMail(ctx context.Context, mail handlers.Mail) error {
-	m.Log.InfoContext(ctx, "dev: would send e-mail", "task_id", mail.ID, "kind", mail.Data.TaskType(), "to", payloads.MaskEmail(mail.To))
 	return nil
 }
 
@@ -74,14 +64,5 @@ func (s Sender) Send(ctx context.Context, d handlers.Delivery) error {
 		return err
 	}
 	s.Log.InfoContext(ctx, "dev: would send webhook", "webhook_id", d.ID, "partner", d.PartnerID, "bytes", len(d.Body))
-	return nil
-}
-
-// Audit logs the audit event it would store.
-type Audit struct{ Log *slog.Logger }
-
-// WriteAudit logs e.
-func (a Audit) WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error {
-	a.Log.InfoContext(ctx, "dev: would store audit event", "event_id", e.EventID, "action", e.Action, "actor", e.Actor)
 	return nil
 }

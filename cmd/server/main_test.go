@@ -122,7 +122,7 @@ func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 	logs := errOut.String()
-	if !strings.Contains(logs, "dev: would send e-mail") || !strings.Contains(logs, "d***@example.com") {
+	if !strings.Contains(logs, "email not sent (dev mode)") || !strings.Contains(logs, "d***@example.com") {
 		t.Errorf("log lacks the masked dev e-mail line: %s", logs)
 	}
 	if strings.Contains(logs, "dev.user@example.com") {
