@@ -13,17 +13,19 @@ import (
 
 // DemoEvents returns the jobs of the n-th sample escrow event: a release,
 // refund, dispute, payment or resolution with its e-mails, Stripe call,
-// partner webhook and audit entry. Every fifth event carries a demo failure
+// partner webhook and audit entry. Three events in ten carry a demo failure
 // marker, so retries and dead letters show up.
 func DemoEvents(n int, now time.Time) ([]*tasks.Task, error) {
 	tx := fmt.Sprintf("esc-%04d", n)
 	pi := fmt.Sprintf("pi_demo%04d", n)
 	partner := "partner-acme"
-	switch n % 10 {
-	case 4:
+	switch n % 10 { // n%5 picks the event kind below; these land on kinds that use them
+	case 5: // a release whose capture keeps failing: three retries, then a dead letter
 		pi = fmt.Sprintf("pi_%s%04d", FailTransient, n)
-	case 9:
-		pi, partner = fmt.Sprintf("pi_%s%04d", FailPermanent, n), "partner-"+FailTransient
+	case 6: // a refund that is declined: a dead letter after one attempt
+		pi = fmt.Sprintf("pi_%s%04d", FailPermanent, n)
+	case 7: // a dispute whose partner webhook keeps failing
+		partner = "partner-" + FailTransient
 	}
 	at := now.UTC().Format(time.RFC3339)
 	buyer, seller := fmt.Sprintf("buyer%d@example.com", n), fmt.Sprintf("seller%d@example.com", n)
