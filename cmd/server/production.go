@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/audit"
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/postgres"
+	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -132,8 +132,29 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 
 var errNotWired = errors.New("not wired")
 
+// startScheduler runs the periodic jobs of SCHEDULE_FILE and the dead-letter
+// watchdog until stop is called. Every server process may run one: periodic
+// jobs are deduplicated by period, watchdog alerts by minute.
 func startScheduler(ctx context.Context, f flags, cfg config, log *slog.Logger) (stop func(), err error) {
-	return func() {}, nil
+	if f.noScheduler {
+		log.Info("scheduler disabled in this process (-no-scheduler)")
+		return func() {}, nil
+	}
+	var entries []scheduler.Entry
+	if cfg.scheduleFile != "" {
+		if entries, err = scheduler.LoadEntries(cfg.scheduleFile); err != nil {
+			return nil, fmt.Errorf("SCHEDULE_FILE: %w", err)
+		}
+	}
+	s, err := scheduler.New(scheduler.Config{
+		Redis: cfg.redis, Logger: log.With("component", "scheduler"), Entries: entries,
+		AlertURL: cfg.alertURL, AlertSecret: cfg.alertToken,
+	})
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(sctx) }()
+	return func() { cancel(); <-done }, nil
 }
-
-var _ = http.DefaultClient
