@@ -63,6 +63,11 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 		return err
 	}
 	defer w.Shutdown()
+	stopScheduler, err := startScheduler(ctx, f, config{redis: redisOpt}, log)
+	if err != nil {
+		return err
+	}
+	defer stopScheduler()
 
 	fmt.Fprint(stdout, devBanner)
 	fmt.Fprintf(stdout, "\n  export REDIS_URL=%s   # for jobctl and the monitor\n", store.URL())
