@@ -41,6 +41,10 @@ func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0), nor REDIS_CLUSTER_ADDRS")
 	}
+	if _, err := url.Parse(raw); err != nil {
+		// url.Parse's error repeats the whole URL, password included.
+		return nil, fmt.Errorf("REDIS_URL is not a valid URL (want redis://[:password@]host:port/db, rediss://…, redis-sentinel://host:port?master=NAME)")
+	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL %s: %v", RedactURL(raw), redactErr(err, raw))

@@ -84,6 +84,7 @@ func TestRedisFromEnvNamesTheVariable(t *testing.T) {
 		{map[string]string{}, "REDIS_URL is not set"},
 		{map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
 		{map[string]string{"REDIS_URL": "redis://:hunter2@127.0.0.1:1/abc"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "redis://:hunter2@[bad"}, "REDIS_URL"},
 		{map[string]string{"REDIS_CLUSTER_ADDRS": "a,b"}, "REDIS_CLUSTER_ADDRS"},
 	}
 	for _, c := range cases {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/devmode"
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
@@ -69,7 +71,25 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	}
 	defer stopScheduler()
 
+	mon, err := monitor.New(monitor.Config{RedisOpt: redisOpt, LoopbackNoAuth: true, Logger: log.With("component", "monitor")})
+	if err != nil {
+		return err
+	}
+	defer mon.Close()
+	ln, err := net.Listen("tcp", f.monitorAddr)
+	if err != nil {
+		return fmt.Errorf("dev: monitor on %s: %w (choose another with -monitor-addr)", f.monitorAddr, err)
+	}
+	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		ln.Close()
+		return fmt.Errorf("dev: -monitor-addr %s is not a loopback address; the dev monitor has no login", f.monitorAddr)
+	}
+	monitorDone := make(chan error, 1)
+	go func() { monitorDone <- mon.Serve(ctx, ln) }()
+	defer func() { <-monitorDone }()
+
 	fmt.Fprint(stdout, devBanner)
+	fmt.Fprintf(stdout, "\n  monitor: http://%s/monitor/   (API: http://%s/api/v1, no login on loopback)", ln.Addr(), ln.Addr())
 	fmt.Fprintf(stdout, "\n  export REDIS_URL=%s   # for jobctl and the monitor\n", store.URL())
 	fmt.Fprintf(stdout, "  dead letters: %s (deleted on exit)\n\n", dl.Path())
 	log.Warn("dev mode: in-memory store, nothing survives a restart", "redis_url", store.URL())

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -90,6 +91,17 @@ func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("stdout lacks %q: %q", want, out.String())
 		}
+	}
+	mon := regexp.MustCompile(`monitor: (http://\S+/monitor/)`).FindStringSubmatch(out.String())
+	if mon == nil {
+		t.Fatalf("no monitor URL printed: %q", out.String())
+	}
+	resp, err := http.Get(mon[1])
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: got %v %v, want 200", mon[1], resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
 	}
 	opt, err := asynq.ParseRedisURI(url)
 	if err != nil {

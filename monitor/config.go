@@ -1,0 +1,81 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/hibiken/asynq"
+)
+
+// MinTokenLength is the shortest API token accepted outside loopback mode
+// (e.g. `openssl rand -hex 32` gives 64 characters).
+const MinTokenLength = 32
+
+// MinPasswordLength is the shortest Basic-auth password accepted.
+const MinPasswordLength = 12
+
+// MaxBodyBytes bounds a request body; a larger one is answered 413.
+const MaxBodyBytes = 64 << 10
+
+// Config is what a Monitor needs. The comments name the environment
+// variables cmd/monitor reads them from; New's errors name them too.
+type Config struct {
+	// RedisOpt is the Redis of the queues (REDIS_URL or REDIS_CLUSTER_ADDRS).
+	RedisOpt asynq.RedisConnOpt
+	// APIToken is the bearer token of /api/v1 (JOB_PROCESSOR_SECRET_TOKEN),
+	// at least MinTokenLength characters.
+	APIToken string
+	// Username and Password guard /monitor/ with HTTP Basic auth
+	// (MONITOR_USERNAME, MONITOR_PASSWORD).
+	Username, Password string
+	// ReadOnly refuses every mutating request of the UI (MONITOR_READ_ONLY).
+	ReadOnly bool
+	// LoopbackNoAuth serves without the credentials that are not set, to
+	// loopback clients only (MONITOR_LOOPBACK_NO_AUTH, cmd/server -dev).
+	// Credentials that are set are still required.
+	LoopbackNoAuth bool
+	// Logger gets one line per request and every failure; nil discards.
+	Logger *slog.Logger
+}
+
+// Validate returns every problem of c at once, each naming its variable.
+// New calls it; a binary can call it first to report configuration errors
+// together with its own.
+func (c Config) Validate() error {
+	var errs []error
+	if c.RedisOpt == nil {
+		errs = append(errs, errors.New("monitor: Config.RedisOpt is required (REDIS_URL or REDIS_CLUSTER_ADDRS)"))
+	}
+	hint := "; or serve loopback only without it (-loopback-no-auth or MONITOR_LOOPBACK_NO_AUTH=true)"
+	if c.LoopbackNoAuth {
+		hint = ""
+	}
+	switch {
+	case c.Username == "" && c.Password == "" && c.LoopbackNoAuth:
+		// the UI is open to loopback clients
+	case c.Username == "":
+		errs = append(errs, fmt.Errorf("monitor: MONITOR_USERNAME is not set (the Basic-auth user of /monitor/)%s", hint))
+	case strings.ContainsAny(c.Username, ":\r\n"):
+		errs = append(errs, errors.New("monitor: MONITOR_USERNAME must not contain ':' or line breaks"))
+	}
+	switch {
+	case c.Username == "" && c.Password == "" && c.LoopbackNoAuth:
+	case c.Password == "":
+		errs = append(errs, fmt.Errorf("monitor: MONITOR_PASSWORD is not set (the Basic-auth password of /monitor/)%s", hint))
+	case len(c.Password) < MinPasswordLength:
+		errs = append(errs, fmt.Errorf("monitor: MONITOR_PASSWORD is too short: want at least %d characters", MinPasswordLength))
+	}
+	switch {
+	case c.APIToken == "" && c.LoopbackNoAuth:
+		// the API is open to loopback clients
+	case c.APIToken == "":
+		errs = append(errs, fmt.Errorf("monitor: JOB_PROCESSOR_SECRET_TOKEN is not set (the bearer token of /api/v1, at least %d characters, e.g. openssl rand -hex 32)%s", MinTokenLength, hint))
+	case len(c.APIToken) < MinTokenLength && !c.LoopbackNoAuth:
+		errs = append(errs, fmt.Errorf("monitor: JOB_PROCESSOR_SECRET_TOKEN is too short: want at least %d characters (e.g. openssl rand -hex 32)", MinTokenLength))
+	case strings.ContainsAny(c.APIToken, " \t\r\n"):
+		errs = append(errs, errors.New("monitor: JOB_PROCESSOR_SECRET_TOKEN must not contain spaces or line breaks"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,154 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynqmon"
+	"github.com/redis/go-redis/v9"
+)
+
+// Monitor is the asynqmon UI, the admin API, /healthz and /metrics as one
+// http.Handler. Build it with New, serve Handler, Close it when done.
+type Monitor struct {
+	cfg       Config
+	log       *slog.Logger
+	client    *tasks.Client
+	inspector *tasks.Inspector
+	rc        redis.UniversalClient
+	ui        *asynqmon.HTTPHandler
+	handler   http.Handler
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg and builds the monitor. Without credentials it returns an
+// error naming each missing variable (MONITOR_USERNAME, MONITOR_PASSWORD,
+// JOB_PROCESSOR_SECRET_TOKEN), unless cfg.LoopbackNoAuth is set. It does
+// not need Redis to be up: /healthz reports that.
+func New(cfg Config) (*Monitor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rc, ok := cfg.RedisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("monitor: unsupported Redis connection option %T", cfg.RedisOpt)
+	}
+	m := &Monitor{
+		cfg:       cfg,
+		log:       log,
+		client:    tasks.NewClient(cfg.RedisOpt),
+		inspector: tasks.NewInspector(cfg.RedisOpt),
+		rc:        rc,
+	}
+	m.ui = newUI(m)
+	m.handler = m.routes()
+	return m, nil
+}
+
+// Handler serves every route of the monitor (see the package doc).
+func (m *Monitor) Handler() http.Handler { return m.handler }
+
+// Close closes the monitor's Redis connections. Close the http.Server that
+// serves Handler first.
+func (m *Monitor) Close() error {
+	m.closeOnce.Do(func() {
+		m.closeErr = errors.Join(m.ui.Close(), m.client.Close(), m.inspector.Close(), m.rc.Close())
+	})
+	return m.closeErr
+}
+
+func (m *Monitor) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", methods(m.healthz, http.MethodGet, http.MethodHead))
+	mux.Handle("/metrics", methods(m.metricsHandler().ServeHTTP, http.MethodGet, http.MethodHead))
+	mux.Handle("/api/", requireBearer(m.cfg.APIToken, m.log, m.apiRoutes()))
+	mux.Handle(RootPath+"/", m.uiRoutes())
+	mux.Handle("GET /{$}", http.RedirectHandler(RootPath+"/", http.StatusFound))
+	mux.HandleFunc("/", notFound)
+
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, codeForbidden, "cross-origin "+r.Method+" refused")
+	}))
+	var h http.Handler = csrf.Handler(mux)
+	h = limitBody(h)
+	if m.cfg.LoopbackNoAuth {
+		h = loopbackOnly(m.log, h)
+	}
+	return m.logRequests(secureHeaders(h))
+}
+
+// limitBody answers 413 to a body announced larger than MaxBodyBytes and
+// caps what a handler can read.
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("the request body is larger than %d bytes", MaxBodyBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func secureHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// logRequests logs one line per request: method, path (e-mail addresses
+// masked, no query), status, duration, remote address. Never a header.
+func (m *Monitor) logRequests(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		level := slog.LevelDebug
+		switch {
+		case sw.status >= 500:
+			level = slog.LevelError
+		case sw.status == http.StatusUnauthorized:
+			// a browser's first try before it sends credentials; a wrong
+			// credential is logged at Warn where it is checked
+		case sw.status >= 400:
+			level = slog.LevelInfo
+		}
+		m.log.Log(r.Context(), level, "monitor: request", "method", r.Method, "path", payloads.MaskEmailsString(r.URL.Path),
+			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,82 @@
+package monitor
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+)
+
+// Error codes of the JSON error shape.
+const (
+	codeUnauthorized     = "unauthorized"
+	codeForbidden        = "forbidden"
+	codeNotFound         = "not_found"
+	codeMethodNotAllowed = "method_not_allowed"
+	codeInvalidRequest   = "invalid_request"
+	codeInvalidPayload   = "invalid_payload"
+	codeUnknownType      = "unknown_type"
+	codeTooLarge         = "payload_too_large"
+	codeMediaType        = "unsupported_media_type"
+	codeNotArchived      = "not_archived"
+	codeReadOnly         = "read_only"
+	codeUnavailable      = "unavailable"
+	codeInternal         = "internal"
+)
+
+// apiError is the body of every error answer: {"error": {...}}.
+type apiError struct {
+	Error errorBody `json:"error"`
+}
+
+type errorBody struct {
+	Code    string                `json:"code"`
+	Message string                `json:"message"`
+	Fields  []payloads.FieldError `json:"fields,omitempty"`
+}
+
+// writeJSON answers status with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"encode the answer"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// writeError answers status with the stable error shape. The message is
+// masked: it may echo an ID a caller typed.
+func writeError(w http.ResponseWriter, status int, code, msg string, fields ...payloads.FieldError) {
+	writeJSON(w, status, apiError{Error: errorBody{Code: code, Message: payloads.MaskEmailsString(msg), Fields: fields}})
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, codeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+}
+
+// methods admits only the given methods to h; others get a JSON 405.
+func methods(h http.HandlerFunc, allowed ...string) http.Handler {
+	allow := ""
+	for i, m := range allowed {
+		if i > 0 {
+			allow += ", "
+		}
+		allow += m
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range allowed {
+			if r.Method == m {
+				h(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, r.Method+" is not allowed here; use "+allow)
+	})
+}
