@@ -811,3 +811,42 @@ func TestLoopbackNoAuth(t *testing.T) {
 		t.Errorf("request from 203.0.113.9: got %d, want 403", rec.Code)
 	}
 }
+
+// The UI's "Run" on a dead letter gives it its full retry budget, as the
+// API and jobctl do (asynq's own run would give one attempt).
+func TestUIRunRequeuesWithTheFullBudget(t *testing.T) {
+	f := setup(t)
+	one, two, three := f.enqueue(t, "esc-901"), f.enqueue(t, "esc-902"), f.enqueue(t, "esc-903")
+	f.archive(t, one, two, three)
+	check := func(id string) {
+		t.Helper()
+		j, err := f.inspector.Status(id)
+		if err != nil || j.State != "pending" || j.Attempts != 0 || j.MaxRetry != 3 {
+			t.Errorf("%s after Run: got %+v (%v), want pending with 0 attempts and maxRetry 3", id, j, err)
+		}
+	}
+	a := f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks/" + one + ":run", user: testUser, pass: testPassword})
+	if a.status != http.StatusNoContent {
+		t.Fatalf("run one: got %d %s, want 204", a.status, a.body)
+	}
+	check(one)
+	a = f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks:batch_run", user: testUser, pass: testPassword,
+		body: `{"task_ids":["` + two + `","send_release_email:missing"]}`})
+	var batch struct {
+		PendingIDs []string `json:"pending_ids"`
+		ErrorIDs   []string `json:"error_ids"`
+	}
+	a.json(t, &batch)
+	if a.status != http.StatusOK || len(batch.PendingIDs) != 1 || batch.PendingIDs[0] != two || len(batch.ErrorIDs) != 1 {
+		t.Errorf("batch run: got %d %+v, want %s pending and one error", a.status, batch, two)
+	}
+	check(two)
+	a = f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks:run_all", user: testUser, pass: testPassword})
+	if a.status != http.StatusOK || !strings.Contains(string(a.body), `"scheduled":1`) {
+		t.Errorf("run all: got %d %s, want 200 with 1 requeued", a.status, a.body)
+	}
+	check(three)
+	if a := f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks/" + one + ":run"}); a.status != http.StatusUnauthorized {
+		t.Errorf("run without credentials: got %d, want 401", a.status)
+	}
+}

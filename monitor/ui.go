@@ -37,7 +37,7 @@ func newUI(m *Monitor) *asynqmon.HTTPHandler {
 // uiRoutes is /monitor/ behind Basic auth: read-only guard, e-mail masking
 // of asynqmon's API answers, and asynqmon itself.
 func (m *Monitor) uiRoutes() http.Handler {
-	var h http.Handler = maskAPIAnswers(m.ui)
+	var h http.Handler = maskAPIAnswers(m.requeueFromUI(m.ui))
 	if m.cfg.ReadOnly {
 		h = readOnly(h)
 	}
