@@ -50,10 +50,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// writeError answers status with the stable error shape. The message is
-// masked: it may echo an ID a caller typed.
+// writeError answers status with the stable error shape. The message and
+// the field names are masked: they may echo what a caller typed (an ID, an
+// unknown field's name).
 func writeError(w http.ResponseWriter, status int, code, msg string, fields ...payloads.FieldError) {
-	writeJSON(w, status, apiError{Error: errorBody{Code: code, Message: payloads.MaskEmailsString(msg), Fields: fields}})
+	masked := make([]payloads.FieldError, len(fields))
+	for i, f := range fields {
+		masked[i] = payloads.FieldError{Field: payloads.MaskEmailsString(f.Field), Message: payloads.MaskEmailsString(f.Message)}
+	}
+	writeJSON(w, status, apiError{Error: errorBody{Code: code, Message: payloads.MaskEmailsString(msg), Fields: masked}})
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
