@@ -54,7 +54,7 @@ func (s *Stripe) Capture(ctx context.Context, p payloads.StripeCapturePayment) e
 		IdempotencyKey: jobID(ctx), TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.AmountToCapture,
 	})
 	if err != nil {
-		return fmt.Errorf("stripe: capture %s: %w", p.PaymentIntentID, err)
+		return err // the adapter's error names the operation and PaymentIntent
 	}
 	writeResult(ctx, res)
 	return nil
@@ -66,7 +66,7 @@ func (s *Stripe) Refund(ctx context.Context, p payloads.StripeRefundPayment) err
 		IdempotencyKey: jobID(ctx), TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, Reason: p.Reason,
 	})
 	if err != nil {
-		return fmt.Errorf("stripe: refund %s: %w", p.PaymentIntentID, err)
+		return err // the adapter's error names the operation and PaymentIntent
 	}
 	writeResult(ctx, res)
 	return nil

@@ -5,6 +5,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/payments"
 )
 
 // newMailer is SMTP when SMTP_URL is set, else Resend (loadConfig made
@@ -16,4 +17,7 @@ func newMailer(cfg config, log *slog.Logger) (handlers.Mailer, error) {
 	return email.NewResend(email.ResendConfig{APIKey: cfg.resendKey, From: cfg.mailFrom, BaseURL: cfg.resendBase}, log)
 }
 
-func newPayments(cfg config, log *slog.Logger) (handlers.Payments, error) { return nil, errNotWired }
+// newPayments is the Stripe client of STRIPE_SECRET_KEY (and STRIPE_API_BASE).
+func newPayments(cfg config, log *slog.Logger) (handlers.Payments, error) {
+	return payments.NewStripe(payments.StripeConfig{SecretKey: cfg.stripeKey, APIBase: cfg.stripeBase}, log)
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -129,8 +128,6 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	w.Shutdown()
 	return nil
 }
-
-var errNotWired = errors.New("not wired")
 
 // startScheduler runs the periodic jobs of SCHEDULE_FILE and the dead-letter
 // watchdog until stop is called. Every server process may run one: periodic

@@ -1,0 +1,34 @@
+// Package payments captures and refunds escrow payments through Stripe. Its
+// [Stripe] implements handlers.Payments with a stripe-go v76 client built
+// for the instance: no global key, no global backend, no network retries
+// inside stripe-go (asynq retries the job).
+//
+// # Idempotency
+//
+// Every capture and refund request carries the Idempotency-Key
+// [IdempotencyKey](jobID), the same on every attempt of the job. Stripe
+// forgets keys after 24 hours, so each call first reads state:
+//
+//   - Capture retrieves the PaymentIntent. "succeeded" means the capture has
+//     already happened: the result is its latest charge, AlreadyDone.
+//     "requires_capture" is captured. "processing" is retried later. Any
+//     other status (canceled, requires_payment_method, …) is permanent.
+//   - Refund lists the PaymentIntent's refunds. One whose metadata
+//     [MetadataJob] is the job's key is this job's refund: the result is that
+//     refund, AlreadyDone. Otherwise a refund is created carrying that
+//     metadata and [MetadataTransaction].
+//
+// # Errors
+//
+// A failure that retrying does not fix wraps asynq.SkipRetry and keeps the
+// *stripe.Error as its cause (errors.Is and errors.As see both): a
+// card_error (HTTP 402), an invalid_request_error, an idempotency_error
+// (the same key with other parameters), authentication and permission
+// errors, and any answer with Stripe-Should-Retry: false. Network errors,
+// timeouts, 409 and lock_timeout, 429, 5xx and any answer with
+// Stripe-Should-Retry: true are transient; a Retry-After comes back as a
+// *tasks.RetryAfterError. Error texts are built from the error's type, code,
+// status, message and request ID, never from the raw body (which can hold
+// a PaymentIntent's client secret). The secret key is never logged, and of
+// stripe-go's own log lines only the request lines are kept, never bodies.
+package payments

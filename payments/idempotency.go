@@ -1,0 +1,39 @@
+package payments
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+const (
+	// MetadataJob is the metadata key, on a refund and on a captured
+	// PaymentIntent, whose value is the IdempotencyKey of the job that made it.
+	MetadataJob = "escrowjobs_job"
+	// MetadataTransaction is the metadata key holding the escrow transaction ID.
+	MetadataTransaction = "transaction_id"
+)
+
+// maxIdempotencyKey is the longest Idempotency-Key Stripe accepts.
+const maxIdempotencyKey = 255
+
+// IdempotencyKey is the Stripe Idempotency-Key of job jobID, the same on
+// every attempt: the job ID itself when it is at most 255 printable ASCII
+// characters, else "escrowjobs-" and the hex SHA-256 of the job ID. It is
+// also the value of the MetadataJob metadata.
+func IdempotencyKey(jobID string) string {
+	if len(jobID) <= maxIdempotencyKey && printable(jobID) {
+		return jobID
+	}
+	sum := sha256.Sum256([]byte(jobID))
+	return "escrowjobs-" + hex.EncodeToString(sum[:])
+}
+
+// printable reports whether s is non-empty and only ASCII from '!' to '~'.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
+}

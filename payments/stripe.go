@@ -1,0 +1,227 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+)
+
+// DefaultAPIBase is the Stripe API.
+const DefaultAPIBase = stripe.APIURL
+
+// StripeConfig configures a Stripe adapter.
+type StripeConfig struct {
+	// SecretKey is STRIPE_SECRET_KEY: a secret (sk_…) or restricted (rk_…)
+	// key. It is never logged.
+	SecretKey string
+	// APIBase is STRIPE_API_BASE, scheme and host without /v1; empty is
+	// DefaultAPIBase. Tests point it at stripe-mock or an httptest server.
+	APIBase string
+	// HTTPClient makes the requests; nil is a client with a 30 s timeout.
+	HTTPClient *http.Client
+}
+
+// Stripe captures and refunds PaymentIntents. It implements
+// handlers.Payments and is safe for concurrent use.
+type Stripe struct {
+	api    *client.API
+	secret string
+	log    *slog.Logger
+}
+
+var _ handlers.Payments = (*Stripe)(nil)
+
+// NewStripe checks cfg and returns a Stripe adapter with its own stripe-go
+// client. It makes no request. log receives one line per capture or refund
+// and stripe-go's request lines at debug level (never bodies); nil
+// discards them.
+func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
+	key := cfg.SecretKey
+	if key == "" {
+		return nil, errors.New("STRIPE_SECRET_KEY is empty")
+	}
+	if !printable(key) || !(strings.HasPrefix(key, "sk_") || strings.HasPrefix(key, "rk_")) {
+		return nil, errors.New("STRIPE_SECRET_KEY: want a secret key (sk_…) or a restricted key (rk_…)")
+	}
+	base := cfg.APIBase
+	if base == "" {
+		base = DefaultAPIBase
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("STRIPE_API_BASE %q: want an http(s) URL such as %s", base, DefaultAPIBase)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
+		HTTPClient:        hc,
+		LeveledLogger:     stripeLogger{log: log, secret: key},
+		MaxNetworkRetries: stripe.Int64(0), // asynq retries the job
+		URL:               stripe.String(strings.TrimSuffix(base, "/")),
+	})
+	// Only the API backend is used; the others point at it too, so that no
+	// call can reach a package-level backend.
+	api := client.New(key, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
+	return &Stripe{api: api, secret: key, log: log}, nil
+}
+
+// Capture captures c.PaymentIntentID (c.Amount, or all that is capturable
+// when 0) with Idempotency-Key IdempotencyKey(c.IdempotencyKey). It first
+// retrieves the PaymentIntent: one that has succeeded is AlreadyDone with
+// its latest charge; one in "processing" is a transient error; one that
+// cannot be captured (canceled, requires_payment_method, …) is permanent.
+// The result ID is the charge ID.
+func (s *Stripe) Capture(ctx context.Context, c handlers.Capture) (handlers.PaymentResult, error) {
+	what := "capture " + c.PaymentIntentID
+	if err := check(c.IdempotencyKey, c.PaymentIntentID, c.Amount); err != nil {
+		return handlers.PaymentResult{}, permanent(what, err)
+	}
+	key := IdempotencyKey(c.IdempotencyKey)
+	pi, err := s.api.PaymentIntents.Get(c.PaymentIntentID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+	if err != nil {
+		return handlers.PaymentResult{}, failure("retrieve "+c.PaymentIntentID, s.secret, err)
+	}
+	switch pi.Status {
+	case stripe.PaymentIntentStatusSucceeded:
+		res := handlers.PaymentResult{ID: chargeID(pi), Status: string(pi.Status), AlreadyDone: true}
+		if c.Amount > 0 && pi.AmountReceived != c.Amount {
+			s.log.WarnContext(ctx, "stripe payment intent had already succeeded with another amount",
+				"job", key, "transaction", c.TransactionID, "payment_intent", pi.ID,
+				"amount_received", pi.AmountReceived, "amount_requested", c.Amount)
+		}
+		s.logDone(ctx, "stripe capture", key, c.TransactionID, pi.ID, res)
+		return res, nil
+	case stripe.PaymentIntentStatusRequiresCapture:
+	case stripe.PaymentIntentStatusProcessing:
+		return handlers.PaymentResult{}, fmt.Errorf("stripe: %s: payment intent is processing, not yet capturable", what)
+	default:
+		return handlers.PaymentResult{}, permanent(what, fmt.Errorf("payment intent is %s, not requires_capture", pi.Status))
+	}
+	res, err := s.capture(ctx, key, c)
+	if err != nil {
+		return handlers.PaymentResult{}, err
+	}
+	s.logDone(ctx, "stripe capture", key, c.TransactionID, c.PaymentIntentID, res)
+	return res, nil
+}
+
+// capture sends the capture request itself, with Idempotency-Key key.
+func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (handlers.PaymentResult, error) {
+	params := &stripe.PaymentIntentCaptureParams{Params: stripe.Params{Context: ctx}}
+	params.SetIdempotencyKey(key)
+	if c.Amount > 0 {
+		params.AmountToCapture = stripe.Int64(c.Amount)
+	}
+	params.AddMetadata(MetadataJob, key)
+	if c.TransactionID != "" {
+		params.AddMetadata(MetadataTransaction, c.TransactionID)
+	}
+	pi, err := s.api.PaymentIntents.Capture(c.PaymentIntentID, params)
+	if err != nil {
+		return handlers.PaymentResult{}, failure("capture "+c.PaymentIntentID, s.secret, err)
+	}
+	return handlers.PaymentResult{ID: chargeID(pi), Status: string(pi.Status)}, nil
+}
+
+// Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
+// Idempotency-Key IdempotencyKey(r.IdempotencyKey). It first lists the
+// PaymentIntent's refunds: one whose MetadataJob is that key is this job's
+// refund, AlreadyDone (or a permanent error when it failed or was
+// canceled). A new refund carries MetadataJob and MetadataTransaction. The
+// result ID is the refund ID.
+func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.PaymentResult, error) {
+	what := "refund " + r.PaymentIntentID
+	if err := check(r.IdempotencyKey, r.PaymentIntentID, r.Amount); err != nil {
+		return handlers.PaymentResult{}, permanent(what, err)
+	}
+	key := IdempotencyKey(r.IdempotencyKey)
+	found, err := s.findRefund(ctx, r.PaymentIntentID, key)
+	if err != nil {
+		return handlers.PaymentResult{}, err
+	}
+	if found != nil {
+		if found.Status == stripe.RefundStatusFailed || found.Status == stripe.RefundStatusCanceled {
+			return handlers.PaymentResult{}, permanent(what, fmt.Errorf("this job's refund %s is %s", found.ID, found.Status))
+		}
+		res := handlers.PaymentResult{ID: found.ID, Status: string(found.Status), AlreadyDone: true}
+		s.logDone(ctx, "stripe refund", key, r.TransactionID, r.PaymentIntentID, res)
+		return res, nil
+	}
+	params := &stripe.RefundParams{Params: stripe.Params{Context: ctx}, PaymentIntent: stripe.String(r.PaymentIntentID)}
+	params.SetIdempotencyKey(key)
+	if r.Amount > 0 {
+		params.Amount = stripe.Int64(r.Amount)
+	}
+	if r.Reason != "" {
+		params.Reason = stripe.String(r.Reason)
+	}
+	params.AddMetadata(MetadataJob, key)
+	if r.TransactionID != "" {
+		params.AddMetadata(MetadataTransaction, r.TransactionID)
+	}
+	ref, err := s.api.Refunds.New(params)
+	if err != nil {
+		return handlers.PaymentResult{}, failure(what, s.secret, err)
+	}
+	res := handlers.PaymentResult{ID: ref.ID, Status: string(ref.Status)}
+	s.logDone(ctx, "stripe refund", key, r.TransactionID, r.PaymentIntentID, res)
+	return res, nil
+}
+
+// findRefund returns the refund of payment intent pi whose MetadataJob is
+// key, or nil.
+func (s *Stripe) findRefund(ctx context.Context, pi, key string) (*stripe.Refund, error) {
+	it := s.api.Refunds.List(&stripe.RefundListParams{
+		ListParams:    stripe.ListParams{Context: ctx, Limit: stripe.Int64(100)},
+		PaymentIntent: stripe.String(pi),
+	})
+	for it.Next() {
+		if ref := it.Refund(); ref.Metadata[MetadataJob] == key {
+			return ref, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, failure("list refunds of "+pi, s.secret, err)
+	}
+	return nil, nil
+}
+
+func (s *Stripe) logDone(ctx context.Context, msg, key, tx, pi string, res handlers.PaymentResult) {
+	s.log.InfoContext(ctx, msg, "job", key, "transaction", tx, "payment_intent", pi,
+		"id", res.ID, "status", res.Status, "already_done", res.AlreadyDone)
+}
+
+// check rejects a request that can never succeed.
+func check(jobKey, pi string, amount int64) error {
+	switch {
+	case jobKey == "":
+		return errors.New("no idempotency key (job ID)")
+	case pi == "":
+		return errors.New("no payment intent ID")
+	case amount < 0:
+		return fmt.Errorf("negative amount %d", amount)
+	}
+	return nil
+}
+
+// chargeID is the ID of pi's latest charge, or pi's own ID without one.
+func chargeID(pi *stripe.PaymentIntent) string {
+	if pi.LatestCharge != nil && pi.LatestCharge.ID != "" {
+		return pi.LatestCharge.ID
+	}
+	return pi.ID
+}

@@ -1,0 +1,495 @@
+package payments_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/payments"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// secret is the test key; no log line or error may show it.
+const secret = "sk_test_51S3cr3tKeyThatMustNeverBeLogged"
+
+const (
+	captureJob = "stripe_capture_payment:capture-pi_1"
+	refundJob  = "stripe_refund_payment:refund-pi_1-full"
+)
+
+// logBuffer collects log output from concurrent writers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type fixture struct {
+	fake *fakeStripe
+	pay  *payments.Stripe
+	logs *logBuffer
+}
+
+// setup starts a fake Stripe and an adapter logging everything, down to
+// stripe-go's debug lines, and checks at cleanup that the key was never logged.
+func setup(t *testing.T) fixture {
+	t.Helper()
+	f := startFakeStripe(t, secret)
+	return fixture{fake: f, pay: newStripe(t, f.srv.URL, f.srv.Client()), logs: logsOf(t)}
+}
+
+func newStripe(t *testing.T, base string, hc *http.Client) *payments.Stripe {
+	t.Helper()
+	p, err := payments.NewStripe(payments.StripeConfig{SecretKey: secret, APIBase: base, HTTPClient: hc}, slog.New(slog.NewTextHandler(logsOf(t), &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatalf("NewStripe: %v", err)
+	}
+	return p
+}
+
+var testLogs sync.Map // *testing.T → *logBuffer
+
+// logsOf is the log buffer of test t, checked at cleanup for the key.
+func logsOf(t *testing.T) *logBuffer {
+	t.Helper()
+	v, loaded := testLogs.LoadOrStore(t, &logBuffer{})
+	l := v.(*logBuffer)
+	if !loaded {
+		t.Cleanup(func() {
+			testLogs.Delete(t)
+			if logs := l.String(); strings.Contains(logs, secret) || strings.Contains(logs, "_secret_") {
+				t.Errorf("logs: got\n%s\nwant neither the key nor a client secret in them", logs)
+			}
+		})
+	}
+	return l
+}
+
+// noSecret fails the test when err's text shows the key or a client secret.
+func noSecret(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if s := err.Error(); strings.Contains(s, secret) || strings.Contains(s, "_secret_") {
+		t.Errorf("error: got %q, want neither the key nor a client secret in it", s)
+	}
+}
+
+// attempts calls op like asynq would: again after each transient error, at
+// most 1+MaxRetry times. It fails the test on a permanent error.
+func attempts(t *testing.T, op func() (handlers.PaymentResult, error)) (handlers.PaymentResult, int) {
+	t.Helper()
+	for n := 1; n <= 1+tasks.MaxRetry; n++ {
+		res, err := op()
+		noSecret(t, err)
+		if err == nil {
+			return res, n
+		}
+		if tasks.IsPermanent(err) {
+			t.Fatalf("attempt %d: got permanent error %v, want success or a transient error", n, err)
+		}
+	}
+	t.Fatalf("got no success within %d attempts", 1+tasks.MaxRetry)
+	return handlers.PaymentResult{}, 0
+}
+
+func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		amount       int64 // 0: all
+		faults       []fault
+		wantAttempts int
+		wantDone     bool
+		wantReceived int64
+	}{
+		{name: "first attempt", wantAttempts: 1, wantReceived: 5000},
+		{name: "partial amount", amount: 1200, wantAttempts: 1, wantReceived: 1200},
+		{name: "after a 500", faults: []fault{{status: 500, body: errorBody("api_error", "", "oops")}}, wantAttempts: 2, wantReceived: 5000},
+		{name: "after a lock_timeout", faults: []fault{{status: 409, body: errorBody("invalid_request_error", "lock_timeout", "locked")}}, wantAttempts: 2, wantReceived: 5000},
+		// net/http resends a request with an Idempotency-Key once when a
+		// reused connection breaks; the key store answers it with the capture.
+		{name: "after a lost answer, resent with the key", faults: []fault{{drop: true}}, wantAttempts: 1, wantReceived: 5000},
+		// The resend is lost too: the next attempt reads the PaymentIntent.
+		{name: "after lost answers, read back", faults: []fault{{drop: true}, {drop: true}}, wantAttempts: 2, wantDone: true, wantReceived: 5000},
+		{name: "after a 503 and lost answers", amount: 700, faults: []fault{{status: 503, body: "upstream down"}, {drop: true}, {drop: true}}, wantAttempts: 3, wantDone: true, wantReceived: 700},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := setup(t)
+			fx.fake.addIntent("pi_1", "requires_capture", 5000)
+			for _, ft := range tc.faults {
+				ft.method, ft.path = http.MethodPost, "/v1/payment_intents/pi_1/capture"
+				fx.fake.inject(ft)
+			}
+			req := handlers.Capture{IdempotencyKey: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount}
+			capture := func() (handlers.PaymentResult, error) { return fx.pay.Capture(context.Background(), req) }
+
+			res, n := attempts(t, capture)
+			if n != tc.wantAttempts {
+				t.Errorf("attempts: got %d, want %d", n, tc.wantAttempts)
+			}
+			if want := (handlers.PaymentResult{ID: "ch_fake1", Status: "succeeded", AlreadyDone: tc.wantDone}); res != want {
+				t.Errorf("result: got %+v, want %+v", res, want)
+			}
+			if got := fx.fake.intent("pi_1"); got.Received != tc.wantReceived || got.Metadata[payments.MetadataJob] != captureJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
+				t.Errorf("payment intent: got received %d, metadata %v; want received %d, metadata %s=%s %s=esc-1",
+					got.Received, got.Metadata, tc.wantReceived, payments.MetadataJob, captureJob, payments.MetadataTransaction)
+			}
+			for i, p := range fx.fake.postsSeen() {
+				if p.IdempotencyKey != captureJob {
+					t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, captureJob)
+				}
+			}
+
+			// Within the key window and after it: no second capture.
+			for _, wipe := range []bool{false, true} {
+				if wipe {
+					fx.fake.wipeKeys()
+				}
+				res, err := capture()
+				if err != nil {
+					t.Fatalf("replay (keys wiped %v): got error %v, want nil", wipe, err)
+				}
+				if want := (handlers.PaymentResult{ID: "ch_fake1", Status: "succeeded", AlreadyDone: true}); res != want {
+					t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
+				}
+			}
+			if captures, _ := fx.fake.counts(); captures != 1 {
+				t.Errorf("captures: got %d, want 1", captures)
+			}
+		})
+	}
+}
+
+func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		amount       int64 // 0: what remains
+		reason       string
+		faults       []fault
+		wantAttempts int
+		wantDone     bool
+		wantAmount   int64
+	}{
+		{name: "first attempt", reason: "requested_by_customer", wantAttempts: 1, wantAmount: 5000},
+		{name: "partial amount", amount: 1500, wantAttempts: 1, wantAmount: 1500},
+		{name: "after a 429", reason: "duplicate", faults: []fault{{status: 429, body: errorBody("invalid_request_error", "rate_limit", "slow down")}}, wantAttempts: 2, wantAmount: 5000},
+		{name: "after a lost answer, resent with the key", reason: "fraudulent", faults: []fault{{drop: true}}, wantAttempts: 1, wantAmount: 5000},
+		{name: "after lost answers, read back", reason: "fraudulent", faults: []fault{{drop: true}, {drop: true}}, wantAttempts: 2, wantDone: true, wantAmount: 5000},
+		{name: "after a Stripe-Should-Retry 400 and lost answers", faults: []fault{
+			{status: 400, header: map[string]string{"Stripe-Should-Retry": "true"}, body: errorBody("invalid_request_error", "", "try again")},
+			{drop: true}, {drop: true},
+		}, wantAttempts: 3, wantDone: true, wantAmount: 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := setup(t)
+			fx.fake.addIntent("pi_1", "succeeded", 5000)
+			fx.fake.addRefund(fakeRefund{ID: "re_other", PaymentIntent: "pi_1", Status: "succeeded", Amount: 0,
+				Metadata: map[string]string{payments.MetadataJob: "some-other-job"}})
+			for _, ft := range tc.faults {
+				ft.method, ft.path = http.MethodPost, "/v1/refunds"
+				fx.fake.inject(ft)
+			}
+			req := handlers.Refund{IdempotencyKey: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount, Reason: tc.reason}
+			refund := func() (handlers.PaymentResult, error) { return fx.pay.Refund(context.Background(), req) }
+
+			res, n := attempts(t, refund)
+			if n != tc.wantAttempts {
+				t.Errorf("attempts: got %d, want %d", n, tc.wantAttempts)
+			}
+			if want := (handlers.PaymentResult{ID: "re_fake1", Status: "succeeded", AlreadyDone: tc.wantDone}); res != want {
+				t.Errorf("result: got %+v, want %+v", res, want)
+			}
+			refunds := fx.fake.refundList()
+			if len(refunds) != 2 {
+				t.Fatalf("refunds: got %d, want the other job's and ours", len(refunds))
+			}
+			got := refunds[1]
+			if got.Amount != tc.wantAmount || got.Reason != tc.reason || got.Metadata[payments.MetadataJob] != refundJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
+				t.Errorf("refund: got %+v, want amount %d, reason %q, metadata %s=%s %s=esc-1",
+					got, tc.wantAmount, tc.reason, payments.MetadataJob, refundJob, payments.MetadataTransaction)
+			}
+			for i, p := range fx.fake.postsSeen() {
+				if p.IdempotencyKey != refundJob {
+					t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, refundJob)
+				}
+			}
+
+			for _, wipe := range []bool{false, true} {
+				if wipe {
+					fx.fake.wipeKeys()
+				}
+				res, err := refund()
+				if err != nil {
+					t.Fatalf("replay (keys wiped %v): got error %v, want nil", wipe, err)
+				}
+				if want := (handlers.PaymentResult{ID: "re_fake1", Status: "succeeded", AlreadyDone: true}); res != want {
+					t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
+				}
+			}
+			if _, created := fx.fake.counts(); created != 1 {
+				t.Errorf("refunds created: got %d, want 1", created)
+			}
+		})
+	}
+}
+
+func TestRefundOfAnotherJobIsANewRefund(t *testing.T) {
+	fx := setup(t)
+	fx.fake.addIntent("pi_1", "succeeded", 5000)
+	for i, job := range []string{"stripe_refund_payment:refund-pi_1-1000", "stripe_refund_payment:refund-pi_1-2000"} {
+		res, err := fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: job, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: int64(1000 * (i + 1))})
+		if err != nil {
+			t.Fatalf("refund %s: got error %v, want nil", job, err)
+		}
+		if res.AlreadyDone {
+			t.Errorf("refund %s: got AlreadyDone, want a new refund", job)
+		}
+	}
+	if got := fx.fake.intent("pi_1").Refunded; got != 3000 {
+		t.Errorf("refunded: got %d, want 3000", got)
+	}
+}
+
+func TestErrorsArePermanentOrTransient(t *testing.T) {
+	capturePath, refundPath := "/v1/payment_intents/pi_1/capture", "/v1/refunds"
+	for _, tc := range []struct {
+		name           string
+		op             string // capture or refund
+		status         string // the PaymentIntent's
+		fault          *fault
+		refund         *fakeRefund // already there
+		wantPermanent  bool
+		wantRetryAfter time.Duration
+		wantStripe     stripe.ErrorType // when an *stripe.Error is the cause
+	}{
+		{name: "402 card_error", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 402, body: errorBody("card_error", "card_declined", "Your card was declined.")}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
+		{name: "400 invalid_request_error", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 400, body: errorBody("invalid_request_error", "amount_too_large", "too much")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "400 idempotency_error", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 400, body: errorBody("idempotency_error", "", "Keys for idempotent requests can only be used with the same parameters")}, wantPermanent: true, wantStripe: stripe.ErrorTypeIdempotency},
+		{name: "401 bad key", op: "capture", fault: &fault{method: "GET", path: "/v1/payment_intents/pi_1", status: 401, body: errorBody("invalid_request_error", "", "Invalid API Key provided: sk_test_****ged")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "404 resource_missing", op: "capture", fault: &fault{method: "GET", path: "/v1/payment_intents/pi_1", status: 404, body: errorBody("invalid_request_error", "resource_missing", "No such payment_intent")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "409 lock_timeout", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 409, body: errorBody("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "409 concurrent use of the key", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 409, body: errorBody("idempotency_error", "", "There is currently another in-progress request using this Idempotent Key")}, wantStripe: stripe.ErrorTypeIdempotency},
+		{name: "400 lock_timeout", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 400, body: errorBody("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "429", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 429, body: errorBody("invalid_request_error", "rate_limit", "Too many requests")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "429 with Retry-After", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 429, header: map[string]string{"Retry-After": "30"}, body: errorBody("invalid_request_error", "rate_limit", "Too many requests")}, wantRetryAfter: 30 * time.Second, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "500 api_error", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 500, body: errorBody("api_error", "", "Something went wrong")}, wantStripe: stripe.ErrorTypeAPI},
+		{name: "502 from a proxy", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 502, body: "<html>Bad Gateway</html>"}},
+		{name: "500 on the refund list", op: "refund", fault: &fault{method: "GET", path: refundPath, status: 500, body: errorBody("api_error", "", "oops")}, wantStripe: stripe.ErrorTypeAPI},
+		{name: "400 with Stripe-Should-Retry: true", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 400, header: map[string]string{"Stripe-Should-Retry": "true"}, body: errorBody("invalid_request_error", "", "try again")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "500 with Stripe-Should-Retry: false", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 500, header: map[string]string{"Stripe-Should-Retry": "false"}, body: errorBody("api_error", "", "no use")}, wantPermanent: true, wantStripe: stripe.ErrorTypeAPI},
+		{name: "an error that carries the payment intent", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 402,
+			body: `{"error":{"type":"card_error","code":"card_declined","message":"declined","payment_intent":{"id":"pi_1","object":"payment_intent","client_secret":"pi_1_secret_doNotLeak"}}}`}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
+		{name: "a peer that echoes the key", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 401, body: errorBody("invalid_request_error", "", "Invalid API Key provided: "+secret)}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "canceled payment intent", op: "capture", status: "canceled", wantPermanent: true},
+		{name: "payment intent without a payment method", op: "capture", status: "requires_payment_method", wantPermanent: true},
+		{name: "payment intent processing", op: "capture", status: "processing"},
+		{name: "this job's refund failed", op: "refund", refund: &fakeRefund{ID: "re_failed", PaymentIntent: "pi_1", Status: "failed", Amount: 5000, Metadata: map[string]string{payments.MetadataJob: refundJob}}, wantPermanent: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := setup(t)
+			status := tc.status
+			if status == "" {
+				status = map[string]string{"capture": "requires_capture", "refund": "succeeded"}[tc.op]
+			}
+			fx.fake.addIntent("pi_1", status, 5000)
+			if tc.fault != nil {
+				fx.fake.inject(*tc.fault)
+			}
+			if tc.refund != nil {
+				fx.fake.addRefund(*tc.refund)
+			}
+			var err error
+			if tc.op == "capture" {
+				_, err = fx.pay.Capture(context.Background(), handlers.Capture{IdempotencyKey: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
+			} else {
+				_, err = fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
+			}
+			if err == nil {
+				t.Fatalf("got no error, want one")
+			}
+			noSecret(t, err)
+			if got := tasks.IsPermanent(err); got != tc.wantPermanent {
+				t.Errorf("permanent: got %v, want %v (error %v)", got, tc.wantPermanent, err)
+			}
+			if !strings.HasPrefix(err.Error(), "stripe: ") || !strings.Contains(err.Error(), "pi_1") {
+				t.Errorf("error: got %q, want it to start with \"stripe: \" and name pi_1", err)
+			}
+			var se *stripe.Error
+			if gotStripe := errors.As(err, &se); gotStripe != (tc.wantStripe != "") {
+				t.Errorf("*stripe.Error cause: got %v, want %v (error %v)", gotStripe, tc.wantStripe != "", err)
+			} else if gotStripe && se.Type != tc.wantStripe {
+				t.Errorf("stripe error type: got %q, want %q", se.Type, tc.wantStripe)
+			}
+			var ra *tasks.RetryAfterError
+			if got := errors.As(err, &ra); got != (tc.wantRetryAfter > 0) || (got && ra.After != tc.wantRetryAfter) {
+				t.Errorf("retry after: got %v (%v), want %v", got, ra, tc.wantRetryAfter)
+			}
+			if captures, refunds := fx.fake.counts(); captures+refunds != 0 {
+				t.Errorf("effects: got %d captures and %d refunds, want none", captures, refunds)
+			}
+		})
+	}
+}
+
+func TestSecretNeverLogged(t *testing.T) {
+	fx := setup(t)
+	fx.fake.addIntent("pi_1", "succeeded", 5000)
+	fx.fake.inject(fault{method: "POST", path: "/v1/refunds", status: 401, body: errorBody("invalid_request_error", "", "Invalid API Key provided: "+secret)})
+	_, err := fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: refundJob, PaymentIntentID: "pi_1"})
+	if !tasks.IsPermanent(err) {
+		t.Errorf("got %v, want a permanent error", err)
+	}
+	noSecret(t, err)
+	if !strings.Contains(err.Error(), "Invalid API Key provided: [redacted]") {
+		t.Errorf("error: got %q, want the peer's message with the key redacted", err)
+	}
+	if logs := fx.logs.String(); !strings.Contains(logs, "Requesting POST") {
+		t.Errorf("logs: got\n%s\nwant stripe-go's request lines", logs)
+	}
+	// setup's cleanup checks that the logs never show the key or a client secret.
+}
+
+func TestNetworkFailuresAreTransient(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		base func(t *testing.T) (string, *http.Client)
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{name: "connection refused", base: func(t *testing.T) (string, *http.Client) {
+			f := startFakeStripe(t, secret)
+			f.srv.Close()
+			return f.srv.URL, nil
+		}},
+		{name: "client timeout", base: func(t *testing.T) (string, *http.Client) {
+			f := startFakeStripe(t, secret)
+			f.srv.Config.Handler = http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+			return f.srv.URL, &http.Client{Timeout: 100 * time.Millisecond}
+		}},
+		{name: "context deadline", base: func(t *testing.T) (string, *http.Client) {
+			f := startFakeStripe(t, secret)
+			f.srv.Config.Handler = http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+			return f.srv.URL, nil
+		}, ctx: func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 100*time.Millisecond)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, hc := tc.base(t)
+			p := newStripe(t, base, hc)
+			ctx, cancel := context.Background(), context.CancelFunc(func() {})
+			if tc.ctx != nil {
+				ctx, cancel = tc.ctx()
+			}
+			defer cancel()
+			_, cerr := p.Capture(ctx, handlers.Capture{IdempotencyKey: captureJob, PaymentIntentID: "pi_1"})
+			_, rerr := p.Refund(ctx, handlers.Refund{IdempotencyKey: refundJob, PaymentIntentID: "pi_1"})
+			for op, err := range map[string]error{"capture": cerr, "refund": rerr} {
+				if err == nil || tasks.IsPermanent(err) {
+					t.Errorf("%s: got %v, want a transient error", op, err)
+				}
+				noSecret(t, err)
+			}
+		})
+	}
+}
+
+func TestBadRequestsArePermanentWithoutACall(t *testing.T) {
+	fx := setup(t)
+	fx.fake.addIntent("pi_1", "requires_capture", 5000)
+	for _, tc := range []struct {
+		name string
+		c    handlers.Capture
+		want string
+	}{
+		{name: "no key", c: handlers.Capture{PaymentIntentID: "pi_1"}, want: "no idempotency key"},
+		{name: "no payment intent", c: handlers.Capture{IdempotencyKey: captureJob}, want: "no payment intent"},
+		{name: "negative amount", c: handlers.Capture{IdempotencyKey: captureJob, PaymentIntentID: "pi_1", Amount: -1}, want: "negative amount"},
+	} {
+		_, cerr := fx.pay.Capture(context.Background(), tc.c)
+		_, rerr := fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: tc.c.IdempotencyKey, PaymentIntentID: tc.c.PaymentIntentID, Amount: tc.c.Amount})
+		for op, err := range map[string]error{"capture": cerr, "refund": rerr} {
+			if !tasks.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s %s: got %v, want a permanent error saying %q", tc.name, op, err, tc.want)
+			}
+		}
+	}
+	if got := fx.fake.postsSeen(); len(got) != 0 {
+		t.Errorf("requests: got %v, want none", got)
+	}
+}
+
+func TestNewStripeChecksConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  payments.StripeConfig
+		want string
+	}{
+		{name: "no key", cfg: payments.StripeConfig{}, want: "STRIPE_SECRET_KEY"},
+		{name: "publishable key", cfg: payments.StripeConfig{SecretKey: "pk_test_" + secret[8:]}, want: "STRIPE_SECRET_KEY"},
+		{name: "key with a newline", cfg: payments.StripeConfig{SecretKey: secret + "\n"}, want: "STRIPE_SECRET_KEY"},
+		{name: "base not http", cfg: payments.StripeConfig{SecretKey: secret, APIBase: "ftp://127.0.0.1:1"}, want: "STRIPE_API_BASE"},
+		{name: "base without host", cfg: payments.StripeConfig{SecretKey: secret, APIBase: "http://"}, want: "STRIPE_API_BASE"},
+	} {
+		_, err := payments.NewStripe(tc.cfg, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error naming %s", tc.name, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), secret[8:]) {
+			t.Errorf("%s: got %q, want the key not in the error", tc.name, err)
+		}
+	}
+	for _, key := range []string{"sk_live_abc", "sk_test_abc", "rk_live_abc"} {
+		if _, err := payments.NewStripe(payments.StripeConfig{SecretKey: key}, nil); err != nil {
+			t.Errorf("key %s…: got %v, want nil", key[:3], err)
+		}
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	long := "stripe_refund_payment:" + strings.Repeat("k", 300)
+	for _, tc := range []struct {
+		name, jobID string
+		verbatim    bool
+	}{
+		{name: "job ID", jobID: captureJob, verbatim: true},
+		{name: "255 characters", jobID: strings.Repeat("a", 255), verbatim: true},
+		{name: "too long", jobID: long},
+		{name: "with a space", jobID: "stripe_capture_payment:a b"},
+		{name: "not ASCII", jobID: "stripe_capture_payment:é"},
+	} {
+		got := payments.IdempotencyKey(tc.jobID)
+		if got != payments.IdempotencyKey(tc.jobID) {
+			t.Errorf("%s: got two keys for one job ID, want one", tc.name)
+		}
+		if tc.verbatim && got != tc.jobID {
+			t.Errorf("%s: got %q, want the job ID", tc.name, got)
+		}
+		if !tc.verbatim && (got == tc.jobID || len(got) > 255 || !strings.HasPrefix(got, "escrowjobs-")) {
+			t.Errorf("%s: got %q, want escrowjobs-<sha256>", tc.name, got)
+		}
+	}
+	if payments.IdempotencyKey(long) == payments.IdempotencyKey(long+"x") {
+		t.Errorf("got one key for two job IDs, want two")
+	}
+}
