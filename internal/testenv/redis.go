@@ -76,13 +76,14 @@ func (s *RedisServer) Start() {
 		"--dir", s.Dir, "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning",
 	}, s.args...)
 	s.cmd = exec.Command(s.bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = os.Stderr, os.Stderr
+	out := &lockedBuffer{} // shown only when it does not come up
+	s.cmd.Stdout, s.cmd.Stderr = out, out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
 	if err := WaitRedis(s.Addr(), 10*time.Second); err != nil {
 		s.Kill()
-		s.t.Fatalf("redis-server on %s: %v", s.Addr(), err)
+		s.t.Fatalf("redis-server on %s: %v\n%s", s.Addr(), err, out.String())
 	}
 }
 

@@ -1,0 +1,336 @@
+package escrowjobs_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+)
+
+// stripeFront stands in front of stripe-mock: stripe-mock checks the wire
+// format but holds no state, so the front answers a PaymentIntent's status
+// as requires_capture (what a real authorised escrow payment is), counts the
+// capture and refund requests per Idempotency-Key, and fails the first
+// requests of a PaymentIntent when told to.
+type stripeFront struct {
+	mu       sync.Mutex
+	proxy    *httputil.ReverseProxy
+	requests map[string][]string // "capture pi_x" / "refund pi_x" → idempotency keys seen
+	failures map[string]int      // PaymentIntent → 500s still to answer
+}
+
+var piPath = regexp.MustCompile(`^/v1/payment_intents/(pi_[A-Za-z0-9_]+)(/capture)?$`)
+
+func newStripeFront(t *testing.T, mockURL string) *httptest.Server {
+	u, err := url.Parse(mockURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &stripeFront{proxy: httputil.NewSingleHostReverseProxy(u), requests: map[string][]string{}, failures: map[string]int{}}
+	f.proxy.ModifyResponse = func(resp *http.Response) error {
+		m := piPath.FindStringSubmatch(resp.Request.URL.Path)
+		if resp.Request.Method != http.MethodGet || m == nil || m[2] != "" || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		var pi map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(b, &pi); err != nil {
+			return err
+		}
+		pi["id"], pi["status"] = m[1], "requires_capture"
+		b, _ = json.Marshal(pi)
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		resp.Header.Del("Content-Length")
+		return nil
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var op, pi string
+		if m := piPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost && m[2] == "/capture" {
+			op, pi = "capture", m[1]
+		}
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/refunds" {
+			form, _ := url.ParseQuery(string(body))
+			op, pi = "refund", form.Get("payment_intent")
+		}
+		if op != "" {
+			f.mu.Lock()
+			f.requests[op+" "+pi] = append(f.requests[op+" "+pi], r.Header.Get("Idempotency-Key"))
+			fail := f.failures[pi] > 0
+			if fail {
+				f.failures[pi]--
+			}
+			f.mu.Unlock()
+			if fail {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprint(w, `{"error":{"type":"api_error","message":"injected failure"}}`)
+				return
+			}
+		}
+		f.proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	frontOf[srv] = f
+	return srv
+}
+
+var frontOf = map[*httptest.Server]*stripeFront{}
+
+func (f *stripeFront) keys(op, pi string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.requests[op+" "+pi]...)
+}
+
+// receiver is a partner's webhook endpoint: it verifies every request with
+// the exported webhook.Verify and fails the first deliveries of an event
+// when told to.
+type receiver struct {
+	mu       sync.Mutex
+	secret   string
+	got      map[string]int // webhook-id → verified deliveries
+	bodies   map[string][]byte
+	failures map[string]int
+	bad      int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if err := webhook.Verify(rc.secret, r.Header, body, 5*time.Minute); err != nil {
+		rc.mu.Lock()
+		rc.bad++
+		rc.mu.Unlock()
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	id := r.Header.Get("webhook-id")
+	rc.mu.Lock()
+	rc.got[id]++
+	rc.bodies[id] = body
+	fail := rc.failures[id] > 0
+	if fail {
+		rc.failures[id]--
+	}
+	rc.mu.Unlock()
+	if fail {
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *receiver) count(id string) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.got[id]
+}
+
+const (
+	e2eStripeKey   = "sk_test_e2eSecretKeyDoNotLog"
+	e2eWebhookKey  = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	e2ePartner     = "acme"
+	e2eFlakyPI     = "pi_flakyCapture"
+	e2eFlakyEvent  = "evt-flaky"
+	e2eMailFrom    = "escrow@example.com"
+	e2eWaitTimeout = 30 * time.Second
+)
+
+// TestServerDoesEveryEffectOnceAgainstRealPeers runs the real server binary
+// with its production adapters against mailpit, stripe-mock, a verifying
+// webhook receiver and PostgreSQL: each of the nine types reaches its peer
+// exactly once, and a peer that fails twice sees three requests with one
+// idempotency key / webhook-id.
+func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	mail := testenv.StartMailpit(t)
+	front := newStripeFront(t, testenv.StartStripeMock(t))
+	frontOf[front].failures[e2eFlakyPI] = 2
+	rc := &receiver{secret: e2eWebhookKey, got: map[string]int{}, bodies: map[string][]byte{}, failures: map[string]int{e2eFlakyEvent: 2}}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	db := testenv.Postgres(t)
+
+	dir := t.TempDir()
+	registry := filepath.Join(dir, "partners.json")
+	reg, _ := json.Marshal(map[string]any{"partners": map[string]any{e2ePartner: map[string]string{"url": hook.URL + "/hooks", "secret": e2eWebhookKey}}})
+	if err := os.WriteFile(registry, reg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"REDIS_URL=" + redis.URL(), "LOG_LEVEL=info", "WORKER_CONCURRENCY=10",
+		"SMTP_URL=" + mail.SMTPURL(), "MAIL_FROM=" + e2eMailFrom,
+		"STRIPE_SECRET_KEY=" + e2eStripeKey, "STRIPE_API_BASE=" + front.URL,
+		"WEBHOOK_ENDPOINTS_FILE=" + registry, "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true",
+		"AUDIT_DATABASE_URL=" + db,
+	}
+	srv := testenv.Start(t, testenv.Binary(t, "./cmd/server"), env)
+	if !srv.WaitOutput(`"worker started"`, 30*time.Second) {
+		t.Fatalf("server did not start:\n%s", srv.Output())
+	}
+
+	opt, _ := asynq.ParseRedisURI(redis.URL())
+	client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
+	defer client.Close()
+	defer insp.Close()
+	const at = "2026-11-29T10:00:00Z"
+	var ids []string
+	add := func(task *tasks.Task, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := client.Enqueue(context.Background(), task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	add(tasks.NewSendReleaseEmailTask(payloads.SendReleaseEmail{TransactionID: "esc-1", RecipientEmail: "seller.one@example.com", Amount: 12345, Currency: "USD", RecipientName: "Sam <Seller>"}))
+	add(tasks.NewSendRefundEmailTask(payloads.SendRefundEmail{TransactionID: "esc-2", RecipientEmail: "buyer.two@example.com", Amount: 500, Currency: "EUR", Reason: "item damaged"}))
+	add(tasks.NewSendDisputeEmailTask(payloads.SendDisputeEmail{TransactionID: "esc-3", DisputeID: "dsp-3", RecipientEmail: "seller.three@example.com", Reason: "not received"}))
+	add(tasks.NewSendPaymentConfirmedEmailTask(payloads.SendPaymentConfirmedEmail{TransactionID: "esc-4", PaymentIntentID: "pi_4", RecipientEmail: "buyer.four@example.com", Amount: 999, Currency: "JPY"}))
+	add(tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-5", PaymentIntentID: "pi_capture5"}))
+	add(tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-55", PaymentIntentID: e2eFlakyPI}))
+	add(tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: "esc-6", PaymentIntentID: "pi_refund6", Amount: 300, Reason: payloads.RefundRequestedByCustomer}))
+	add(tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{EventID: "evt-7", PartnerID: e2ePartner, TransactionID: "esc-7", PreviousStatus: "funded", Status: "released", OccurredAt: at}))
+	add(tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{EventID: e2eFlakyEvent, PartnerID: e2ePartner, TransactionID: "esc-77", PreviousStatus: "funded", Status: "refunded", OccurredAt: at}))
+	add(tasks.NewNotifyDisputeResolvedTask(payloads.NotifyDisputeResolved{DisputeID: "dsp-8", TransactionID: "esc-8", Resolution: payloads.ResolutionRefundToBuyer, BuyerEmail: "buyer.eight@example.com", SellerEmail: "seller.eight@example.com", PartnerID: e2ePartner}))
+	add(tasks.NewAuditLogCreatedTask(payloads.AuditLogCreated{EventID: "aud-9", Actor: "ops", Action: "escrow.released", TransactionID: "esc-9", OccurredAt: at, Metadata: json.RawMessage(`{"ip":"203.0.113.9"}`)}))
+
+	fanout := []string{
+		"send_dispute_email:dispute-dsp-8-resolved-" + payloads.RecipientHash("buyer.eight@example.com"),
+		"send_dispute_email:dispute-dsp-8-resolved-" + payloads.RecipientHash("seller.eight@example.com"),
+		"webhook_escrow_status_changed:event-dispute-dsp-8-resolved",
+	}
+	for _, id := range append(ids, fanout...) {
+		waitCompleted(t, insp, id, srv)
+	}
+
+	// E-mail: six messages (four direct, two from the fan-out), one each.
+	msgs := mail.WaitMessages(t, 6)
+	if len(msgs) != 6 {
+		t.Errorf("mailpit holds %d messages, want 6", len(msgs))
+	}
+	perTo := map[string]int{}
+	for _, m := range msgs {
+		for _, to := range m.To {
+			perTo[to.Address]++
+		}
+		if !strings.HasSuffix(m.MessageID, "@example.com") || m.From.Address != e2eMailFrom {
+			t.Errorf("message %q: got Message-ID %q from %q", m.Subject, m.MessageID, m.From.Address)
+		}
+	}
+	for _, to := range []string{"seller.one@example.com", "buyer.two@example.com", "seller.three@example.com", "buyer.four@example.com", "buyer.eight@example.com", "seller.eight@example.com"} {
+		if perTo[to] != 1 {
+			t.Errorf("%s got %d e-mails, want 1", to, perTo[to])
+		}
+	}
+	var releaseID string
+	for _, m := range msgs {
+		if len(m.To) == 1 && m.To[0].Address == "seller.one@example.com" {
+			releaseID = m.ID
+		}
+	}
+	full := mail.Message(t, releaseID)
+	if !strings.Contains(full.Text, "123.45 USD") || !strings.Contains(full.HTML, "Sam &lt;Seller&gt;") {
+		t.Errorf("release e-mail: text %q, html %q; want the amount and the escaped name", full.Text, full.HTML)
+	}
+
+	// Stripe: one request per capture and refund; the flaky capture three,
+	// all with the same idempotency key.
+	f := frontOf[front]
+	for _, c := range []struct{ op, pi string }{{"capture", "pi_capture5"}, {"refund", "pi_refund6"}} {
+		if keys := f.keys(c.op, c.pi); len(keys) != 1 || keys[0] == "" {
+			t.Errorf("%s %s: got idempotency keys %q, want exactly one request with a key", c.op, c.pi, keys)
+		}
+	}
+	keys := f.keys("capture", e2eFlakyPI)
+	if len(keys) != 3 || keys[0] != keys[1] || keys[1] != keys[2] || keys[0] != "stripe_capture_payment:capture-"+e2eFlakyPI {
+		t.Errorf("flaky capture: got keys %q, want three requests with key stripe_capture_payment:capture-%s", keys, e2eFlakyPI)
+	}
+
+	// Webhooks: verified by the receiver; the flaky one three times with one webhook-id.
+	for id, want := range map[string]int{"evt-7": 1, "dispute-dsp-8-resolved": 1, e2eFlakyEvent: 3} {
+		if got := rc.count(id); got != want {
+			t.Errorf("webhook %s: got %d verified deliveries, want %d", id, got, want)
+		}
+	}
+	if rc.bad != 0 {
+		t.Errorf("the receiver refused %d badly signed requests, want 0", rc.bad)
+	}
+
+	// Audit: one row in PostgreSQL.
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE event_id = 'aud-9' AND metadata->>'ip' = '203.0.113.9'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("audit_events: got %d rows (%v), want 1", n, err)
+	}
+
+	secrets := []string{e2eStripeKey, e2eWebhookKey, strings.TrimPrefix(e2eWebhookKey, "whsec_")}
+	assertCleanLogs(t, srv.Output(), append(secrets, customerEmails...))
+}
+
+func waitCompleted(t *testing.T, insp *tasks.Inspector, id string, srv *testenv.Process) {
+	t.Helper()
+	var j tasks.Job
+	for deadline := time.Now().Add(e2eWaitTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var err error
+		if j, err = insp.Status(id); err == nil && (j.State == "completed" || j.State == "archived") {
+			break
+		}
+	}
+	if j.State != "completed" {
+		t.Fatalf("job %s: got state %q (last error %q), want completed\nserver log:\n%s", id, j.State, j.LastError, srv.Output())
+	}
+}
+
+// customerEmails are the addresses the payloads of this test carry.
+var customerEmails = []string{
+	"seller.one@example.com", "buyer.two@example.com", "seller.three@example.com", "buyer.four@example.com",
+	"buyer.eight@example.com", "seller.eight@example.com",
+}
+
+// assertCleanLogs fails when a log holds any of the secrets or customer
+// e-mail addresses (in the clear, in base64, or with the local part only).
+func assertCleanLogs(t *testing.T, logs string, secrets []string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		for _, form := range []string{s, base64.StdEncoding.EncodeToString([]byte(s))} {
+			if strings.Contains(logs, form) {
+				t.Errorf("the log holds %q", s)
+			}
+		}
+		if local, _, ok := strings.Cut(s, "@"); ok && strings.Contains(logs, local+"@") {
+			t.Errorf("the log holds the address %q", s)
+		}
+	}
+}
