@@ -68,7 +68,9 @@ func (r *recorder) payload(id string) any {
 	return r.data[id]
 }
 
-func (r *recorder) SendMail(ctx context.Context, m handlers.Mail) error { return r.record(m.ID, m.Data) }
+func (r *recorder) SendMail(ctx context.Context, m handlers.Mail) error {
+	return r.record(m.ID, m.Data)
+}
 func (r *recorder) Capture(ctx context.Context, c handlers.Capture) (handlers.PaymentResult, error) {
 	return handlers.PaymentResult{ID: "ch_1"}, r.record(c.IdempotencyKey, c)
 }

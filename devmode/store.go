@@ -76,4 +76,3 @@ func (s *Store) Close() {
 	<-s.done
 	s.m.Close()
 }
-

@@ -89,7 +89,9 @@ var validate = sync.OnceValue(func() *validator.Validate {
 	custom := map[string]validator.Func{
 		"escrowid":      func(fl validator.FieldLevel) bool { return idPattern.MatchString(fl.Field().String()) },
 		"paymentintent": func(fl validator.FieldLevel) bool { return paymentIntentPattern.MatchString(fl.Field().String()) },
-		"noheaderbreak": func(fl validator.FieldLevel) bool { return !strings.ContainsFunc(fl.Field().String(), unicode.IsControl) },
+		"noheaderbreak": func(fl validator.FieldLevel) bool {
+			return !strings.ContainsFunc(fl.Field().String(), unicode.IsControl)
+		},
 		"bodytext": func(fl validator.FieldLevel) bool {
 			return !strings.ContainsFunc(fl.Field().String(), func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' })
 		},

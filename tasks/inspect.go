@@ -84,7 +84,6 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-
 // queuesFor lists the queues to look in for id: the queue of its type
 // first, then every other known queue.
 func (in *Inspector) queuesFor(id string) []string {

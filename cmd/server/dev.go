@@ -12,8 +12,8 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/audit"
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/devmode"
+	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"

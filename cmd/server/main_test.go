@@ -74,7 +74,9 @@ func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
 	var out, errOut syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-dev", "-dev-redis-addr", "127.0.0.1:0", "-monitor-addr", "127.0.0.1:0"}, envOf(nil), &out, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"-dev", "-dev-redis-addr", "127.0.0.1:0", "-monitor-addr", "127.0.0.1:0"}, envOf(nil), &out, &errOut)
+	}()
 
 	var url string
 	re := regexp.MustCompile(`export REDIS_URL=(\S+)`)
