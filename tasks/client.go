@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // EnqueueTimeout is the longest Enqueue waits when the caller's context has
@@ -20,14 +21,30 @@ var ErrDuplicate = errors.New("duplicate job")
 
 // Client enqueues jobs. It is safe for concurrent use.
 type Client struct {
+	rc      redis.UniversalClient
 	c       *asynq.Client
 	timeout time.Duration
 }
 
 // NewClient connects to Redis (asynq.RedisClientOpt, RedisFailoverClientOpt
-// or RedisClusterClientOpt; see ParseRedis). Close it when done.
+// or RedisClusterClientOpt; see RedisFromEnv). Close it when done.
 func NewClient(r asynq.RedisConnOpt) *Client {
-	return &Client{c: asynq.NewClient(r), timeout: EnqueueTimeout}
+	rc := r.MakeRedisClient().(redis.UniversalClient)
+	honourDeadlines(rc)
+	return &Client{rc: rc, c: asynq.NewClientFromRedisClient(rc), timeout: EnqueueTimeout}
+}
+
+// honourDeadlines makes every command give up at the caller's context
+// deadline. go-redis otherwise waits its ReadTimeout on a Redis that
+// accepted the connection but does not answer, and Enqueue would overrun
+// its two seconds.
+func honourDeadlines(rc redis.UniversalClient) {
+	switch c := rc.(type) {
+	case *redis.Client: // also the Sentinel failover client
+		c.Options().ContextTimeoutEnabled = true
+	case *redis.ClusterClient:
+		c.Options().ContextTimeoutEnabled = true
+	}
 }
 
 // Enqueue stores t and returns its job ID. On a duplicate it returns the
@@ -48,4 +65,4 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (string, error) {
 }
 
 // Close closes the connection to Redis.
-func (c *Client) Close() error { return c.c.Close() }
+func (c *Client) Close() error { return c.rc.Close() }
