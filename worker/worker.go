@@ -16,6 +16,8 @@
 //     early and only milliseconds late (or after the peer's Retry-After).
 //   - Durable dead letters. Every job asynq archives (retries exhausted or a
 //     permanent failure) is also written to a deadletter.Log.
+//   - A sweep every 30 s writes to the dead-letter log the jobs asynq's
+//     recoverer archived itself (their worker died during the last attempt).
 //   - Logs with task_type, task_id, queue and attempt, e-mails masked.
 package worker
 
@@ -79,6 +81,10 @@ type Worker struct {
 	servers []*asynq.Server
 	handler asynq.Handler
 	once    sync.Once
+
+	sweepEvery time.Duration
+	stopSweep  context.CancelFunc
+	swept      chan struct{}
 }
 
 // New prepares a worker that processes jobs with h (handlers.NewServeMux).
@@ -112,7 +118,7 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	if !ok {
 		return nil, errors.New("worker: Redis option does not make a go-redis client")
 	}
-	w := &Worker{cfg: cfg, rc: rc}
+	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval}
 	w.handler = w.retryGate(h)
 	for i := 0; i < cfg.FetchLoops; i++ {
 		n := cfg.Concurrency / cfg.FetchLoops
@@ -150,6 +156,9 @@ func (w *Worker) Start() error {
 			return fmt.Errorf("worker: start fetch loop %d: %w", i, err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopSweep, w.swept = cancel, make(chan struct{})
+	go func() { defer close(w.swept); w.sweepLoop(ctx) }()
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "fetch_loops", len(w.servers), "queues", w.cfg.Queues)
 	return nil
 }
@@ -158,6 +167,10 @@ func (w *Worker) Start() error {
 // ones and returns the rest to their queues. It is safe to call twice.
 func (w *Worker) Shutdown() {
 	w.once.Do(func() {
+		if w.stopSweep != nil {
+			w.stopSweep()
+			<-w.swept
+		}
 		var wg sync.WaitGroup
 		for _, s := range w.servers {
 			wg.Add(1)
