@@ -16,6 +16,8 @@
 //     early and only milliseconds late (or after the peer's Retry-After).
 //   - Durable dead letters. Every job asynq archives (retries exhausted or a
 //     permanent failure) is also written to a deadletter.Log.
+//   - No rerun after a Redis blip: a job that finishes while Redis is down
+//     is held until Redis answers, so asynq's one write of its outcome lands.
 //   - A sweep every 30 s writes to the dead-letter log the jobs asynq's
 //     recoverer archived itself (their worker died during the last attempt).
 //   - Logs with task_type, task_id, queue and attempt, e-mails masked.
@@ -28,6 +30,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
@@ -81,6 +84,8 @@ type Worker struct {
 	servers []*asynq.Server
 	handler asynq.Handler
 	once    sync.Once
+
+	redisOK atomic.Int64 // unix nanos of the last PING answered
 
 	sweepEvery time.Duration
 	stopSweep  context.CancelFunc
@@ -228,8 +233,9 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	}
 }
 
-// retryGate holds a retry until the exact time handleError recorded for it:
-// asynq releases retries at whole seconds, up to a second early.
+// retryGate holds a retry until the exact time handleError recorded for it
+// (asynq releases retries at whole seconds, up to a second early), and
+// holds a finished job until Redis can record it (awaitRedis).
 func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
@@ -248,8 +254,52 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 				}
 			}
 		}
-		return next.ProcessTask(ctx, t)
+		err := next.ProcessTask(ctx, t)
+		w.awaitRedis(t)
+		return err
 	})
+}
+
+// Bounds of awaitRedis.
+const (
+	// redisFresh: a PING this recent vouches for Redis; under load that is
+	// at most one extra PING per 20 ms per process.
+	redisFresh = 20 * time.Millisecond
+	// maxHold stays inside asynq's 30 s lease, so a job held here is never
+	// also recovered and rerun by another worker.
+	maxHold = 20 * time.Second
+)
+
+// awaitRedis returns when Redis answers (or after maxHold). A job returns
+// to asynq right after its handler, and asynq writes "done" (or the retry)
+// once: when Redis is down at that moment, asynq v0.26 queues the write
+// with a context that is already cancelled, so it never lands, the job
+// stays active, and the recoverer runs its side effect again a minute or
+// two later. Holding the finished job until Redis is back lets that one
+// write land.
+func (w *Worker) awaitRedis(t *asynq.Task) {
+	if time.Since(time.Unix(0, w.redisOK.Load())) < redisFresh {
+		return
+	}
+	deadline := time.Now().Add(maxHold)
+	for warned := false; ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := w.rc.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			w.redisOK.Store(time.Now().UnixNano())
+			return
+		}
+		if time.Now().After(deadline) {
+			w.cfg.Logger.Error("Redis still unreachable; returning the finished job, asynq may run it again after its lease", "task_type", t.Type(), "error", err)
+			return
+		}
+		if !warned {
+			w.cfg.Logger.Warn("Redis unreachable; holding a finished job until it is back so it is recorded as done", "task_type", t.Type(), "error", err)
+			warned = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // maskedPayload is the payload as the dead-letter log keeps it: e-mails
