@@ -116,6 +116,10 @@ type fileEntry struct {
 //
 //	{"entries": [{"name": "nightly-audit", "cron": "0 3 * * *", "type": "audit_log_created", "payload": {…}}]}
 //
+// In a payload, {{period}} stands for the fire time as an ID-safe UTC stamp
+// (20261129T030000Z) and {{periodTime}} for it in RFC 3339, so a periodic
+// job can carry a fresh eventId each period.
+//
 // Each payload is decoded strictly and validated as tasks.FromJSON does, and
 // each cron spec is parsed. The error lists every bad entry, by name, with
 // the bad field; a *payloads.ValidationError is kept in the chain.
@@ -153,8 +157,8 @@ func LoadEntries(path string) ([]Entry, error) {
 			continue
 		}
 		typ, raw := fe.Type, []byte(fe.Payload)
-		e := Entry{Name: fe.Name, Cron: fe.Cron, Build: func(_ time.Time, opts ...tasks.Option) (*tasks.Task, error) {
-			return tasks.FromJSON(typ, raw, opts...)
+		e := Entry{Name: fe.Name, Cron: fe.Cron, Build: func(period time.Time, opts ...tasks.Option) (*tasks.Task, error) {
+			return tasks.FromJSON(typ, withPeriod(raw, period), opts...)
 		}}
 		if _, err := checkEntry(e, now); err != nil {
 			errs = append(errs, err)
@@ -166,4 +170,11 @@ func LoadEntries(path string) ([]Entry, error) {
 		return nil, fmt.Errorf("schedule file %s: %w", path, err)
 	}
 	return entries, nil
+}
+
+// withPeriod fills the {{period}} and {{periodTime}} placeholders of raw.
+func withPeriod(raw []byte, period time.Time) []byte {
+	p := period.UTC()
+	raw = bytes.ReplaceAll(raw, []byte("{{periodTime}}"), []byte(p.Format(time.RFC3339)))
+	return bytes.ReplaceAll(raw, []byte("{{period}}"), []byte(p.Format("20060102T150405Z")))
 }
