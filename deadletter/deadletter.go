@@ -46,9 +46,20 @@ type File struct {
 
 // OpenFile opens (creating if needed) the dead-letter file at path.
 func OpenFile(path string) (*File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter log: open %s: %w", path, err)
+	}
+	// A crash mid-write leaves a torn last line: start on a fresh one, so
+	// the next record is not glued to it.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			if _, err := f.Write([]byte("\n")); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("dead-letter log: repair %s: %w", path, err)
+			}
+		}
 	}
 	return &File{path: path, f: f}, nil
 }
