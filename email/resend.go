@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,9 +18,6 @@ import (
 
 // DefaultResendBaseURL is the Resend API.
 const DefaultResendBaseURL = "https://api.resend.com/"
-
-// maxRetryAfter caps a Retry-After so a bad header cannot park a job for days.
-const maxRetryAfter = time.Hour
 
 // ResendConfig configures a Resend mailer.
 type ResendConfig struct {
@@ -128,30 +124,10 @@ func resendFailure(where string, a response, err error) error {
 		a.status != http.StatusRequestTimeout && a.status != http.StatusConflict && a.status != http.StatusTooManyRequests {
 		return permanent(err)
 	}
-	if d, ok := parseRetryAfter(a.retryAfter, time.Now()); ok {
+	if d, ok := tasks.ParseRetryAfter(a.retryAfter, time.Now()); ok {
 		return tasks.RetryAfter(d, err)
 	}
 	return err
-}
-
-// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		d = time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxRetryAfter), true
 }
 
 // response is the status and Retry-After of the last HTTP answer to one

@@ -13,9 +13,6 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-// maxRetryAfter caps a Retry-After so a bad header cannot park a job for days.
-const maxRetryAfter = time.Hour
-
 // textError shows text in place of err's own text and keeps err as the
 // cause. It shows a *stripe.Error without its raw JSON (which can carry a
 // PaymentIntent with its client secret) and any error without the secret key.
@@ -72,7 +69,7 @@ func permanent(what string, err error) error {
 
 func transient(what string, err error, header http.Header) error {
 	wrapped := fmt.Errorf("stripe: %s: %w", what, err)
-	if d, ok := parseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
+	if d, ok := tasks.ParseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
 		return tasks.RetryAfter(d, wrapped)
 	}
 	return wrapped
@@ -113,24 +110,4 @@ func redact(s, secret string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, secret, "[redacted]")
-}
-
-// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		d = time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxRetryAfter), true
 }

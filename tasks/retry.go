@@ -3,6 +3,9 @@ package tasks
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -43,3 +46,30 @@ func RetryDelay(n int, err error) time.Duration {
 
 // IsPermanent reports whether err archives the job at once.
 func IsPermanent(err error) bool { return errors.Is(err, asynq.SkipRetry) }
+
+// MaxRetryAfter caps a peer's Retry-After, so a bogus value cannot park a
+// job for days.
+const MaxRetryAfter = time.Hour
+
+// ParseRetryAfter reads an HTTP Retry-After value (delay-seconds or an HTTP
+// date, relative to now) as a positive pause of at most MaxRetryAfter. It
+// reports false for an empty, unparsable, zero or past value: the schedule
+// then applies.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		d = time.Duration(min(secs, uint64(MaxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return 0, false
+	}
+	if d <= 0 {
+		return 0, false
+	}
+	return min(d, MaxRetryAfter), true
+}

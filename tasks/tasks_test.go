@@ -99,3 +99,27 @@ func TestRedisFromEnvNamesTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		v    string
+		want time.Duration
+		ok   bool
+	}{
+		{"30", 30 * time.Second, true},
+		{" 5 ", 5 * time.Second, true},
+		{"Sun, 29 Nov 2026 10:01:00 GMT", time.Minute, true},
+		{"999999999", tasks.MaxRetryAfter, true},
+		{"0", 0, false},
+		{"-3", 0, false},
+		{"Sun, 29 Nov 2026 09:00:00 GMT", 0, false},
+		{"soon", 0, false},
+		{"", 0, false},
+	}
+	for _, c := range cases {
+		if got, ok := tasks.ParseRetryAfter(c.v, now); got != c.want || ok != c.ok {
+			t.Errorf("ParseRetryAfter(%q): got (%v, %v), want (%v, %v)", c.v, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -28,10 +28,6 @@ const DefaultTimeout = 10 * time.Second
 // discarded); the rest is left unread and the connection dropped.
 const maxResponseBody = 64 << 10
 
-// maxRetryAfter caps a partner's Retry-After, so a bogus value cannot park
-// a job for days.
-const maxRetryAfter = time.Hour
-
 // userAgent identifies the sender to partners.
 const userAgent = "escrowjobs-webhook/1"
 
@@ -163,7 +159,7 @@ func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
 		return fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
 	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
 		err := fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
-		if after, ok := retryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+		if after, ok := tasks.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
 			return tasks.RetryAfter(after, err)
 		}
 		return err
@@ -172,26 +168,6 @@ func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
 	default:
 		return fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
 	}
-}
-
-// retryAfter parses a Retry-After value, delay-seconds or an HTTP date,
-// into a positive pause of at most maxRetryAfter.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
-		d = time.Duration(min(secs, uint64(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	if d <= 0 {
-		return 0, false
-	}
-	return min(d, maxRetryAfter), true
 }
 
 // unwrapURLError drops the *url.Error around a transport error: it repeats

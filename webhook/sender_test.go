@@ -232,7 +232,7 @@ func TestSendRetryAfter(t *testing.T) {
 		{"429 zero", 429, "0", 0},
 		{"429 garbage", 429, "soon", 0},
 		{"429 negative", 429, "-5", 0},
-		{"429 huge is capped", 429, "99999999999999999", maxRetryAfter},
+		{"429 huge is capped", 429, "99999999999999999", tasks.MaxRetryAfter},
 		{"500 ignores Retry-After", 500, "30", 0},
 	}
 	var current atomic.Pointer[struct {
