@@ -1,7 +1,6 @@
 package monitor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,24 +34,7 @@ type fixture struct {
 	redisOpt  asynq.RedisConnOpt
 	client    *tasks.Client
 	inspector *tasks.Inspector
-	logs      *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs      *testenv.Buffer
 }
 
 // setup starts a monitor with all credentials on a fresh Redis; change
@@ -70,7 +51,7 @@ func setup(t *testing.T, change ...func(*monitor.Config)) *fixture {
 
 func setupOn(t *testing.T, opt asynq.RedisConnOpt, change ...func(*monitor.Config)) *fixture {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cfg := monitor.Config{
 		RedisOpt: opt, APIToken: testToken, Username: testUser, Password: testPassword,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +16,6 @@ const (
 	testToken    = "tok_0123456789abcdef0123456789abcdef"
 	testPassword = "correct horse battery"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -68,7 +48,7 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var out, errOut syncBuffer
+			var out, errOut testenv.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, c.args, envOf(c.env), &out, &errOut)
@@ -95,7 +75,7 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 // started is a run() in the background.
 type started struct {
 	url         string
-	out, errOut *syncBuffer
+	out, errOut *testenv.Buffer
 	cancel      context.CancelFunc
 	done        chan error
 }
@@ -104,7 +84,7 @@ var listening = regexp.MustCompile(`monitor listening on (http://\S+)`)
 
 func start(t *testing.T, args []string, env map[string]string) *started {
 	t.Helper()
-	s := &started{out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan error, 1)}
+	s := &started{out: &testenv.Buffer{}, errOut: &testenv.Buffer{}, done: make(chan error, 1)}
 	var ctx context.Context
 	ctx, s.cancel = context.WithCancel(context.Background())
 	go func() { s.done <- run(ctx, args, envOf(env), s.out, s.errOut) }()

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,26 +28,8 @@ type Mailpit struct {
 	t    testing.TB
 	http *http.Client
 	cmd  *exec.Cmd
-	out  mailpitOutput
+	out  Buffer // shown only when mailpit fails to start
 	done chan struct{}
-}
-
-// mailpitOutput collects mailpit's output, shown only when it fails to start.
-type mailpitOutput struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *mailpitOutput) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *mailpitOutput) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // StartMailpit starts mailpit with SMTP and HTTP on free loopback ports,

@@ -56,24 +56,27 @@ func moduleRoot() string {
 type Process struct {
 	t   testing.TB
 	cmd *exec.Cmd
-	out *lockedBuffer
+	out *Buffer
 	// Exited is closed when the process has exited.
 	Exited chan struct{}
 	err    error
 }
 
-type lockedBuffer struct {
+// Buffer is a bytes.Buffer that goroutines (a server's loggers, a child
+// process's output) may write to while a test reads it.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+// String is everything written so far.
+func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -83,7 +86,7 @@ func (l *lockedBuffer) String() string {
 // stdout and stderr together. It is killed at cleanup if still running.
 func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, out: &lockedBuffer{}, Exited: make(chan struct{})}
+	p := &Process{t: t, out: &Buffer{}, Exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -76,7 +76,7 @@ func (s *RedisServer) Start() {
 		"--dir", s.Dir, "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning",
 	}, s.args...)
 	s.cmd = exec.Command(s.bin, args...)
-	out := &lockedBuffer{} // shown only when it does not come up
+	out := &Buffer{} // shown only when it does not come up
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
