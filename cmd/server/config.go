@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
 
@@ -41,10 +42,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
-	c.concurrency = intVar(getenv, "WORKER_CONCURRENCY", 50, 1, 10000, &errs)
-	c.fetchLoops = intVar(getenv, "WORKER_FETCH_LOOPS", 4, 1, 64, &errs)
-	c.pollInterval = durationVar(getenv, "WORKER_POLL_INTERVAL", 10*time.Millisecond, &errs)
-	c.shutdownTimeout = durationVar(getenv, "WORKER_SHUTDOWN_TIMEOUT", 25*time.Second, &errs)
+	c.concurrency = intVar(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
+	c.fetchLoops = intVar(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
+	c.pollInterval = durationVar(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
+	c.shutdownTimeout = durationVar(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
 	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
 
 	c.deadLetterPath = or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")

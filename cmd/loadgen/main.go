@@ -1,0 +1,231 @@
+// Command loadgen measures escrowjobs against raw asynq on the same Redis,
+// in the same run, and prints each figure side by side with the ratio and
+// the target of SPEC section 7.
+//
+//	loadgen -flush [-n 50000] [-c 50] [-k 50] [-loops 4] [-rounds 3] [-redis-url URL]
+//
+// Phases (each starts with FLUSHDB when -flush is given):
+//
+//  1. escrowjobs: N jobs, a round-robin mix of the nine types with typical
+//     payloads, built with the typed constructors (validate + encode +
+//     defaults) and enqueued with tasks.Client from C goroutines, then
+//     -latency-n more from one goroutine: throughput, latency p50/p99/p999,
+//     and Redis memory per pending job (INFO memory used_memory delta /
+//     jobs pending). A worker.Worker with no-op adapters, concurrency K and
+//     -loops fetch loops then drains them: processing throughput, from the
+//     first handler start to the last handler return.
+//  2. raw asynq: the same with asynq.Client, the same payload bytes and an
+//     equally long TaskID (queue "default"), drained by one asynq.Server at
+//     concurrency K with a no-op handler.
+//  3. idle: the worker (then the raw Server) running with nothing to do:
+//     Redis commands/s (INFO stats total_commands_processed delta; it counts
+//     the commands inside Lua scripts too, and every client of that Redis),
+//     then jobs enqueued one at a time with random gaps: enqueue → handler
+//     start p50/p99.
+//
+// Phases 1 and 2 alternate -rounds times and each figure is the median.
+// -loops takes a list (1,2,4,8): the worker's processing and phase 3 run
+// once per value. -v adds, per phase, the CPU time per job of this process
+// and of Redis, and Redis commands per job by name.
+//
+// Redis must be an empty database, or -flush must be given: loadgen writes
+// jobs, and FLUSHDB destroys every key in the database. Timings are of this
+// machine at this moment; the ratios compare two things measured in the
+// same run on the same Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// config is every setting of one run.
+type config struct {
+	redisURL       string
+	n              int
+	c              int
+	k              int
+	loops          intList
+	flush          bool
+	latencyN       int
+	rounds         int
+	throughput     bool
+	idle           bool
+	idleWindow     time.Duration
+	idleSamples    int
+	rawIdleSamples int
+	idleGap        time.Duration
+	pollInterval   time.Duration
+	rawPoll        time.Duration
+	cpuprofile     string
+	progress       bool
+	verbose        bool
+}
+
+// intList is a comma-separated list of positive integers.
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, v := range *l {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(v string) error {
+	var out intList
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	cfg := config{loops: intList{worker.DefaultFetchLoops}}
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.redisURL, "redis-url", "", "Redis to measure against (default $REDIS_URL)")
+	fs.IntVar(&cfg.n, "n", 50000, "jobs per throughput phase (enqueued from -c goroutines)")
+	fs.IntVar(&cfg.c, "c", 50, "enqueue goroutines")
+	fs.IntVar(&cfg.k, "k", worker.DefaultConcurrency, "processing concurrency (total, for the worker and for the raw Server)")
+	fs.Var(&cfg.loops, "loops", "worker fetch loops; a list (1,2,4,8) repeats the processing and idle phases for each")
+	fs.BoolVar(&cfg.flush, "flush", false, "FLUSHDB before each phase (destroys every key in the database; required unless it is empty)")
+	fs.IntVar(&cfg.latencyN, "latency-n", 10000, "jobs enqueued from one goroutine for the latency figures")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "repeat the enqueue and processing phases, alternating escrowjobs and raw asynq; each figure is the median over rounds")
+	fs.BoolVar(&cfg.throughput, "throughput", true, "run the enqueue and processing phases")
+	fs.BoolVar(&cfg.idle, "idle", true, "run the idle phase (commands/s and enqueue → handler start)")
+	fs.DurationVar(&cfg.idleWindow, "idle-window", 5*time.Second, "how long idle Redis commands are counted")
+	fs.IntVar(&cfg.idleSamples, "idle-samples", 300, "jobs enqueued one at a time for enqueue → handler start (worker)")
+	fs.IntVar(&cfg.rawIdleSamples, "raw-idle-samples", 20, "the same for the raw Server (at asynq's default 1 s poll each takes ~1.5 s)")
+	fs.DurationVar(&cfg.idleGap, "idle-gap", 30*time.Millisecond, "mean pause between idle samples, uniform 0.5-1.5×; at least the poll interval of the side measured, so samples land at random points of its polling")
+	fs.DurationVar(&cfg.pollInterval, "poll", 0, "worker.Config.PollInterval (0: the worker's default)")
+	fs.DurationVar(&cfg.rawPoll, "raw-poll", 0, "raw Server TaskCheckInterval (0: asynq's default, 1 s)")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.BoolVar(&cfg.progress, "progress", true, "show progress bars on stderr")
+	fs.BoolVar(&cfg.verbose, "v", false, "also print each phase's figures and Redis commands per job on stderr")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q (flags only; see -h)", fs.Args())
+	}
+	if cfg.redisURL == "" {
+		cfg.redisURL = getenv("REDIS_URL")
+	}
+	if cfg.redisURL == "" {
+		return cfg, errors.New("no Redis: set REDIS_URL or -redis-url (e.g. redis://127.0.0.1:6379/15)")
+	}
+	for name, v := range map[string]int{"-n": cfg.n, "-c": cfg.c, "-k": cfg.k, "-latency-n": cfg.latencyN, "-rounds": cfg.rounds, "-idle-samples": cfg.idleSamples, "-raw-idle-samples": cfg.rawIdleSamples} {
+		if v <= 0 {
+			return cfg, fmt.Errorf("%s must be positive, got %d", name, v)
+		}
+	}
+	if !cfg.throughput && !cfg.idle {
+		return cfg, errors.New("-throughput=false and -idle=false leave nothing to measure")
+	}
+	if cfg.idleWindow <= 0 || cfg.idleGap <= 0 {
+		return cfg, errors.New("-idle-window and -idle-gap must be positive")
+	}
+	return cfg, nil
+}
+
+// run is the whole program; the test calls it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	opt, err := tasks.RedisFromEnv(func(k string) string {
+		if k == "REDIS_URL" {
+			return cfg.redisURL
+		}
+		return ""
+	})
+	if err != nil {
+		return err
+	}
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return fmt.Errorf("unsupported Redis option %T", opt)
+	}
+	defer rc.Close()
+	adm := admin{rc: rc, flush: cfg.flush}
+	version, err := adm.check(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.cpuprofile != "" {
+		f, err := os.Create(cfg.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	b := &bench{cfg: cfg, opt: opt, adm: adm, stderr: stderr}
+	rep := report{cfg: cfg, redisVersion: version, redisURL: tasks.RedactURL(cfg.redisURL)}
+	if cfg.throughput {
+		if err := b.throughput(ctx, &rep); err != nil {
+			return err
+		}
+	}
+	if cfg.idle {
+		if err := b.idlePhases(ctx, &rep); err != nil {
+			return err
+		}
+	}
+	rep.print(stdout)
+	return nil
+}
+
+// newRawServer is the raw asynq baseline: one Server at concurrency k,
+// asynq's defaults otherwise (queue "default", TaskCheckInterval 1 s unless
+// -raw-poll).
+func newRawServer(opt asynq.RedisConnOpt, k int, poll time.Duration, stderr io.Writer) *asynq.Server {
+	return asynq.NewServer(opt, asynq.Config{Concurrency: k, TaskCheckInterval: poll, LogLevel: asynq.ErrorLevel, Logger: asynqLog{stderr}})
+}
+
+// asynqLog prints asynq's errors (the only level it is asked to log).
+type asynqLog struct{ w io.Writer }
+
+func (asynqLog) Debug(...any)        {}
+func (asynqLog) Info(...any)         {}
+func (asynqLog) Warn(...any)         {}
+func (l asynqLog) Error(args ...any) { fmt.Fprintln(l.w, append([]any{"asynq:"}, args...)...) }
+func (l asynqLog) Fatal(args ...any) { panic(fmt.Sprint(args...)) }

@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"github.com/escrowjobs/escrowjobs/internal/sample"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
+	"github.com/hibiken/asynq"
+)
+
+// stallTimeout fails a phase that makes no progress for this long.
+const stallTimeout = 30 * time.Second
+
+// bench runs the phases against one Redis.
+type bench struct {
+	cfg    config
+	opt    asynq.RedisConnOpt
+	adm    admin
+	stderr io.Writer
+}
+
+// enqueuer enqueues one job; clients returns one and its Close.
+type enqueuer func(ctx context.Context, j *job) error
+
+type clients func() (enqueuer, func())
+
+func (b *bench) oursClient() (enqueuer, func()) {
+	c := tasks.NewClient(b.opt)
+	return func(ctx context.Context, j *job) error {
+		t, err := sample.Build(j.p)
+		if err != nil {
+			return err
+		}
+		_, err = c.Enqueue(ctx, t)
+		return err
+	}, func() { _ = c.Close() }
+}
+
+func (b *bench) rawClient() (enqueuer, func()) {
+	c := asynq.NewClient(b.opt)
+	return func(ctx context.Context, j *job) error {
+		_, err := c.EnqueueContext(ctx, rawTask(j))
+		return err
+	}, func() { _ = c.Close() }
+}
+
+// enqueueFigures are the figures of one enqueue phase.
+type enqueueFigures struct {
+	rate      float64          // jobs/s from c goroutines
+	par       [3]time.Duration // p50, p99, p999 from c goroutines
+	seq       [3]time.Duration // p50, p99, p999 from one goroutine
+	memPerJob float64          // bytes of used_memory per pending job
+}
+
+var quantiles = [3]float64{0.50, 0.99, 0.999}
+
+func (l latencies) summary() (out [3]time.Duration) {
+	for i, q := range quantiles {
+		out[i] = l.q(q)
+	}
+	return out
+}
+
+// enqueueAll enqueues jobs from c goroutines and returns the wall time and
+// every call's latency. Any failed enqueue fails the phase.
+func (b *bench) enqueueAll(ctx context.Context, label string, jobs []job, c int, enq enqueuer) (time.Duration, latencies, error) {
+	var (
+		next     atomic.Int64
+		failed   atomic.Int64
+		firstErr error
+		once     sync.Once
+		wg       sync.WaitGroup
+	)
+	lats := make([][]time.Duration, c)
+	bar := startProgress(b.stderr, b.cfg.progress, label, len(jobs))
+	runtime.GC()
+	begin := time.Now()
+	for g := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, len(jobs)/c+1)
+			pending := 0
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					break
+				}
+				t0 := time.Now()
+				err := enq(ctx, &jobs[i])
+				local = append(local, time.Since(t0))
+				if err != nil {
+					failed.Add(1)
+					once.Do(func() { firstErr = err })
+				}
+				if pending++; pending == 64 {
+					bar.add(pending)
+					pending = 0
+				}
+			}
+			bar.add(pending)
+			lats[g] = local
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	bar.finish()
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	if n := failed.Load(); n > 0 {
+		return 0, nil, fmt.Errorf("%s: %d of %d enqueues failed, the first with: %w", label, n, len(jobs), firstErr)
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return elapsed, sorted(all), nil
+}
+
+// enqueuePhase empties the database, enqueues N jobs from C goroutines and
+// latency-n from one, and measures the memory the pending jobs take.
+func (b *bench) enqueuePhase(ctx context.Context, label string, newClient clients) (enqueueFigures, error) {
+	var f enqueueFigures
+	if err := b.adm.reset(ctx); err != nil {
+		return f, err
+	}
+	mem0, err := b.adm.usedMemory(ctx)
+	if err != nil {
+		return f, err
+	}
+	enq, closeClient := newClient()
+	jobs := mix(b.cfg.n, nonce())
+	redisCPU0, err := b.adm.cpu(ctx)
+	if err != nil {
+		closeClient()
+		return f, err
+	}
+	ourCPU0 := processCPU()
+	elapsed, par, err := b.enqueueAll(ctx, label+": enqueue", jobs, b.cfg.c, enq)
+	if err != nil {
+		closeClient()
+		return f, err
+	}
+	if b.cfg.verbose {
+		ourCPU := processCPU() - ourCPU0
+		redisCPU, err := b.adm.cpu(ctx)
+		if err != nil {
+			closeClient()
+			return f, err
+		}
+		fmt.Fprintf(b.stderr, "%s: enqueue %.0f jobs/s from %d goroutines; CPU per job: this process %s, Redis %s\n",
+			label, float64(b.cfg.n)/elapsed.Seconds(), b.cfg.c, human(ourCPU/time.Duration(b.cfg.n)), human((redisCPU-redisCPU0)/time.Duration(b.cfg.n)))
+	}
+	seqJobs := mix(b.cfg.latencyN, nonce())
+	_, seq, err := b.enqueueAll(ctx, label+": enqueue, 1 goroutine", seqJobs, 1, enq)
+	if err != nil {
+		closeClient()
+		return f, err
+	}
+	f.rate, f.par, f.seq = float64(b.cfg.n)/elapsed.Seconds(), par.summary(), seq.summary()
+	// Closed connections free their buffers: used_memory then holds the
+	// jobs and not the 50 clients' query buffers.
+	closeClient()
+	mem1, err := b.adm.usedMemory(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.memPerJob = float64(mem1-mem0) / float64(b.cfg.n+b.cfg.latencyN)
+	return f, nil
+}
+
+// refill empties the database and enqueues a fresh N + latency-n jobs for
+// another processing run (figures not kept).
+func (b *bench) refill(ctx context.Context, label string) error {
+	if err := b.adm.reset(ctx); err != nil {
+		return err
+	}
+	enq, closeClient := b.oursClient()
+	defer closeClient()
+	_, _, err := b.enqueueAll(ctx, label+": enqueue", mix(b.cfg.n+b.cfg.latencyN, nonce()), b.cfg.c, enq)
+	return err
+}
+
+// jobLogger is the handlers' and worker's logger: JSON at Info, as in
+// production, written nowhere. Formatting each line is part of the cost.
+func jobLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// startWorker runs the escrowjobs worker with no-op adapters around probe p.
+func (b *bench) startWorker(p *probe, loops int) (func(), error) {
+	log := jobLogger()
+	mux, err := handlers.NewServeMux(handlers.Deps{
+		Mailer: noop{}, Payments: noop{}, Sender: noop{}, Audit: noop{}, Enqueuer: noop{}, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w, err := worker.New(worker.Config{
+		Redis: b.opt, Concurrency: b.cfg.k, FetchLoops: loops, PollInterval: b.cfg.pollInterval,
+		DeadLetters: noop{}, Logger: log,
+	}, p.wrap(mux))
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Start(); err != nil {
+		return nil, err
+	}
+	return w.Shutdown, nil
+}
+
+// startRaw runs one raw asynq.Server with a no-op handler around probe p.
+func (b *bench) startRaw(p *probe) (func(), error) {
+	srv := newRawServer(b.opt, b.cfg.k, b.cfg.rawPoll, b.stderr)
+	if err := srv.Start(p.wrap(rawHandler)); err != nil {
+		return nil, err
+	}
+	return srv.Shutdown, nil
+}
+
+// process drains n pending jobs and returns jobs/s from the first handler
+// start to the n-th handler return.
+func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (float64, error) {
+	p := newProbe(n, false)
+	before, err := b.adm.commandStats(ctx)
+	if err != nil {
+		return 0, err
+	}
+	runtime.GC()
+	redisCPU0, err := b.adm.cpu(ctx)
+	if err != nil {
+		return 0, err
+	}
+	ourCPU0 := processCPU()
+	stop, err := startFn(p)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	bar := startProgress(b.stderr, b.cfg.progress, label+": process", n)
+	err = awaitDone(ctx, label, p, bar)
+	bar.finish()
+	if err != nil {
+		return 0, err
+	}
+	rate := float64(n) / p.elapsed().Seconds()
+	if b.cfg.verbose {
+		ourCPU := processCPU() - ourCPU0
+		redisCPU, err := b.adm.cpu(ctx)
+		if err != nil {
+			return 0, err
+		}
+		after, err := b.adm.commandStats(ctx)
+		if err != nil {
+			return 0, err
+		}
+		fmt.Fprintf(b.stderr, "%s: %.0f jobs/s; CPU per job: this process %s, Redis %s; Redis commands per job (scripts' own included): %s\n",
+			label, rate, human(ourCPU/time.Duration(n)), human((redisCPU-redisCPU0)/time.Duration(n)), perJob(before, after, n))
+	}
+	return rate, nil
+}
+
+// awaitDone waits until the probe has seen its target, failing on a
+// failed job or on no progress for stallTimeout.
+func awaitDone(ctx context.Context, label string, p *probe, bar *progress) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	seen, lastMove := int64(0), time.Now()
+	for {
+		select {
+		case <-p.done:
+			bar.add(int(p.target - seen))
+			if f := p.failed.Load(); f > 0 {
+				return fmt.Errorf("%s: %d of %d jobs failed", label, f, p.target)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if now := p.n.Load(); now != seen {
+				bar.add(int(now - seen))
+				seen, lastMove = now, time.Now()
+			} else if time.Since(lastMove) > stallTimeout {
+				return fmt.Errorf("%s: stalled at %d of %d jobs", label, seen, p.target)
+			}
+		}
+	}
+}
+
+// throughput runs the enqueue and processing phases -rounds times: ours
+// then raw (raw first in odd rounds, so drift favours neither), then ours
+// again for every further -loops value.
+func (b *bench) throughput(ctx context.Context, rep *report) error {
+	rep.proc = map[int][]float64{}
+	for r := range b.cfg.rounds {
+		tag := ""
+		if b.cfg.rounds > 1 {
+			tag = fmt.Sprintf(" (round %d/%d)", r+1, b.cfg.rounds)
+		}
+		steps := []func() error{
+			func() error { return b.oursRound(ctx, rep, tag) },
+			func() error { return b.rawRound(ctx, rep, tag) },
+		}
+		if r%2 == 1 {
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		for _, loops := range b.cfg.loops[1:] {
+			label := fmt.Sprintf("escrowjobs, %d loops%s", loops, tag)
+			if err := b.refill(ctx, label); err != nil {
+				return err
+			}
+			rate, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops) })
+			if err != nil {
+				return err
+			}
+			rep.proc[loops] = append(rep.proc[loops], rate)
+		}
+	}
+	return nil
+}
+
+func (b *bench) oursRound(ctx context.Context, rep *report, tag string) error {
+	f, err := b.enqueuePhase(ctx, "escrowjobs"+tag, b.oursClient)
+	if err != nil {
+		return err
+	}
+	rep.ours = append(rep.ours, f)
+	loops := b.cfg.loops[0]
+	rate, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
+		func(p *probe) (func(), error) { return b.startWorker(p, loops) })
+	if err != nil {
+		return err
+	}
+	rep.proc[loops] = append(rep.proc[loops], rate)
+	return nil
+}
+
+func (b *bench) rawRound(ctx context.Context, rep *report, tag string) error {
+	f, err := b.enqueuePhase(ctx, "raw asynq"+tag, b.rawClient)
+	if err != nil {
+		return err
+	}
+	rep.raw = append(rep.raw, f)
+	rate, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
+	if err != nil {
+		return err
+	}
+	rep.rawProc = append(rep.rawProc, rate)
+	return nil
+}
+
+// idleFigure is one idle run: Redis commands/s with nothing to do, and
+// enqueue → handler start of jobs enqueued one at a time.
+type idleFigure struct {
+	loops      int
+	cmdsPerSec float64
+	lat        latencies
+}
+
+// idlePhases measures the worker at every -loops value, then the raw Server.
+func (b *bench) idlePhases(ctx context.Context, rep *report) error {
+	for _, loops := range b.cfg.loops {
+		if err := b.adm.reset(ctx); err != nil {
+			return err
+		}
+		f, err := b.idle(ctx, fmt.Sprintf("escrowjobs idle, %d loops", loops), b.cfg.idleSamples, b.gap(b.cfg.pollInterval, worker.DefaultPollInterval),
+			func(p *probe) (func(), error) { return b.startWorker(p, loops) }, b.oursClient)
+		if err != nil {
+			return err
+		}
+		f.loops = loops
+		rep.idle = append(rep.idle, f)
+	}
+	if err := b.adm.reset(ctx); err != nil {
+		return err
+	}
+	f, err := b.idle(ctx, "raw asynq idle", b.cfg.rawIdleSamples, b.gap(b.cfg.rawPoll, asynqTaskCheckInterval), b.startRaw, b.rawClient)
+	if err != nil {
+		return err
+	}
+	rep.rawIdle = &f
+	return nil
+}
+
+// asynqTaskCheckInterval is asynq's default poll of empty queues.
+const asynqTaskCheckInterval = time.Second
+
+// gap is the mean pause between idle samples: -idle-gap, but at least the
+// poll interval of the side measured (poll, or def when unset). A poller
+// polls again right after a job, so shorter pauses would land every sample
+// at the same early point of its sleep and overstate the wait.
+func (b *bench) gap(poll, def time.Duration) time.Duration {
+	if poll <= 0 {
+		poll = def
+	}
+	return max(b.cfg.idleGap, poll)
+}
+
+// idleSettle lets a freshly started worker finish its start-up writes
+// before idle commands are counted.
+const idleSettle = 1500 * time.Millisecond
+
+func (b *bench) idle(ctx context.Context, label string, samples int, gap time.Duration, startFn func(*probe) (func(), error), newClient clients) (idleFigure, error) {
+	var f idleFigure
+	p := newProbe(samples, true)
+	stop, err := startFn(p)
+	if err != nil {
+		return f, err
+	}
+	defer stop()
+	if err := sleep(ctx, idleSettle); err != nil {
+		return f, err
+	}
+	c0, err := b.adm.commands(ctx)
+	if err != nil {
+		return f, err
+	}
+	t0 := time.Now()
+	if err := sleep(ctx, b.cfg.idleWindow); err != nil {
+		return f, err
+	}
+	c1, err := b.adm.commands(ctx)
+	if err != nil {
+		return f, err
+	}
+	// The first INFO is in c1; nothing else of ours ran in the window.
+	f.cmdsPerSec = float64(c1-c0-1) / time.Since(t0).Seconds()
+
+	enq, closeClient := newClient()
+	defer closeClient()
+	jobs := mix(samples, nonce())
+	bar := startProgress(b.stderr, b.cfg.progress, label, samples)
+	defer bar.finish()
+	lat := make([]time.Duration, 0, samples)
+	for i := range jobs {
+		at := time.Now()
+		if err := enq(ctx, &jobs[i]); err != nil {
+			return f, fmt.Errorf("%s: enqueue: %w", label, err)
+		}
+		began, err := awaitStart(ctx, p, jobs[i].id)
+		if err != nil {
+			return f, fmt.Errorf("%s: %w", label, err)
+		}
+		lat = append(lat, began.Sub(at))
+		for deadline := time.Now().Add(stallTimeout); p.n.Load() < int64(i+1); {
+			if time.Now().After(deadline) {
+				return f, fmt.Errorf("%s: job %s did not finish", label, jobs[i].id)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		bar.add(1)
+		if err := sleep(ctx, gap/2+rand.N(gap)); err != nil {
+			return f, err
+		}
+	}
+	if n := p.failed.Load(); n > 0 {
+		return f, fmt.Errorf("%s: %d jobs failed", label, n)
+	}
+	f.lat = sorted(lat)
+	return f, nil
+}
+
+// awaitStart waits for the handler to start job id.
+func awaitStart(ctx context.Context, p *probe, id string) (time.Time, error) {
+	timeout := time.NewTimer(stallTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case s := <-p.started:
+			if s.id == id {
+				return s.at, nil
+			}
+		case <-timeout.C:
+			return time.Time{}, fmt.Errorf("job %s never reached a handler", id)
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
