@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/internal/sample"
@@ -74,18 +76,26 @@ func benchRedis(b *testing.B) asynq.RedisConnOpt {
 }
 
 // benchEnqueue runs enqueue over b.N fresh jobs from the given number of
-// goroutines (1: a plain loop).
+// goroutines (1: a plain loop, which also reports the p50 and p99 latency
+// of one enqueue).
 func benchEnqueue(b *testing.B, goroutines int, enqueue func(ctx context.Context, j *benchJob) error) {
 	jobs := benchJobs(b, b.N)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	if goroutines == 1 {
+		took := make([]time.Duration, len(jobs))
 		for i := range jobs {
+			start := time.Now()
 			if err := enqueue(ctx, &jobs[i]); err != nil {
 				b.Fatal(err)
 			}
+			took[i] = time.Since(start)
 		}
+		b.StopTimer()
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
 		return
 	}
 	var next atomic.Int64
