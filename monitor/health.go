@@ -18,7 +18,7 @@ const healthTimeout = 2 * time.Second
 func (m *Monitor) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
-	if err := m.rc.Ping(ctx).Err(); err != nil {
+	if err := m.inspector.Ping(ctx); err != nil {
 		m.log.Warn("monitor: health check failed", "err", err.Error())
 		writeJSON(w, http.StatusServiceUnavailable, struct {
 			Status string    `json:"status"`

@@ -11,7 +11,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
-	"github.com/redis/go-redis/v9"
 )
 
 // Monitor is the asynqmon UI, the admin API, /healthz and /metrics as one
@@ -21,7 +20,6 @@ type Monitor struct {
 	log       *slog.Logger
 	client    *tasks.Client
 	inspector *tasks.Inspector
-	rc        redis.UniversalClient
 	ui        *asynqmon.HTTPHandler
 	handler   http.Handler
 	closeOnce sync.Once
@@ -40,16 +38,11 @@ func New(cfg Config) (*Monitor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rc, ok := cfg.RedisOpt.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, fmt.Errorf("monitor: unsupported Redis connection option %T", cfg.RedisOpt)
-	}
 	m := &Monitor{
 		cfg:       cfg,
 		log:       log,
 		client:    tasks.NewClient(cfg.RedisOpt),
 		inspector: tasks.NewInspector(cfg.RedisOpt),
-		rc:        rc,
 	}
 	m.ui = newUI(m)
 	m.handler = m.routes()
@@ -63,7 +56,7 @@ func (m *Monitor) Handler() http.Handler { return m.handler }
 // serves Handler first.
 func (m *Monitor) Close() error {
 	m.closeOnce.Do(func() {
-		m.closeErr = errors.Join(m.ui.Close(), m.client.Close(), m.inspector.Close(), m.rc.Close())
+		m.closeErr = errors.Join(m.ui.Close(), m.client.Close(), m.inspector.Close())
 	})
 	return m.closeErr
 }

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +30,13 @@ type Inspector struct {
 // NewInspector connects to Redis. Close it when done.
 func NewInspector(r asynq.RedisConnOpt) *Inspector {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
+	honourDeadlines(rc)
 	return &Inspector{rc: rc, i: asynq.NewInspectorFromRedisClient(rc), c: asynq.NewClientFromRedisClient(rc)}
 }
+
+// Ping checks that Redis answers, within ctx's deadline (a health check,
+// or a CLI that wants to report an outage with its cause before it asks).
+func (in *Inspector) Ping(ctx context.Context) error { return in.rc.Ping(ctx).Err() }
 
 // Close closes the connection to Redis.
 func (in *Inspector) Close() error { return in.rc.Close() }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/redis/go-redis/v9"
 )
 
 // maxDLQLimit is the largest --limit: asynq keeps at most 10,000 archived
@@ -25,18 +24,14 @@ func (c *cli) inspector() (*tasks.Inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, ok := cfg.redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return tasks.NewInspector(cfg.redis), nil
-	}
+	in := tasks.NewInspector(cfg.redis)
 	ctx, cancel := context.WithTimeout(c.ctx, pingTimeout)
 	defer cancel()
-	err = rc.Ping(ctx).Err()
-	_ = rc.Close()
-	if err != nil {
+	if err := in.Ping(ctx); err != nil {
+		in.Close()
 		return nil, fmt.Errorf("Redis %s does not answer: %w", c.redisName(), err)
 	}
-	return tasks.NewInspector(cfg.redis), nil
+	return in, nil
 }
 
 // redisName says which Redis is meant, without its password.
