@@ -90,32 +90,38 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// queuesFor lists the queues to look in for id: the queue of its type
-// first, then every other known queue.
-func (in *Inspector) queuesFor(id string) []string {
-	var qs []string
+// find looks for id in the queue its type names first (the usual case,
+// one lookup), then in every other queue Redis knows.
+func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
+	var tried []string
+	lookup := func(q string) (*asynq.TaskInfo, error) {
+		tried = append(tried, q)
+		t, err := in.i.GetTaskInfo(q, id)
+		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", id, err)
+		}
+		return t, nil
+	}
 	if typ, _, ok := strings.Cut(id, ":"); ok {
 		if k, err := Lookup(typ); err == nil {
-			qs = append(qs, k.Queue)
+			if t, err := lookup(k.Queue); t != nil || err != nil {
+				return t, err
+			}
 		}
 	}
-	all, _ := in.i.Queues()
-	for _, q := range append([]string{payloads.QueueCritical, payloads.QueueDefault, payloads.QueueLow}, all...) {
-		if !slices.Contains(qs, q) {
-			qs = append(qs, q)
-		}
+	all, err := in.i.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("job %s: list queues: %w", id, err)
 	}
-	return qs
-}
-
-func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
-	for _, q := range in.queuesFor(id) {
-		t, err := in.i.GetTaskInfo(q, id)
-		if err == nil {
-			return t, nil
+	for _, q := range mergeQueues(all) {
+		if slices.Contains(tried, q) {
+			continue
 		}
-		if !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
-			return nil, fmt.Errorf("job %s: %w", id, err)
+		if t, err := lookup(q); t != nil || err != nil {
+			return t, err
 		}
 	}
 	return nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
