@@ -858,10 +858,22 @@ func TestWorkerKilledMidJobLosesNothingAndDoublesNoEffect(t *testing.T) {
 	t.Logf("recovery window: second worker up %.1f s after the kill; the dead worker's jobs requeued by its recoverer %.1f–%.1f s after the kill; every job completed %.1f s after the kill",
 		bUp.Seconds(), first.Seconds(), last.Seconds(), time.Since(killed).Seconds())
 
+	h.checkEffects(t, "crash", jobs)
+	b.Signal(syscall.SIGTERM)
+	if _, ok := b.Wait(15 * time.Second); !ok {
+		t.Errorf("server b did not exit within 15 s of SIGTERM")
+	}
+	h.scanLogs(t)
+}
+
+// checkEffects tallies the effects of jobs at every peer and fails on a
+// lost or doubled one, or a delivery the receiver refused.
+func (h *pfHarness) checkEffects(t *testing.T, scenario string, jobs []pfJob) {
+	t.Helper()
 	res := h.tally(t, jobs, filepath.Join(h.dir, "audit.jsonl"))
 	_, _, posts, replays := h.stripe.effects()
 	_, bad := h.hooks.deliveries()
-	t.Logf("crash: %s; Stripe POSTs %d (%d answered from the Idempotency-Key store)", res, posts, replays)
+	t.Logf("%s: %s; Stripe POSTs %d (%d answered from the Idempotency-Key store)", scenario, res, posts, replays)
 	if len(res.lost) > 0 || len(res.doubled) > 0 {
 		t.Errorf("got lost %v, doubled %v; want none", res.lost, res.doubled)
 	}
@@ -869,11 +881,6 @@ func TestWorkerKilledMidJobLosesNothingAndDoublesNoEffect(t *testing.T) {
 		t.Errorf("receiver refused %d deliveries: %v", len(bad), bad)
 	}
 	pfCheckStableKeys(t, h, jobs)
-	b.Signal(syscall.SIGTERM)
-	if _, ok := b.Wait(15 * time.Second); !ok {
-		t.Errorf("server b did not exit within 15 s of SIGTERM")
-	}
-	h.scanLogs(t)
 }
 
 // pfCheckStableKeys checks that the Stripe POSTs of a job, on every
@@ -963,17 +970,7 @@ func TestSIGTERMMidRunReturnsUnfinishedJobsToTheQueue(t *testing.T) {
 	took := h.waitCompleted(t, jobs, 40*time.Second, nil)
 	t.Logf("second worker completed the rest within %.1f s", took.Seconds())
 
-	res := h.tally(t, jobs, filepath.Join(h.dir, "audit.jsonl"))
-	_, _, posts, replays := h.stripe.effects()
-	_, bad := h.hooks.deliveries()
-	t.Logf("sigterm: %s; Stripe POSTs %d (%d answered from the Idempotency-Key store)", res, posts, replays)
-	if len(res.lost) > 0 || len(res.doubled) > 0 {
-		t.Errorf("got lost %v, doubled %v; want none", res.lost, res.doubled)
-	}
-	if len(bad) > 0 {
-		t.Errorf("receiver refused %d deliveries: %v", len(bad), bad)
-	}
-	pfCheckStableKeys(t, h, jobs)
+	h.checkEffects(t, "sigterm", jobs)
 	b.Signal(syscall.SIGTERM)
 	if _, ok := b.Wait(timeout + 5*time.Second); !ok {
 		t.Errorf("server b did not exit within %s of SIGTERM", timeout+5*time.Second)
