@@ -66,7 +66,7 @@ func kindCases(to string) []kindCase {
 
 // mail is a release mail for job id to to.
 func mail(id, to string) handlers.Mail {
-	return handlers.Mail{ID: id, To: to, Data: payloads.SendReleaseEmail{
+	return handlers.Mail{JobID: id, To: to, Data: payloads.SendReleaseEmail{
 		TransactionID: "esc-1", RecipientEmail: to, Amount: 100, Currency: "USD",
 	}}
 }

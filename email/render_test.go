@@ -15,7 +15,7 @@ func TestRender(t *testing.T) {
 	const to = "jane.doe@example.com"
 	for _, tc := range kindCases(to) {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := email.Render(handlers.Mail{ID: "job-1", To: to, Data: tc.data})
+			got, err := email.Render(handlers.Mail{JobID: "job-1", To: to, Data: tc.data})
 			if err != nil {
 				t.Fatalf("Render: got error %v, want nil", err)
 			}
@@ -46,7 +46,7 @@ func TestRender(t *testing.T) {
 
 func TestRenderUnknownPayloadIsPermanent(t *testing.T) {
 	for _, data := range []payloads.Payload{nil, payloads.StripeRefundPayment{}, &payloads.SendReleaseEmail{}} {
-		_, err := email.Render(handlers.Mail{ID: "job-1", To: "a@example.com", Data: data})
+		_, err := email.Render(handlers.Mail{JobID: "job-1", To: "a@example.com", Data: data})
 		if !errors.Is(err, asynq.SkipRetry) {
 			t.Errorf("Render(%T): got error %v, want one wrapping asynq.SkipRetry", data, err)
 		}
@@ -54,7 +54,7 @@ func TestRenderUnknownPayloadIsPermanent(t *testing.T) {
 }
 
 func TestRenderKeepsControlCharactersOutOfTheSubject(t *testing.T) {
-	got, err := email.Render(handlers.Mail{ID: "job-1", To: "a@example.com", Data: payloads.SendDisputeEmail{
+	got, err := email.Render(handlers.Mail{JobID: "job-1", To: "a@example.com", Data: payloads.SendDisputeEmail{
 		TransactionID: "esc-1\r\nBcc: x@example.com", DisputeID: "dsp-1", RecipientEmail: "a@example.com", Reason: "r",
 	}})
 	if err != nil {

@@ -48,7 +48,7 @@ func TestSMTPDeliversEachKind(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mp.DeleteAll(t)
 			id := "job-kind-" + tc.data.TaskType()
-			if err := mailer.SendMail(context.Background(), handlers.Mail{ID: id, To: to, Data: tc.data}); err != nil {
+			if err := mailer.SendMail(context.Background(), handlers.Mail{JobID: id, To: to, Data: tc.data}); err != nil {
 				t.Fatalf("SendMail #%d: got error %v, want nil", i, err)
 			}
 			list := mp.WaitMessages(t, 1)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -69,8 +69,8 @@ func permanent(what string, err error) error {
 
 func transient(what string, err error, header http.Header) error {
 	wrapped := fmt.Errorf("stripe: %s: %w", what, err)
-	if d, ok := tasks.ParseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
-		return tasks.RetryAfter(d, wrapped)
+	if d, ok := retry.ParseAfter(header.Get("Retry-After"), time.Now()); ok {
+		return retry.After(d, wrapped)
 	}
 	return wrapped
 }
