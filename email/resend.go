@@ -124,10 +124,7 @@ func resendFailure(where string, a response, err error) error {
 		a.status != http.StatusRequestTimeout && a.status != http.StatusConflict && a.status != http.StatusTooManyRequests {
 		return permanent(err)
 	}
-	if d, ok := retry.ParseAfter(a.retryAfter, time.Now()); ok {
-		return retry.After(d, err)
-	}
-	return err
+	return retry.AfterHeader(a.retryAfter, time.Now(), err)
 }
 
 // response is the status and Retry-After of the last HTTP answer to one

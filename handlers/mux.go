@@ -43,16 +43,27 @@ func NewServeMux(d Deps) (*asynq.ServeMux, error) {
 		slices.Sort(missing)
 		return nil, fmt.Errorf("handlers: missing dependencies %v", missing)
 	}
-	byType := map[string]asynq.Handler{}
-	for _, r := range slices.Concat(
+	routes := slices.Concat(
 		NewEmail(d.Mailer).routes(),
 		NewPayment(d.Payments).routes(),
 		NewWebhook(d.Sender).routes(),
 		NewNotify(d.Enqueuer, d.Now).routes(),
 		NewAudit(d.Audit).routes(),
-	) {
-		if _, err := tasks.Lookup(r.taskType); err != nil {
-			return nil, fmt.Errorf("handlers: a handler for %s: %w", r.taskType, err)
+	)
+	return newMux(Logging(d.Logger), routes, tasks.Types())
+}
+
+// newMux builds the mux of types from routes: exactly one route per type,
+// none for a type that is not in types.
+func newMux(logging asynq.MiddlewareFunc, routes []route, types []tasks.Type) (*asynq.ServeMux, error) {
+	registered := map[string]bool{}
+	for _, t := range types {
+		registered[t.Name] = true
+	}
+	byType := map[string]asynq.Handler{}
+	for _, r := range routes {
+		if !registered[r.taskType] {
+			return nil, fmt.Errorf("handlers: a handler for %s: %w", r.taskType, tasks.ErrUnknownType)
 		}
 		if _, dup := byType[r.taskType]; dup {
 			return nil, fmt.Errorf("handlers: two handlers for %s", r.taskType)
@@ -60,8 +71,8 @@ func NewServeMux(d Deps) (*asynq.ServeMux, error) {
 		byType[r.taskType] = r.handler
 	}
 	mux := asynq.NewServeMux()
-	mux.Use(Logging(d.Logger))
-	for _, t := range tasks.Types() {
+	mux.Use(logging)
+	for _, t := range types {
 		h, ok := byType[t.Name]
 		if !ok {
 			return nil, fmt.Errorf("handlers: no handler for job type %s", t.Name)

@@ -68,11 +68,7 @@ func permanent(what string, err error) error {
 }
 
 func transient(what string, err error, header http.Header) error {
-	wrapped := fmt.Errorf("stripe: %s: %w", what, err)
-	if d, ok := retry.ParseAfter(header.Get("Retry-After"), time.Now()); ok {
-		return retry.After(d, wrapped)
-	}
-	return wrapped
+	return retry.AfterHeader(header.Get("Retry-After"), time.Now(), fmt.Errorf("stripe: %s: %w", what, err))
 }
 
 // describe is the text of a Stripe error: "card_error (402, card_declined,

@@ -52,6 +52,16 @@ func Delay(n int, err error) time.Duration {
 	return d
 }
 
+// AfterHeader wraps err with the pause an HTTP Retry-After value asks for
+// (ParseAfter, relative to now), or returns err as it is when the value is
+// empty, unparsable, zero or past: the schedule then applies.
+func AfterHeader(retryAfter string, now time.Time, err error) error {
+	if d, ok := ParseAfter(retryAfter, now); ok {
+		return After(d, err)
+	}
+	return err
+}
+
 // IsPermanent reports whether err archives the job at once.
 func IsPermanent(err error) bool { return errors.Is(err, asynq.SkipRetry) }
 

@@ -63,3 +63,27 @@ func TestParseAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestAfterHeader(t *testing.T) {
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	base := errors.New("peer busy")
+	for _, tc := range []struct {
+		header string
+		want   time.Duration // 0: err comes back unwrapped
+	}{
+		{"20", 20 * time.Second},
+		{"Sun, 29 Nov 2026 10:02:00 GMT", 2 * time.Minute},
+		{"", 0},
+		{"soon", 0},
+		{"0", 0},
+	} {
+		err := retry.AfterHeader(tc.header, now, base)
+		var ae *retry.AfterError
+		switch {
+		case tc.want == 0 && err != base:
+			t.Errorf("AfterHeader(%q): got %v, want the error unchanged", tc.header, err)
+		case tc.want != 0 && (!errors.As(err, &ae) || ae.After != tc.want || !errors.Is(err, base)):
+			t.Errorf("AfterHeader(%q): got %v, want an AfterError of %v around the error", tc.header, err, tc.want)
+		}
+	}
+}

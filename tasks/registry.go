@@ -24,8 +24,8 @@ type Type struct {
 	// (payloads.QueueOf, payloads.TimeoutOf).
 	Queue   string
 	Timeout time.Duration
-	// Template is the e-mail template of a customer e-mail type (files
-	// email/templates/<Template>.{txt,html}.tmpl); "" for other types.
+	// Template is the e-mail template of a customer e-mail type (the file
+	// email/templates/<Template>.tmpl); "" for other types.
 	Template string
 	// FromJSON decodes strictly (unknown fields are errors), validates and
 	// builds the task from a JSON payload.

@@ -63,11 +63,12 @@ func JobID(p Payload, key string) string {
 // "<type>:<dedupe key>". A bad payload returns a *payloads.ValidationError
 // naming every bad field.
 func New[P Payload](p P, opts ...Option) (*Task, error) {
+	var pl Payload = p // converted once: validation, encoding and the defaults read it
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := payloads.Validate(p); err != nil {
+	if err := payloads.Validate(pl); err != nil {
 		return nil, err
 	}
 	if o.dedupeKey != "" && !dedupeKeyPattern.MatchString(o.dedupeKey) {
@@ -78,16 +79,16 @@ func New[P Payload](p P, opts ...Option) (*Task, error) {
 		return nil, &payloads.ValidationError{TaskType: p.TaskType(), Fields: []payloads.FieldError{{
 			Field: "processIn", Message: "must not be negative"}}}
 	}
-	b, err := json.Marshal(p)
+	b, err := json.Marshal(pl)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", p.TaskType(), err)
 	}
-	id := JobID(p, o.dedupeKey)
-	queue := payloads.QueueOf(p)
+	id := JobID(pl, o.dedupeKey)
+	queue := payloads.QueueOf(pl)
 	aopts := []asynq.Option{
 		asynq.TaskID(id),
 		asynq.Queue(queue),
-		asynq.Timeout(payloads.TimeoutOf(p)),
+		asynq.Timeout(payloads.TimeoutOf(pl)),
 		asynq.MaxRetry(retry.Max),
 		asynq.Retention(Retention),
 	}

@@ -156,10 +156,7 @@ func (s *Sender) outcome(d Delivery, resp *http.Response) error {
 		return fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
 	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
 		err := fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
-		if after, ok := retry.ParseAfter(resp.Header.Get("Retry-After"), s.now()); ok {
-			return retry.After(after, err)
-		}
-		return err
+		return retry.AfterHeader(resp.Header.Get("Retry-After"), s.now(), err)
 	case code >= 400 && code <= 499:
 		return fmt.Errorf("webhook %s: partner %s answered %d: %w", d.ID, d.PartnerID, code, asynq.SkipRetry)
 	default:

@@ -25,6 +25,7 @@ import (
 // kill puts its second recoverer run 60 s after the kill: just after the
 // earliest moment, without patching asynq.
 func TestWorkerKilledMidJobLosesNothingAndDoublesNoEffect(t *testing.T) {
+	t.Parallel() // mostly a wait for asynq's lease recovery: let the other scenarios run meanwhile
 	h := setup(t, true)
 	const pause = 1500 * time.Millisecond
 	h.stripe.SetDelay(func(r *http.Request) time.Duration {
