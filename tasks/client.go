@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // EnqueueTimeout is the longest Enqueue waits when the caller's context has
@@ -24,14 +25,19 @@ type Client struct {
 	rc      redis.UniversalClient
 	c       *asynq.Client
 	timeout time.Duration
+	tracing *Tracing // nil: no spans
 }
 
 // NewClient connects to Redis (asynq.RedisClientOpt, RedisFailoverClientOpt
 // or RedisClusterClientOpt; see RedisFromEnv). Close it when done.
-func NewClient(r asynq.RedisConnOpt) *Client {
+func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
-	return &Client{rc: rc, c: asynq.NewClientFromRedisClient(rc), timeout: EnqueueTimeout}
+	c := &Client{rc: rc, c: asynq.NewClientFromRedisClient(rc), timeout: EnqueueTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // honourDeadlines makes every command give up at the caller's context
@@ -49,13 +55,31 @@ func honourDeadlines(rc redis.UniversalClient) {
 
 // Enqueue stores t and returns its job ID. On a duplicate it returns the
 // existing job's ID and an error that errors.Is ErrDuplicate.
-func (c *Client) Enqueue(ctx context.Context, t *Task) (string, error) {
+//
+// The job carries HeaderReadyAt and, with WithTracerProvider, the trace
+// context of its producer span. A job of an escrow (a payload with a
+// transactionId) is first added to that escrow's history index (History).
+func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	if _, err := c.c.EnqueueContext(ctx, t.Task); err != nil {
+	if c.tracing != nil {
+		var span trace.Span
+		ctx, span = c.tracing.Start(ctx, t)
+		defer func() {
+			if errors.Is(err, ErrDuplicate) {
+				endSpan(span, nil)
+				return
+			}
+			endSpan(span, err)
+		}()
+	}
+	if err := c.index(ctx, t); err != nil {
+		return "", fmt.Errorf("enqueue %s: %w", t.ID, err)
+	}
+	if _, err := c.c.EnqueueContext(ctx, c.asynqTask(ctx, t)); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 			return t.ID, fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
 		}

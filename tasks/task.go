@@ -26,6 +26,14 @@ type Task struct {
 	ID string
 	// Queue is the queue it will be processed from.
 	Queue string
+
+	// What Enqueue needs to rebuild the task with per-enqueue headers
+	// (trace context, ready time) and to index it by escrow (history.go).
+	aopts         []asynq.Option
+	headers       map[string]string
+	readyAt       time.Time
+	delay         time.Duration
+	transactionID string
 }
 
 // Option changes how one job is built.
@@ -35,6 +43,7 @@ type options struct {
 	dedupeKey string
 	processAt time.Time
 	processIn time.Duration
+	headers   map[string]string
 }
 
 // DedupeKey replaces the type's default dedupe key (the seed's style:
@@ -98,5 +107,6 @@ func New[P Payload](p P, opts ...Option) (*Task, error) {
 	case o.processIn > 0:
 		aopts = append(aopts, asynq.ProcessIn(o.processIn))
 	}
-	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: queue}, nil
+	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: queue,
+		aopts: aopts, headers: o.headers, readyAt: o.processAt, delay: o.processIn, transactionID: transactionOf(pl)}, nil
 }

@@ -44,6 +44,9 @@ type SenderOptions struct {
 	Now func() time.Time
 	// RootCAs verifies partners' certificates; the system roots when nil.
 	RootCAs *x509.CertPool
+	// WrapTransport, when set, wraps the guarded transport (tracing:
+	// observe.Transport). The address check stays in the dialer.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Sender delivers signed webhooks to the partners of a Registry. It
@@ -87,10 +90,14 @@ func NewSender(reg *Registry, opts SenderOptions) *Sender {
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: maxResponseBody,
 	}
+	var rt http.RoundTripper = transport
+	if opts.WrapTransport != nil {
+		rt = opts.WrapTransport(transport)
+	}
 	return &Sender{
 		reg: reg,
 		client: &http.Client{
-			Transport: transport,
+			Transport: rt,
 			Timeout:   timeout,
 			// A 3xx is answered as is and fails permanently: a partner
 			// moves its endpoint in the registry, not with a redirect.

@@ -88,6 +88,7 @@ type Worker struct {
 	once    sync.Once
 
 	redisOK atomic.Int64 // unix nanos of the last PING answered
+	running atomic.Bool  // every fetch loop started and none stopped (Ready)
 
 	sweepEvery time.Duration
 	stopSweep  context.CancelFunc
@@ -167,6 +168,7 @@ func (w *Worker) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopSweep, w.swept = cancel, make(chan struct{})
 	go func() { defer close(w.swept); w.sweepLoop(ctx) }()
+	w.running.Store(true)
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "fetch_loops", len(w.servers), "queues", w.cfg.Queues)
 	return nil
 }
@@ -175,6 +177,7 @@ func (w *Worker) Start() error {
 // ones and returns the rest to their queues. It is safe to call twice.
 func (w *Worker) Shutdown() {
 	w.once.Do(func() {
+		w.running.Store(false)
 		if w.stopSweep != nil {
 			w.stopSweep()
 			<-w.swept

@@ -19,6 +19,7 @@ type config struct {
 	pollInterval    time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
+	metricsAddr     string
 
 	deadLetterPath string
 	deadLetterDB   string
@@ -46,6 +47,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.pollInterval = cmdenv.Duration(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
 	c.shutdownTimeout = cmdenv.Duration(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
 	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
+	if c.metricsAddr, err = metricsAddr(getenv); err != nil {
+		errs = append(errs, err)
+	}
 
 	c.deadLetterPath = cmdenv.Or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")
 	c.deadLetterDB = cmdenv.Or(getenv("DEAD_LETTER_DATABASE_URL"), getenv("AUDIT_DATABASE_URL"))

@@ -17,8 +17,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/observe"
 )
 
 func main() { cmdenv.Main("escrowjobs server", run) }
@@ -51,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("-demo needs -dev: it enqueues sample events that fail on purpose")
 	}
 	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
+	log = slog.New(observe.LogHandler(log.Handler())) // trace_id and span_id within a job
 	if f.dev {
 		return runDev(ctx, f, getenv, stdout, log)
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/audit"
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -34,6 +36,11 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	}
 	var cleanup closers
 	defer cleanup.run()
+	tel, err := newTelemetry(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	cleanup.add(func() { tel.close(log) })
 
 	deps := handlers.Deps{Logger: log}
 	var dl deadletter.Log
@@ -91,16 +98,17 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	if err != nil {
 		return fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
 	}
-	deps.Sender = webhook.NewSender(reg, webhook.SenderOptions{AllowPrivateNetworks: cfg.webhookAllowPrivate, Logger: log})
+	deps.Sender = webhook.NewSender(reg, webhook.SenderOptions{AllowPrivateNetworks: cfg.webhookAllowPrivate, Logger: log,
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }})
 
-	if deps.Mailer, err = newMailer(cfg, log); err != nil {
+	if deps.Mailer, err = newMailer(cfg, tel, log); err != nil {
 		return err
 	}
-	if deps.Payments, err = newPayments(cfg, log); err != nil {
+	if deps.Payments, err = newPayments(cfg, tel, log); err != nil {
 		return err
 	}
 
-	client := tasks.NewClient(cfg.redis)
+	client := tasks.NewClient(cfg.redis, tasks.WithTracerProvider(tel.tp))
 	cleanup.add(func() { client.Close() })
 	deps.Enqueuer = client
 	mux, err := handlers.NewServeMux(deps)
@@ -110,10 +118,17 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
 		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log,
-	}, mux)
+	}, observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
 		return err
 	}
+	inspector := tasks.NewInspector(cfg.redis)
+	cleanup.add(func() { inspector.Close() })
+	stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, w, inspector.Asynq(), log)
+	if err != nil {
+		return err
+	}
+	cleanup.add(stopEndpoints)
 	if err := w.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,131 @@
+package tasks
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Headers that Enqueue puts on every job (asynq task headers).
+const (
+	// HeaderReadyAt is when the job became due at enqueue (now, or its
+	// ProcessAt/ProcessIn time), in Unix nanoseconds: the worker's
+	// enqueue → start latency is measured from it.
+	HeaderReadyAt = "escrowjobs-ready-at"
+	// HeaderTraceParent and HeaderTraceState carry the W3C trace context
+	// of the producer span (https://www.w3.org/TR/trace-context/).
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
+)
+
+// TracerName is the instrumentation scope of the spans of this module.
+const TracerName = "github.com/escrowjobs/escrowjobs"
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithTracerProvider makes Enqueue start a producer span ("enqueue
+// <type>") with tp and put its W3C trace context in the job's headers. Without
+// it (or with a no-op provider, which observe.SetupTracing returns when no
+// OTEL_* variable asks for export) Enqueue creates no span.
+func WithTracerProvider(tp trace.TracerProvider) ClientOption {
+	return func(c *Client) { c.tracing = NewTracing(tp) }
+}
+
+// Tracing starts producer spans and writes their context into task
+// headers. It is the hook for every producer of jobs: Client.Enqueue uses
+// it, and a producer that stores jobs first (the transactional outbox)
+// calls Start and Inject when the job is created, keeps the headers with
+// the job and passes them on with the Headers option, so the trace starts
+// where the caller's request is, not at relay time.
+type Tracing struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+}
+
+// NewTracing returns the Tracing of tp (W3C trace context). A nil tp
+// returns nil, and a nil *Tracing does nothing.
+func NewTracing(tp trace.TracerProvider) *Tracing {
+	if tp == nil {
+		return nil
+	}
+	return &Tracing{tracer: tp.Tracer(TracerName), prop: propagation.TraceContext{}}
+}
+
+// Start starts the producer span of t as a child of ctx's span.
+func (tr *Tracing) Start(ctx context.Context, t *Task) (context.Context, trace.Span) {
+	if tr == nil {
+		return ctx, trace.SpanFromContext(context.Background()) // the no-op span
+	}
+	ctx, span := tr.tracer.Start(ctx, "enqueue "+t.Type(), trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("messaging.system", "asynq"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", t.Queue),
+			attribute.String("messaging.message.id", t.ID),
+			attribute.String("escrowjobs.task_type", t.Type()),
+			attribute.String("escrowjobs.transaction_id", t.transactionID),
+		)
+	}
+	return ctx, span
+}
+
+// Inject writes the trace context of ctx into headers (traceparent,
+// tracestate). It writes nothing when ctx has no sampled span.
+func (tr *Tracing) Inject(ctx context.Context, headers map[string]string) {
+	if tr == nil || !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	tr.prop.Inject(ctx, propagation.MapCarrier(headers))
+}
+
+// end ends span, recording err.
+func endSpan(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.SetStatus(codes.Error, payloads.MaskEmailsString(err.Error()))
+	}
+	span.End()
+}
+
+// Headers sets extra headers on the job, e.g. the trace context a
+// transactional outbox captured when the job was created (Tracing.Inject).
+// Enqueue keeps a traceparent given here instead of starting a new trace.
+func Headers(h map[string]string) Option { return func(o *options) { o.headers = h } }
+
+// asynqTask is t with this enqueue's headers: the ready time and the trace
+// context of ctx. A Task not built by New is enqueued as it is.
+func (c *Client) asynqTask(ctx context.Context, t *Task) *asynq.Task {
+	if t.aopts == nil {
+		return t.Task
+	}
+	h := make(map[string]string, len(t.headers)+3)
+	for k, v := range t.headers {
+		h[k] = v
+	}
+	ready := t.readyAt
+	if ready.IsZero() {
+		ready = time.Now().Add(t.delay)
+	}
+	h[HeaderReadyAt] = strconv.FormatInt(ready.UnixNano(), 10)
+	if _, given := h[HeaderTraceParent]; !given {
+		c.tracing.Inject(ctx, h)
+	}
+	return asynq.NewTaskWithHeaders(t.Type(), t.Payload(), h, t.aopts...)
+}
+
+// ReadyAt is the HeaderReadyAt time of a task's headers (zero when absent).
+func ReadyAt(headers map[string]string) time.Time {
+	ns, err := strconv.ParseInt(headers[HeaderReadyAt], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
