@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -38,6 +39,10 @@ type Config struct {
 	LoopbackNoAuth bool
 	// Logger gets one line per request and every failure; nil discards.
 	Logger *slog.Logger
+	// DeadLetters finds an escrow's durable dead letters for
+	// /api/v1/transactions/{transactionId}/jobs (DEAD_LETTER_PATH or
+	// DEAD_LETTER_DATABASE_URL); nil lists only what Redis still holds.
+	DeadLetters tasks.DeadLetterFinder
 }
 
 // Validate returns every problem of c at once, each naming its variable.

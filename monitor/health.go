@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,12 +30,14 @@ func (m *Monitor) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// metricsHandler serves a private registry: asynq's queue metrics (asynq_*)
-// and the process and Go runtime collectors. Nothing is registered globally.
+// metricsHandler serves a private registry: asynq's queue metrics (asynq_*),
+// collected at most once per observe.QueueCollectInterval however many
+// scrape, and the process and Go runtime collectors. Nothing is registered
+// globally.
 func (m *Monitor) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		unchecked{metrics.NewQueueMetricsCollector(m.inspector.Asynq())},
+		observe.NewCached(metrics.NewQueueMetricsCollector(m.inspector.Asynq()), observe.QueueCollectInterval),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
@@ -44,10 +47,3 @@ func (m *Monitor) metricsHandler() http.Handler {
 		MaxRequestsInFlight: 4,
 	})
 }
-
-// unchecked hides a collector's descriptions from the registry. asynq's
-// collector describes itself by collecting, which reads Redis: registered
-// as is, New would block on a Redis that is down.
-type unchecked struct{ prometheus.Collector }
-
-func (unchecked) Describe(chan<- *prometheus.Desc) {}

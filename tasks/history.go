@@ -181,3 +181,10 @@ func (h HistoryJob) sortTime() time.Time {
 	}
 	return time.Time{}
 }
+
+// EscrowHistory is the JSON answer of GET
+// /api/v1/transactions/{transactionId}/jobs and of jobctl history --json.
+type EscrowHistory struct {
+	TransactionID string       `json:"transactionId"`
+	Jobs          []HistoryJob `json:"jobs"`
+}

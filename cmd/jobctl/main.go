@@ -11,6 +11,7 @@
 //	stats
 //	dlq list [--limit N]
 //	dlq requeue <id>
+//	history <transactionId>
 //	help
 //
 // The payload is inline JSON, @file to read it from a file, or - to read it
@@ -156,10 +157,12 @@ func (c *cli) command(cmd string, rest []string) error {
 			return c.usage()
 		}
 		return usagef("dlq: unknown subcommand %q: want list or requeue", rest[0])
+	case "history":
+		return c.history(rest)
 	case "help":
 		return c.usage()
 	}
-	return usagef("unknown command %q: want enqueue, status, stats, dlq or help", cmd)
+	return usagef("unknown command %q: want enqueue, status, stats, dlq, history or help", cmd)
 }
 
 // flags is a flag set for one command, with the global --json.
@@ -219,6 +222,7 @@ Commands:
   stats	job counts per queue
   dlq list [--limit N]	dead letters (archived jobs), latest failure first (default 50)
   dlq requeue <id>	bring a dead letter back with its full retry budget
+  history <transactionId>	every job of one escrow, oldest first, dead letters included
   help	this text
 
 Flags:
@@ -237,6 +241,8 @@ Environment:
   REDIS_URL	redis://[:password@]host:port/db, rediss://…, redis-sentinel://…
   REDIS_CLUSTER_ADDRS	host:port,host:port of a Redis Cluster (instead of REDIS_URL)
   REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS
+  DEAD_LETTER_PATH	the worker's dead-letter file, for history (default dead-letters.jsonl)
+  DEAD_LETTER_DATABASE_URL	the worker's dead-letter table in PostgreSQL, for history
 
 Exit status: 0 ok (a duplicate enqueue too), 1 error, 2 usage error.
 `)

@@ -150,6 +150,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
 	cfg.monitor.Logger = log
+	dl, closeDL, err := cmdenv.DeadLetterFinder(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer closeDL()
+	cfg.monitor.DeadLetters = dl
 	m, err := monitor.New(cfg.monitor)
 	if err != nil {
 		return err

@@ -1,0 +1,26 @@
+package monitor
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+)
+
+// history answers GET /api/v1/transactions/{transactionId}/jobs: every job
+// of the escrow, oldest first (tasks.EscrowHistory).
+func (m *Monitor) history(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("transactionId")
+	jobs, err := m.inspector.History(r.Context(), id, m.cfg.DeadLetters)
+	var ve *payloads.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "transactionId: "+ve.Fields[0].Message, ve.Fields...)
+		return
+	case err != nil:
+		m.inspectError(w, "history", id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tasks.EscrowHistory{TransactionID: id, Jobs: jobs})
+}
