@@ -35,8 +35,14 @@ func transactionOf(p Payload) string {
 	return ""
 }
 
+// indexScript adds a job to an escrow's history hash and sets the hash's
+// expiry: one command, one round trip.
+var indexScript = redis.NewScript(`redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+redis.call("PEXPIRE", KEYS[1], ARGV[3])
+return 1`)
+
 // index adds t to its escrow's history before it is enqueued (one round
-// trip: HSET and EXPIRE in a pipeline), so no job of an escrow is ever
+// trip: HSET and PEXPIRE in a script), so no job of an escrow is ever
 // missing from the index. A job whose enqueue then fails stays in it and
 // shows as StateExpired: taking it out could drop a job that did land.
 func (c *Client) index(ctx context.Context, t *Task) error {
@@ -48,11 +54,8 @@ func (c *Client) index(ctx context.Context, t *Task) error {
 	if !t.readyAt.IsZero() {
 		delay = max(delay, time.Until(t.readyAt))
 	}
-	_, err := c.rc.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, t.ID, t.Queue+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
-		p.Expire(ctx, key, HistoryTTL+delay)
-		return nil
-	})
+	err := indexScript.Run(ctx, c.rc, []string{key}, t.ID, t.Queue+" "+strconv.FormatInt(time.Now().UnixNano(), 10),
+		(HistoryTTL + delay).Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("history index of %s: %w", t.transactionID, err)
 	}
