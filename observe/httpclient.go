@@ -3,6 +3,7 @@ package observe
 import (
 	"net/http"
 
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -14,7 +15,7 @@ import (
 // context is sent to the peer: Stripe, Resend and partners are outside
 // our trace, and our trace IDs stay ours.
 func Transport(base http.RoundTripper, tp trace.TracerProvider, peer string) http.RoundTripper {
-	if tp == nil {
+	if tasks.NewTracing(tp) == nil { // nil or the no-op provider: base unchanged
 		if base == nil {
 			return http.DefaultTransport
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/payloads"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -13,9 +14,10 @@ import (
 
 // Mailer wraps m so that every SendMail is a client span "<name> send"
 // (e.g. "smtp send"), a child of the job's span. The recipient is not an
-// attribute: customer addresses stay out of traces. tp nil returns m.
+// attribute: customer addresses stay out of traces. tp nil or no-op
+// returns m.
 func Mailer(m handlers.Mailer, tp trace.TracerProvider, name string) handlers.Mailer {
-	if tp == nil {
+	if tasks.NewTracing(tp) == nil {
 		return m
 	}
 	return tracedMailer{next: m, tracer: tp.Tracer("github.com/escrowjobs/escrowjobs"), name: name + " send"}

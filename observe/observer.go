@@ -24,10 +24,11 @@ type Observer struct {
 }
 
 // NewObserver records attempts in m (nil: no metrics) and traces them with
-// tp (nil: no spans; a no-op provider costs almost nothing either).
+// tp (nil or the no-op provider SetupTracing returns without OTEL_*
+// variables: no tracing code runs at all).
 func NewObserver(m *JobMetrics, tp trace.TracerProvider) *Observer {
 	o := &Observer{metrics: m, prop: propagation.TraceContext{}, now: time.Now}
-	if tp != nil {
+	if tasks.NewTracing(tp) != nil {
 		o.tracer = tp.Tracer(tasks.TracerName)
 	}
 	return o

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Headers that Enqueue puts on every job (asynq task headers).
@@ -50,10 +51,14 @@ type Tracing struct {
 	prop   propagation.TextMapPropagator
 }
 
-// NewTracing returns the Tracing of tp (W3C trace context). A nil tp
-// returns nil, and a nil *Tracing does nothing.
+// NewTracing returns the Tracing of tp (W3C trace context). A nil tp, or
+// the no-op provider (go.opentelemetry.io/otel/trace/noop, what
+// observe.SetupTracing returns when no OTEL_* variable asks for tracing),
+// returns nil, and a nil *Tracing does nothing: untraced enqueues run no
+// tracing code at all.
 func NewTracing(tp trace.TracerProvider) *Tracing {
-	if tp == nil {
+	switch tp.(type) {
+	case nil, noop.TracerProvider, *noop.TracerProvider:
 		return nil
 	}
 	return &Tracing{tracer: tp.Tracer(TracerName), prop: propagation.TraceContext{}}
