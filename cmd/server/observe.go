@@ -24,7 +24,8 @@ import (
 // METRICS_ADDR is not set.
 const DefaultMetricsAddr = "127.0.0.1:9090"
 
-// metricsAddr reads METRICS_ADDR: "off" disables the endpoints.
+// metricsAddr reads METRICS_ADDR: "off" disables the endpoints. Unset is
+// DefaultMetricsAddr (reported by serveEndpoints as defaultAddr).
 func metricsAddr(getenv func(string) string) (string, error) {
 	v := strings.TrimSpace(getenv("METRICS_ADDR"))
 	switch {
@@ -86,13 +87,22 @@ func (t *telemetry) httpClient(peer string) *http.Client {
 // done, with the queue figures of in (collected at most once per 5 s). It
 // logs the bound address ("metrics listening", addr) so that an address
 // ending in :0 can be found.
-func (t *telemetry) serveEndpoints(ctx context.Context, addr string, w *worker.Worker, in *asynq.Inspector, log *slog.Logger) (stop func(), err error) {
+//
+// When METRICS_ADDR is not set and the default address is taken (a second
+// server process on the host), the process runs without the endpoints and
+// says so; an address that was set and cannot be bound stops the start.
+func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, w *worker.Worker, in *asynq.Inspector, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		log.Info("metrics endpoints disabled (METRICS_ADDR=off)")
 		return func() {}, nil
 	}
 	t.reg.MustRegister(observe.NewCached(metrics.NewQueueMetricsCollector(in), observe.QueueCollectInterval))
 	ln, err := net.Listen("tcp", addr)
+	if err != nil && !explicit {
+		log.Warn("metrics endpoints not served: the default address is taken; set METRICS_ADDR (e.g. 127.0.0.1:9091) for this process",
+			"addr", addr, "error", err.Error())
+		return func() {}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
 	}
