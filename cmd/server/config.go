@@ -29,6 +29,7 @@ type config struct {
 	webhookFile                              string
 	webhookAllowPrivate                      bool
 	auditDB, auditPath                       string
+	outboxDB                                 string
 
 	scheduleFile         string
 	alertURL, alertToken string
@@ -70,6 +71,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.webhookAllowPrivate = boolVar(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
 	c.auditPath = or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
+	c.outboxDB = getenv("OUTBOX_DATABASE_URL")
 
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
