@@ -57,4 +57,3 @@ func startOutbox(ctx context.Context, dbURL string, client *tasks.Client, getenv
 		db.Close()
 	}, nil
 }
-

@@ -166,7 +166,9 @@ func (s *Service) dispute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.transition(w, r, "dispute", []string{payloads.StatusFunded}, payloads.StatusDisputed,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) { return disputeJobs(e, req.DisputeID, req.Reason, at) },
+		func(e escrow, at time.Time) ([]*tasks.Task, error) {
+			return disputeJobs(e, req.DisputeID, req.Reason, at)
+		},
 		func(ctx context.Context, tx pgx.Tx, id string) error {
 			_, err := tx.Exec(ctx, `UPDATE escrows SET dispute_id = $2 WHERE id = $1`, id, req.DisputeID)
 			return err
