@@ -192,9 +192,9 @@ func (s *Service) resolve(w http.ResponseWriter, r *http.Request) {
 }
 
 // transition moves escrow {id} from one of the statuses in from to to, and
-// adds the jobs build returns, in one transaction: bad input is 400 even
-// when the status would not allow the change; then a status outside from is
-// 409. extra updates more columns in the same transaction.
+// adds the jobs build returns, in one transaction. A status outside from is
+// 409 (whatever the body says); then a field build's constructors reject is
+// 400. extra updates more columns in the same transaction.
 func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string, from []string, to string,
 	build func(escrow, time.Time) ([]*tasks.Task, error), extra func(context.Context, pgx.Tx, string) error) {
 	ctx := r.Context()
@@ -205,14 +205,14 @@ func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string
 		if err != nil {
 			return err
 		}
+		if !slices.Contains(from, e.Status) {
+			return &conflictError{status: e.Status,
+				msg: fmt.Sprintf("escrow %s is %s; %s needs status %s", e.ID, e.Status, verb, strings.Join(from, " or "))}
+		}
 		now := s.now()
 		jobs, err := build(e, now)
 		if err != nil {
 			return err
-		}
-		if !slices.Contains(from, e.Status) {
-			return &conflictError{status: e.Status,
-				msg: fmt.Sprintf("escrow %s is %s; %s needs status %s", e.ID, e.Status, verb, strings.Join(from, " or "))}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE escrows SET status = $2, updated_at = $3 WHERE id = $1`, e.ID, to, now.UTC()); err != nil {
 			return fmt.Errorf("update escrow: %w", err)
