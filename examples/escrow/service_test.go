@@ -14,6 +14,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/outbox"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -215,4 +216,10 @@ func TestTransitionsAllowedByStatusElse409(t *testing.T) {
 	if log := a.log.String(); strings.Contains(log, "bücher") || strings.Contains(log, "jane doe") {
 		t.Errorf("the log shows a customer address:\n%s", log)
 	}
+}
+
+func pgxConnect(url string) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return pgx.Connect(ctx, url)
 }
