@@ -31,7 +31,7 @@ type env struct {
 
 // setup gives a test a fresh database with the outbox table and a Redis
 // (redisURL, or a private one when empty).
-func setup(t *testing.T, redisURL string) *env {
+func setup(t testing.TB, redisURL string) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := pgxpool.New(ctx, testenv.Postgres(t))
@@ -84,7 +84,7 @@ func (cc *countingClient) Enqueue(ctx context.Context, t *tasks.Task) (string, e
 }
 
 // startRelay runs a relay until the test ends.
-func (e *env) startRelay(t *testing.T, cfg outbox.RelayConfig) *outbox.Relay {
+func (e *env) startRelay(t testing.TB, cfg outbox.RelayConfig) *outbox.Relay {
 	t.Helper()
 	cfg.DB = e.db
 	if cfg.Client == nil {
@@ -132,11 +132,15 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	}
 }
 
-func audit(t *testing.T, id string, opts ...tasks.Option) *tasks.Task {
-	t.Helper()
-	task, err := tasks.NewAuditLogCreatedTask(payloads.AuditLogCreated{
+func auditPayload(id string) payloads.AuditLogCreated {
+	return payloads.AuditLogCreated{
 		EventID: id, Actor: "escrow-api", Action: "escrow.released", TransactionID: "esc-1", OccurredAt: "2026-01-02T03:04:05Z",
-	}, opts...)
+	}
+}
+
+func audit(t testing.TB, id string, opts ...tasks.Option) *tasks.Task {
+	t.Helper()
+	task, err := tasks.NewAuditLogCreatedTask(auditPayload(id), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

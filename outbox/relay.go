@@ -19,6 +19,7 @@ import (
 const (
 	DefaultBatchSize    = 1000
 	DefaultConcurrency  = 50
+	DefaultClaimers     = 2
 	DefaultPollInterval = time.Second
 	DefaultMaxBackoff   = 5 * time.Second
 	minBackoff          = 100 * time.Millisecond
@@ -46,6 +47,10 @@ type RelayConfig struct {
 	// Concurrency is the number of enqueues in flight within a batch
 	// (DefaultConcurrency when 0).
 	Concurrency int
+	// Claimers is the number of batches in flight at once, each in its own
+	// transaction (DefaultClaimers when 0): while one batch waits for
+	// PostgreSQL another keeps Redis busy.
+	Claimers int
 	// PollInterval is how often the table is read without a notification
 	// (DefaultPollInterval when 0): the fallback for a lost NOTIFY.
 	PollInterval time.Duration
@@ -63,7 +68,7 @@ type RelayConfig struct {
 type Relay struct {
 	cfg  RelayConfig
 	log  *slog.Logger
-	wake chan struct{}
+	wake []chan struct{} // one per claimer
 
 	enqueued   atomic.Int64 // rows enqueued as new jobs
 	duplicates atomic.Int64 // rows whose job ID Redis already held
@@ -85,6 +90,9 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
+	if cfg.Claimers <= 0 {
+		cfg.Claimers = DefaultClaimers
+	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
@@ -98,7 +106,11 @@ func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if err := Migrate(ctx, cfg.DB); err != nil {
 		return nil, err
 	}
-	return &Relay{cfg: cfg, log: log.With("component", "outbox-relay"), wake: make(chan struct{}, 1)}, nil
+	r := &Relay{cfg: cfg, log: log.With("component", "outbox-relay")}
+	for range cfg.Claimers {
+		r.wake = append(r.wake, make(chan struct{}, 1))
+	}
+	return r, nil
 }
 
 // Counts are the relay's running totals since it started.
@@ -119,7 +131,7 @@ func (r *Relay) Counts() Counts {
 	return Counts{Attempts: r.attempts.Load(), Enqueued: r.enqueued.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load()}
 }
 
-// Run relays until ctx is done, then finishes the batch in hand and
+// Run relays until ctx is done, then finishes the batches in hand and
 // returns nil. Failures of Redis or PostgreSQL are logged and retried with
 // backoff; they do not end Run.
 func (r *Relay) Run(ctx context.Context) error {
@@ -129,6 +141,18 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); r.listen(lctx) }()
 	defer func() { stopListen(); wg.Wait() }()
 
+	var claimers sync.WaitGroup
+	for _, wake := range r.wake {
+		claimers.Add(1)
+		go func() { defer claimers.Done(); r.claimLoop(ctx, wake) }()
+	}
+	claimers.Wait()
+	return nil
+}
+
+// claimLoop relays batch after batch while rows are waiting, then waits
+// for a notification or the poll.
+func (r *Relay) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	backoff := time.Duration(0)
 	for {
 		n, full, err := r.relayBatch(ctx)
@@ -138,21 +162,21 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.log.Warn("outbox relay: batch failed, rows kept for the next attempt",
 				"error", err.Error(), "relayed", n, "retry_in", backoff.String())
 			if !sleep(ctx, backoff) {
-				return nil
+				return
 			}
 			continue
 		case full:
 			backoff = 0
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			continue // more rows are waiting
 		}
 		backoff = 0
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-r.wake:
+			return
+		case <-wake:
 		case <-time.After(r.cfg.PollInterval):
 		}
 	}
@@ -337,9 +361,12 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 	}
 }
 
+// signal wakes every idle claimer; a busy one finds the rows anyway.
 func (r *Relay) signal() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	for _, w := range r.wake {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
 }
