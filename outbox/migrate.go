@@ -18,7 +18,13 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// schema runs as one statement holding a transaction-scoped advisory lock:
+// CREATE TABLE IF NOT EXISTS alone fails with a unique violation in
+// pg_type when two processes (a relay and a service) start at once.
 const schema = `
+DO $$
+BEGIN
+PERFORM pg_advisory_xact_lock(hashtext('escrowjobs_outbox_migrate'));
 CREATE TABLE IF NOT EXISTS escrowjobs_outbox (
 	id           bigserial   PRIMARY KEY,
 	job_id       text        NOT NULL,
@@ -32,10 +38,12 @@ CREATE TABLE IF NOT EXISTS escrowjobs_outbox (
 	headers      jsonb       NOT NULL DEFAULT '{}'::jsonb,
 	created_at   timestamptz NOT NULL DEFAULT now(),
 	CONSTRAINT escrowjobs_outbox_job_id UNIQUE (job_id)
-)`
+);
+END
+$$`
 
-// Migrate creates the outbox table if it does not exist. It is idempotent;
-// NewRelay calls it too.
+// Migrate creates the outbox table if it does not exist. It is idempotent
+// and safe to run from several processes at once; NewRelay calls it too.
 func Migrate(ctx context.Context, db Execer) error {
 	if _, err := db.Exec(ctx, schema); err != nil {
 		return fmt.Errorf("outbox: create table %s: %w", Table, err)

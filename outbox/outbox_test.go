@@ -433,3 +433,29 @@ func TestCollectorsReportBacklogAndAge(t *testing.T) {
 		}
 	}
 }
+
+// Migrate from several processes at once (a relay and a service starting
+// together) succeeds everywhere; a bare CREATE TABLE IF NOT EXISTS fails
+// one of them with a unique violation in pg_type.
+func TestMigrateConcurrentlySucceeds(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.Postgres(t)
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			errs <- outbox.Migrate(ctx, conn)
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Migrate: got %v, want nil", err)
+		}
+	}
+}

@@ -7,7 +7,12 @@ import (
 	"github.com/escrowjobs/escrowjobs/outbox"
 )
 
+// escrowsSchema holds an advisory lock so that two instances starting at
+// once do not race on CREATE TABLE IF NOT EXISTS.
 const escrowsSchema = `
+DO $$
+BEGIN
+PERFORM pg_advisory_xact_lock(hashtext('escrow_example_migrate'));
 CREATE TABLE IF NOT EXISTS escrows (
 	id                text        PRIMARY KEY,
 	status            text        NOT NULL,
@@ -21,7 +26,9 @@ CREATE TABLE IF NOT EXISTS escrows (
 	resolution        text        NOT NULL DEFAULT '',
 	created_at        timestamptz NOT NULL DEFAULT now(),
 	updated_at        timestamptz NOT NULL DEFAULT now()
-)`
+);
+END
+$$`
 
 // Migrate creates the escrows table and the outbox table.
 func Migrate(ctx context.Context, db outbox.Execer) error {
