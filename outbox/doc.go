@@ -46,5 +46,6 @@
 // # Metrics
 //
 // [Relay.Stats] reports the backlog and the age of the oldest row;
-// [Relay.Collectors] exposes them, and the relay's counters, to Prometheus.
+// [Relay.Register] (or [Relay.Collectors]) exposes them, and the relay's
+// counters, to Prometheus on the registry passed in.
 package outbox

@@ -399,7 +399,9 @@ func TestCollectorsReportBacklogAndAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(r.Collectors()...)
+	if err := r.Register(reg); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

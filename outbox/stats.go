@@ -37,6 +37,17 @@ func (r *Relay) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{&collector{r: r}}
 }
 
+// Register registers the relay's collectors on reg (the process's metrics
+// registry; cmd/server's once it serves /metrics).
+func (r *Relay) Register(reg prometheus.Registerer) error {
+	for _, c := range r.Collectors() {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("outbox: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 var (
 	backlogDesc = prometheus.NewDesc("escrowjobs_outbox_backlog",
 		"Rows in the outbox table waiting to be relayed to Redis.", nil, nil)
