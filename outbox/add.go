@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -78,7 +79,7 @@ func Add(ctx context.Context, tx pgx.Tx, ts ...*tasks.Task) error {
 
 // toRow reads what rebuilds t from its options.
 func toRow(t *tasks.Task, now time.Time) (row, error) {
-	r := row{jobID: t.ID, taskType: t.Type(), payload: t.Payload(), queue: t.Queue, headers: t.Headers(), maxRetry: tasks.MaxRetry}
+	r := row{jobID: t.ID, taskType: t.Type(), payload: t.Payload(), queue: t.Queue, headers: t.Headers(), maxRetry: retry.Max}
 	if r.queue == "" {
 		r.queue = "default"
 	}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -120,18 +122,6 @@ func (e *env) backlog(t *testing.T) int {
 	return n
 }
 
-// eventually polls cond every 20 ms until it holds or timeout passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func auditPayload(id string) payloads.AuditLogCreated {
 	return payloads.AuditLogCreated{
 		EventID: id, Actor: "escrow-api", Action: "escrow.released", TransactionID: "esc-1", OccurredAt: "2026-01-02T03:04:05Z",
@@ -178,7 +168,7 @@ func TestRelayedJobIsTheTaskAddWasGiven(t *testing.T) {
 	addedAt := time.Now()
 	e.add(t, capture, mail, withHeaders)
 	e.startRelay(t, outbox.RelayConfig{})
-	eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	testkit.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 
 	for _, tc := range []struct {
 		task      *tasks.Task
@@ -198,9 +188,9 @@ func TestRelayedJobIsTheTaskAddWasGiven(t *testing.T) {
 		if info.Type != tc.task.Type() || string(info.Payload) != string(tc.task.Payload()) {
 			t.Errorf("%s: got type %s payload %s, want %s %s", tc.task.ID, info.Type, info.Payload, tc.task.Type(), tc.task.Payload())
 		}
-		if info.State != tc.state || info.MaxRetry != tasks.MaxRetry || info.Retention != tasks.Retention {
+		if info.State != tc.state || info.MaxRetry != retry.Max || info.Retention != tasks.Retention {
 			t.Errorf("%s: got state %s maxRetry %d retention %s, want %s %d %s", tc.task.ID, info.State, info.MaxRetry, info.Retention,
-				tc.state, tasks.MaxRetry, tasks.Retention)
+				tc.state, retry.Max, tasks.Retention)
 		}
 		if !tc.processAt.IsZero() && (info.NextProcessAt.Before(tc.processAt.Add(-time.Second)) || info.NextProcessAt.After(tc.processAt.Add(2*time.Second))) {
 			t.Errorf("%s: got next process at %s, want %s (ProcessIn counted from Add)", tc.task.ID, info.NextProcessAt, tc.processAt)
@@ -241,7 +231,7 @@ func TestRolledBackTransactionLeavesNoJob(t *testing.T) {
 	committed := audit(t, "evt-committed") // proves the relay ran past the rolled-back one
 	e.add(t, committed)
 	e.startRelay(t, outbox.RelayConfig{})
-	eventually(t, "the committed job", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
+	testkit.Eventually(t, "the committed job", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
 	if got, want := e.pendingIDs(t, "low"), []string{committed.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
 	}
@@ -264,10 +254,10 @@ func TestSameJobAddedInTwoTransactionsIsOneJob(t *testing.T) {
 	}
 	cc := newCounting(e.client)
 	r := e.startRelay(t, outbox.RelayConfig{Client: cc})
-	eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	testkit.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 
 	e.add(t, audit(t, "evt-twice")) // again, after it was relayed
-	eventually(t, "the outbox to drain again", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	testkit.Eventually(t, "the outbox to drain again", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 
 	if got, want := e.pendingIDs(t, "low"), []string{first.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
@@ -303,7 +293,7 @@ func TestTwoRelaysEnqueueEach20000RowsOnce(t *testing.T) {
 		e.startRelay(t, outbox.RelayConfig{Client: cc, BatchSize: 250}),
 		e.startRelay(t, outbox.RelayConfig{Client: cc, BatchSize: 250}),
 	}
-	eventually(t, "the outbox to drain", 3*time.Minute, func() bool { return e.backlog(t) == 0 })
+	testkit.Eventually(t, "the outbox to drain", 3*time.Minute, func() bool { return e.backlog(t) == 0 })
 
 	got := e.pendingIDs(t, "low")
 	slices.Sort(got)
@@ -340,7 +330,7 @@ func TestNotifyWakesAnIdleRelay(t *testing.T) {
 	for i := range 3 {
 		time.Sleep(200 * time.Millisecond) // the relay has found the table empty and waits
 		e.add(t, audit(t, fmt.Sprintf("evt-notify-%d", i)))
-		eventually(t, fmt.Sprintf("job %d in Redis", i+1), 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == i+1 })
+		testkit.Eventually(t, fmt.Sprintf("job %d in Redis", i+1), 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == i+1 })
 	}
 }
 
@@ -358,7 +348,7 @@ func TestRedisDownRowsWaitAndFlowOnceBack(t *testing.T) {
 		want = append(want, task.ID)
 	}
 	r := e.startRelay(t, outbox.RelayConfig{MaxBackoff: 500 * time.Millisecond})
-	eventually(t, "enqueue failures while Redis is down", 30*time.Second, func() bool { return r.Counts().Failures >= 2 })
+	testkit.Eventually(t, "enqueue failures while Redis is down", 30*time.Second, func() bool { return r.Counts().Failures >= 2 })
 	st, err := r.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +357,7 @@ func TestRedisDownRowsWaitAndFlowOnceBack(t *testing.T) {
 		t.Errorf("while Redis is down: got %+v, want backlog 10 and a positive oldest age", st)
 	}
 	rs.Start()
-	eventually(t, "the outbox to drain after Redis came back", 60*time.Second, func() bool { return e.backlog(t) == 0 })
+	testkit.Eventually(t, "the outbox to drain after Redis came back", 60*time.Second, func() bool { return e.backlog(t) == 0 })
 	got := e.pendingIDs(t, "low")
 	slices.Sort(got)
 	slices.Sort(want)
@@ -469,7 +459,7 @@ func TestPollRelaysARowWithoutNotification(t *testing.T) {
 		task.ID, task.Type(), task.Payload()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the job in Redis", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
+	testkit.Eventually(t, "the job in Redis", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
 	if got, want := e.pendingIDs(t, "low"), []string{task.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
 	}

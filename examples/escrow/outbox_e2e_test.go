@@ -2,8 +2,8 @@ package main
 
 // End-to-end: this service in-process, the real cmd/server binary running
 // the outbox relay and the production adapters, real PostgreSQL, Redis,
-// mailpit, stripe-mock (behind testenv.StripeFront) and a verifying webhook
-// receiver. Each effect is counted where it lands, and each job's runs are
+// mailpit, the stateful Stripe of internal/testkit (every request checked by
+// stripe-mock first) and testkit's verifying webhook receiver. Each effect is counted where it lands, and each job's runs are
 // counted from the server's "job done" lines.
 
 import (
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -36,8 +37,8 @@ type stack struct {
 	dbURL    string
 	redis    *testenv.RedisServer
 	mail     *testenv.Mailpit
-	stripe   *testenv.StripeFront
-	hooks    *testenv.WebhookReceiver
+	stripe   *testkit.Stripe
+	hooks    *testkit.Receiver
 	bin      string
 	dir      string
 	registry string
@@ -52,8 +53,8 @@ func newStack(t *testing.T) *stack {
 		dbURL:  testenv.Postgres(t),
 		redis:  testenv.StartRedis(t, "--appendonly", "yes"),
 		mail:   testenv.StartMailpit(t),
-		stripe: testenv.StartStripeFront(t, testenv.StartStripeMock(t)),
-		hooks:  testenv.StartWebhookReceiver(t, e2eWebhookKey),
+		stripe: testkit.StartStripe(t, testkit.StripeConfig{Secret: e2eStripeKey, Validate: testenv.StartStripeMock(t)}),
+		hooks:  testkit.StartReceiver(t, e2eWebhookKey),
 		bin:    testenv.Binary(t, "./cmd/server"),
 		dir:    t.TempDir(),
 		apiOut: &testenv.Buffer{},
@@ -156,6 +157,7 @@ func (s *stack) createAndRelease(t *testing.T, series string, n int) ([]escrow, 
 		e := escrowOf(series, i)
 		body, _ := json.Marshal(createRequest{ID: e.ID, BuyerEmail: e.BuyerEmail, SellerEmail: e.SellerEmail,
 			Amount: e.Amount, Currency: e.Currency, PaymentIntentID: e.PaymentIntentID, PartnerID: e.PartnerID})
+		s.stripe.AddIntent(e.PaymentIntentID, "requires_capture", e.Amount)
 		if code := s.post(t, "/escrows", string(body)); code != http.StatusCreated {
 			t.Fatalf("create %s: got %d, want 201\n%s", e.ID, code, s.apiOut.String())
 		}
@@ -235,6 +237,16 @@ func tail(s string, n int) string {
 // (receiver) and the two audit records.
 func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 	t.Helper()
+	// Every job has run and asynq holds no active job or lease: its lease
+	// recoverer has nothing to run again, so the counts below are final.
+	// (A "job done" line is written just before asynq records the job
+	// completed, hence the wait.)
+	opt, err := asynq.ParseRedisURI(s.redis.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "asynq to hold no active job or lease", 30*time.Second, func() bool { return len(testkit.Leased(t, opt)) == 0 })
+	testkit.NoLeases(t, opt)
 	done, failed := s.runs()
 	var twice, extra []string
 	for _, id := range ids {
@@ -260,8 +272,9 @@ func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 			to[a.Address]++
 		}
 	}
-	captures := s.stripe.Requests()
-	deliveries, bad := s.hooks.Deliveries()
+	captures, _, _, _ := s.stripe.Effects()
+	deliveries, refused := s.hooks.Deliveries()
+	bad := len(refused)
 	lost, doubled := 0, 0
 	count := func(got int) {
 		switch {
@@ -274,7 +287,7 @@ func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 	for _, e := range escrows {
 		count(to[e.BuyerEmail])
 		count(to[e.SellerEmail])
-		count(captures["capture "+e.PaymentIntentID])
+		count(captures[e.PaymentIntentID])
 	}
 	for id, n := range perMessageID {
 		if n != 1 {
