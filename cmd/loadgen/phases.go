@@ -197,7 +197,7 @@ func (b *bench) refill(ctx context.Context, label string) error {
 func jobLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
 // startWorker runs the escrowjobs worker with no-op adapters around probe p.
-func (b *bench) startWorker(p *probe, loops int) (func(), error) {
+func (b *bench) startWorker(p *probe, loops int, wake bool) (func(), error) {
 	log := jobLogger()
 	mux, err := handlers.NewServeMux(handlers.Deps{
 		Mailer: noop{}, Payments: noop{}, Sender: noop{}, Audit: noop{}, Enqueuer: noop{}, Logger: log,
@@ -207,7 +207,7 @@ func (b *bench) startWorker(p *probe, loops int) (func(), error) {
 	}
 	w, err := worker.New(worker.Config{
 		Redis: b.opt, Concurrency: b.cfg.k, FetchLoops: loops, PollInterval: b.cfg.pollInterval,
-		DeadLetters: noop{}, Logger: log,
+		FallbackPoll: b.cfg.fallbackPoll, DisableWake: !wake, DeadLetters: noop{}, Logger: log,
 	}, p.wrap(mux))
 	if err != nil {
 		return nil, err
@@ -219,8 +219,11 @@ func (b *bench) startWorker(p *probe, loops int) (func(), error) {
 }
 
 // startRaw runs one raw asynq.Server with a no-op handler around probe p.
-func (b *bench) startRaw(p *probe) (func(), error) {
-	srv := newRawServer(b.opt, b.cfg.k, b.cfg.rawPoll, b.stderr)
+func (b *bench) startRaw(p *probe) (func(), error) { return b.startRawPolling(p, b.cfg.rawPoll) }
+
+// startRawPolling is startRaw with TaskCheckInterval poll (0: asynq's default).
+func (b *bench) startRawPolling(p *probe, poll time.Duration) (func(), error) {
+	srv := newRawServer(b.opt, b.cfg.k, poll, b.stderr)
 	if err := srv.Start(p.wrap(rawHandler)); err != nil {
 		return nil, err
 	}
@@ -323,7 +326,7 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 			if err := b.refill(ctx, label); err != nil {
 				return err
 			}
-			rate, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops) })
+			rate, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
 			if err != nil {
 				return err
 			}
@@ -341,7 +344,7 @@ func (b *bench) oursRound(ctx context.Context, rep *report, tag string) error {
 	rep.ours = append(rep.ours, f)
 	loops := b.cfg.loops[0]
 	rate, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
-		func(p *probe) (func(), error) { return b.startWorker(p, loops) })
+		func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
 	if err != nil {
 		return err
 	}
@@ -366,47 +369,77 @@ func (b *bench) rawRound(ctx context.Context, rep *report, tag string) error {
 // idleFigure is one idle run: Redis commands/s with nothing to do, and
 // enqueue → handler start of jobs enqueued one at a time.
 type idleFigure struct {
+	label      string
+	side       idleKind
 	loops      int
 	cmdsPerSec float64
+	cmds       string // the idle commands by name, per second
 	lat        latencies
 }
 
-// idlePhases measures the worker at every -loops value, then the raw Server.
+// idleKind is what an idle figure measured.
+type idleKind int
+
+const (
+	idleWake    idleKind = iota // the worker, wake-up on enqueue (the default)
+	idlePolling                 // the worker with DisableWake
+	idleRaw                     // one raw asynq.Server
+)
+
+// idlePhases measures the worker with wake-ups at every -loops value, the
+// worker polling (-idle-polling), then one raw Server per -idle-raw-polls
+// value, all against the same Redis in this run.
 func (b *bench) idlePhases(ctx context.Context, rep *report) error {
+	type side struct {
+		label   string
+		kind    idleKind
+		loops   int
+		samples int
+		gap     time.Duration
+		start   func(*probe) (func(), error)
+		client  clients
+	}
+	var sides []side
 	for _, loops := range b.cfg.loops {
+		sides = append(sides, side{fmt.Sprintf("escrowjobs, wake-up, %d loops", loops), idleWake, loops, b.cfg.idleSamples, b.cfg.idleGap,
+			func(p *probe) (func(), error) { return b.startWorker(p, loops, true) }, b.oursClient})
+	}
+	if b.cfg.idlePolling {
+		loops := b.cfg.loops[0]
+		poll := b.cfg.pollInterval
+		if poll <= 0 {
+			poll = worker.DefaultPollInterval
+		}
+		sides = append(sides, side{fmt.Sprintf("escrowjobs, polling every %s, %d loops", poll, loops), idlePolling, loops, b.cfg.idleSamples, b.gap(poll),
+			func(p *probe) (func(), error) { return b.startWorker(p, loops, false) }, b.oursClient})
+	}
+	for _, poll := range b.cfg.idleRawPolls {
+		samples := b.cfg.idleSamples
+		if poll >= 500*time.Millisecond {
+			samples = b.cfg.rawIdleSamples
+		}
+		sides = append(sides, side{fmt.Sprintf("raw asynq, TaskCheckInterval %s", poll), idleRaw, 1, samples, b.gap(poll),
+			func(p *probe) (func(), error) { return b.startRawPolling(p, poll) }, b.rawClient})
+	}
+	for _, sd := range sides {
 		if err := b.adm.reset(ctx); err != nil {
 			return err
 		}
-		f, err := b.idle(ctx, fmt.Sprintf("escrowjobs idle, %d loops", loops), b.cfg.idleSamples, b.gap(b.cfg.pollInterval, worker.DefaultPollInterval),
-			func(p *probe) (func(), error) { return b.startWorker(p, loops) }, b.oursClient)
+		f, err := b.idle(ctx, sd.label, sd.samples, sd.gap, sd.start, sd.client)
 		if err != nil {
 			return err
 		}
-		f.loops = loops
+		f.label, f.side, f.loops = sd.label, sd.kind, sd.loops
 		rep.idle = append(rep.idle, f)
 	}
-	if err := b.adm.reset(ctx); err != nil {
-		return err
-	}
-	f, err := b.idle(ctx, "raw asynq idle", b.cfg.rawIdleSamples, b.gap(b.cfg.rawPoll, asynqTaskCheckInterval), b.startRaw, b.rawClient)
-	if err != nil {
-		return err
-	}
-	rep.rawIdle = &f
 	return nil
 }
 
-// asynqTaskCheckInterval is asynq's default poll of empty queues.
-const asynqTaskCheckInterval = time.Second
-
 // gap is the mean pause between idle samples: -idle-gap, but at least the
-// poll interval of the side measured (poll, or def when unset). A poller
-// polls again right after a job, so shorter pauses would land every sample
-// at the same early point of its sleep and overstate the wait.
-func (b *bench) gap(poll, def time.Duration) time.Duration {
-	if poll <= 0 {
-		poll = def
-	}
+// poll interval of the side measured. A poller polls again right after a
+// job, so shorter pauses would land every sample at the same early point
+// of its sleep and overstate the wait.
+func (b *bench) gap(poll time.Duration) time.Duration {
 	return max(b.cfg.idleGap, poll)
 }
 
@@ -425,6 +458,10 @@ func (b *bench) idle(ctx context.Context, label string, samples int, gap time.Du
 	if err := sleep(ctx, idleSettle); err != nil {
 		return f, err
 	}
+	s0, err := b.adm.commandStats(ctx)
+	if err != nil {
+		return f, err
+	}
 	c0, err := b.adm.commands(ctx)
 	if err != nil {
 		return f, err
@@ -438,7 +475,13 @@ func (b *bench) idle(ctx context.Context, label string, samples int, gap time.Du
 		return f, err
 	}
 	// The first INFO is in c1; nothing else of ours ran in the window.
-	f.cmdsPerSec = float64(c1-c0-1) / time.Since(t0).Seconds()
+	secs := time.Since(t0).Seconds()
+	f.cmdsPerSec = float64(c1-c0-1) / secs
+	s1, err := b.adm.commandStats(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.cmds = perSecond(s0, s1, secs)
 
 	enq, closeClient := newClient()
 	defer closeClient()
