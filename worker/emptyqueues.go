@@ -67,6 +67,12 @@ func newEmptyQueues(rc redis.UniversalClient, queues []string, fastPoll, wakePol
 	return e
 }
 
+// maxHoldDequeue bounds one wait inside a dequeue call. asynq computes the
+// lease of the job it may fetch (30 s) before it calls the script, and its
+// heartbeat renews leases every 5 s: a wait of at most 5 s leaves the job
+// at least 25 s, so it is never fetched with a lease already run out.
+const maxHoldDequeue = 5 * time.Second
+
 func pendingKey(queue string) string { return "asynq:{" + queue + "}:pending" }
 
 func (e *emptyQueues) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -194,7 +200,7 @@ func (e *emptyQueues) knownEmpty(ctx context.Context, pending string) (bool, uin
 }
 
 // wait blocks while every queue is known empty: until a wake-up, until the
-// first belief goes stale, or until close. It reports false, at once, when
+// first belief goes stale, maxHoldDequeue at most, or until close. It reports false, at once, when
 // some queue is not known empty (the loop should go on to it) or after
 // close.
 func (e *emptyQueues) wait(ctx context.Context) bool {
@@ -213,6 +219,7 @@ func (e *emptyQueues) wait(ctx context.Context) bool {
 		}
 		until = minTime(until, at.Add(w))
 	}
+	until = minTime(until, now.Add(maxHoldDequeue))
 	ch := e.changed
 	e.waiting = true
 	e.mu.Unlock()
@@ -291,4 +298,11 @@ func (e *emptyQueues) queues() []string {
 		out[i] = strings.TrimSuffix(strings.TrimPrefix(k, "asynq:{"), "}:pending")
 	}
 	return out
+}
+
+// hearing reports whether wake-ups of every queue are heard.
+func (e *emptyQueues) hearing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.subscribed) == len(e.lists)
 }

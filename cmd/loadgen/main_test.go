@@ -79,7 +79,7 @@ func TestRunPrintsEveryFigure(t *testing.T) {
 			t.Errorf("idle row %q out of order", r.side)
 		}
 		at = loc[0]
-		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(r.side) + `: ([a-z]+ `+number+`|none)`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(r.side) + `: ([a-z]+ ` + number + `|none)`).MatchString(out) {
 			t.Errorf("no idle commands by name for %q", r.side)
 		}
 	}

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"runtime"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -40,7 +40,6 @@ func yesNo(ok bool) string {
 	}
 	return "NO"
 }
-
 
 func durRow(figure string, ours, raw time.Duration, target string, met string) row {
 	return row{figure, human(ours), human(raw), ratio(float64(ours), float64(raw)), target, met}
@@ -92,7 +91,7 @@ func ratios(ours, raw []float64) []float64 {
 }
 
 func twoDecimals(x float64) string { return fmt.Sprintf("%.2f", x) }
-func kJobs(x float64) string      { return fmt.Sprintf("%.1fk", x/1000) }
+func kJobs(x float64) string       { return fmt.Sprintf("%.1fk", x/1000) }
 
 // idleTarget is the target of an idle side: SPEC §7 with wake-up (§12),
 // and without it; raw asynq has none.
