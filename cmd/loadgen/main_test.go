@@ -46,6 +46,9 @@ func TestRunPrintsEveryFigure(t *testing.T) {
 		{"Redis memory per pending job", `-?` + number + ` B`, `-?` + number, `≤ 1024 B +(yes|NO)`},
 		{"processing throughput, k=8, 2 loops, jobs/s", spread(k), spread(number), `≥ 1\.2× raw +(yes|NO)`},
 		{"processing throughput, k=8, 1 loops, jobs/s", spread(k), spread(number), `≥ 1\.2× raw +(yes|NO)`},
+		{"enqueue CPU per job (this process), 4 goroutines, µs", spread(number), spread(number), `-`},
+		{"processing CPU per job (this process), 2 loops, µs", spread(number), spread(number), `-`},
+		{"processing CPU per job (this process), 1 loops, µs", spread(number), spread(number), `-`},
 	}
 	for _, r := range rows {
 		// figure, ours, raw, ratio, target and verdict.

@@ -60,6 +60,7 @@ type enqueueFigures struct {
 	par       [3]time.Duration // p50, p99, p999 from c goroutines
 	seq       [3]time.Duration // p50, p99, p999 from one goroutine
 	memPerJob float64          // bytes of used_memory per pending job
+	cpu       float64          // CPU µs of this process per job enqueued from c goroutines
 }
 
 var quantiles = [3]float64{0.50, 0.99, 0.999}
@@ -152,8 +153,9 @@ func (b *bench) enqueuePhase(ctx context.Context, label string, newClient client
 		closeClient()
 		return f, err
 	}
+	ourCPU := processCPU() - ourCPU0
+	f.cpu = float64(ourCPU/time.Duration(b.cfg.n)) / float64(time.Microsecond)
 	if b.cfg.verbose {
-		ourCPU := processCPU() - ourCPU0
 		redisCPU, err := b.adm.cpu(ctx)
 		if err != nil {
 			closeClient()
@@ -230,46 +232,51 @@ func (b *bench) startRawPolling(p *probe, poll time.Duration) (func(), error) {
 	return srv.Shutdown, nil
 }
 
-// process drains n pending jobs and returns jobs/s from the first handler
-// start to the n-th handler return.
-func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (float64, error) {
+// procFigure is one processing run: jobs/s from the first handler start to
+// the n-th handler return, and CPU µs of this process per job.
+type procFigure struct{ rate, cpu float64 }
+
+// process drains n pending jobs.
+func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (procFigure, error) {
+	var f procFigure
 	p := newProbe(n, false)
 	before, err := b.adm.commandStats(ctx)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	runtime.GC()
 	redisCPU0, err := b.adm.cpu(ctx)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	ourCPU0 := processCPU()
 	stop, err := startFn(p)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	defer stop()
 	bar := startProgress(b.stderr, b.cfg.progress, label+": process", n)
 	err = awaitDone(ctx, label, p, bar)
 	bar.finish()
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	rate := float64(n) / p.elapsed().Seconds()
+	ourCPU := processCPU() - ourCPU0
+	f.rate, f.cpu = rate, float64(ourCPU/time.Duration(n))/float64(time.Microsecond)
 	if b.cfg.verbose {
-		ourCPU := processCPU() - ourCPU0
 		redisCPU, err := b.adm.cpu(ctx)
 		if err != nil {
-			return 0, err
+			return f, err
 		}
 		after, err := b.adm.commandStats(ctx)
 		if err != nil {
-			return 0, err
+			return f, err
 		}
 		fmt.Fprintf(b.stderr, "%s: %.0f jobs/s; CPU per job: this process %s, Redis %s; Redis commands per job (scripts' own included): %s\n",
 			label, rate, human(ourCPU/time.Duration(n)), human((redisCPU-redisCPU0)/time.Duration(n)), perJob(before, after, n))
 	}
-	return rate, nil
+	return f, nil
 }
 
 // awaitDone waits until the probe has seen its target, failing on a
@@ -303,7 +310,7 @@ func awaitDone(ctx context.Context, label string, p *probe, bar *progress) error
 // then raw (raw first in odd rounds, so drift favours neither), then ours
 // again for every further -loops value.
 func (b *bench) throughput(ctx context.Context, rep *report) error {
-	rep.proc = map[int][]float64{}
+	rep.proc = map[int][]procFigure{}
 	for r := range b.cfg.rounds {
 		tag := ""
 		if b.cfg.rounds > 1 {
@@ -326,11 +333,11 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 			if err := b.refill(ctx, label); err != nil {
 				return err
 			}
-			rate, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
+			pf, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
 			if err != nil {
 				return err
 			}
-			rep.proc[loops] = append(rep.proc[loops], rate)
+			rep.proc[loops] = append(rep.proc[loops], pf)
 		}
 	}
 	return nil
@@ -343,12 +350,12 @@ func (b *bench) oursRound(ctx context.Context, rep *report, tag string) error {
 	}
 	rep.ours = append(rep.ours, f)
 	loops := b.cfg.loops[0]
-	rate, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
+	pf, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
 		func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
 	if err != nil {
 		return err
 	}
-	rep.proc[loops] = append(rep.proc[loops], rate)
+	rep.proc[loops] = append(rep.proc[loops], pf)
 	return nil
 }
 
@@ -358,11 +365,11 @@ func (b *bench) rawRound(ctx context.Context, rep *report, tag string) error {
 		return err
 	}
 	rep.raw = append(rep.raw, f)
-	rate, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
+	pf, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
 	if err != nil {
 		return err
 	}
-	rep.rawProc = append(rep.rawProc, rate)
+	rep.rawProc = append(rep.rawProc, pf)
 	return nil
 }
 
