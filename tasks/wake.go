@@ -42,7 +42,7 @@ func (p *wakePublisher) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 
 func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		queue, msg, ok := EnqueuedQueue(cmd.Args())
+		queue, msg, ok := enqueuedQueue(cmd.Args())
 		if !ok {
 			return next(ctx, cmd)
 		}
@@ -58,12 +58,12 @@ func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// EnqueuedQueue recognises asynq's enqueue script (KEYS: the task hash and
+// enqueuedQueue recognises asynq's enqueue script (KEYS: the task hash and
 // the queue's pending list) and schedule script (the task hash and the
 // scheduled set; ARGV[2] the due Unix second) and returns the queue and
 // the wake-up message. Anything else, including a future asynq that
 // enqueues differently, is not recognised: its jobs are found by polling.
-func EnqueuedQueue(args []any) (queue, msg string, ok bool) {
+func enqueuedQueue(args []any) (queue, msg string, ok bool) {
 	if len(args) < 7 {
 		return "", "", false
 	}

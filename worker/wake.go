@@ -25,7 +25,8 @@ import (
 // answers those scripts "nothing to move" without running them unless a
 // job of that set is known to be due (a retry this process scheduled, a
 // scheduled job announced by tasks.Client) or delayedPoll has passed since
-// the last real look; a script that moved jobs wakes the local loops.
+// the last real look; a script that moved jobs wakes the local loops and
+// announces the queue to the other processes.
 
 // delayedPoll is how often each scheduled and retry set is looked at when
 // no job of it is known to be due: asynq's own default.
@@ -101,7 +102,8 @@ func forwardedSet(args []any) (set, pending string, ok bool) {
 }
 
 // forward runs asynq's forward script for set when the gate is open, and
-// answers 0 (nothing moved) otherwise. Jobs moved wake the local loops.
+// answers 0 (nothing moved) otherwise. Jobs moved wake the local loops at
+// once and the other processes through the queue's channel.
 func (e *emptyQueues) forward(ctx context.Context, next redis.ProcessHook, cmd redis.Cmder, set, pending string) error {
 	c, ok := cmd.(*redis.Cmd)
 	started := time.Now()
@@ -114,16 +116,26 @@ func (e *emptyQueues) forward(ctx context.Context, next redis.ProcessHook, cmd r
 	}
 	err := next(ctx, cmd)
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if err != nil {
 		delete(e.delayed.last, set)
+		e.mu.Unlock()
 		return err
 	}
-	if n, _ := c.Int64(); n > 0 {
-		e.wake(pending)
+	n, _ := c.Int64()
+	if n == 0 {
+		e.delayed.last[set] = started
+		e.mu.Unlock()
 		return nil
 	}
-	e.delayed.last[set] = started
+	e.wake(pending)
+	e.mu.Unlock()
+	// Tell the other processes too: this one's loops may all be busy.
+	ch := tasks.WakeChannel(strings.TrimSuffix(strings.TrimPrefix(pending, "asynq:{"), "}:pending"))
+	if e.cluster {
+		_ = e.rc.SPublish(ctx, ch, "p").Err()
+	} else {
+		_ = e.rc.Publish(ctx, ch, "p").Err()
+	}
 	return nil
 }
 

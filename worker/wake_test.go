@@ -433,31 +433,27 @@ func TestLostWakeUpsStillRunEveryJob(t *testing.T) {
 	shutdownIsPrompt(t, w)
 }
 
-func TestRecognisesAsynqScripts(t *testing.T) {
-	enq := []any{"evalsha", "sha", 2, "asynq:{low}:t:audit_log_created:x", "asynq:{low}:pending", "msg", "id", int64(1)}
-	sch := []any{"evalsha", "sha", 2, "asynq:{critical}:t:id", "asynq:{critical}:scheduled", "msg", int64(1764460800), "id"}
-	fwd := []any{"evalsha", "sha", 2, "asynq:{default}:retry", "asynq:{default}:pending", int64(1), "asynq:{default}:t:", int64(2), "asynq:{default}:g:"}
-	deq := []any{"evalsha", "sha", 4, "asynq:{low}:pending", "asynq:{low}:paused", "asynq:{low}:active", "asynq:{low}:lease", int64(1), "asynq:{low}:t:"}
+func TestForwardedSetRecognisesOnlyAsynqForward(t *testing.T) {
 	cases := []struct {
 		name                 string
 		args                 []any
-		wantQueue, wantMsg   string
 		wantSet, wantPending string
 	}{
-		{"enqueue", enq, "low", "p", "", ""},
-		{"schedule", sch, "critical", "s1764460800", "", ""},
-		{"forward retry", fwd, "", "", "asynq:{default}:retry", "asynq:{default}:pending"},
-		{"forward scheduled", []any{"eval", "src", 2, "asynq:{a b}:scheduled", "asynq:{a b}:pending", int64(1), "p", int64(2), "g"}, "", "", "asynq:{a b}:scheduled", "asynq:{a b}:pending"},
-		{"dequeue", deq, "", "", "", ""},
-		{"forward of another queue's set", []any{"evalsha", "sha", 2, "asynq:{a}:retry", "asynq:{b}:pending", 1, 2, 3, 4}, "", "", "", ""},
-		{"plain command", []any{"publish", "asynq:{low}:pending", "x"}, "", "", "", ""},
+		{"forward retry", []any{"evalsha", "sha", 2, "asynq:{default}:retry", "asynq:{default}:pending", int64(1), "asynq:{default}:t:", int64(2), "asynq:{default}:g:"},
+			"asynq:{default}:retry", "asynq:{default}:pending"},
+		{"forward scheduled after NOSCRIPT", []any{"eval", "src", 2, "asynq:{a b}:scheduled", "asynq:{a b}:pending", int64(1), "p", int64(2), "g"},
+			"asynq:{a b}:scheduled", "asynq:{a b}:pending"},
+		{"enqueue", []any{"evalsha", "sha", 2, "asynq:{low}:t:id", "asynq:{low}:pending", "msg", "id", int64(1)}, "", ""},
+		{"schedule", []any{"evalsha", "sha", 2, "asynq:{low}:t:id", "asynq:{low}:scheduled", "msg", int64(1), "id"}, "", ""},
+		{"run all scheduled (inspector)", []any{"evalsha", "sha", 2, "asynq:{low}:scheduled", "asynq:{low}:pending", "asynq:{low}:t:", "asynq:{low}:g:"}, "", ""},
+		{"dequeue", []any{"evalsha", "sha", 4, "asynq:{low}:pending", "asynq:{low}:paused", "asynq:{low}:active", "asynq:{low}:lease", int64(1), "asynq:{low}:t:"}, "", ""},
+		{"another queue's set", []any{"evalsha", "sha", 2, "asynq:{a}:retry", "asynq:{b}:pending", 1, 2, 3, 4}, "", ""},
+		{"plain command", []any{"zrangebyscore", "asynq:{low}:retry", "-inf", "1", "limit", 0, 100, "x", "y"}, "", ""},
 	}
 	for _, c := range cases {
-		q, msg, _ := tasks.EnqueuedQueue(c.args)
-		set, pending, _ := forwardedSet(c.args)
-		if q != c.wantQueue || msg != c.wantMsg || set != c.wantSet || pending != c.wantPending {
-			t.Errorf("%s: got enqueue (%q, %q), forward (%q, %q); want (%q, %q), (%q, %q)",
-				c.name, q, msg, set, pending, c.wantQueue, c.wantMsg, c.wantSet, c.wantPending)
+		set, pending, ok := forwardedSet(c.args)
+		if set != c.wantSet || pending != c.wantPending || ok != (c.wantSet != "") {
+			t.Errorf("%s: got (%q, %q, %v), want (%q, %q)", c.name, set, pending, ok, c.wantSet, c.wantPending)
 		}
 	}
 }
@@ -512,5 +508,61 @@ func TestJobAfterALongIdleHasALiveLease(t *testing.T) {
 	defer mu.Unlock()
 	if len(results) != 1 || results[0] != nil {
 		t.Errorf("handler runs: got %v, want one run that was not cancelled", results)
+	}
+}
+
+// A Redis user that may not subscribe (Redis 7 ACLs deny channels unless
+// granted): the worker never hears wake-ups, so its idle loops poll every
+// PollInterval, and jobs run as before wake-ups existed.
+func TestWorkerWithoutChannelPermissionPolls(t *testing.T) {
+	t.Parallel()
+	u := testenv.Redis(t)
+	ro, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := redis.NewClient(ro)
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "worker", "on", ">s3cret", "~*", "+@all", "resetchannels").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// asynq.ParseRedisURI (so REDIS_URL) drops a URL's user name: build
+	// the option by hand.
+	opt := asynq.RedisClientOpt{Addr: ro.Addr, Username: "worker", Password: "s3cret"}
+	dl, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dead.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	w, err := New(Config{Redis: opt, Concurrency: 2, FetchLoops: 2, FallbackPoll: noPoll, ShutdownTimeout: 2 * time.Second,
+		DeadLetters: dl, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
+	client := tasks.NewClient(opt)
+	defer client.Close()
+	var want []string
+	for i := range 3 {
+		time.Sleep(300 * time.Millisecond) // idle: the loops are polling
+		task, err := sample.Build(sample.Payload(i*3, fmt.Sprintf("acl-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, task.ID)
+		rec.waitRuns(t, len(want), "job "+task.ID)
+	}
+	if got := rec.runs(); !slices.Equal(got, want) {
+		t.Errorf("runs: got %v, want %v", got, want)
+	}
+	if w.idle.hearing() {
+		t.Errorf("the worker hears wake-ups without permission to subscribe")
 	}
 }
