@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -344,33 +345,46 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 }
 
 func (b *bench) oursRound(ctx context.Context, rep *report, tag string) error {
-	f, err := b.enqueuePhase(ctx, "escrowjobs"+tag, b.oursClient)
+	err := labelled(ctx, "escrowjobs", "enqueue", func(ctx context.Context) error {
+		f, err := b.enqueuePhase(ctx, "escrowjobs"+tag, b.oursClient)
+		rep.ours = append(rep.ours, f)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	rep.ours = append(rep.ours, f)
 	loops := b.cfg.loops[0]
-	pf, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
-		func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
-	if err != nil {
+	return labelled(ctx, "escrowjobs", "process", func(ctx context.Context) error {
+		pf, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
+			func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
+		rep.proc[loops] = append(rep.proc[loops], pf)
 		return err
-	}
-	rep.proc[loops] = append(rep.proc[loops], pf)
-	return nil
+	})
 }
 
 func (b *bench) rawRound(ctx context.Context, rep *report, tag string) error {
-	f, err := b.enqueuePhase(ctx, "raw asynq"+tag, b.rawClient)
+	err := labelled(ctx, "raw", "enqueue", func(ctx context.Context) error {
+		f, err := b.enqueuePhase(ctx, "raw asynq"+tag, b.rawClient)
+		rep.raw = append(rep.raw, f)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	rep.raw = append(rep.raw, f)
-	pf, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
-	if err != nil {
+	return labelled(ctx, "raw", "process", func(ctx context.Context) error {
+		pf, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
+		rep.rawProc = append(rep.rawProc, pf)
 		return err
-	}
-	rep.rawProc = append(rep.rawProc, pf)
-	return nil
+	})
+}
+
+// labelled runs fn with pprof labels side and phase; goroutines it starts
+// (enqueuers, the worker's or the Server's) inherit them, so a -cpuprofile
+// splits by side: go tool pprof -tagfocus side=escrowjobs,phase=process.
+func labelled(ctx context.Context, side, phase string, fn func(context.Context) error) error {
+	var err error
+	pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(ctx context.Context) { err = fn(ctx) })
+	return err
 }
 
 // idleFigure is one idle run: Redis commands/s with nothing to do, and
