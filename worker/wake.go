@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +39,9 @@ const delayedPoll = 5 * time.Second
 // moves a job once that second has begun.
 const dueSlack = 1500 * time.Millisecond
 
-// healthCheck is how often an idle subscription is pinged: a dead one is
-// then replaced, and the wake-ups it missed cost at most FallbackPoll.
+// healthCheck is how long a subscription may stay silent before it is
+// pinged; without an answer by the next healthCheck it is replaced. The
+// wake-ups it missed cost at most FallbackPoll.
 const healthCheck = 5 * time.Second
 
 // delayedGate decides which forward scripts run (guarded by emptyQueues.mu).
@@ -177,57 +180,97 @@ func (s *subscriber) run(ctx context.Context, queues []string) {
 		byChannel[ch] = q
 		channels = append(channels, ch)
 	}
-	var subs []*redis.PubSub
-	if cc, ok := s.rc.(*redis.ClusterClient); ok {
+	groups := [][]string{channels}
+	if _, ok := s.rc.(*redis.ClusterClient); ok {
+		groups = groups[:0]
 		for _, ch := range channels { // one per slot: sharded channels cannot mix slots
-			subs = append(subs, cc.SSubscribe(ctx, ch))
+			groups = append(groups, []string{ch})
 		}
-	} else {
-		subs = append(subs, s.rc.Subscribe(ctx, channels...))
 	}
 	var wg sync.WaitGroup
-	for _, ps := range subs {
+	for _, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.listen(ctx, ps, byChannel)
+			s.hold(ctx, g, byChannel)
 		}()
-	}
-	<-ctx.Done()
-	for _, ps := range subs {
-		_ = ps.Close()
 	}
 	wg.Wait()
 }
 
-// listen reads one subscription. go-redis re-subscribes after a broken
-// connection and reports it again as a subscription, which ends every
-// belief (setSubscribed): what was announced meanwhile was heard by no one.
-func (s *subscriber) listen(ctx context.Context, ps *redis.PubSub, byChannel map[string]string) {
-	msgs := ps.ChannelWithSubscriptions(redis.WithChannelHealthCheckInterval(healthCheck), redis.WithChannelSize(1000))
-	for {
+// Backoff between attempts to subscribe again.
+const (
+	minResubscribe = 100 * time.Millisecond
+	maxResubscribe = 30 * time.Second
+)
+
+// hold keeps one subscription to channels until ctx is done, replacing it
+// whenever it fails. While it is down its queues are not heard, so the
+// loops poll every PollInterval; once it is back every belief ends
+// (setSubscribed), since what was announced meanwhile reached no one.
+func (s *subscriber) hold(ctx context.Context, channels []string, byChannel map[string]string) {
+	backoff := minResubscribe
+	for ctx.Err() == nil {
+		var ps *redis.PubSub
+		if cc, ok := s.rc.(*redis.ClusterClient); ok {
+			ps = cc.SSubscribe(ctx, channels...)
+		} else {
+			ps = s.rc.Subscribe(ctx, channels...)
+		}
+		stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks a read at shutdown
+		if s.listen(ctx, ps, byChannel) {
+			backoff = minResubscribe
+		}
+		stop()
+		_ = ps.Close()
+		for _, ch := range channels {
+			s.e.setSubscribed(byChannel[ch], false)
+		}
+		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
-			return
-		case m, ok := <-msgs:
-			if !ok {
-				return
-			}
-			switch m := m.(type) {
-			case *redis.Subscription:
-				if q, known := byChannel[m.Channel]; known {
-					s.e.setSubscribed(q, m.Kind == "subscribe" || m.Kind == "ssubscribe")
-				}
-			case *redis.Message:
-				q, known := byChannel[m.Channel]
-				if !known || (s.drop != nil && s.drop(q)) {
+		case <-t.C:
+		}
+		t.Stop()
+		backoff = min(2*backoff, maxResubscribe)
+	}
+}
+
+// listen reads one subscription on this goroutine (no hand-off between
+// the socket and the hook) until ctx is done or the connection fails: an
+// error, or no answer to a PING sent after healthCheck of silence. It
+// reports whether the subscription was confirmed.
+func (s *subscriber) listen(ctx context.Context, ps *redis.PubSub, byChannel map[string]string) (confirmed bool) {
+	pinged := false
+	for ctx.Err() == nil {
+		m, err := ps.ReceiveTimeout(ctx, healthCheck)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pinged {
+				pinged = ps.Ping(ctx) == nil
+				if pinged {
 					continue
 				}
-				if s.heard != nil {
-					s.heard()
-				}
-				s.e.announce(q, m.Payload)
 			}
+			return confirmed
+		}
+		pinged = false
+		switch m := m.(type) {
+		case *redis.Subscription:
+			if q, known := byChannel[m.Channel]; known && (m.Kind == "subscribe" || m.Kind == "ssubscribe") {
+				confirmed = true
+				s.e.setSubscribed(q, true)
+			}
+		case *redis.Message:
+			q, known := byChannel[m.Channel]
+			if !known || (s.drop != nil && s.drop(q)) {
+				continue
+			}
+			if s.heard != nil {
+				s.heard()
+			}
+			s.e.announce(q, m.Payload)
 		}
 	}
+	return confirmed
 }

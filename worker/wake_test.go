@@ -566,3 +566,50 @@ func TestWorkerWithoutChannelPermissionPolls(t *testing.T) {
 		t.Errorf("the worker hears wake-ups without permission to subscribe")
 	}
 }
+
+// The subscription's connection is killed (a Redis restart, a proxy's
+// idle timeout, a failover): the worker subscribes again by itself and
+// hears wake-ups again; a job enqueued after the kill runs with no poll to
+// fall back on.
+func TestKilledSubscriptionIsReplaced(t *testing.T) {
+	t.Parallel()
+	url := testenv.Redis(t)
+	opt, err := tasks.RedisFromEnv(func(k string) string { return map[string]string{"REDIS_URL": url}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := redis.NewClient(ro)
+	defer admin.Close()
+	rec := &recorder{}
+	w, heard := startWorker(t, opt, noPoll, false, rec)
+	client := tasks.NewClient(opt)
+	defer client.Close()
+	ctx := context.Background()
+	var want []string
+	for i := range 3 {
+		killed, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+		if err != nil || killed < 1 { // ours, and asynq's own (one per fetch loop)
+			t.Fatalf("CLIENT KILL TYPE pubsub: got %d, %v; want our subscription killed", killed, err)
+		}
+		time.Sleep(time.Second) // idle after the kill
+		task, err := sample.Build(sample.Payload(i*4, fmt.Sprintf("killed-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Enqueue(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, task.ID)
+		rec.waitRuns(t, len(want), "job "+task.ID)
+	}
+	if got := rec.runs(); !slices.Equal(got, want) {
+		t.Errorf("runs: got %v, want %v", got, want)
+	}
+	if !w.idle.hearing() || heard.Load() < 3 {
+		t.Errorf("after the kills: hearing %v, %d wake-ups heard; want true and at least 3", w.idle.hearing(), heard.Load())
+	}
+}

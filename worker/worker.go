@@ -63,7 +63,7 @@ const (
 	forwardInterval = 250 * time.Millisecond
 	// loopPause is asynq's own pause after a dequeue round that found
 	// nothing (TaskCheckInterval): the hook has done the waiting already.
-	loopPause = 100 * time.Microsecond
+	loopPause = 20 * time.Microsecond
 )
 
 // Queues are the queue weights: critical 6, default 3, low 1.
