@@ -256,8 +256,11 @@ func (in *Inspector) Requeue(id string) (Job, error) {
 	}
 	var enqErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if _, enqErr = in.c.Enqueue(fresh); enqErr == nil {
-			return in.Status(id)
+		var info *asynq.TaskInfo
+		// The job as enqueued: a worker woken by the enqueue may already
+		// be running it by the time a fresh read would answer.
+		if info, enqErr = in.c.Enqueue(fresh); enqErr == nil {
+			return jobFrom(info), nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
