@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/escrowjobs/escrowjobs/internal/sample"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -12,6 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/devmode"
+	"github.com/escrowjobs/escrowjobs/internal/sample"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -203,14 +205,14 @@ func jobLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, 
 func (b *bench) startWorker(p *probe, loops int, wake bool) (func(), error) {
 	log := jobLogger()
 	mux, err := handlers.NewServeMux(handlers.Deps{
-		Mailer: noop{}, Payments: noop{}, Sender: noop{}, Audit: noop{}, Enqueuer: noop{}, Logger: log,
+		Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{}, Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	w, err := worker.New(worker.Config{
 		Redis: b.opt, Concurrency: b.cfg.k, FetchLoops: loops, PollInterval: b.cfg.pollInterval,
-		FallbackPoll: b.cfg.fallbackPoll, DisableWake: !wake, DeadLetters: noop{}, Logger: log,
+		FallbackPoll: b.cfg.fallbackPoll, DisableWake: !wake, DeadLetters: devmode.Discard{}, Logger: log,
 	}, p.wrap(mux))
 	if err != nil {
 		return nil, err
