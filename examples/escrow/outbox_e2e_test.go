@@ -392,12 +392,12 @@ func TestRedisDownWhileServiceCommits50ChangesEveryEffectOnceAfter(t *testing.T)
 // their jobs already in Redis; the next relay finds them as duplicates,
 // counts them done, and no effect happens twice. The killed process's
 // worker polls once at start and then sleeps an hour (one fetch loop,
-// WORKER_POLL_INTERVAL=1h), so it runs no job and leaves none for asynq's
-// lease recovery to redo: the test checks that.
+// WORKER_POLL_INTERVAL=1h, no wake-up on enqueue), so it runs no job and
+// leaves none for asynq's lease recovery to redo: the test checks that.
 func TestRelayKilledBetweenEnqueueAndDeleteDoublesNothing(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	a := s.startServer(t, "ESCROWJOBS_TEST_KILL_RELAY_AFTER_ENQUEUE=1", "WORKER_FETCH_LOOPS=1", "WORKER_POLL_INTERVAL=1h")
+	a := s.startServer(t, "ESCROWJOBS_TEST_KILL_RELAY_AFTER_ENQUEUE=1", "WORKER_FETCH_LOOPS=1", "WORKER_POLL_INTERVAL=1h", "WORKER_DISABLE_WAKE=true")
 	time.Sleep(time.Second) // its one fetch loop has found the queues empty and sleeps
 	s.startAPI(t)
 	escrows, ids := s.createAndRelease(t, "kill", 10)
