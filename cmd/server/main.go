@@ -61,6 +61,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if f.demo && !f.dev {
 		return errors.New("-demo needs -dev: it enqueues sample events that fail on purpose")
 	}
+	if f.dev {
+		if err := checkDevRedisAddr(f.devRedisAddr); err != nil {
+			return err
+		}
+	}
 	log := newLogger(stderr, getenv("LOG_LEVEL"))
 	if f.dev {
 		return runDev(ctx, f, getenv, stdout, log)
