@@ -21,6 +21,7 @@ type Monitor struct {
 	client    *tasks.Client
 	inspector *tasks.Inspector
 	ui        *asynqmon.HTTPHandler
+	throttle  *loginThrottle
 	handler   http.Handler
 	closeOnce sync.Once
 	closeErr  error
@@ -44,6 +45,7 @@ func New(cfg Config) (*Monitor, error) {
 		client:    tasks.NewClient(cfg.RedisOpt),
 		inspector: tasks.NewInspector(cfg.RedisOpt),
 	}
+	m.throttle = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow, log)
 	m.ui = newUI(m)
 	m.handler = m.routes()
 	return m, nil
@@ -65,7 +67,7 @@ func (m *Monitor) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", methods(m.healthz, http.MethodGet, http.MethodHead))
 	mux.Handle("/metrics", methods(m.metricsHandler().ServeHTTP, http.MethodGet, http.MethodHead))
-	mux.Handle("/api/", requireBearer(m.cfg.APIToken, m.log, m.apiRoutes()))
+	mux.Handle("/api/", requireBearer(m.cfg.APIToken, m.throttle, m.apiRoutes()))
 	mux.Handle(RootPath+"/", m.uiRoutes())
 	mux.Handle("GET /{$}", http.RedirectHandler(RootPath+"/", http.StatusFound))
 	mux.HandleFunc("/", notFound)
@@ -95,10 +97,15 @@ func limitBody(h http.Handler) http.Handler {
 	})
 }
 
+// secureHeaders sets the headers every answer carries, whoever writes it
+// (a 401 or 429 of the guards included): no framing (clickjacking), no
+// content sniffing, no referrer.
 func secureHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
 		h.ServeHTTP(w, r)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -118,6 +119,7 @@ type request struct {
 	token        string // "" sends no Authorization header
 	header       map[string]string
 	user, pass   string
+	from         string // a loopback source address such as 127.0.2.7; "" lets the system choose
 }
 
 func (f *fixture) do(t *testing.T, r request) answer {
@@ -146,7 +148,12 @@ func (f *fixture) do(t *testing.T, r request) answer {
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if r.from != "" {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(r.from)}}
+		client = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", r.method, r.path, err)
 	}
@@ -226,7 +233,8 @@ func (f *fixture) waitState(t *testing.T, id, want string) tasks.Job {
 }
 
 func TestAPIRefusesMissingOrWrongToken(t *testing.T) {
-	f := setup(t)
+	// many wrong tokens from one client: the throttle has its own test
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = 1000 })
 	id := f.enqueue(t, "esc-auth")
 	routes := []struct{ method, path, body string }{
 		{"POST", "/api/v1/jobs", enqueueBody("send_release_email", releasePayload("esc-auth-2", rawEmail))},
@@ -651,7 +659,7 @@ func TestNewRefusesWithoutCredentials(t *testing.T) {
 	}
 	for _, cfg := range []monitor.Config{
 		{RedisOpt: opt, LoopbackNoAuth: true},
-		{RedisOpt: opt, LoopbackNoAuth: true, APIToken: "short-but-loopback"},
+		{RedisOpt: opt, LoopbackNoAuth: true, APIToken: testToken},
 		{RedisOpt: opt, Username: "ops", Password: testPassword, APIToken: testToken},
 	} {
 		m, err := monitor.New(cfg)
@@ -664,7 +672,8 @@ func TestNewRefusesWithoutCredentials(t *testing.T) {
 }
 
 func TestUIBasicAuth(t *testing.T) {
-	f := setup(t)
+	// many wrong passwords from one client: the throttle has its own test
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = 1000 })
 	id := f.enqueue(t, "esc-700")
 	f.archive(t, id)
 	lastByte := testPassword[:len(testPassword)-1] + string(testPassword[len(testPassword)-1]^1)

@@ -21,6 +21,7 @@ const (
 	codeNotArchived      = "not_archived"
 	codeReadOnly         = "read_only"
 	codeUnavailable      = "unavailable"
+	codeTooManyRequests  = "too_many_requests"
 	codeInternal         = "internal"
 )
 

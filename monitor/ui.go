@@ -41,7 +41,7 @@ func (m *Monitor) uiRoutes() http.Handler {
 	if m.cfg.ReadOnly {
 		h = readOnly(h)
 	}
-	return requireBasic(m.cfg.Username, m.cfg.Password, m.log, frameDeny(h))
+	return requireBasic(m.cfg.Username, m.cfg.Password, m.throttle, h)
 }
 
 // readOnly refuses every request that could change something. asynqmon's
@@ -54,14 +54,6 @@ func readOnly(h http.Handler) http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, codeReadOnly, "the monitor is read-only (MONITOR_READ_ONLY=true): "+r.Method+" is not allowed")
 			return
 		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func frameDeny(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
 		h.ServeHTTP(w, r)
 	})
 }

@@ -89,7 +89,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.monitor.LoopbackNoAuth = c.loopback
 	c.monitor.Username = getenv("MONITOR_USERNAME")
 	c.monitor.Password = getenv("MONITOR_PASSWORD")
-	c.monitor.APIToken = strings.TrimSpace(getenv("JOB_PROCESSOR_SECRET_TOKEN"))
+	c.monitor.APIToken = getenv("JOB_PROCESSOR_SECRET_TOKEN") // not trimmed: Validate refuses surrounding whitespace
 
 	addrVar := "MONITOR_ADDR"
 	c.addr = getenv("MONITOR_ADDR")

@@ -1,0 +1,192 @@
+package monitor_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/escrowjobs/escrowjobs/monitor"
+	"github.com/hibiken/asynq"
+)
+
+// TestEveryAnswerBlocksFramingAndSniffing: the frame-blocking and nosniff
+// headers are on every answer, also 401, 403, 404 and 429, where no handler
+// behind the guard ran.
+func TestEveryAnswerBlocksFramingAndSniffing(t *testing.T) {
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = 2 })
+	cases := []struct {
+		name string
+		req  request
+		want int
+	}{
+		{"UI without credentials", request{method: "GET", path: "/monitor/"}, http.StatusUnauthorized},
+		{"UI with a wrong password", request{method: "GET", path: "/monitor/", user: testUser, pass: "wrong password here"}, http.StatusUnauthorized},
+		{"API without a token", request{method: "GET", path: "/api/v1/stats"}, http.StatusUnauthorized},
+		{"API with a wrong token", request{method: "GET", path: "/api/v1/stats", token: "wrong-" + testToken[6:]}, http.StatusUnauthorized},
+		{"throttled client", request{method: "GET", path: "/monitor/", user: testUser, pass: "wrong password here"}, http.StatusTooManyRequests},
+		{"unknown route", request{method: "GET", path: "/nope"}, http.StatusNotFound},
+		{"health", request{method: "GET", path: "/healthz"}, http.StatusOK},
+		{"cross-origin POST", request{method: "POST", path: "/api/v1/jobs", token: testToken, body: "{}", header: map[string]string{"Sec-Fetch-Site": "cross-site"}}, http.StatusForbidden},
+	}
+	for _, c := range cases {
+		a := f.do(t, c.req)
+		if a.status != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, a.status, c.want)
+		}
+		for h, want := range map[string]string{
+			"X-Frame-Options":         "DENY",
+			"Content-Security-Policy": "frame-ancestors 'none'",
+			"X-Content-Type-Options":  "nosniff",
+		} {
+			if got := a.header.Get(h); !strings.Contains(got, want) {
+				t.Errorf("%s (%d): got %s %q, want %q", c.name, a.status, h, got, want)
+			}
+		}
+	}
+}
+
+// TestNewRefusesWeakSecrets: whitespace-only, padded and short secrets are
+// refused at start-up, in loopback mode too, naming the variable and never
+// repeating the secret.
+func TestNewRefusesWeakSecrets(t *testing.T) {
+	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:1"}
+	for _, c := range []struct {
+		name   string
+		cfg    monitor.Config
+		want   string
+		secret string
+	}{
+		{"one-character password", monitor.Config{RedisOpt: opt, Username: "ops", Password: "x", APIToken: testToken}, "MONITOR_PASSWORD", ""},
+		{"whitespace-only password", monitor.Config{RedisOpt: opt, Username: "ops", Password: strings.Repeat(" ", 20), APIToken: testToken}, "MONITOR_PASSWORD", ""},
+		{"tabs-only password", monitor.Config{RedisOpt: opt, Username: "ops", Password: strings.Repeat("\t", 20), APIToken: testToken}, "MONITOR_PASSWORD", ""},
+		{"padded password", monitor.Config{RedisOpt: opt, Username: "ops", Password: " Tr0ub4dor&3xyz ", APIToken: testToken}, "MONITOR_PASSWORD", "Tr0ub4dor"},
+		{"11 characters of password", monitor.Config{RedisOpt: opt, Username: "ops", Password: "Zyxwvutsrqp", APIToken: testToken}, "MONITOR_PASSWORD", "Zyxwvutsrqp"},
+		{"12 bytes but 4 characters", monitor.Config{RedisOpt: opt, Username: "ops", Password: "密码密码", APIToken: testToken}, "MONITOR_PASSWORD", "密码"},
+		{"whitespace-only user", monitor.Config{RedisOpt: opt, Username: "   ", Password: testPassword, APIToken: testToken}, "MONITOR_USERNAME", ""},
+		{"one-character token", monitor.Config{RedisOpt: opt, Username: "ops", Password: testPassword, APIToken: "x"}, "JOB_PROCESSOR_SECRET_TOKEN", ""},
+		{"whitespace-only token", monitor.Config{RedisOpt: opt, Username: "ops", Password: testPassword, APIToken: strings.Repeat(" ", 40)}, "JOB_PROCESSOR_SECRET_TOKEN", ""},
+		{"padded token", monitor.Config{RedisOpt: opt, Username: "ops", Password: testPassword, APIToken: " " + testToken}, "JOB_PROCESSOR_SECRET_TOKEN", testToken},
+		{"one-character token in loopback mode", monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, APIToken: "x"}, "JOB_PROCESSOR_SECRET_TOKEN", ""},
+		{"whitespace token in loopback mode", monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, APIToken: "\t"}, "JOB_PROCESSOR_SECRET_TOKEN", ""},
+		{"one-character password in loopback mode", monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, Username: "ops", Password: "x"}, "MONITOR_PASSWORD", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := monitor.New(c.cfg)
+			if err == nil {
+				m.Close()
+				t.Fatalf("got a monitor, want an error naming %s", c.want)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %q, want it to name %s", err, c.want)
+			}
+			if c.secret != "" && strings.Contains(err.Error(), c.secret) {
+				t.Errorf("got %q, want the secret left out", err)
+			}
+		})
+	}
+}
+
+// TestFailedLoginsAreThrottledPerClient: after LoginFailures wrong
+// credentials from one client in a window, that client gets 429 with
+// Retry-After, even with the right credentials, on the UI and the API;
+// another client still logs in.
+func TestFailedLoginsAreThrottledPerClient(t *testing.T) {
+	const n = 5
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = n })
+	from := func(ip string, r request) request {
+		r.from = ip
+		return r
+	}
+	badUI := request{method: "GET", path: "/monitor/", user: testUser, pass: "wrong password here"}
+	for i := 1; i <= n; i++ {
+		if a := f.do(t, from("127.0.2.7", badUI)); a.status != http.StatusUnauthorized {
+			t.Fatalf("bad attempt %d: got %d, want 401", i, a.status)
+		}
+	}
+	for _, r := range []request{
+		badUI,
+		{method: "GET", path: "/monitor/", user: testUser, pass: testPassword},
+		{method: "GET", path: "/api/v1/stats", token: testToken},
+		{method: "GET", path: "/api/v1/stats", token: "wrong-" + testToken[6:]},
+	} {
+		a := f.do(t, from("127.0.2.7", r))
+		if a.status != http.StatusTooManyRequests {
+			t.Errorf("%s %s after %d failures: got %d, want 429", r.method, r.path, n, a.status)
+			continue
+		}
+		if s, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+			t.Errorf("429: got Retry-After %q, want 1 to 60 seconds", a.header.Get("Retry-After"))
+		}
+		if e := a.apiError(t); e.Error.Code != "too_many_requests" {
+			t.Errorf("429: got code %q, want too_many_requests", e.Error.Code)
+		}
+	}
+	for _, r := range []request{
+		{method: "GET", path: "/monitor/", user: testUser, pass: testPassword},
+		{method: "GET", path: "/api/v1/stats", token: testToken},
+	} {
+		if a := f.do(t, from("127.0.3.9", r)); a.status != http.StatusOK {
+			t.Errorf("another client, %s: got %d, want 200", r.path, a.status)
+		}
+	}
+	// A browser's first request without credentials is not a failed login.
+	for i := 0; i < 3*n; i++ {
+		if a := f.do(t, from("127.0.4.5", request{method: "GET", path: "/monitor/"})); a.status != http.StatusUnauthorized {
+			t.Fatalf("request %d without credentials: got %d, want 401", i, a.status)
+		}
+	}
+	if a := f.do(t, from("127.0.4.5", request{method: "GET", path: "/monitor/", user: testUser, pass: testPassword})); a.status != http.StatusOK {
+		t.Errorf("after requests without credentials: got %d, want 200", a.status)
+	}
+}
+
+// TestFailedLoginLogIsBounded: a client hammering wrong passwords, and
+// many clients failing once each, leave a bounded number of log lines, and
+// the count reaches /metrics.
+func TestFailedLoginLogIsBounded(t *testing.T) {
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = 1000 })
+	bad := func(ip string) request {
+		return request{method: "GET", path: "/api/v1/stats", token: "wrong-" + testToken[6:], from: ip}
+	}
+	for i := 0; i < 300; i++ {
+		f.do(t, bad("127.0.2.7"))
+	}
+	if got := warnLines(f.logs.String()); got != 1 {
+		t.Errorf("300 failures of one client: got %d warning lines, want 1 per window", got)
+	}
+	for i := 0; i < 300; i++ {
+		f.do(t, bad(fmt.Sprintf("127.9.%d.%d", i/250, 1+i%250)))
+	}
+	if got, want := warnLines(f.logs.String()), monitor.MaxLoginFailureLines+1; got != want {
+		t.Errorf("300 clients failing once each: got %d warning lines, want %d (the budget of a window and one line saying the rest are dropped)", got, want)
+	}
+	a := f.do(t, request{method: "GET", path: "/metrics"})
+	if !strings.Contains(string(a.body), `escrowjobs_monitor_login_failures_total{surface="api"} 600`) {
+		t.Errorf("got metrics without escrowjobs_monitor_login_failures_total{surface=\"api\"} 600:\n%s", grepLines(string(a.body), "login"))
+	}
+}
+
+// warnLines counts the log lines at WARN or above.
+func warnLines(logs string) int {
+	n := 0
+	for _, l := range strings.Split(logs, "\n") {
+		var rec struct{ Level string }
+		if json.Unmarshal([]byte(l), &rec) == nil && (rec.Level == "WARN" || rec.Level == "ERROR") {
+			n++
+		}
+	}
+	return n
+}
+
+func grepLines(s, word string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
