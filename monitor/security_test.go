@@ -190,3 +190,23 @@ func grepLines(s, word string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestHugeFieldNameIsNotEchoed: a 60 KB unknown field name in the payload
+// gets a small 400 answer (it was 120 KB: the name twice).
+func TestHugeFieldNameIsNotEchoed(t *testing.T) {
+	f := setup(t)
+	huge := strings.Repeat("x", 60<<10)
+	payload := `{"transactionId":"t","recipientEmail":"a@example.com","amount":1,"currency":"USD","` + huge + `":1}`
+	a := f.api(t, "POST", "/api/v1/jobs", enqueueBody("send_release_email", payload))
+	if a.status != http.StatusBadRequest {
+		t.Fatalf("got %d, want 400: %.300s", a.status, a.body)
+	}
+	if len(a.body) > 1024 {
+		t.Errorf("60 KB field name: got a 400 answer of %d bytes, want at most 1024", len(a.body))
+	}
+	e := a.apiError(t)
+	if len(e.Error.Fields) != 1 || e.Error.Fields[0].Field != strings.Repeat("x", 64)+"…" {
+		t.Errorf("got fields %.300v, want the one field named by its first 64 characters and …", e.Error.Fields)
+	}
+	t.Logf("60 KB field name → 400 answer of %d bytes", len(a.body))
+}

@@ -65,7 +65,7 @@ func Lookup(taskType string) (Kind, error) {
 	for _, k := range Kinds() {
 		names = append(names, k.Type)
 	}
-	return Kind{}, fmt.Errorf("%w %q: want one of %s", ErrUnknownType, taskType, strings.Join(names, ", "))
+	return Kind{}, fmt.Errorf("%w %q: want one of %s", ErrUnknownType, echoName(taskType), strings.Join(names, ", "))
 }
 
 // FromJSON builds a task of the named type from a JSON payload: strict
@@ -100,14 +100,14 @@ func decodeError(taskType string, err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		field, msg = te.Field, "must be a JSON "+jsonKind(te.Type.Kind().String())
+		field, msg = echoName(te.Field), "must be a JSON "+jsonKind(te.Type.Kind().String())
 		if field == "" {
 			field = "payload"
 		}
 	case errors.As(err, &se):
 		msg = fmt.Sprintf("is not valid JSON (offset %d)", se.Offset)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field, msg = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a field of "+taskType
+		field, msg = echoName(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)), "is not a field of "+taskType
 	case errors.Is(err, io.EOF):
 		msg = "is empty"
 	}
