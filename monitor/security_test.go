@@ -210,3 +210,33 @@ func TestHugeFieldNameIsNotEchoed(t *testing.T) {
 	}
 	t.Logf("60 KB field name → 400 answer of %d bytes", len(a.body))
 }
+
+// TestAPIRejectsBidiOverrides: a reason or recipient name carrying a bidi
+// override (U+202E) or another invisible character is a 400 naming the
+// field; nothing is enqueued.
+func TestAPIRejectsBidiOverrides(t *testing.T) {
+	f := setup(t)
+	for _, c := range []struct{ typ, payload, field string }{
+		{"send_refund_email", `{"transactionId":"esc-b1","recipientEmail":"a@example.com","amount":1,"currency":"USD","reason":"refund of invoice \u202Efdp.exe"}`, "reason"},
+		{"send_dispute_email", `{"transactionId":"esc-b2","disputeId":"d-1","recipientEmail":"a@example.com","reason":"item \u2066never\u2069 arrived"}`, "reason"},
+		{"send_release_email", `{"transactionId":"esc-b3","recipientEmail":"a@example.com","amount":1,"currency":"USD","recipientName":"Jane\u200BDoe"}`, "recipientName"},
+	} {
+		a := f.api(t, "POST", "/api/v1/jobs", enqueueBody(c.typ, c.payload))
+		if a.status != http.StatusBadRequest {
+			t.Errorf("%s: got %d, want 400: %s", c.typ, a.status, a.body)
+			continue
+		}
+		if e := a.apiError(t); len(e.Error.Fields) != 1 || e.Error.Fields[0].Field != c.field {
+			t.Errorf("%s: got fields %+v, want one bad field %s", c.typ, e.Error.Fields, c.field)
+		}
+	}
+	st, err := f.inspector.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range st {
+		if q.Pending != 0 {
+			t.Errorf("queue %+v: got %d pending, want nothing enqueued", q, q.Pending)
+		}
+	}
+}
