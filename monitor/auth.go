@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-
-	"github.com/escrowjobs/escrowjobs/payloads"
 )
 
 // secretEqual compares in constant time, whatever the lengths: both sides
@@ -83,7 +81,7 @@ func requireBasic(user, pass string, throttle *loginThrottle, h http.Handler) ht
 func loopbackOnly(log *slog.Logger, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isLoopbackAddr(r.RemoteAddr) || !isLoopbackHost(r.Host) {
-			log.Warn("monitor: refused a non-loopback request in loopback mode", "remote", r.RemoteAddr, "path", payloads.MaskEmailsString(r.URL.Path))
+			log.Warn("monitor: refused a non-loopback request in loopback mode", "remote", r.RemoteAddr, "path", maskPath(r.URL))
 			writeError(w, http.StatusForbidden, codeForbidden, "this monitor serves loopback clients only")
 			return
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
 )
@@ -127,7 +126,7 @@ func (m *Monitor) logRequests(h http.Handler) http.Handler {
 		case sw.status >= 400:
 			level = slog.LevelInfo
 		}
-		m.log.Log(r.Context(), level, "monitor: request", "method", r.Method, "path", payloads.MaskEmailsString(r.URL.Path),
+		m.log.Log(r.Context(), level, "monitor: request", "method", r.Method, "path", maskPath(r.URL),
 			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -162,7 +161,7 @@ func (t *loginThrottle) fail(r *http.Request, surface string) {
 	remote := key.String()
 	if line {
 		t.log.Warn("monitor: failed login", "surface", surface, "remote", remote, "method", r.Method,
-			"path", payloads.MaskEmailsString(r.URL.Path), "failures", count, "failures_in_window", failures,
+			"path", maskPath(r.URL), "failures", count, "failures_in_window", failures,
 			"window", t.window.String())
 	}
 	if dropLine {

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -16,12 +17,24 @@ const RootPath = "/monitor"
 // with every e-mail address masked.
 type maskingFormatter struct{}
 
+// FormatPayload decodes a JSON payload by its type, so address fields are
+// masked whatever they hold; anything else is masked as text.
 func (maskingFormatter) FormatPayload(taskType string, payload []byte) string {
-	return asynqmon.DefaultPayloadFormatter.FormatPayload(taskType, payloads.MaskEmails(payload))
+	if json.Valid(payload) {
+		payload = payloads.MaskPayload(taskType, payload)
+	} else {
+		payload = payloads.MaskEmails(payload)
+	}
+	return asynqmon.DefaultPayloadFormatter.FormatPayload(taskType, payload)
 }
 
 func (maskingFormatter) FormatResult(taskType string, result []byte) string {
-	return asynqmon.DefaultResultFormatter.FormatResult(taskType, payloads.MaskEmails(result))
+	if json.Valid(result) {
+		result = payloads.MaskedJSON(result)
+	} else {
+		result = payloads.MaskEmails(result)
+	}
+	return asynqmon.DefaultResultFormatter.FormatResult(taskType, result)
 }
 
 func newUI(m *Monitor) *asynqmon.HTTPHandler {
@@ -74,7 +87,13 @@ func maskAPIAnswers(h http.Handler) http.Handler {
 		w.Header().Del("Content-Length")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(bw.status)
-		_, _ = w.Write(payloads.MaskEmails(bw.body.Bytes()))
+		body := bw.body.Bytes()
+		if json.Valid(body) {
+			body = payloads.MaskedJSON(body)
+		} else {
+			body = payloads.MaskEmails(body)
+		}
+		_, _ = w.Write(body)
 	})
 }
 
