@@ -37,6 +37,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/escrowjobs/escrowjobs/internal/logbridge"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -44,8 +45,11 @@ import (
 )
 
 func main() {
-	// go-redis logs every failed dial to os.Stderr; /healthz and the
-	// request log report an unreachable Redis instead.
+	// asynqmon and net/http log through the standard log package: make
+	// those lines JSON like the rest.
+	logbridge.Install(newLogger(os.Stderr, os.Getenv("LOG_LEVEL")))
+	// go-redis logs every failed dial; /healthz and the request log report
+	// an unreachable Redis instead.
 	redis.SetLogger(quietLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

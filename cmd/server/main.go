@@ -21,9 +21,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/escrowjobs/escrowjobs/internal/logbridge"
 )
 
 func main() {
+	// Libraries that log through the standard log package or go-redis's
+	// logger get the same JSON lines as run's own logger.
+	logbridge.Install(newLogger(os.Stderr, os.Getenv("LOG_LEVEL")))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
