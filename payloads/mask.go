@@ -26,7 +26,8 @@ func RecipientHash(email string) string {
 // (its `email` rule: RFC 5322 dot-atoms with non-ASCII letters, quoted
 // local parts holding spaces or '@', IDN domains), and errs on the side of
 // masking more. In a dot-atom it takes every character an address may
-// hold, '/', '=' and '\'' included, so "o'brien@…" is masked whole.
+// hold (slashes, equals signs and apostrophes included), so "o'brien@…"
+// is masked whole.
 const (
 	// the validator's non-ASCII ranges, plus every letter, digit and mark
 	addrUnicode = `\p{L}\p{N}\p{M}\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}`
