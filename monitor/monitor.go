@@ -120,9 +120,10 @@ func (m *Monitor) logRequests(h http.Handler) http.Handler {
 		switch {
 		case sw.status >= 500:
 			level = slog.LevelError
-		case sw.status == http.StatusUnauthorized:
+		case sw.status == http.StatusUnauthorized, sw.status == http.StatusTooManyRequests:
 			// a browser's first try before it sends credentials; a wrong
-			// credential is logged at Warn where it is checked
+			// credential and a throttled client are logged, bounded, by
+			// the throttle
 		case sw.status >= 400:
 			level = slog.LevelInfo
 		}

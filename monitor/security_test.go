@@ -163,10 +163,31 @@ func TestFailedLoginLogIsBounded(t *testing.T) {
 	if got, want := warnLines(f.logs.String()), monitor.MaxLoginFailureLines+1; got != want {
 		t.Errorf("300 clients failing once each: got %d warning lines, want %d (the budget of a window and one line saying the rest are dropped)", got, want)
 	}
+	// A throttled client hammering on: its 429s add no line above debug.
+	g := setup(t, func(c *monitor.Config) { c.LoginFailures = 3 })
+	for i := 0; i < 300; i++ {
+		g.do(t, bad("127.0.5.5"))
+	}
+	if got := linesAtLeast(g.logs.String(), "INFO"); got != 2 {
+		t.Errorf("300 wrong tokens from one client, throttled after 3: got %d lines at info or above, want 2 (the failed login, the throttling):\n%s", got, g.logs.String())
+	}
 	a := f.do(t, request{method: "GET", path: "/metrics"})
 	if !strings.Contains(string(a.body), `escrowjobs_monitor_login_failures_total{surface="api"} 600`) {
 		t.Errorf("got metrics without escrowjobs_monitor_login_failures_total{surface=\"api\"} 600:\n%s", grepLines(string(a.body), "login"))
 	}
+}
+
+// linesAtLeast counts the log lines at level or above.
+func linesAtLeast(logs, level string) int {
+	rank := map[string]int{"DEBUG": 0, "INFO": 1, "WARN": 2, "ERROR": 3}
+	n := 0
+	for _, l := range strings.Split(logs, "\n") {
+		var rec struct{ Level string }
+		if json.Unmarshal([]byte(l), &rec) == nil && rec.Level != "" && rank[rec.Level] >= rank[level] {
+			n++
+		}
+	}
+	return n
 }
 
 // warnLines counts the log lines at WARN or above.
