@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
 )
 
@@ -21,7 +22,7 @@ type maskingFormatter struct{}
 // masked whatever they hold; anything else is masked as text.
 func (maskingFormatter) FormatPayload(taskType string, payload []byte) string {
 	if json.Valid(payload) {
-		payload = payloads.MaskPayload(taskType, payload)
+		payload = tasks.MaskPayload(taskType, payload)
 	} else {
 		payload = payloads.MaskEmails(payload)
 	}

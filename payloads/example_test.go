@@ -8,7 +8,7 @@ import (
 
 func ExampleMaskPayload() {
 	raw := []byte(`{"disputeId":"d-1","transactionId":"esc-1","resolution":"split","buyerEmail":"\"jane doe\"@example.com","sellerEmail":"名前@例え.jp"}`)
-	fmt.Println(string(payloads.MaskPayload("notify_dispute_resolved", raw)))
+	fmt.Println(string(payloads.MaskPayload(payloads.NotifyDisputeResolved{}, raw)))
 	// Output: {"disputeId":"d-1","transactionId":"esc-1","resolution":"split","buyerEmail":"\"***@example.com","sellerEmail":"名***@例え.jp"}
 }
 
@@ -18,7 +18,6 @@ func ExampleMaskEmailsString() {
 }
 
 func ExampleAddressFields() {
-	fields, known := payloads.AddressFields("notify_dispute_resolved")
-	fmt.Println(fields, known)
-	// Output: [buyerEmail sellerEmail] true
+	fmt.Println(payloads.AddressFields(payloads.NotifyDisputeResolved{}), payloads.AddressFields(payloads.StripeCapturePayment{}))
+	// Output: [buyerEmail sellerEmail] []
 }

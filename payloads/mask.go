@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 )
 
@@ -101,65 +100,47 @@ func maskText(s string) string {
 
 // MaskedJSON masks the e-mail addresses in b and returns it as JSON. JSON
 // is decoded first, so escapes cannot hide an address: every string (and
-// key) is masked as text, and a field that some payload declares an
-// address (e.g. "buyerEmail") is masked whatever it holds. Anything else
-// is masked as text and returned as a JSON string (garbage that was put in
-// a queue still shows readably).
-func MaskedJSON(b []byte) json.RawMessage { return maskJSON(b, allAddressFields()) }
+// key) is masked as text, and a field whose name ends in "email" (any
+// case, e.g. "buyerEmail") is masked whatever it holds. Anything else is
+// masked as text and returned as a JSON string (garbage that was put in a
+// queue still shows readably). For a payload of a known type prefer
+// MaskPayload.
+func MaskedJSON(b []byte) json.RawMessage { return maskJSON(b, nil) }
 
-// MaskPayload is MaskedJSON for the payload of a job of taskType: the
-// fields that type declares addresses (its `validate:"…email…"` fields)
-// are masked whatever they hold; the rest as in MaskedJSON.
-func MaskPayload(taskType string, b []byte) json.RawMessage {
-	fields, ok := AddressFields(taskType)
-	if !ok {
-		fields = allAddressFields()
+// MaskPayload is MaskedJSON for a payload of p's type (p is typically its
+// zero value): the fields p's struct declares addresses (AddressFields)
+// are masked whatever they hold, the rest as in MaskedJSON.
+func MaskPayload(p Payload, b []byte) json.RawMessage { return maskJSON(b, AddressFields(p)) }
+
+// AddressFields lists the JSON names of p's e-mail address fields: the
+// fields its struct validates with the `email` rule.
+func AddressFields(p Payload) []string {
+	t := reflect.TypeOf(p)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return maskJSON(b, fields)
-}
-
-// AddressFields lists the JSON names of the e-mail address fields of the
-// payload of taskType (those validated with the `email` rule). known is
-// false for a type that is not one of the nine.
-func AddressFields(taskType string) (fields []string, known bool) {
-	fields, known = addressFields()[taskType]
-	return fields, known
-}
-
-// addressFields maps each task type to its address fields, read from the
-// payload structs' tags once.
-var addressFields = sync.OnceValue(func() map[string][]string {
-	m := map[string][]string{}
-	for _, p := range []Payload{
-		SendReleaseEmail{}, SendRefundEmail{}, SendDisputeEmail{}, SendPaymentConfirmedEmail{},
-		StripeCapturePayment{}, StripeRefundPayment{}, WebhookEscrowStatusChanged{},
-		NotifyDisputeResolved{}, AuditLogCreated{},
-	} {
-		fields := []string{}
-		t := reflect.TypeOf(p)
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if slices.Contains(strings.Split(f.Tag.Get("validate"), ","), "email") {
-				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-				fields = append(fields, name)
-			}
-		}
-		m[p.TaskType()] = fields
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
 	}
-	return m
-})
-
-var allAddressFields = sync.OnceValue(func() []string {
-	var all []string
-	for _, fs := range addressFields() {
-		for _, f := range fs {
-			if !slices.Contains(all, f) {
-				all = append(all, f)
+	var fields []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if slices.Contains(strings.Split(f.Tag.Get("validate"), ","), "email") {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
 			}
+			fields = append(fields, name)
 		}
 	}
-	return all
-})
+	return fields
+}
+
+// isAddressKey reports whether a JSON key names an address field: one of
+// fields, or any key ending in "email".
+func isAddressKey(key string, fields []string) bool {
+	return slices.Contains(fields, key) || strings.HasSuffix(strings.ToLower(key), "email")
+}
 
 // maskJSON rewrites b token by token, keeping the order of keys and the
 // numbers as written. Fields named in address (at any depth) are masked
@@ -214,7 +195,7 @@ func maskJSON(b []byte, address []string) json.RawMessage {
 				out.Write(k)
 				out.WriteByte(':')
 				stack[top].key = false
-				pendingAddress = slices.Contains(address, v)
+				pendingAddress = isAddressKey(v, address)
 				continue
 			}
 			if pendingAddress {

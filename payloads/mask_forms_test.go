@@ -84,7 +84,7 @@ func TestMaskEveryAcceptedAddressForm(t *testing.T) {
 			payloads.NotifyDisputeResolved{DisputeID: "d", TransactionID: "t", Resolution: "split", BuyerEmail: a, SellerEmail: a},
 		} {
 			b, _ := json.Marshal(p)
-			got := payloads.MaskPayload(p.TaskType(), b)
+			got := payloads.MaskPayload(p, b)
 			var m map[string]any
 			if err := json.Unmarshal(got, &m); err != nil {
 				t.Fatalf("MaskPayload(%s): not JSON: %v", b, err)
@@ -105,15 +105,19 @@ func TestMaskEveryAcceptedAddressForm(t *testing.T) {
 }
 
 // TestMaskPayloadKnowsAddressFieldsByType: a value the free-text pattern
-// cannot recognise is still masked in an address field, and only there.
+// cannot recognise is still masked in an address field, and only there;
+// without a type, a key ending in "email" counts as an address field.
 func TestMaskPayloadKnowsAddressFieldsByType(t *testing.T) {
 	b := []byte(`{"transactionId":"esc-1","recipientEmail":"not really an address","amount":1,"currency":"USD","recipientName":"Jane"}`)
-	got := string(payloads.MaskPayload("send_release_email", b))
+	got := string(payloads.MaskPayload(payloads.SendReleaseEmail{}, b))
 	if want := `{"transactionId":"esc-1","recipientEmail":"***","amount":1,"currency":"USD","recipientName":"Jane"}`; got != want {
 		t.Errorf("MaskPayload:\n got %s\nwant %s", got, want)
 	}
+	if got, want := string(payloads.MaskedJSON([]byte(`{"partnerEmail":"ops at example","note":"ops at example"}`))), `{"partnerEmail":"***","note":"ops at example"}`; got != want {
+		t.Errorf("MaskedJSON: got %s, want %s", got, want)
+	}
 	// Garbage stays readable, masked as text.
-	if got := string(payloads.MaskPayload("send_release_email", []byte("\xffjane@bücher.de"))); got != `"\ufffdj***@bücher.de"` {
+	if got := string(payloads.MaskPayload(payloads.SendReleaseEmail{}, []byte("\xffjane@bücher.de"))); got != `"\ufffdj***@bücher.de"` {
 		t.Errorf("MaskPayload of garbage: got %s", got)
 	}
 }

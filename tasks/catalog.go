@@ -19,6 +19,9 @@ type Kind struct {
 	Queue string
 	// FromJSON decodes, validates and builds the task from a JSON payload.
 	FromJSON func(raw []byte, opts ...Option) (*Task, error)
+	// MaskPayload is the payload for display: addresses masked, the
+	// type's address fields whatever they hold (payloads.MaskPayload).
+	MaskPayload func(raw []byte) json.RawMessage
 }
 
 func kind[P Payload]() Kind {
@@ -33,6 +36,7 @@ func kind[P Payload]() Kind {
 			}
 			return New(p, opts...)
 		},
+		MaskPayload: func(raw []byte) json.RawMessage { return payloads.MaskPayload(zero, raw) },
 	}
 }
 
