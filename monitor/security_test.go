@@ -1,6 +1,7 @@
 package monitor_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -251,7 +252,7 @@ func TestAPIRejectsBidiOverrides(t *testing.T) {
 			t.Errorf("%s: got fields %+v, want one bad field %s", c.typ, e.Error.Fields, c.field)
 		}
 	}
-	st, err := f.inspector.Stats()
+	st, err := f.inspector.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

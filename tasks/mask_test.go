@@ -18,23 +18,23 @@ func TestMaskPayloadKnowsEveryType(t *testing.T) {
 		"send_payment_confirmed_email": {"recipientEmail"},
 		"notify_dispute_resolved":      {"buyerEmail", "sellerEmail"},
 	}
-	for _, k := range tasks.Kinds() {
+	for _, k := range tasks.Types() {
 		in := map[string]string{"transactionId": "not an address"}
-		for _, f := range want[k.Type] {
+		for _, f := range want[k.Name] {
 			in[f] = "not an address"
 		}
 		b, _ := json.Marshal(in)
 		var got map[string]string
-		if err := json.Unmarshal(tasks.MaskPayload(k.Type, b), &got); err != nil {
-			t.Fatalf("%s: %v", k.Type, err)
+		if err := json.Unmarshal(tasks.MaskPayload(k.Name, b), &got); err != nil {
+			t.Fatalf("%s: %v", k.Name, err)
 		}
-		for _, f := range want[k.Type] {
+		for _, f := range want[k.Name] {
 			if got[f] != "***" {
-				t.Errorf("%s: got %s %q, want ***", k.Type, f, got[f])
+				t.Errorf("%s: got %s %q, want ***", k.Name, f, got[f])
 			}
 		}
 		if got["transactionId"] != "not an address" {
-			t.Errorf("%s: got transactionId %q, want it untouched", k.Type, got["transactionId"])
+			t.Errorf("%s: got transactionId %q, want it untouched", k.Name, got["transactionId"])
 		}
 	}
 }

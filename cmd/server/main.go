@@ -17,26 +17,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/internal/logbridge"
 )
 
 func main() {
 	// Libraries that log through the standard log package or go-redis's
-	// logger get the same JSON lines as run's own logger.
-	logbridge.Install(newLogger(os.Stderr, os.Getenv("LOG_LEVEL")))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "escrowjobs server:", err)
-		}
-		os.Exit(1)
-	}
+	// logger get the same lines (JSON, or text on a terminal) as run's own
+	// logger.
+	logbridge.Install(cmdenv.NewLogger(os.Stderr, os.Getenv("LOG_LEVEL")))
+	cmdenv.Main("escrowjobs server", run)
 }
 
 type flags struct {
@@ -71,17 +63,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	log := newLogger(stderr, getenv("LOG_LEVEL"))
+	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
 	if f.dev {
 		return runDev(ctx, f, getenv, stdout, log)
 	}
 	return runProduction(ctx, f, getenv, log)
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
