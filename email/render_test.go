@@ -22,21 +22,7 @@ func TestRender(t *testing.T) {
 			if got.Subject != tc.subject {
 				t.Errorf("subject: got %q, want %q", got.Subject, tc.subject)
 			}
-			for _, w := range tc.text {
-				if !strings.Contains(got.Text, w) {
-					t.Errorf("text: got %q, want it to contain %q", got.Text, w)
-				}
-			}
-			for _, w := range tc.html {
-				if !strings.Contains(got.HTML, w) {
-					t.Errorf("html: got %q, want it to contain %q", got.HTML, w)
-				}
-			}
-			for _, w := range tc.notHTML {
-				if strings.Contains(got.HTML, w) {
-					t.Errorf("html: got %q, want no %q (unescaped)", got.HTML, w)
-				}
-			}
+			tc.checkBodies(t, got.Text, got.HTML)
 			if !strings.Contains(got.HTML, "<title>"+tc.subject+"</title>") {
 				t.Errorf("html: got %q, want the subject as title", got.HTML)
 			}

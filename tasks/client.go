@@ -33,6 +33,7 @@ type Client struct {
 func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
+	rc.AddHook(newWakePublisher(rc)) // wake idle workers in the enqueue's round trip
 	c := &Client{rc: rc, c: asynq.NewClientFromRedisClient(rc), timeout: EnqueueTimeout}
 	for _, o := range opts {
 		o(c)

@@ -3,6 +3,7 @@ package tasks
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -46,10 +47,14 @@ return 1`)
 // missing from the index. A job whose enqueue then fails stays in it and
 // shows as StateExpired: taking it out could drop a job that did land.
 func (c *Client) index(ctx context.Context, t *Task) error {
-	if t.transactionID == "" {
+	txID := t.transactionID
+	if txID == "" && t.opts == nil && t.Task != nil {
+		txID = storedTransactionID(t.Payload()) // a task rebuilt from storage (the outbox relay)
+	}
+	if txID == "" {
 		return nil
 	}
-	key := historyKey(t.transactionID)
+	key := historyKey(txID)
 	delay := t.delay
 	if !t.readyAt.IsZero() {
 		delay = max(delay, time.Until(t.readyAt))
@@ -57,9 +62,21 @@ func (c *Client) index(ctx context.Context, t *Task) error {
 	err := indexScript.Run(ctx, c.rc, []string{key}, t.ID, t.Queue+" "+strconv.FormatInt(time.Now().UnixNano(), 10),
 		(HistoryTTL + delay).Milliseconds()).Err()
 	if err != nil {
-		return fmt.Errorf("history index of %s: %w", t.transactionID, err)
+		return fmt.Errorf("history index of %s: %w", txID, err)
 	}
 	return nil
+}
+
+// storedTransactionID reads the transactionId of a JSON payload ("" when
+// it has none or is not JSON).
+func storedTransactionID(payload []byte) string {
+	var p struct {
+		TransactionID string `json:"transactionId"`
+	}
+	if json.Unmarshal(payload, &p) != nil || payloads.ValidateEscrowID(p.TransactionID) != nil {
+		return ""
+	}
+	return p.TransactionID
 }
 
 // DeadLetterFinder finds the durable dead letters of one escrow

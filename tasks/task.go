@@ -26,15 +26,21 @@ type Task struct {
 	ID string
 	// Queue is the queue it will be processed from.
 	Queue string
+	// opts are the asynq options it was built with.
+	opts []asynq.Option
 
 	// What Enqueue needs to rebuild the task with per-enqueue headers
 	// (trace context, ready time) and to index it by escrow (history.go).
-	aopts         []asynq.Option
 	headers       map[string]string
 	readyAt       time.Time
 	delay         time.Duration
 	transactionID string
 }
+
+// Options returns the asynq options the task was built with (job ID, queue,
+// timeout, retry budget, retention, process time), for code that stores a
+// task and rebuilds it later, such as package outbox.
+func (t *Task) Options() []asynq.Option { return append([]asynq.Option(nil), t.opts...) }
 
 // Option changes how one job is built.
 type Option func(*options)
@@ -107,6 +113,10 @@ func New[P Payload](p P, opts ...Option) (*Task, error) {
 	case o.processIn > 0:
 		aopts = append(aopts, asynq.ProcessIn(o.processIn))
 	}
-	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: queue,
-		aopts: aopts, headers: o.headers, readyAt: o.processAt, delay: o.processIn, transactionID: transactionOf(pl)}, nil
+	at := asynq.NewTask(p.TaskType(), b, aopts...)
+	if o.headers != nil {
+		at = asynq.NewTaskWithHeaders(p.TaskType(), b, o.headers, aopts...)
+	}
+	return &Task{Task: at, ID: id, Queue: queue,
+		opts: aopts, headers: o.headers, readyAt: o.processAt, delay: o.processIn, transactionID: transactionOf(pl)}, nil
 }

@@ -43,9 +43,8 @@ func WithTracerProvider(tp trace.TracerProvider) ClientOption {
 // Tracing starts producer spans and writes their context into task
 // headers. It is the hook for every producer of jobs: Client.Enqueue uses
 // it, and a producer that stores jobs first (the transactional outbox)
-// calls Start and Inject when the job is created, keeps the headers with
-// the job and passes them on with the Headers option, so the trace starts
-// where the caller's request is, not at relay time.
+// calls Stamp when the job is created, so the trace starts where the
+// caller's request is, not at relay time.
 type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
@@ -92,6 +91,35 @@ func (tr *Tracing) Inject(ctx context.Context, headers map[string]string) {
 	tr.prop.Inject(ctx, propagation.MapCarrier(headers))
 }
 
+// Stamp is the hook for producers that store a job before it is enqueued
+// (the transactional outbox): call it where the job is created, in the
+// request's context. It records the producer span ("enqueue <type>", ended
+// at once) and returns t with the span's W3C trace context in its headers
+// (the asynq task rebuilt with them), so that the stored job carries it to
+// the worker, whose consumer span then joins the request's trace:
+//
+//	t, _ = tasks.NewStripeCapturePaymentTask(p)
+//	t = tracing.Stamp(ctx, t)
+//	err = outbox.Add(ctx, tx, t)
+//
+// A nil Tracing, or a task not built by New, returns t unchanged.
+func (tr *Tracing) Stamp(ctx context.Context, t *Task) *Task {
+	if tr == nil || t.opts == nil {
+		return t
+	}
+	ctx, span := tr.Start(ctx, t)
+	defer span.End()
+	h := make(map[string]string, len(t.headers)+2)
+	for k, v := range t.headers {
+		h[k] = v
+	}
+	tr.Inject(ctx, h)
+	out := *t
+	out.headers = h
+	out.Task = asynq.NewTaskWithHeaders(t.Type(), t.Payload(), h, t.opts...)
+	return &out
+}
+
 // end ends span, recording err.
 func endSpan(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {
@@ -108,7 +136,7 @@ func Headers(h map[string]string) Option { return func(o *options) { o.headers =
 // asynqTask is t with this enqueue's headers: the ready time and the trace
 // context of ctx. A Task not built by New is enqueued as it is.
 func (c *Client) asynqTask(ctx context.Context, t *Task) *asynq.Task {
-	if t.aopts == nil {
+	if t.opts == nil {
 		return t.Task
 	}
 	h := make(map[string]string, len(t.headers)+3)
@@ -123,7 +151,7 @@ func (c *Client) asynqTask(ctx context.Context, t *Task) *asynq.Task {
 	if _, given := h[HeaderTraceParent]; !given {
 		c.tracing.Inject(ctx, h)
 	}
-	return asynq.NewTaskWithHeaders(t.Type(), t.Payload(), h, t.aopts...)
+	return asynq.NewTaskWithHeaders(t.Type(), t.Payload(), h, t.opts...)
 }
 
 // ReadyAt is the HeaderReadyAt time of a task's headers (zero when absent).
