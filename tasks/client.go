@@ -66,7 +66,7 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	if c.tracing != nil {
+	if c.tracing != nil && t.opts != nil { // a task rebuilt from storage keeps the trace it was stamped with
 		var span trace.Span
 		ctx, span = c.tracing.Start(ctx, t)
 		defer func() {
