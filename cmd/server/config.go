@@ -91,6 +91,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
 	return c, errors.Join(errs...)
 }
+
 // MinSecretBytes is the shortest API key accepted (real Stripe and Resend
 // keys are far longer; a shorter one is a placeholder or a typo).
 const MinSecretBytes = 16

@@ -17,6 +17,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const devBanner = `
@@ -68,7 +69,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 		return err
 	}
 	defer stopScheduler()
-	stopOutbox, err := startOutbox(ctx, getenv("OUTBOX_DATABASE_URL"), client, getenv, log)
+	stopOutbox, err := startOutbox(ctx, getenv("OUTBOX_DATABASE_URL"), client, prometheus.NewRegistry(), getenv, log) // -dev serves no worker /metrics
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"os"
 	"syscall"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -19,8 +21,9 @@ import (
 const killAfterEnqueueEnv = "ESCROWJOBS_TEST_KILL_RELAY_AFTER_ENQUEUE"
 
 // startOutbox runs the outbox relay when OUTBOX_DATABASE_URL is set
-// (dbURL), enqueuing through client. stop ends it after the batch in hand.
-func startOutbox(ctx context.Context, dbURL string, client *tasks.Client, getenv func(string) string, log *slog.Logger) (stop func(), err error) {
+// (dbURL), enqueuing through client, its metrics on reg (read from the
+// table at most every 5 s). stop ends it after the batch in hand.
+func startOutbox(ctx context.Context, dbURL string, client *tasks.Client, reg prometheus.Registerer, getenv func(string) string, log *slog.Logger) (stop func(), err error) {
 	if dbURL == "" {
 		return func() {}, nil
 	}
@@ -44,6 +47,12 @@ func startOutbox(ctx context.Context, dbURL string, client *tasks.Client, getenv
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("OUTBOX_DATABASE_URL %s: %w", safe, err)
+	}
+	for _, c := range relay.Collectors() {
+		if err := reg.Register(observe.NewCached(c, observe.QueueCollectInterval)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("outbox metrics: %w", err)
+		}
 	}
 	rctx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})

@@ -138,7 +138,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		w.Shutdown()
 		return err
 	}
-	stopOutbox, err := startOutbox(ctx, cfg.outboxDB, client, getenv, log)
+	stopOutbox, err := startOutbox(ctx, cfg.outboxDB, client, tel.reg, getenv, log)
 	if err != nil {
 		stopScheduler()
 		w.Shutdown()
