@@ -141,7 +141,7 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 		p, ok = s.registry().lookup(d.PartnerID)
 	}
 	if !ok {
-		return fmt.Errorf("webhook %s: partner %s: %w: %w", d.ID, d.PartnerID, ErrUnknownPartner, asynq.SkipRetry)
+		return fmt.Errorf("webhook %s: %w %q: %w", d.ID, ErrUnknownPartner, d.PartnerID, asynq.SkipRetry)
 	}
 	if err := checkID(d.ID); err != nil {
 		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
