@@ -154,15 +154,9 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 	if jobID == "" {
 		jobID = d.ID
 	}
-	a, err := s.state.admit(ctx, d.PartnerID, jobID, p.limits)
+	a, err := s.admit(ctx, d, jobID, p.limits)
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", d.ID, err)
-	}
-	if a.disabled {
-		return fmt.Errorf("webhook %s: partner %s: %w: %w", d.ID, d.PartnerID, ErrEndpointDisabled, asynq.SkipRetry)
-	}
-	if a.wait != nil {
-		return a.wait
+		return err
 	}
 	start := time.Now()
 	err, o, code := s.post(ctx, d, p)
@@ -196,6 +190,42 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 		s.state.wake(rctx, d.PartnerID, s.log)
 	}
 	return err
+}
+
+// admit passes the partner's gate. A wait is returned as a *WaitError,
+// except on the job's last attempt: asynq v0.26 archives a job whose last
+// attempt returns any error, counted or not, so there the wait is spent
+// here, while the attempt's deadline leaves room for a delivery; past that
+// it is a transient failure (the job becomes a dead letter and Redelivery
+// brings it back).
+func (s *Sender) admit(ctx context.Context, d handlers.Delivery, jobID string, l Limits) (admission, error) {
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, hasMax := asynq.GetMaxRetry(ctx)
+	last := hasMax && retried >= maxRetry
+	for {
+		a, err := s.state.admit(ctx, d.PartnerID, jobID, l)
+		switch {
+		case err != nil:
+			return a, fmt.Errorf("webhook %s: %w", d.ID, err)
+		case a.disabled:
+			return a, fmt.Errorf("webhook %s: partner %s: %w: %w", d.ID, d.PartnerID, ErrEndpointDisabled, asynq.SkipRetry)
+		case a.wait == nil:
+			return a, nil
+		case !last:
+			return a, a.wait
+		}
+		deadline, ok := ctx.Deadline()
+		if ok && time.Until(deadline) < s.client.Timeout+time.Second+time.Until(a.wait.Until) {
+			return a, fmt.Errorf("webhook %s: last attempt could not start before its deadline: %s", d.ID, a.wait.Reason)
+		}
+		t := time.NewTimer(time.Until(a.wait.Until))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return a, fmt.Errorf("webhook %s: %w", d.ID, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // post sends one signed request and maps the answer onto the retry policy

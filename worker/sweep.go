@@ -62,6 +62,9 @@ func (w *Worker) sweep(ctx context.Context, insp *asynq.Inspector) int {
 			}
 			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived after its worker died",
 				slog.String("task_type", t.Type), slog.String("task_id", t.ID), slog.String("queue", t.Queue), slog.Int("attempt", t.Retried+1))
+			if w.cfg.Archived != nil {
+				w.cfg.Archived(ctx, t.ID, t.Type, t.Payload, errors.New(t.LastErr))
+			}
 			n++
 		}
 	}

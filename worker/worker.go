@@ -75,6 +75,9 @@ type Config struct {
 	Queues map[string]int
 	// DeadLetters receives every archived job. Required.
 	DeadLetters deadletter.Log
+	// Archived, when set, is told about every archived job after it is in
+	// DeadLetters, with its last error (webhook redelivery).
+	Archived func(ctx context.Context, id, taskType string, payload []byte, err error)
 	// Logger is required.
 	Logger *slog.Logger
 }
@@ -136,7 +139,8 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 		c := asynq.Config{
 			Concurrency:     n,
 			Queues:          cfg.Queues,
-			RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return tasks.RetryDelay(n, err) },
+			RetryDelayFunc:  retryDelay,
+			IsFailure:       isFailure,
 			ErrorHandler:    asynq.ErrorHandlerFunc(w.handleError),
 			Logger:          asynqLogger{l: cfg.Logger.With("component", "asynq")},
 			LogLevel:        asynq.WarnLevel,
@@ -214,6 +218,9 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	if errors.Is(err, asynq.RevokeTask) {
 		return
 	}
+	if _, ok := waitUntil(err); ok && retried < maxRetry {
+		return // not a failed attempt: asynq brings the job back (isFailure)
+	}
 	permanent := errors.Is(err, asynq.SkipRetry)
 	if permanent || retried >= maxRetry {
 		e := deadletter.Entry{
@@ -227,6 +234,9 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived", append(attrs,
 			slog.Bool("permanent", permanent), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+		if w.cfg.Archived != nil {
+			w.cfg.Archived(ctx, id, t.Type(), t.Payload(), err)
+		}
 		return
 	}
 	due := time.Now().Add(tasks.RetryDelay(retried, err))
