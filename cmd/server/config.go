@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
@@ -28,6 +29,11 @@ type config struct {
 	stripeKey, stripeBase                    string
 	webhookFile                              string
 	webhookAllowPrivate                      bool
+	webhookTimeout                           time.Duration
+	webhookSchedule                          []time.Duration
+	webhookBreakerFailures                   int
+	webhookBreakerProbe                      time.Duration
+	webhookReloadInterval                    time.Duration
 	auditDB, auditPath                       string
 
 	scheduleFile         string
@@ -68,6 +74,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, errors.New("WEBHOOK_ENDPOINTS_FILE is required (the partner registry: partnerId → url, secret)"))
 	}
 	c.webhookAllowPrivate = boolVar(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
+	c.webhookTimeout = durationVar(getenv, "WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &errs)
+	c.webhookSchedule = webhook.DefaultRedeliverySchedule
+	if v := getenv("WEBHOOK_REDELIVERY_SCHEDULE"); v != "" {
+		if c.webhookSchedule, err = webhook.ParseSchedule(v); err != nil {
+			errs = append(errs, fmt.Errorf("WEBHOOK_REDELIVERY_SCHEDULE=%q: %w", v, err))
+		}
+	}
+	c.webhookBreakerFailures = intVar(getenv, "WEBHOOK_BREAKER_FAILURES", webhook.DefaultBreakerFailures, 1, 1000000, &errs)
+	c.webhookBreakerProbe = durationVar(getenv, "WEBHOOK_BREAKER_PROBE", webhook.DefaultBreakerProbe, &errs)
+	c.webhookReloadInterval = durationVar(getenv, "WEBHOOK_REGISTRY_POLL", webhook.DefaultReloadInterval, &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
 	c.auditPath = or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
 

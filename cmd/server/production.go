@@ -12,7 +12,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
 )
 
@@ -87,11 +86,12 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		deps.Audit = file
 	}
 
-	reg, err := webhook.LoadRegistry(cfg.webhookFile, cfg.webhookAllowPrivate)
+	partners, err := newPartners(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
+		return err
 	}
-	deps.Sender = webhook.NewSender(reg, webhook.SenderOptions{AllowPrivateNetworks: cfg.webhookAllowPrivate, Logger: log})
+	cleanup.add(partners.close)
+	deps.Sender = partners.sender
 
 	if deps.Mailer, err = newMailer(cfg, log); err != nil {
 		return err
@@ -109,7 +109,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	}
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
-		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log,
+		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log, Archived: partners.redelivery.Archived,
 	}, mux)
 	if err != nil {
 		return err
@@ -117,6 +117,8 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	if err := w.Start(); err != nil {
 		return err
 	}
+	stopPartners := partners.run(ctx)
+	defer stopPartners()
 	stopScheduler, err := startScheduler(ctx, f, cfg, log)
 	if err != nil {
 		w.Shutdown()
