@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -38,6 +39,7 @@ type config struct {
 
 	scheduleFile         string
 	alertURL, alertToken string
+	watchdogInterval     time.Duration
 }
 
 // loadConfig reads the environment. Every error names its variable.
@@ -89,6 +91,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
+	c.watchdogInterval = durationVar(getenv, "WATCHDOG_INTERVAL", scheduler.DefaultWatchdogInterval, &errs)
+	if c.watchdogInterval < time.Second {
+		errs = append(errs, fmt.Errorf("WATCHDOG_INTERVAL=%q: want at least 1s", getenv("WATCHDOG_INTERVAL")))
+	}
 	return c, errors.Join(errs...)
 }
 

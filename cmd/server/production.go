@@ -147,7 +147,7 @@ func startScheduler(ctx context.Context, f flags, cfg config, log *slog.Logger) 
 	}
 	s, err := scheduler.New(scheduler.Config{
 		Redis: cfg.redis, Logger: log.With("component", "scheduler"), Entries: entries,
-		AlertURL: cfg.alertURL, AlertSecret: cfg.alertToken,
+		AlertURL: cfg.alertURL, AlertSecret: cfg.alertToken, WatchdogInterval: cfg.watchdogInterval,
 	})
 	if err != nil {
 		return nil, err
