@@ -241,9 +241,9 @@ elseif o == 'transient' then
     redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
   end
 elseif o == 'throttled' then
-  local until = now + tonumber(ARGV[5])
+  local untilMs = now + tonumber(ARGV[5])
   local cur = tonumber(redis.call('HGET', KEYS[1], 'throttleUntil') or '0') or 0
-  if until > cur then redis.call('HSET', KEYS[1], 'throttleUntil', until) end
+  if untilMs > cur then redis.call('HSET', KEYS[1], 'throttleUntil', untilMs) end
 end
 if o ~= 'none' then
   redis.call('HINCRBY', KEYS[4], 'attempts', 1)
