@@ -306,58 +306,51 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	e := setupPartners(t, map[string]regEntry{
 		"hung":    {URL: hung.URL, Secret: hung.Secret, MaxConcurrency: 4},
 		"healthy": {URL: healthy.URL, Secret: healthy.Secret, MaxConcurrency: 100},
-	}, map[string]string{"SMTP_URL": mail.SMTPURL(), "WEBHOOK_TIMEOUT": "1s", "WEBHOOK_BREAKER_PROBE": "1s", "WORKER_CONCURRENCY": "20", "LOG_LEVEL": "info"})
+	}, map[string]string{"SMTP_URL": mail.SMTPURL(), "WEBHOOK_TIMEOUT": "1s", "WEBHOOK_BREAKER_PROBE": "1s", "WORKER_CONCURRENCY": "50", "LOG_LEVEL": "info"})
 	e.start()
 
-	// A producer keeps healthy webhooks and e-mails waiting, so the
-	// workers are never idle; throughput is what completes in a window.
+	// A producer keeps about 300 healthy webhooks (and one e-mail per
+	// three webhooks) waiting, so the workers are never idle and a new job
+	// waits less than a second; throughput is what completes in a window.
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	enqueued := 0
 	wg.Go(func() {
-		for i := 0; ctx.Err() == nil; i++ {
-			mu.Lock()
-			backlog := enqueued - len(healthy.Delivered()) - mailCount(e, mail)
-			mu.Unlock()
-			if backlog > 200 {
-				time.Sleep(20 * time.Millisecond)
+		webhooks := 0
+		for n := 0; ctx.Err() == nil; n++ {
+			if webhooks-healthy.DeliveredCount() > 300 {
+				time.Sleep(5 * time.Millisecond)
+				n--
 				continue
 			}
-			for j := 0; j < 20; j++ {
-				n := i*20 + j
-				var task *tasks.Task
-				var err error
-				if n%4 == 3 {
-					task, err = tasks.NewSendReleaseEmailTask(payloads.SendReleaseEmail{
-						TransactionID: fmt.Sprintf("esc-%d", n), RecipientEmail: fmt.Sprintf("buyer-%d@example.com", n), Amount: 1000, Currency: "EUR",
-					})
-				} else {
-					task, err = tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
-						EventID: fmt.Sprintf("evt-ok-%d", n), PartnerID: "healthy", TransactionID: fmt.Sprintf("esc-%d", n),
-						PreviousStatus: payloads.StatusFunded, Status: payloads.StatusReleased, OccurredAt: "2026-11-30T02:00:00Z",
-					})
-				}
-				if err != nil {
+			var task *tasks.Task
+			var err error
+			if n%4 == 3 {
+				task, err = tasks.NewSendReleaseEmailTask(payloads.SendReleaseEmail{
+					TransactionID: fmt.Sprintf("esc-%d", n), RecipientEmail: fmt.Sprintf("buyer-%d@example.com", n), Amount: 1000, Currency: "EUR",
+				})
+			} else {
+				webhooks++
+				task, err = tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
+					EventID: fmt.Sprintf("evt-ok-%d", n), PartnerID: "healthy", TransactionID: fmt.Sprintf("esc-%d", n),
+					PreviousStatus: payloads.StatusFunded, Status: payloads.StatusReleased, OccurredAt: "2026-11-30T02:00:00Z",
+				})
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := e.client.Enqueue(ctx, task); err != nil {
+				if ctx.Err() == nil {
 					t.Error(err)
-					return
 				}
-				if _, err := e.client.Enqueue(ctx, task); err != nil {
-					if ctx.Err() == nil {
-						t.Error(err)
-					}
-					return
-				}
-				mu.Lock()
-				enqueued++
-				mu.Unlock()
+				return
 			}
 		}
 	})
 	defer func() { stop(); wg.Wait() }()
 
-	window := 4 * time.Second
-	done := func() int { return len(healthy.Delivered()) + mailCount(e, mail) }
+	window := 5 * time.Second
+	done := func() int { return healthy.DeliveredCount() + mailCount(e, mail) }
 	measure := func() int {
 		start := done()
 		time.Sleep(window)
@@ -386,9 +379,7 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	if hung.MaxInFlight() == 0 {
 		t.Errorf("hanging partner saw no request")
 	}
-	if st := e.state("hung"); st.State != webhook.StateOpen {
-		t.Errorf("hanging partner state %q, want %q", st.State, webhook.StateOpen)
-	}
+	e.eventually(10*time.Second, "the hanging partner's circuit to open", func() bool { return e.state("hung").State == webhook.StateOpen })
 	if st := e.state("healthy"); st.State != webhook.StateHealthy {
 		t.Errorf("healthy partner state %q, want %q", st.State, webhook.StateHealthy)
 	}

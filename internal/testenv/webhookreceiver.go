@@ -49,6 +49,8 @@ type WebhookReceiver struct {
 	verify func(secret string, h http.Header, body []byte, tolerance time.Duration) error
 	answer atomic.Pointer[func(n int) WebhookAnswer]
 
+	delivered atomic.Int64
+
 	mu          sync.Mutex
 	requests    []WebhookRequest
 	inFlight    int
@@ -102,6 +104,9 @@ func (r *WebhookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.requests[n].Status = status
 	r.mu.Unlock()
+	if rec.VerifyErr == nil && status >= 200 && status <= 299 {
+		r.delivered.Add(1)
+	}
 	if a.RetryAfter != "" {
 		w.Header().Set("Retry-After", a.RetryAfter)
 	}
@@ -125,6 +130,10 @@ func (r *WebhookReceiver) Delivered() map[string]int {
 	}
 	return out
 }
+
+// DeliveredCount is how many verified requests were answered 2xx; cheap
+// enough to poll while measuring throughput.
+func (r *WebhookReceiver) DeliveredCount() int { return int(r.delivered.Load()) }
 
 // MaxInFlight is the most requests the receiver held at once.
 func (r *WebhookReceiver) MaxInFlight() int {
