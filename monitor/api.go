@@ -50,6 +50,7 @@ func (m *Monitor) apiRoutes() http.Handler {
 	mux.Handle("/api/v1/stats", methods(m.stats, http.MethodGet))
 	mux.Handle("/api/v1/dead-letters", methods(m.deadLetters, http.MethodGet))
 	mux.Handle("/api/v1/dead-letters/{id}/requeue", methods(m.requeue, http.MethodPost))
+	m.partnerRoutes(mux)
 	mux.HandleFunc("/", notFound)
 	return mux
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // healthTimeout bounds the PING of /healthz.
@@ -35,6 +37,7 @@ func (m *Monitor) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		unchecked{metrics.NewQueueMetricsCollector(m.inspector.Asynq())},
+		unchecked{m.partnerMetrics()},
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
@@ -43,6 +46,15 @@ func (m *Monitor) metricsHandler() http.Handler {
 		Timeout:             10 * time.Second,
 		MaxRequestsInFlight: 4,
 	})
+}
+
+// partnerMetrics are the per-partner delivery metrics, read from Redis.
+func (m *Monitor) partnerMetrics() prometheus.Collector {
+	st, err := webhook.NewState(webhook.StateConfig{Redis: m.inspector.Redis()})
+	if err != nil {
+		return prometheus.NewRegistry() // cannot happen: the Redis client is set
+	}
+	return webhook.NewCollector(st)
 }
 
 // unchecked hides a collector's descriptions from the registry. asynq's

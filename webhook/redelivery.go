@@ -71,7 +71,9 @@ type RedeliveryConfig struct {
 	Redis       redis.UniversalClient
 	DeadLetters DeadLetters
 	State       *State
-	// Registry is the registry in force (Watcher.Registry).
+	// Registry is the registry in force (Watcher.Registry). Nil outside
+	// the worker (monitor, jobctl): the partners the workers recorded in
+	// Redis are used instead.
 	Registry func() *Registry
 	// Schedule is WEBHOOK_REDELIVERY_SCHEDULE (nil: the default).
 	Schedule []time.Duration
@@ -101,8 +103,8 @@ type Redelivery struct {
 
 // NewRedelivery checks cfg.
 func NewRedelivery(cfg RedeliveryConfig) (*Redelivery, error) {
-	if cfg.Redis == nil || cfg.DeadLetters == nil || cfg.State == nil || cfg.Registry == nil {
-		return nil, errors.New("webhook redelivery: Redis, DeadLetters, State and Registry are required")
+	if cfg.Redis == nil || cfg.DeadLetters == nil || cfg.State == nil {
+		return nil, errors.New("webhook redelivery: Redis, DeadLetters and State are required")
 	}
 	if cfg.Schedule == nil {
 		cfg.Schedule = DefaultRedeliverySchedule
@@ -201,7 +203,7 @@ func (r *Redelivery) Archived(ctx context.Context, jobID, taskType string, paylo
 // releaseParked schedules now the dead letters parked for partner, if it
 // is known and not disabled.
 func (r *Redelivery) releaseParked(ctx context.Context, partner string) int {
-	if !r.cfg.Registry().Has(partner) {
+	if !r.has(ctx, partner) {
 		return 0
 	}
 	st, err := r.cfg.State.Status(ctx, partner)
@@ -226,6 +228,14 @@ func (r *Redelivery) releaseParked(ctx context.Context, partner string) int {
 	return n
 }
 
+// has reports whether the registry has partner.
+func (r *Redelivery) has(ctx context.Context, partner string) bool {
+	if r.cfg.Registry != nil {
+		return r.cfg.Registry().Has(partner)
+	}
+	return r.cfg.State.IsKnown(ctx, partner)
+}
+
 // adopt schedules the open dead letters of partner whose error contains
 // reason (dead letters from before this process, or not parked), once
 // across processes.
@@ -237,7 +247,7 @@ func (r *Redelivery) adopt(ctx context.Context, partner, reason, why string) int
 	}
 	n := 0
 	for _, dl := range dls {
-		if !strings.Contains(dl.Error, reason) || !r.cfg.Registry().Has(dl.Partner) {
+		if !strings.Contains(dl.Error, reason) || !r.has(ctx, dl.Partner) {
 			continue
 		}
 		if ok, _ := r.cfg.Redis.SetNX(ctx, "escrowjobs:redelivery:adopt:"+dl.ID, "1", time.Minute).Result(); !ok {

@@ -251,6 +251,10 @@ func jsonError(err error) error {
 	}
 }
 
+// ValidPartnerID reports whether id is a well-formed partner ID: 1–64
+// letters, digits, '-', '_' or '.'.
+func ValidPartnerID(id string) bool { return validPartnerID(id) }
+
 // validPartnerID reports whether id is 1–64 of [A-Za-z0-9._-].
 func validPartnerID(id string) bool {
 	if id == "" || len(id) > maxPartnerIDLen {

@@ -283,6 +283,7 @@ func unwrapURLError(err error) error {
 	}
 	return err
 }
+
 // outcome maps a partner's answer onto the retry policy.
 func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
 	code := resp.StatusCode

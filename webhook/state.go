@@ -231,6 +231,7 @@ local o = ARGV[2]
 local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
 if o == 'answered' then
   redis.call('HSET', KEYS[1], 'failures', 0, 'lastSuccessAt', now)
+  redis.call('HDEL', KEYS[1], 'openedAt')
   redis.call('DEL', KEYS[2])
   f = 0
 elseif o == 'transient' then
@@ -328,6 +329,13 @@ func (s *State) Enable(ctx context.Context, partner string) error {
 	return nil
 }
 
+// IsKnown reports whether the registry in force (as the workers last
+// recorded it) has partner.
+func (s *State) IsKnown(ctx context.Context, partner string) bool {
+	ok, _ := s.rc.SIsMember(ctx, knownKey, partner).Result()
+	return ok
+}
+
 // Known records the partner IDs of the registry in force.
 func (s *State) Known(ctx context.Context, ids []string) error {
 	pipe := s.rc.TxPipeline()
@@ -387,7 +395,7 @@ func (s *State) Statuses(ctx context.Context, extra ...string) ([]Status, error)
 // Status returns one partner's state.
 func (s *State) Status(ctx context.Context, id string) (Status, error) {
 	pipe := s.rc.Pipeline()
-	h := pipe.HMGet(ctx, stateKey(id), "disabled", "failures", "lastSuccessAt", "throttleUntil")
+	h := pipe.HMGet(ctx, stateKey(id), "disabled", "failures", "lastSuccessAt", "throttleUntil", "openedAt")
 	waiting := pipe.ZCard(ctx, waitingKey(id))
 	parked := pipe.SCard(ctx, parkedKey(id))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -408,7 +416,9 @@ func (s *State) Status(ctx context.Context, id string) (Status, error) {
 	switch {
 	case str(0) == "1":
 		st.State = StateDisabled
-	case st.ConsecutiveFailures >= s.cfg.BreakerFailures:
+	case str(4) != "":
+		// Set by the outcome script when the failures reach the
+		// threshold, cleared by an answer: no reader needs the threshold.
 		st.State = StateOpen
 	}
 	return st, nil
