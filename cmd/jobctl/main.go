@@ -11,6 +11,9 @@
 //	stats
 //	dlq list [--limit N]
 //	dlq requeue <id>
+//	partners list
+//	partners enable <id> [--actor A]
+//	partners disable <id> [--reason R] [--actor A]
 //	help
 //
 // The payload is inline JSON, @file to read it from a file, or - to read it
@@ -156,10 +159,12 @@ func (c *cli) command(cmd string, rest []string) error {
 			return c.usage()
 		}
 		return usagef("dlq: unknown subcommand %q: want list or requeue", rest[0])
+	case "partners":
+		return c.partners(rest)
 	case "help":
 		return c.usage()
 	}
-	return usagef("unknown command %q: want enqueue, status, stats, dlq or help", cmd)
+	return usagef("unknown command %q: want enqueue, status, stats, dlq, partners or help", cmd)
 }
 
 // flags is a flag set for one command, with the global --json.
@@ -219,6 +224,9 @@ Commands:
   stats	job counts per queue
   dlq list [--limit N]	dead letters (archived jobs), latest failure first (default 50)
   dlq requeue <id>	bring a dead letter back with its full retry budget
+  partners list	webhook partners: state (healthy, open, disabled), failures, last success, waiting
+  partners enable <id> [--actor A]	turn a partner back on and redeliver what waited
+  partners disable <id> [--reason R] [--actor A]	turn a partner off: its deliveries become dead letters
   help	this text
 
 Flags:
