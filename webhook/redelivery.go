@@ -279,7 +279,7 @@ func (r *Redelivery) RegistryChanged(ctx context.Context, reg *Registry) {
 
 // Enable turns partner back on (State.Enable) and redelivers the dead
 // letters that waited while it was disabled. It returns how many were
-// scheduled. actor is recorded with each requeue.
+// scheduled (and requeued at once). actor is recorded with each requeue.
 func (r *Redelivery) Enable(ctx context.Context, partner, actor string) (int, error) {
 	if err := r.cfg.State.Enable(ctx, partner); err != nil {
 		return 0, err
@@ -288,6 +288,7 @@ func (r *Redelivery) Enable(ctx context.Context, partner, actor string) (int, er
 	why := "partner " + partner + " enabled by " + actor
 	n := r.adopt(ctx, partner, ErrEndpointDisabled.Error(), why)
 	n += r.releaseParked(ctx, partner)
+	r.RunDue(ctx) // requeue them now, not at the workers' next poll
 	return n, nil
 }
 
