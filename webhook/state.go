@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -79,9 +78,8 @@ type StateConfig struct {
 // leases, so a crashed worker does not leak them), the token bucket of
 // ratePerSecond, the deliveries waiting, and the counters of the metrics.
 type State struct {
-	rc   redis.UniversalClient
-	insp *asynq.Inspector
-	cfg  StateConfig
+	rc  redis.UniversalClient
+	cfg StateConfig
 }
 
 // NewState returns the partner state over cfg.Redis.
@@ -98,7 +96,7 @@ func NewState(cfg StateConfig) (*State, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 2*DefaultTimeout + 10*time.Second
 	}
-	return &State{rc: cfg.Redis, insp: asynq.NewInspectorFromRedisClient(cfg.Redis), cfg: cfg}, nil
+	return &State{rc: cfg.Redis, cfg: cfg}, nil
 }
 
 // admission is the answer of admit.
@@ -438,11 +436,25 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 		return
 	}
 	for _, id := range ids {
-		if err := s.insp.RunTask(queueOf(id), id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		q := queueOf(id)
+		// asynq v0.26's key layout (all keys of a queue share its hash tag).
+		prefix := "asynq:{" + q + "}:"
+		if err := wakeScript.Run(ctx, s.rc, []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}, id).Err(); err != nil {
 			log.DebugContext(ctx, "webhook: waiting delivery not woken", "partner", partner, "task_id", id, "error", err)
 		}
 	}
 }
+
+// wakeScript moves a job that waits in asynq's retry set to pending. It
+// is asynq's RunTask restricted to the retry state: RunTask would also
+// move a job that completed meanwhile back to pending and run it twice.
+var wakeScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'retry' then return 0 end
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'pending')
+return 1
+`)
 
 // queueOf is the queue of a job ID "<type>:<key>".
 func queueOf(jobID string) string {

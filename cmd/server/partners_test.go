@@ -226,6 +226,8 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	// about redelivery after the 2/4/8 s run.
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "1000", "WEBHOOK_REDELIVERY_SCHEDULE": "1s,2s,3s"})
+	// Two worker processes share the redelivery steps and the due set.
+	e.start()
 	e.start()
 
 	events := []string{"evt-down-1", "evt-down-2", strings.Repeat("e", 64)}
@@ -306,7 +308,10 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	e := setupPartners(t, map[string]regEntry{
 		"hung":    {URL: hung.URL, Secret: hung.Secret, MaxConcurrency: 4},
 		"healthy": {URL: healthy.URL, Secret: healthy.Secret, MaxConcurrency: 100},
-	}, map[string]string{"SMTP_URL": mail.SMTPURL(), "WEBHOOK_TIMEOUT": "1s", "WEBHOOK_BREAKER_PROBE": "1s", "WORKER_CONCURRENCY": "50", "LOG_LEVEL": "info"})
+	}, map[string]string{"SMTP_URL": mail.SMTPURL(), "WEBHOOK_TIMEOUT": "1s", "WEBHOOK_BREAKER_PROBE": "1s", "WORKER_CONCURRENCY": "25", "LOG_LEVEL": "info"})
+	// Two worker processes of 25: the hanging partner's 4 slots are
+	// counted across both.
+	e.start()
 	e.start()
 
 	// A producer keeps about 300 healthy webhooks (and one e-mail per
@@ -415,6 +420,8 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	})
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 4}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "5", "WEBHOOK_BREAKER_PROBE": probe.String(), "WEBHOOK_REDELIVERY_SCHEDULE": "1s,1s,1s,1s"})
+	// Two worker processes: the circuit and its probe are shared.
+	e.start()
 	e.start()
 	var events []string
 	for i := range 12 {
