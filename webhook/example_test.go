@@ -116,3 +116,12 @@ func ExampleNewSender() {
 	// partner verify: <nil>
 	// send: <nil>
 }
+
+func ExampleParseSchedule() {
+	steps, err := webhook.ParseSchedule("5m,30m,2h")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(steps)
+	// Output: [5m0s 30m0s 2h0m0s]
+}

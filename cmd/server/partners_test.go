@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -599,4 +600,25 @@ func TestRetryAfterPausesThePartner(t *testing.T) {
 		t.Errorf("partner saw %d requests, want 4 (the 429 and three deliveries)", len(reqs))
 	}
 	checkDeliveredOnce(t, recv, []string{"evt-ra-1", "evt-ra-2", "evt-ra-3"})
+}
+
+func TestRegistryReloadsOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	acme := testenv.StartWebhookReceiver(t, webhook.Verify)
+	initech := testenv.StartWebhookReceiver(t, webhook.Verify)
+	// No polling during the test: only SIGHUP can bring the change in.
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, map[string]string{"WEBHOOK_REGISTRY_POLL": "1h"})
+	e.start()
+	job := e.enqueue("evt-initech", "initech.eu")
+	e.eventually(10*time.Second, "the unknown partner's job to be a dead letter", func() bool { s, _ := e.jobState(job); return s == "archived" })
+	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "initech.eu": {URL: initech.URL, Secret: initech.Secret}})
+	time.Sleep(500 * time.Millisecond)
+	if n := len(initech.Requests()); n != 0 {
+		t.Fatalf("initech saw %d requests before SIGHUP, want 0", n)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually(10*time.Second, "the dead letter to reach the partner after SIGHUP", func() bool { return initech.Delivered()["evt-initech"] == 1 })
+	checkDeliveredOnce(t, initech, []string{"evt-initech"})
 }
