@@ -82,8 +82,16 @@ func TestPartnersListEnableDisable(t *testing.T) {
 	}
 
 	m := f.do(t, request{method: http.MethodGet, path: "/metrics"})
-	if !strings.Contains(string(m.body), `escrowjobs_partner_circuit_state{partner="zeta",state="disabled"} 1`) {
-		t.Errorf("/metrics lacks zeta's disabled circuit state:\n%s", grep(string(m.body), "escrowjobs_partner"))
+	for _, metric := range []string{
+		`escrowjobs_partner_circuit_state{partner="zeta",state="disabled"} 1`,
+		`escrowjobs_partner_circuit_state{partner="acme",state="healthy"} 1`,
+		`escrowjobs_partner_deliveries_total{partner="acme"} 0`,
+		`escrowjobs_partner_failures_total{partner="acme"} 0`,
+		`escrowjobs_partner_delivery_duration_seconds_bucket{partner="acme",le="0.005"} 0`,
+	} {
+		if !strings.Contains(string(m.body), metric) {
+			t.Errorf("/metrics lacks %s:\n%s", metric, grep(string(m.body), "escrowjobs_partner"))
+		}
 	}
 
 	a = f.api(t, http.MethodPost, "/api/v1/partners/zeta/enable", "")

@@ -622,3 +622,32 @@ func TestRegistryReloadsOnSIGHUP(t *testing.T) {
 	e.eventually(10*time.Second, "the dead letter to reach the partner after SIGHUP", func() bool { return initech.Delivered()["evt-initech"] == 1 })
 	checkDeliveredOnce(t, initech, []string{"evt-initech"})
 }
+
+func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	const rate = 2.0 // a bucket of 2, refilled at 2 per second
+	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
+	r := rate
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 50, RatePerSecond: &r}}, nil)
+	e.start()
+	e.start()
+	var events []string
+	for i := range 8 {
+		ev := fmt.Sprintf("evt-rate-%d", i)
+		events = append(events, ev)
+		e.enqueue(ev, "acme")
+	}
+	e.eventually(30*time.Second, "every event to be delivered", func() bool { return len(recv.Delivered()) == len(events) })
+	reqs := recv.Requests()
+	// However slow the machine, no window may hold more requests than the
+	// bucket allows: 2 + 2 per second of the window (20 ms of slack).
+	for i := range reqs {
+		for j := i + 1; j < len(reqs); j++ {
+			span := reqs[j].At.Sub(reqs[i].At) + 20*time.Millisecond
+			if n, allowed := j-i+1, 2+int(rate*span.Seconds()); n > allowed {
+				t.Errorf("%d requests within %s (requests %d to %d), want at most %d at %g per second", n, span, i, j, allowed, rate)
+			}
+		}
+	}
+	checkDeliveredOnce(t, recv, events)
+}
