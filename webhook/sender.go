@@ -194,10 +194,12 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 
 // admit passes the partner's gate. A wait is returned as a *WaitError,
 // except on the job's last attempt: asynq v0.26 archives a job whose last
-// attempt returns any error, counted or not, so there the wait is spent
-// here, while the attempt's deadline leaves room for a delivery; past that
-// it is a transient failure (the job becomes a dead letter and Redelivery
-// brings it back).
+// attempt returns any error, counted or not. There, a wait for a
+// concurrency slot or a rate token (a partner that answers) is spent here,
+// while the attempt's deadline leaves room for a delivery; an open circuit
+// or a throttle (a partner that is down or asked for a pause) is a
+// transient failure at once, so no worker slot waits on it: the job
+// becomes a dead letter and Redelivery brings it back on its schedule.
 func (s *Sender) admit(ctx context.Context, d handlers.Delivery, jobID string, l Limits) (admission, error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, hasMax := asynq.GetMaxRetry(ctx)
@@ -213,6 +215,8 @@ func (s *Sender) admit(ctx context.Context, d handlers.Delivery, jobID string, l
 			return a, nil
 		case !last:
 			return a, a.wait
+		case a.wait.Reason == WaitCircuitOpen || a.wait.Reason == WaitThrottled:
+			return a, fmt.Errorf("webhook %s: last attempt not sent: %s", d.ID, a.wait)
 		}
 		deadline, ok := ctx.Deadline()
 		if ok && time.Until(deadline) < s.client.Timeout+time.Second+time.Until(a.wait.Until) {
