@@ -377,10 +377,10 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	time.Sleep(2 * time.Second) // warm up
 	baseline := measure()
 
-	// Now the hanging partner gets 40 events: each request hangs until the
-	// sender's 1 s timeout.
+	// Now the hanging partner gets 150 events (three times the worker
+	// slots): each request hangs until the sender's 1 s timeout.
 	var hungEvents []string
-	for i := range 40 {
+	for i := range 150 {
 		ev := fmt.Sprintf("evt-hung-%d", i)
 		hungEvents = append(hungEvents, ev)
 		e.enqueue(ev, "hung")
