@@ -436,12 +436,28 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	// Two worker processes: the circuit and its probe are shared.
 	e.start()
 	e.start()
+	// A steady stream: one new event every 250 ms until the partner is
+	// back, so the request rate before and after the circuit opens
+	// compare.
+	var evMu sync.Mutex
 	var events []string
-	for i := range 12 {
-		ev := fmt.Sprintf("evt-probe-%02d", i)
-		events = append(events, ev)
-		e.enqueue(ev, "acme")
-	}
+	streamDone := make(chan struct{})
+	stopStream := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		for i := 0; ; i++ {
+			ev := fmt.Sprintf("evt-probe-%03d", i)
+			evMu.Lock()
+			events = append(events, ev)
+			evMu.Unlock()
+			e.enqueue(ev, "acme")
+			select {
+			case <-stopStream:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
 	e.eventually(20*time.Second, "the circuit to open", func() bool { return e.state("acme").State == webhook.StateOpen })
 	openedAt := time.Now()
 	before := recv.Requests()
@@ -473,6 +489,8 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	}
 	// The partner recovers: the next probe closes the circuit and the
 	// waiting deliveries flow, each once.
+	close(stopStream)
+	<-streamDone
 	mu.Lock()
 	healthy = true
 	mu.Unlock()
