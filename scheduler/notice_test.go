@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/webhook"
 )
@@ -22,7 +23,7 @@ func TestWatchdogPostsQueuedNoticesOnceSigned(t *testing.T) {
 	}
 	rc := opt.MakeRedisClient().(redis.UniversalClient)
 	defer rc.Close()
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
+	recv := testkit.StartPartner(t)
 	ctx := context.Background()
 	notices := []scheduler.Notice{
 		{Type: webhook.AlertPartnerDisabled, Partner: "acme", Reason: "endpoint answered 410 Gone"},

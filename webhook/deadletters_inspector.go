@@ -56,7 +56,7 @@ func (d InspectorDeadLetters) ListOpen(_ context.Context, taskType, partner stri
 
 // Requeue requeues the archived job id with its full budget.
 func (d InspectorDeadLetters) Requeue(ctx context.Context, id, actor, reason string) error {
-	_, err := d.Inspector.Requeue(id)
+	_, err := d.Inspector.Requeue(ctx, id)
 	switch {
 	case err == nil:
 		if d.Logger != nil {
@@ -64,7 +64,7 @@ func (d InspectorDeadLetters) Requeue(ctx context.Context, id, actor, reason str
 		}
 		return nil
 	case errors.Is(err, tasks.ErrNotArchived):
-		if j, serr := d.Inspector.Status(id); serr == nil && j.State == asynq.TaskStateActive.String() {
+		if j, serr := d.Inspector.Status(ctx, id); serr == nil && j.State == asynq.TaskStateActive.String() {
 			return fmt.Errorf("requeue %s: %w", id, ErrStillRunning)
 		}
 		return &NotOpenError{Err: err}

@@ -33,7 +33,7 @@ type Registry struct {
 // partner is one registry entry.
 type partner struct {
 	url    *url.URL
-	keys   []secretKey
+	signer *Signer
 	limits Limits
 }
 
@@ -120,7 +120,7 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 		if e.Secret == "" && len(e.Secrets) == 0 {
 			return nil, fmt.Errorf(`partner %q: secret: missing (set "secret" or "secrets")`, id)
 		}
-		p := partner{url: u, limits: Limits{MaxConcurrency: DefaultMaxConcurrency}}
+		p := partner{url: u, signer: &Signer{}, limits: Limits{MaxConcurrency: DefaultMaxConcurrency}}
 		if e.MaxConcurrency != nil {
 			if *e.MaxConcurrency < 1 || *e.MaxConcurrency > maxMaxConcurrency {
 				return nil, fmt.Errorf("partner %q: maxConcurrency: %d, want 1 to %d", id, *e.MaxConcurrency, maxMaxConcurrency)
@@ -141,8 +141,8 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 			if len(key) < minKeyLen || len(key) > maxKeyLen {
 				return fmt.Errorf("partner %q: %s: key is %d bytes, want %d to %d", id, field, len(key), minKeyLen, maxKeyLen)
 			}
-			if !slices.ContainsFunc(p.keys, func(k secretKey) bool { return bytes.Equal(k, key) }) {
-				p.keys = append(p.keys, key)
+			if !slices.ContainsFunc(p.signer.keys, func(k secretKey) bool { return bytes.Equal(k, key) }) {
+				p.signer.keys = append(p.signer.keys, key)
 			}
 			return nil
 		}

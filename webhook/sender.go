@@ -12,13 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 )
 
 // DefaultTimeout bounds one delivery: connect, TLS, request and answer.
@@ -55,7 +53,7 @@ type SenderOptions struct {
 }
 
 // Sender delivers signed webhooks to the partners of a Registry. It
-// implements handlers.Sender and is safe for concurrent use.
+// implements handlers.Sender (package handlers) and is safe for concurrent use.
 type Sender struct {
 	reg     *Registry
 	watcher *Watcher
@@ -124,14 +122,14 @@ func NewSender(reg *Registry, opts SenderOptions) *Sender {
 // Send posts d.Body to d.PartnerID's endpoint, signed with each of its
 // secrets. d.ID is the webhook-id, identical on every attempt; the
 // webhook-timestamp is the time of this attempt. The error wraps
-// asynq.SkipRetry when retrying cannot help, and is a *tasks.RetryAfterError
+// asynq.SkipRetry when retrying cannot help, and is a *retry.AfterError
 // when the partner asked for a pause.
 //
 // With SenderOptions.State, the delivery first passes the partner's gate
 // (see State): it may instead return a *WaitError (nothing sent, not a
 // failed attempt) or ErrEndpointDisabled; its outcome feeds the circuit,
 // a Retry-After pauses the whole partner and a 410 Gone disables it.
-func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
+func (s *Sender) Send(ctx context.Context, d Delivery) error {
 	p, ok := s.registry().lookup(d.PartnerID)
 	if !ok && s.watcher != nil {
 		// The file may have gained the partner since the last poll.
@@ -163,7 +161,7 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 	latency := time.Since(start)
 	var throttle time.Duration
 	if o == verdictThrottled {
-		var ra *tasks.RetryAfterError
+		var ra *retry.AfterError
 		if errors.As(err, &ra) {
 			throttle = ra.After
 		}
@@ -200,7 +198,7 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 // or a throttle (a partner that is down or asked for a pause) is a
 // transient failure at once, so no worker slot waits on it: the job
 // becomes a dead letter and Redelivery brings it back on its schedule.
-func (s *Sender) admit(ctx context.Context, d handlers.Delivery, jobID string, l Limits) (admission, error) {
+func (s *Sender) admit(ctx context.Context, d Delivery, jobID string, l Limits) (admission, error) {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, hasMax := asynq.GetMaxRetry(ctx)
 	last := hasMax && retried >= maxRetry
@@ -234,17 +232,16 @@ func (s *Sender) admit(ctx context.Context, d handlers.Delivery, jobID string, l
 
 // post sends one signed request and maps the answer onto the retry policy
 // and the circuit's outcome; code is the HTTP status (0 without answer).
-func (s *Sender) post(ctx context.Context, d handlers.Delivery, p partner) (err error, o verdict, code int) {
-	ts := s.now().Unix()
+func (s *Sender) post(ctx context.Context, d Delivery, p partner) (err error, o verdict, code int) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url.String(), bytes.NewReader(d.Body))
 	if err != nil {
 		return fmt.Errorf("webhook %s to partner %s: build request: %w", d.ID, d.PartnerID, asynq.SkipRetry), verdictNone, 0
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(HeaderID, d.ID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, signatures(p.keys, d.ID, ts, d.Body))
+	if err := p.signer.Sign(req.Header, d.ID, s.now(), d.Body); err != nil {
+		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry), verdictNone, 0
+	}
 
 	start := time.Now()
 	resp, err := s.client.Do(req)
@@ -266,7 +263,7 @@ func (s *Sender) post(ctx context.Context, d handlers.Delivery, p partner) (err 
 	_ = resp.Body.Close()
 	s.log.DebugContext(ctx, "webhook attempt", "partner", d.PartnerID, "webhook_id", d.ID, "status", resp.StatusCode, "duration", time.Since(start))
 	err = s.outcome(d, resp)
-	var ra *tasks.RetryAfterError
+	var ra *retry.AfterError
 	switch {
 	case err == nil, errors.Is(err, asynq.SkipRetry):
 		o = verdictAnswered
@@ -289,7 +286,7 @@ func unwrapURLError(err error) error {
 }
 
 // outcome maps a partner's answer onto the retry policy.
-func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
+func (s *Sender) outcome(d Delivery, resp *http.Response) error {
 	code := resp.StatusCode
 	switch {
 	case code >= 200 && code <= 299:
@@ -302,10 +299,7 @@ func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
 		return fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
 	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
 		err := fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
-		if after, ok := tasks.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
-			return tasks.RetryAfter(after, err)
-		}
-		return err
+		return retry.AfterHeader(resp.Header.Get("Retry-After"), s.now(), err)
 	case code >= 400 && code <= 499:
 		return fmt.Errorf("webhook %s: partner %s answered %d: %w", d.ID, d.PartnerID, code, asynq.SkipRetry)
 	default:

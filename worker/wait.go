@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 )
 
@@ -37,7 +37,7 @@ func isFailure(err error) bool {
 func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	until, wait := waitUntil(err)
 	if !wait {
-		return tasks.RetryDelay(n, err)
+		return retry.Delay(n, err)
 	}
 	at := until.Truncate(time.Second)
 	if at.Before(until) {

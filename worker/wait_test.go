@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 )
 
 // waitErr is a wait as webhook.WaitError reports one.
 type waitErr struct{ until time.Time }
 
-func (e waitErr) Error() string         { return "waits" }
+func (e waitErr) Error() string        { return "waits" }
 func (e waitErr) WaitUntil() time.Time { return e.until }
 
 func TestWaitsAreNotFailuresAndComeBackNoEarlier(t *testing.T) {
@@ -26,7 +26,7 @@ func TestWaitsAreNotFailuresAndComeBackNoEarlier(t *testing.T) {
 	}{
 		{"plain failure, first retry", errors.New("timeout"), 0, true, 2 * time.Second, 2 * time.Second},
 		{"plain failure, third retry", errors.New("timeout"), 2, true, 8 * time.Second, 8 * time.Second},
-		{"retry-after longer than the schedule", tasks.RetryAfter(30*time.Second, errors.New("429")), 0, true, 30 * time.Second, 30 * time.Second},
+		{"retry-after longer than the schedule", retry.After(30*time.Second, errors.New("429")), 0, true, 30 * time.Second, 30 * time.Second},
 		{"wait of 300 ms", in(300 * time.Millisecond), 0, false, 300 * time.Millisecond, 1300 * time.Millisecond},
 		{"wait of 2.5 s on the last retry", in(2500 * time.Millisecond), 3, false, 2500 * time.Millisecond, 3500 * time.Millisecond},
 		{"wait already over", in(-time.Second), 1, false, 0, time.Second},

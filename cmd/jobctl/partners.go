@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os/user"
 	"strconv"
+	"time"
 
 	"github.com/escrowjobs/escrowjobs/webhook"
 )
@@ -55,7 +58,7 @@ func (c *cli) partnersList(args []string) error {
 		return err
 	}
 	defer closeFn()
-	list, err := within(c.ctx, "partners list", func() ([]webhook.Status, error) { return st.Statuses(c.ctx) })
+	list, err := deadline(c, "partners list", inspectTimeout, func(ctx context.Context) ([]webhook.Status, error) { return st.Statuses(ctx) })
 	if err != nil {
 		return err
 	}
@@ -108,7 +111,7 @@ func (c *cli) partnersEnable(args []string) error {
 		return err
 	}
 	defer closeFn()
-	n, err := within(c.ctx, "partners enable "+pos[0], func() (int, error) { return rd.Enable(c.ctx, pos[0], *actor) })
+	n, err := deadline(c, "partners enable "+pos[0], enableTimeout, func(ctx context.Context) (int, error) { return rd.Enable(ctx, pos[0], *actor) })
 	if err != nil {
 		return err
 	}
@@ -139,7 +142,7 @@ func (c *cli) partnersDisable(args []string) error {
 	if *reason != "" {
 		why += ": " + *reason
 	}
-	if _, err := within(c.ctx, "partners disable "+pos[0], func() (struct{}, error) { return struct{}{}, st.Disable(c.ctx, pos[0], why) }); err != nil {
+	if _, err := deadline(c, "partners disable "+pos[0], inspectTimeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, st.Disable(ctx, pos[0], why) }); err != nil {
 		return err
 	}
 	if c.json {
@@ -147,4 +150,20 @@ func (c *cli) partnersDisable(args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "partner %s disabled: its deliveries become dead letters until 'jobctl partners enable %s'\n", pos[0], pos[0])
 	return nil
+}
+
+// enableTimeout bounds "partners enable", which lists the partner's dead
+// letters and requeues each.
+const enableTimeout = 30 * time.Second
+
+// deadline runs f with a deadline; Redis not answering in time is one
+// line naming what was asked.
+func deadline[T any](c *cli, what string, d time.Duration, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, d)
+	defer cancel()
+	v, err := f(ctx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		return v, fmt.Errorf("%s: no answer from Redis within %s", what, d)
+	}
+	return v, err
 }

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
@@ -50,14 +50,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
-	c.concurrency = intVar(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
-	c.fetchLoops = intVar(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
-	c.pollInterval = durationVar(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
-	c.shutdownTimeout = durationVar(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
+	c.concurrency = cmdenv.Int(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
+	c.fetchLoops = cmdenv.Int(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
+	c.pollInterval = cmdenv.Duration(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
+	c.shutdownTimeout = cmdenv.Duration(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
 	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
 
-	c.deadLetterPath = or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")
-	c.deadLetterDB = or(getenv("DEAD_LETTER_DATABASE_URL"), getenv("AUDIT_DATABASE_URL"))
+	c.deadLetterPath = cmdenv.Or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")
+	c.deadLetterDB = cmdenv.Or(getenv("DEAD_LETTER_DATABASE_URL"), getenv("AUDIT_DATABASE_URL"))
 
 	c.smtpURL, c.mailFrom = getenv("SMTP_URL"), getenv("MAIL_FROM")
 	c.resendKey, c.resendBase = getenv("RESEND_API_KEY"), getenv("RESEND_API_BASE")
@@ -75,70 +75,25 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.webhookFile == "" {
 		errs = append(errs, errors.New("WEBHOOK_ENDPOINTS_FILE is required (the partner registry: partnerId → url, secret)"))
 	}
-	c.webhookAllowPrivate = boolVar(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
-	c.webhookTimeout = durationVar(getenv, "WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &errs)
+	c.webhookAllowPrivate = cmdenv.Bool(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
+	c.webhookTimeout = cmdenv.Duration(getenv, "WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &errs)
 	c.webhookSchedule = webhook.DefaultRedeliverySchedule
 	if v := getenv("WEBHOOK_REDELIVERY_SCHEDULE"); v != "" {
 		if c.webhookSchedule, err = webhook.ParseSchedule(v); err != nil {
 			errs = append(errs, fmt.Errorf("WEBHOOK_REDELIVERY_SCHEDULE=%q: %w", v, err))
 		}
 	}
-	c.webhookBreakerFailures = intVar(getenv, "WEBHOOK_BREAKER_FAILURES", webhook.DefaultBreakerFailures, 1, 1000000, &errs)
-	c.webhookBreakerProbe = durationVar(getenv, "WEBHOOK_BREAKER_PROBE", webhook.DefaultBreakerProbe, &errs)
-	c.webhookReloadInterval = durationVar(getenv, "WEBHOOK_REGISTRY_POLL", webhook.DefaultReloadInterval, &errs)
+	c.webhookBreakerFailures = cmdenv.Int(getenv, "WEBHOOK_BREAKER_FAILURES", webhook.DefaultBreakerFailures, 1, 1000000, &errs)
+	c.webhookBreakerProbe = cmdenv.Duration(getenv, "WEBHOOK_BREAKER_PROBE", webhook.DefaultBreakerProbe, &errs)
+	c.webhookReloadInterval = cmdenv.Duration(getenv, "WEBHOOK_REGISTRY_POLL", webhook.DefaultReloadInterval, &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
-	c.auditPath = or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
+	c.auditPath = cmdenv.Or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
 
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
-	c.watchdogInterval = durationVar(getenv, "WATCHDOG_INTERVAL", scheduler.DefaultWatchdogInterval, &errs)
+	c.watchdogInterval = cmdenv.Duration(getenv, "WATCHDOG_INTERVAL", scheduler.DefaultWatchdogInterval, &errs)
 	if c.watchdogInterval < time.Second {
 		errs = append(errs, fmt.Errorf("WATCHDOG_INTERVAL=%q: want at least 1s", getenv("WATCHDOG_INTERVAL")))
 	}
 	return c, errors.Join(errs...)
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func intVar(getenv func(string) string, name string, def, lo, hi int, errs *[]error) int {
-	v := getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, v, lo, hi))
-		return def
-	}
-	return n
-}
-
-func durationVar(getenv func(string) string, name string, def time.Duration, errs *[]error) time.Duration {
-	v := getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want a positive duration such as 10ms or 25s", name, v))
-		return def
-	}
-	return d
-}
-
-func boolVar(getenv func(string) string, name string, errs *[]error) bool {
-	v := getenv(name)
-	if v == "" {
-		return false
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", name, v))
-	}
-	return b
 }

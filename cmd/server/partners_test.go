@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
@@ -116,7 +117,7 @@ func (e *partnerEnv) start() {
 		}
 	})
 	// Started once the registry's partners are recorded in Redis.
-	e.eventually(10*time.Second, "the worker to start", func() bool {
+	testkit.Eventually(e.t, "the worker to start", 10*time.Second, func() bool {
 		n, _ := e.rc.SCard(context.Background(), "escrowjobs:partners").Result()
 		return n > 0
 	})
@@ -144,18 +145,6 @@ func (e *partnerEnv) enqueue(eventID, partner string) string {
 	return id
 }
 
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func (e *partnerEnv) eventually(timeout time.Duration, what string, cond func() bool) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // state returns a partner's status as GET /api/v1/partners shows it.
 func (e *partnerEnv) state(partner string) webhook.Status {
 	e.t.Helper()
@@ -180,7 +169,7 @@ func atoiOr(s string, def int) int {
 
 // jobState is asynq's state of a job ("" when not found).
 func (e *partnerEnv) jobState(id string) (string, string) {
-	j, err := e.insp.Status(id)
+	j, err := e.insp.Status(context.Background(), id)
 	if err != nil {
 		return "", ""
 	}
@@ -190,7 +179,7 @@ func (e *partnerEnv) jobState(id string) (string, string) {
 // checkDeliveredOnce asserts every event reached the receiver verified,
 // answered 2xx exactly once, with its event ID as webhook-id, and nothing
 // else was delivered.
-func checkDeliveredOnce(t *testing.T, r *testenv.WebhookReceiver, events []string) {
+func checkDeliveredOnce(t *testing.T, r *testkit.Partner, events []string) {
 	t.Helper()
 	got := r.Delivered()
 	for _, id := range events {
@@ -212,15 +201,15 @@ func checkDeliveredOnce(t *testing.T, r *testenv.WebhookReceiver, events []strin
 
 func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	t.Parallel()
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
+	recv := testkit.StartPartner(t)
 	var up sync.Once
 	back := make(chan struct{})
-	recv.Answer(func(int) testenv.WebhookAnswer {
+	recv.Answer(func(int) testkit.Answer {
 		select {
 		case <-back:
-			return testenv.WebhookAnswer{Status: http.StatusOK}
+			return testkit.Answer{Status: http.StatusOK}
 		default:
-			return testenv.WebhookAnswer{Status: http.StatusBadGateway}
+			return testkit.Answer{Status: http.StatusBadGateway}
 		}
 	})
 	// The circuit is kept out of the way (a high threshold): this test is
@@ -238,7 +227,7 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	}
 	// Every event fails its whole run (1 + 3 attempts, 14 s) and becomes a
 	// dead letter; then the partner comes back.
-	e.eventually(40*time.Second, "every event to be a dead letter", func() bool {
+	testkit.Eventually(e.t, "every event to be a dead letter", 40*time.Second, func() bool {
 		for _, j := range jobs {
 			if s, _ := e.jobState(j); s != "archived" {
 				return false
@@ -256,7 +245,7 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 		}
 	}
 	up.Do(func() { close(back) })
-	e.eventually(30*time.Second, "every event to be delivered by redelivery", func() bool {
+	testkit.Eventually(e.t, "every event to be delivered by redelivery", 30*time.Second, func() bool {
 		return len(recv.Delivered()) == len(events)
 	})
 	// Wait out any later redelivery step (3 s + 10 %) that could double.
@@ -274,14 +263,14 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 
 func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
 	t.Parallel()
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
-	recv.Answer(func(int) testenv.WebhookAnswer { return testenv.WebhookAnswer{Status: http.StatusServiceUnavailable} })
+	recv := testkit.StartPartner(t)
+	recv.Answer(func(int) testkit.Answer { return testkit.Answer{Status: http.StatusServiceUnavailable} })
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "1000", "WEBHOOK_REDELIVERY_SCHEDULE": "1s"})
 	e.start()
 	job := e.enqueue("evt-exhaust", "acme")
 	// Two runs of four attempts: the first and the one redelivery.
-	e.eventually(60*time.Second, "the alert after the last step", func() bool {
+	testkit.Eventually(e.t, "the alert after the last step", 60*time.Second, func() bool {
 		n, _ := e.rc.LLen(context.Background(), "escrowjobs:alerts:pending").Result()
 		return n > 0
 	})
@@ -302,13 +291,13 @@ func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
 func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	// Not parallel: the measure is a ratio of two windows, which other
 	// tests' load would skew.
-	hung := testenv.StartWebhookReceiver(t, webhook.Verify)
-	hung.Answer(func(int) testenv.WebhookAnswer { return testenv.WebhookAnswer{Hang: true} })
-	healthy := testenv.StartWebhookReceiver(t, webhook.Verify)
+	hung := testkit.StartPartner(t)
+	hung.Answer(func(int) testkit.Answer { return testkit.Answer{Hang: true} })
+	healthy := testkit.StartPartner(t)
 	// The healthy partner takes 200 ms to answer, so its throughput is
 	// bound by worker slots (what a hanging partner could take away) more
 	// than by the CPU the machine's other work competes for.
-	healthy.Answer(func(int) testenv.WebhookAnswer { time.Sleep(200 * time.Millisecond); return testenv.WebhookAnswer{} })
+	healthy.Answer(func(int) testkit.Answer { time.Sleep(200 * time.Millisecond); return testkit.Answer{} })
 	mail := testenv.StartMailpit(t)
 	e := setupPartners(t, map[string]regEntry{
 		"hung":    {URL: hung.URL, Secret: hung.Secret, MaxConcurrency: 4},
@@ -397,7 +386,7 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	if hung.MaxInFlight() == 0 {
 		t.Errorf("hanging partner saw no request")
 	}
-	e.eventually(10*time.Second, "the hanging partner's circuit to open", func() bool { return e.state("hung").State == webhook.StateOpen })
+	testkit.Eventually(e.t, "the hanging partner's circuit to open", 10*time.Second, func() bool { return e.state("hung").State == webhook.StateOpen })
 	if st := e.state("healthy"); st.State != webhook.StateHealthy {
 		t.Errorf("healthy partner state %q, want %q", st.State, webhook.StateHealthy)
 	}
@@ -420,16 +409,16 @@ func mailCount(e *partnerEnv, m *testenv.Mailpit) int {
 func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	t.Parallel()
 	const probe = 2 * time.Second
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
+	recv := testkit.StartPartner(t)
 	var mu sync.Mutex
 	healthy := false
-	recv.Answer(func(int) testenv.WebhookAnswer {
+	recv.Answer(func(int) testkit.Answer {
 		mu.Lock()
 		defer mu.Unlock()
 		if healthy {
-			return testenv.WebhookAnswer{}
+			return testkit.Answer{}
 		}
-		return testenv.WebhookAnswer{Status: http.StatusInternalServerError}
+		return testkit.Answer{Status: http.StatusInternalServerError}
 	})
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 4}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "5", "WEBHOOK_BREAKER_PROBE": probe.String(), "WEBHOOK_REDELIVERY_SCHEDULE": "1s,1s,1s,1s"})
@@ -458,7 +447,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 			}
 		}
 	}()
-	e.eventually(20*time.Second, "the circuit to open", func() bool { return e.state("acme").State == webhook.StateOpen })
+	testkit.Eventually(e.t, "the circuit to open", 20*time.Second, func() bool { return e.state("acme").State == webhook.StateOpen })
 	openedAt := time.Now()
 	before := recv.Requests()
 	// Let it stay open for four probe intervals.
@@ -494,7 +483,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	mu.Lock()
 	healthy = true
 	mu.Unlock()
-	e.eventually(30*time.Second, "every event to be delivered after the circuit closed", func() bool {
+	testkit.Eventually(e.t, "every event to be delivered after the circuit closed", 30*time.Second, func() bool {
 		return len(recv.Delivered()) == len(events)
 	})
 	time.Sleep(2 * time.Second) // a late redelivery would double here
@@ -506,24 +495,24 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 
 func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	t.Parallel()
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
+	recv := testkit.StartPartner(t)
 	var mu sync.Mutex
 	gone := true
-	recv.Answer(func(int) testenv.WebhookAnswer {
+	recv.Answer(func(int) testkit.Answer {
 		mu.Lock()
 		defer mu.Unlock()
 		if gone {
-			return testenv.WebhookAnswer{Status: http.StatusGone}
+			return testkit.Answer{Status: http.StatusGone}
 		}
-		return testenv.WebhookAnswer{}
+		return testkit.Answer{}
 	})
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}}, nil)
 	e.start()
 	first := e.enqueue("evt-gone-1", "acme")
-	e.eventually(10*time.Second, "the partner to be disabled", func() bool { return e.state("acme").State == webhook.StateDisabled })
+	testkit.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == webhook.StateDisabled })
 	second := e.enqueue("evt-gone-2", "acme")
 	for _, j := range []string{first, second} {
-		e.eventually(10*time.Second, j+" to be a dead letter", func() bool { s, _ := e.jobState(j); return s == "archived" })
+		testkit.Eventually(t, j+" to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(j); return s == "archived" })
 		if _, lastErr := e.jobState(j); !strings.Contains(lastErr, "endpoint disabled") {
 			t.Errorf("%s: last error %q, want it to say endpoint disabled", j, lastErr)
 		}
@@ -550,7 +539,7 @@ func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	if n != 2 {
 		t.Errorf("enable scheduled %d redeliveries, want 2", n)
 	}
-	e.eventually(15*time.Second, "both events to be delivered after enable", func() bool { return len(recv.Delivered()) == 2 })
+	testkit.Eventually(e.t, "both events to be delivered after enable", 15*time.Second, func() bool { return len(recv.Delivered()) == 2 })
 	time.Sleep(time.Second)
 	checkDeliveredOnce(t, recv, []string{"evt-gone-1", "evt-gone-2"})
 	if st := e.state("acme"); st.State != webhook.StateHealthy || st.Waiting != 0 {
@@ -581,21 +570,21 @@ func (e *partnerEnv) redelivery() *webhook.Redelivery {
 
 func TestRegistryEditedAtRuntime(t *testing.T) {
 	t.Parallel()
-	acme := testenv.StartWebhookReceiver(t, webhook.Verify)
-	globex := testenv.StartWebhookReceiver(t, webhook.Verify)
+	acme := testkit.StartPartner(t)
+	globex := testkit.StartPartner(t)
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, nil)
 	e.start()
 
 	early := e.enqueue("evt-globex-early", "globex")
-	e.eventually(10*time.Second, "the unknown partner's job to be a dead letter", func() bool { s, _ := e.jobState(early); return s == "archived" })
+	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(early); return s == "archived" })
 	if _, lastErr := e.jobState(early); !strings.Contains(lastErr, "unknown partner") {
 		t.Errorf("last error %q, want it to say unknown partner", lastErr)
 	}
 	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "globex": {URL: globex.URL, Secret: globex.Secret}})
-	e.eventually(10*time.Second, "the waiting event to reach the added partner", func() bool { return globex.Delivered()["evt-globex-early"] == 1 })
+	testkit.Eventually(e.t, "the waiting event to reach the added partner", 10*time.Second, func() bool { return globex.Delivered()["evt-globex-early"] == 1 })
 	e.enqueue("evt-globex-late", "globex")
 	e.enqueue("evt-acme", "acme")
-	e.eventually(10*time.Second, "new events to reach both partners", func() bool {
+	testkit.Eventually(e.t, "new events to reach both partners", 10*time.Second, func() bool {
 		return globex.Delivered()["evt-globex-late"] == 1 && acme.Delivered()["evt-acme"] == 1
 	})
 	checkDeliveredOnce(t, globex, []string{"evt-globex-early", "evt-globex-late"})
@@ -604,21 +593,21 @@ func TestRegistryEditedAtRuntime(t *testing.T) {
 
 func TestRetryAfterPausesThePartner(t *testing.T) {
 	t.Parallel()
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
-	recv.Answer(func(n int) testenv.WebhookAnswer {
+	recv := testkit.StartPartner(t)
+	recv.Answer(func(n int) testkit.Answer {
 		if n == 0 {
-			return testenv.WebhookAnswer{Status: http.StatusTooManyRequests, RetryAfter: "3"}
+			return testkit.Answer{Status: http.StatusTooManyRequests, RetryAfter: "3"}
 		}
-		return testenv.WebhookAnswer{}
+		return testkit.Answer{}
 	})
 	// One delivery at a time, so none is in flight when the 429 lands.
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 1}}, nil)
 	e.start()
 	e.enqueue("evt-ra-1", "acme")
-	e.eventually(10*time.Second, "the 429", func() bool { return len(recv.Requests()) > 0 })
+	testkit.Eventually(e.t, "the 429", 10*time.Second, func() bool { return len(recv.Requests()) > 0 })
 	e.enqueue("evt-ra-2", "acme")
 	e.enqueue("evt-ra-3", "acme")
-	e.eventually(15*time.Second, "all three events after the pause", func() bool { return len(recv.Delivered()) == 3 })
+	testkit.Eventually(e.t, "all three events after the pause", 15*time.Second, func() bool { return len(recv.Delivered()) == 3 })
 	reqs := recv.Requests()
 	pausedAt := reqs[0].At
 	for _, q := range reqs[1:] {
@@ -634,13 +623,13 @@ func TestRetryAfterPausesThePartner(t *testing.T) {
 
 func TestRegistryReloadsOnSIGHUP(t *testing.T) {
 	t.Parallel()
-	acme := testenv.StartWebhookReceiver(t, webhook.Verify)
-	initech := testenv.StartWebhookReceiver(t, webhook.Verify)
+	acme := testkit.StartPartner(t)
+	initech := testkit.StartPartner(t)
 	// No polling during the test: only SIGHUP can bring the change in.
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, map[string]string{"WEBHOOK_REGISTRY_POLL": "1h"})
 	e.start()
 	job := e.enqueue("evt-initech", "initech.eu")
-	e.eventually(10*time.Second, "the unknown partner's job to be a dead letter", func() bool { s, _ := e.jobState(job); return s == "archived" })
+	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(job); return s == "archived" })
 	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "initech.eu": {URL: initech.URL, Secret: initech.Secret}})
 	time.Sleep(500 * time.Millisecond)
 	if n := len(initech.Requests()); n != 0 {
@@ -649,14 +638,14 @@ func TestRegistryReloadsOnSIGHUP(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually(10*time.Second, "the dead letter to reach the partner after SIGHUP", func() bool { return initech.Delivered()["evt-initech"] == 1 })
+	testkit.Eventually(e.t, "the dead letter to reach the partner after SIGHUP", 10*time.Second, func() bool { return initech.Delivered()["evt-initech"] == 1 })
 	checkDeliveredOnce(t, initech, []string{"evt-initech"})
 }
 
 func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	const rate = 2.0 // a bucket of 2, refilled at 2 per second
-	recv := testenv.StartWebhookReceiver(t, webhook.Verify)
+	recv := testkit.StartPartner(t)
 	r := rate
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 50, RatePerSecond: &r}}, nil)
 	e.start()
@@ -667,7 +656,7 @@ func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
 		events = append(events, ev)
 		e.enqueue(ev, "acme")
 	}
-	e.eventually(30*time.Second, "every event to be delivered", func() bool { return len(recv.Delivered()) == len(events) })
+	testkit.Eventually(e.t, "every event to be delivered", 30*time.Second, func() bool { return len(recv.Delivered()) == len(events) })
 	reqs := recv.Requests()
 	// However slow the machine, no window may hold more requests than the
 	// bucket allows: 2 + 2 per second of the window (20 ms of slack).
