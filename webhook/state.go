@@ -435,12 +435,27 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 		log.WarnContext(ctx, "webhook: cannot list the deliveries waiting for the partner; they run when their wait ends", "partner", partner, "error", err)
 		return
 	}
+	woken := map[string]bool{}
 	for _, id := range ids {
 		q := queueOf(id)
 		// asynq v0.26's key layout (all keys of a queue share its hash tag).
 		prefix := "asynq:{" + q + "}:"
-		if err := wakeScript.Run(ctx, s.rc, []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}, id).Err(); err != nil {
+		n, err := wakeScript.Run(ctx, s.rc, []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}, id).Int()
+		if err != nil {
 			log.DebugContext(ctx, "webhook: waiting delivery not woken", "partner", partner, "task_id", id, "error", err)
+		}
+		if n == 1 {
+			woken[q] = true
+		}
+	}
+	// Tell idle workers, as an enqueue does (a lost wake-up costs their
+	// fallback poll).
+	_, cluster := s.rc.(*redis.ClusterClient)
+	for q := range woken {
+		if cluster {
+			_ = s.rc.SPublish(ctx, tasks.WakeChannel(q), "p").Err()
+		} else {
+			_ = s.rc.Publish(ctx, tasks.WakeChannel(q), "p").Err()
 		}
 	}
 }

@@ -39,9 +39,14 @@ func retryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if !wait {
 		return retry.Delay(n, err)
 	}
-	at := until.Truncate(time.Second)
-	if at.Before(until) {
+	return max(time.Until(wholeSecondAfter(until)), 0)
+}
+
+// wholeSecondAfter is t rounded up to a whole second.
+func wholeSecondAfter(t time.Time) time.Time {
+	at := t.Truncate(time.Second)
+	if at.Before(t) {
 		at = at.Add(time.Second)
 	}
-	return max(time.Until(at), 0)
+	return at
 }

@@ -19,8 +19,9 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 	}{
 		{"nothing set", map[string]string{}, []string{"REDIS_URL", "SMTP_URL or RESEND_API_KEY", "STRIPE_SECRET_KEY", "WEBHOOK_ENDPOINTS_FILE"}},
 		{"mail without sender", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "SMTP_URL": "smtp://x:25", "STRIPE_SECRET_KEY": "sk_test_x", "WEBHOOK_ENDPOINTS_FILE": "/nope"}, []string{"MAIL_FROM"}},
-		{"bad numbers", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "WORKER_CONCURRENCY": "lots", "WORKER_FETCH_LOOPS": "0", "WORKER_SHUTDOWN_TIMEOUT": "-1s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "maybe"},
-			[]string{"WORKER_CONCURRENCY", "WORKER_FETCH_LOOPS", "WORKER_SHUTDOWN_TIMEOUT", "WEBHOOK_ALLOW_PRIVATE_NETWORKS"}},
+		{"bad numbers", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "WORKER_CONCURRENCY": "lots", "WORKER_FETCH_LOOPS": "0", "WORKER_SHUTDOWN_TIMEOUT": "-1s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "maybe",
+			"WORKER_FALLBACK_POLL": "soon", "WORKER_DISABLE_WAKE": "nope"},
+			[]string{"WORKER_CONCURRENCY", "WORKER_FETCH_LOOPS", "WORKER_SHUTDOWN_TIMEOUT", "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "WORKER_FALLBACK_POLL", "WORKER_DISABLE_WAKE"}},
 		{"bad partner delivery settings", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "WEBHOOK_REDELIVERY_SCHEDULE": "5m,soon", "WEBHOOK_BREAKER_FAILURES": "0",
 			"WEBHOOK_BREAKER_PROBE": "never", "WEBHOOK_TIMEOUT": "-1s", "WEBHOOK_REGISTRY_POLL": "x", "WATCHDOG_INTERVAL": "10ms"},
 			[]string{`WEBHOOK_REDELIVERY_SCHEDULE="5m,soon": step 2 "soon"`, "WEBHOOK_BREAKER_FAILURES", "WEBHOOK_BREAKER_PROBE", "WEBHOOK_TIMEOUT", "WEBHOOK_REGISTRY_POLL", "WATCHDOG_INTERVAL"}},
