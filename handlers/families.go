@@ -9,6 +9,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // Email sends the four customer e-mails through a Mailer.
@@ -160,7 +161,7 @@ func (n *Notify) FanOut(p payloads.NotifyDisputeResolved) ([]*tasks.Task, error)
 	}
 	if p.PartnerID != "" {
 		t, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
-			EventID: "dispute-" + p.DisputeID + "-resolved", PartnerID: p.PartnerID, TransactionID: p.TransactionID,
+			EventID: disputeResolvedEventID(p.DisputeID), PartnerID: p.PartnerID, TransactionID: p.TransactionID,
 			PreviousStatus: payloads.StatusDisputed, Status: payloads.StatusResolved,
 			OccurredAt: n.now().UTC().Format(time.RFC3339),
 		})
@@ -172,10 +173,16 @@ func (n *Notify) FanOut(p payloads.NotifyDisputeResolved) ([]*tasks.Task, error)
 	return out, nil
 }
 
-// Resolved handles notify_dispute_resolved.
+// Resolved handles notify_dispute_resolved. A child job that fails
+// validation is a permanent failure (asynq.SkipRetry): a retry would build
+// the same invalid job again.
 func (n *Notify) Resolved(ctx context.Context, p payloads.NotifyDisputeResolved) error {
 	ts, err := n.FanOut(p)
 	if err != nil {
+		var ve *payloads.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("notify %s: %w: %w", p.DisputeID, err, asynq.SkipRetry)
+		}
 		return fmt.Errorf("notify %s: %w", p.DisputeID, err)
 	}
 	for _, t := range ts {
