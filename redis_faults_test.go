@@ -212,7 +212,7 @@ func faultTask(t *testing.T, series string, i int, opts ...tasks.Option) *tasks.
 	case 4:
 		task, err = tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: tx, PaymentIntentID: pi}, opts...)
 	case 5:
-		task, err = tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: tx, PaymentIntentID: pi, Amount: 50}, opts...)
+		task, err = tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: tx, PaymentIntentID: pi, Amount: 50, RefundID: "rf-" + tx}, opts...)
 	case 6:
 		task, err = tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{EventID: ev, PartnerID: "acme", TransactionID: tx, PreviousStatus: "funded", Status: "released", OccurredAt: now}, opts...)
 	default:
@@ -684,7 +684,7 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 		must(tasks.NewSendDisputeEmailTask(payloads.SendDisputeEmail{TransactionID: "esc-c3", DisputeID: "dsp-c3", RecipientEmail: "seller@example.com", Reason: "not received"})),
 		must(tasks.NewSendPaymentConfirmedEmailTask(payloads.SendPaymentConfirmedEmail{TransactionID: "esc-c4", PaymentIntentID: "pi_c4", RecipientEmail: "buyer@example.com", Amount: 999, Currency: "GBP"})),
 		must(tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-c5", PaymentIntentID: "pi_c5", AmountToCapture: 700})),
-		must(tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: "esc-c6", PaymentIntentID: "pi_c6", Amount: 300})),
+		must(tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: "esc-c6", PaymentIntentID: "pi_c6", Amount: 300, RefundID: "rf-c6"})),
 		must(tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{EventID: "evt-c7", PartnerID: "acme", TransactionID: "esc-c7", PreviousStatus: "funded", Status: "released", OccurredAt: now})),
 		must(tasks.NewNotifyDisputeResolvedTask(payloads.NotifyDisputeResolved{DisputeID: "dsp-c8", TransactionID: "esc-c8", Resolution: payloads.ResolutionSplit, BuyerEmail: "b8@example.com", SellerEmail: "s8@example.com", PartnerID: "acme"})),
 		must(tasks.NewAuditLogCreatedTask(payloads.AuditLogCreated{EventID: "aud-c9", Actor: "ops", Action: "escrow.released", TransactionID: "esc-c9", OccurredAt: now})),

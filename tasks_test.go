@@ -177,7 +177,7 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 	dispute := payloads.SendDisputeEmail{TransactionID: "esc-3", DisputeID: "dsp-3", RecipientEmail: "seller@example.com", Reason: "not received"}
 	paid := payloads.SendPaymentConfirmedEmail{TransactionID: "esc-4", PaymentIntentID: "pi_4", RecipientEmail: "buyer@example.com", Amount: 999, Currency: "GBP"}
 	capture := payloads.StripeCapturePayment{TransactionID: "esc-5", PaymentIntentID: "pi_5", AmountToCapture: 700}
-	refundPay := payloads.StripeRefundPayment{TransactionID: "esc-6", PaymentIntentID: "pi_6", Amount: 300, Reason: payloads.RefundDuplicate}
+	refundPay := payloads.StripeRefundPayment{TransactionID: "esc-6", PaymentIntentID: "pi_6", Amount: 300, RefundID: "rf-6", Reason: payloads.RefundDuplicate}
 	hook := payloads.WebhookEscrowStatusChanged{EventID: "evt-7", PartnerID: "acme", TransactionID: "esc-7", PreviousStatus: "funded", Status: "released", OccurredAt: now}
 	notify := payloads.NotifyDisputeResolved{DisputeID: "dsp-8", TransactionID: "esc-8", Resolution: payloads.ResolutionSplit, BuyerEmail: "b8@example.com", SellerEmail: "s8@example.com", PartnerID: "acme"}
 	audit := payloads.AuditLogCreated{EventID: "aud-9", Actor: "ops", Action: "escrow.released", TransactionID: "esc-9", OccurredAt: now, Metadata: []byte(`{"ip":"10.0.0.1"}`)}
@@ -206,7 +206,7 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 		return handlers.Capture{IdempotencyKey: id, TransactionID: "esc-5", PaymentIntentID: "pi_5", Amount: 700}
 	}, must(tasks.NewStripeCapturePaymentTask(capture)))
 	add(func(id string) any {
-		return handlers.Refund{IdempotencyKey: id, TransactionID: "esc-6", PaymentIntentID: "pi_6", Amount: 300, Reason: "duplicate"}
+		return handlers.Refund{IdempotencyKey: id, TransactionID: "esc-6", PaymentIntentID: "pi_6", Amount: 300, RefundID: "rf-6", Reason: "duplicate"}
 	}, must(tasks.NewStripeRefundPaymentTask(refundPay)))
 	add(func(string) any {
 		return handlers.Delivery{ID: "evt-7", PartnerID: "acme",

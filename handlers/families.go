@@ -64,7 +64,7 @@ func (s *Stripe) Capture(ctx context.Context, p payloads.StripeCapturePayment) e
 // Refund handles stripe_refund_payment.
 func (s *Stripe) Refund(ctx context.Context, p payloads.StripeRefundPayment) error {
 	res, err := s.payments.Refund(ctx, Refund{
-		IdempotencyKey: jobID(ctx), TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, Reason: p.Reason,
+		IdempotencyKey: jobID(ctx), TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, RefundID: p.RefundID, Reason: p.Reason,
 	})
 	if err != nil {
 		return err // the adapter's error names the operation and PaymentIntent

@@ -139,23 +139,38 @@ func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (h
 
 // Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
 // Idempotency-Key IdempotencyKey(r.IdempotencyKey). It first lists the
-// PaymentIntent's refunds: one whose MetadataJob is that key is this job's
-// refund, AlreadyDone (or a permanent error when it failed or was
-// canceled). A new refund carries MetadataJob and MetadataTransaction. The
-// result ID is the refund ID.
+// PaymentIntent's refunds to find this one already made: with a refund
+// reference (r.RefundID, required for a partial refund) the refund whose
+// MetadataRefund is that reference, else the one whose MetadataJob is the
+// key. A found refund is AlreadyDone (a permanent error when it failed or
+// was canceled, or when the reference was used for another amount: the
+// caller reused a reference, and neither refunding again nor reporting
+// success would be right). A new refund carries MetadataJob,
+// MetadataRefund and MetadataTransaction. The result ID is the refund ID.
 func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.PaymentResult, error) {
 	what := "refund " + r.PaymentIntentID
+	if r.RefundID != "" {
+		what += " (refundId " + r.RefundID + ")"
+	}
 	if err := check(r.IdempotencyKey, r.PaymentIntentID, r.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
+	if r.Amount > 0 && r.RefundID == "" {
+		return handlers.PaymentResult{}, permanent(what, errors.New("a partial refund needs a refundId (the caller's reference)"))
+	}
 	key := IdempotencyKey(r.IdempotencyKey)
-	found, err := s.findRefund(ctx, r.PaymentIntentID, key)
+	found, err := s.findRefund(ctx, r.PaymentIntentID, key, r.RefundID)
 	if err != nil {
 		return handlers.PaymentResult{}, err
 	}
 	if found != nil {
 		if found.Status == stripe.RefundStatusFailed || found.Status == stripe.RefundStatusCanceled {
 			return handlers.PaymentResult{}, permanent(what, fmt.Errorf("this job's refund %s is %s", found.ID, found.Status))
+		}
+		if r.RefundID != "" && r.Amount > 0 && found.Amount != r.Amount {
+			return handlers.PaymentResult{}, permanent(what, fmt.Errorf(
+				"refundId %s was already used for refund %s of %d, not %d: use a new refundId for another refund",
+				r.RefundID, found.ID, found.Amount, r.Amount))
 		}
 		res := handlers.PaymentResult{ID: found.ID, Status: string(found.Status), AlreadyDone: true}
 		s.logDone(ctx, "stripe refund", key, r.TransactionID, r.PaymentIntentID, res)
@@ -170,6 +185,9 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 		params.Reason = stripe.String(r.Reason)
 	}
 	params.AddMetadata(MetadataJob, key)
+	if r.RefundID != "" {
+		params.AddMetadata(MetadataRefund, r.RefundID)
+	}
 	if r.TransactionID != "" {
 		params.AddMetadata(MetadataTransaction, r.TransactionID)
 	}
@@ -182,15 +200,17 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 	return res, nil
 }
 
-// findRefund returns the refund of payment intent pi whose MetadataJob is
-// key, or nil.
-func (s *Stripe) findRefund(ctx context.Context, pi, key string) (*stripe.Refund, error) {
+// findRefund returns the refund of payment intent pi that is this one, or
+// nil: the one whose MetadataRefund is refundID when refundID is set, else
+// the one whose MetadataJob is key.
+func (s *Stripe) findRefund(ctx context.Context, pi, key, refundID string) (*stripe.Refund, error) {
 	it := s.api.Refunds.List(&stripe.RefundListParams{
 		ListParams:    stripe.ListParams{Context: ctx, Limit: stripe.Int64(100)},
 		PaymentIntent: stripe.String(pi),
 	})
 	for it.Next() {
-		if ref := it.Refund(); ref.Metadata[MetadataJob] == key {
+		ref := it.Refund()
+		if refundID != "" && ref.Metadata[MetadataRefund] == refundID || refundID == "" && ref.Metadata[MetadataJob] == key {
 			return ref, nil
 		}
 	}

@@ -28,7 +28,7 @@ func Payload(i int, seq string) payloads.Payload {
 	case 4:
 		return payloads.StripeCapturePayment{TransactionID: tx, PaymentIntentID: pi, AmountToCapture: 125000}
 	case 5:
-		return payloads.StripeRefundPayment{TransactionID: tx, PaymentIntentID: pi, Amount: 4999, Reason: payloads.RefundRequestedByCustomer}
+		return payloads.StripeRefundPayment{TransactionID: tx, PaymentIntentID: pi, Amount: 4999, RefundID: "rf-" + seq, Reason: payloads.RefundRequestedByCustomer}
 	case 6:
 		return payloads.WebhookEscrowStatusChanged{EventID: "evt-" + seq, PartnerID: "partner-acme", TransactionID: tx, PreviousStatus: payloads.StatusFunded, Status: payloads.StatusReleased, OccurredAt: at}
 	case 7:
