@@ -15,6 +15,7 @@ import (
 // config is the worker process's configuration, from the environment.
 type config struct {
 	redis           asynq.RedisConnOpt
+	clientOpts      []tasks.ClientOption // REDIS_WAIT_REPLICAS
 	concurrency     int
 	fetchLoops      int
 	pollInterval    time.Duration
@@ -40,6 +41,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	var errs []error
 	var err error
 	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
+	if c.clientOpts, err = tasks.ClientOptionsFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
 	c.concurrency = intVar(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
