@@ -254,23 +254,25 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
 			id, _ := asynq.GetTaskID(ctx)
-			vals, err := w.rc.MGet(ctx, retryKey(id), doneKey(id)).Result()
-			if err == nil && len(vals) == 2 {
-				if vals[1] != nil {
-					w.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job had finished before its outcome was lost; not running it again",
-						handlers.TaskAttrs(ctx, t.Type())...)
-					return nil
-				}
-				if v, ok := vals[0].(string); ok {
-					if ns, perr := strconv.ParseInt(v, 10, 64); perr == nil {
-						if wait := time.Until(time.Unix(0, ns)); wait > 0 {
-							timer := time.NewTimer(wait)
-							select {
-							case <-timer.C:
-							case <-ctx.Done():
-								timer.Stop()
-								return ctx.Err()
-							}
+			// One round trip; a pipeline, not MGET, as the two keys may
+			// be on different Cluster shards.
+			pipe := w.rc.Pipeline()
+			retryAt, done := pipe.Get(ctx, retryKey(id)), pipe.Exists(ctx, doneKey(id))
+			_, _ = pipe.Exec(ctx)
+			if n, err := done.Result(); err == nil && n > 0 {
+				w.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job had finished before its outcome was lost; not running it again",
+					handlers.TaskAttrs(ctx, t.Type())...)
+				return nil
+			}
+			if v, err := retryAt.Result(); err == nil {
+				if ns, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+					if wait := time.Until(time.Unix(0, ns)); wait > 0 {
+						timer := time.NewTimer(wait)
+						select {
+						case <-timer.C:
+						case <-ctx.Done():
+							timer.Stop()
+							return ctx.Err()
 						}
 					}
 				}
