@@ -31,7 +31,8 @@ func refundOf(t *testing.T, pay *payments.Stripe, amount int64, ref string) (han
 // different references are two Stripe refunds, also after Stripe forgot
 // the idempotency keys (a second refund more than a day later); the same
 // reference again is one refund, reported as already done; the same
-// reference with another amount is a permanent error, never a silent drop.
+// reference with another amount is a permanent error, never a silent drop;
+// a full refund is matched by its job, not by a reference it carries.
 func TestPartialRefundsOfTheSameAmount(t *testing.T) {
 	fx := setup(t)
 	fx.fake.addIntent("pi_1", "succeeded", 5000)
@@ -52,6 +53,7 @@ func TestPartialRefundsOfTheSameAmount(t *testing.T) {
 		{"first again (a retry)", 1000, "rf-a", false, true, false, 2000, 2},
 		{"first again after Stripe forgot the key", 1000, "rf-a", true, true, false, 2000, 2},
 		{"reference reused for another amount", 700, "rf-a", true, false, true, 2000, 2},
+		{"full refund carrying a used reference refunds the rest", 0, "rf-a", true, false, false, 5000, 3},
 	}
 	for _, s := range steps {
 		if s.wipeKeys {
@@ -76,10 +78,10 @@ func TestPartialRefundsOfTheSameAmount(t *testing.T) {
 		}
 	}
 	refs := fx.fake.refundList()
-	if len(refs) != 2 {
-		t.Fatalf("got %d refunds, want 2", len(refs))
+	if len(refs) != 3 {
+		t.Fatalf("got %d refunds, want 3", len(refs))
 	}
-	for i, want := range []string{"rf-a", ref64} {
+	for i, want := range []string{"rf-a", ref64, "rf-a"} {
 		if got := refs[i].Metadata[payments.MetadataRefund]; got != want {
 			t.Errorf("refund %d: metadata %s got %q, want %q", i, payments.MetadataRefund, got, want)
 		}

@@ -139,10 +139,9 @@ func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (h
 
 // Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
 // Idempotency-Key IdempotencyKey(r.IdempotencyKey). It first lists the
-// PaymentIntent's refunds to find this one already made: with a refund
-// reference (r.RefundID, required for a partial refund) the refund whose
-// MetadataRefund is that reference, else the one whose MetadataJob is the
-// key. A found refund is AlreadyDone (a permanent error when it failed or
+// PaymentIntent's refunds to find this one already made: for a partial
+// refund the one whose MetadataRefund is its reference (r.RefundID,
+// required), for a full refund the one whose MetadataJob is the key. A found refund is AlreadyDone (a permanent error when it failed or
 // was canceled, or when the reference was used for another amount: the
 // caller reused a reference, and neither refunding again nor reporting
 // success would be right). A new refund carries MetadataJob,
@@ -159,7 +158,14 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 		return handlers.PaymentResult{}, permanent(what, errors.New("a partial refund needs a refundId (the caller's reference)"))
 	}
 	key := IdempotencyKey(r.IdempotencyKey)
-	found, err := s.findRefund(ctx, r.PaymentIntentID, key, r.RefundID)
+	// A partial refund is found by its reference; a full refund (one per
+	// PaymentIntent) by its job, whatever reference it carries, so a full
+	// refund is never taken for an earlier partial one with that reference.
+	reference := ""
+	if r.Amount > 0 {
+		reference = r.RefundID
+	}
+	found, err := s.findRefund(ctx, r.PaymentIntentID, key, reference)
 	if err != nil {
 		return handlers.PaymentResult{}, err
 	}
@@ -167,7 +173,7 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 		if found.Status == stripe.RefundStatusFailed || found.Status == stripe.RefundStatusCanceled {
 			return handlers.PaymentResult{}, permanent(what, fmt.Errorf("this job's refund %s is %s", found.ID, found.Status))
 		}
-		if r.RefundID != "" && r.Amount > 0 && found.Amount != r.Amount {
+		if reference != "" && found.Amount != r.Amount {
 			return handlers.PaymentResult{}, permanent(what, fmt.Errorf(
 				"refundId %s was already used for refund %s of %d, not %d: use a new refundId for another refund",
 				r.RefundID, found.ID, found.Amount, r.Amount))
