@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func auditTask(t *testing.T, id string, opts ...tasks.Option) *tasks.Task {
+func auditTask(t testing.TB, id string, opts ...tasks.Option) *tasks.Task {
 	t.Helper()
 	task, err := tasks.NewAuditLogCreatedTask(payloads.AuditLogCreated{EventID: id, Actor: "ops", Action: "escrow.released", OccurredAt: "2026-11-29T10:00:00Z"}, opts...)
 	if err != nil {
