@@ -7,8 +7,8 @@
 // processes on one host sharing the file (each write holds an flock and
 // first reads what the others appended). It remembers the event IDs of the
 // last 25 hours ([DefaultRememberFor]), at most [DefaultRememberAtMost] of
-// them, so its memory is bounded. [Log] is the -dev sink: it
-// writes the event to a *slog.Logger and stores nothing.
+// them, so its memory is bounded. The -dev sink, which only logs, is
+// devmode.Audit.
 //
 // With AUDIT_DATABASE_URL set, package postgres is the sink instead.
 package audit

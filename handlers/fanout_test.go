@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -52,9 +53,9 @@ func TestFanOutFitsAtTheIDLimit(t *testing.T) {
 			for run := range runs {
 				enq := &recordingEnqueuer{}
 				clock := time.Date(2026, 11, 29, 10, run, 0, 0, time.UTC)
-				a := nopAdapters{}
-				mux, err := handlers.NewServeMux(handlers.Deps{Mailer: a, Payments: a, Sender: a, Audit: a, Enqueuer: enq,
-					Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return clock }})
+				deps := testkit.NewAdapters().Deps(enq, slog.New(slog.DiscardHandler))
+				deps.Now = func() time.Time { return clock }
+				mux, err := handlers.NewServeMux(deps)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -203,8 +203,8 @@ func knownType(t string) bool {
 
 func typeNames() []string {
 	var names []string
-	for _, k := range tasks.Kinds() {
-		names = append(names, k.Type)
+	for _, typ := range tasks.Types() {
+		names = append(names, typ.Name)
 	}
 	return names
 }
@@ -240,7 +240,7 @@ func (m *Monitor) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	j, err := m.inspector.Status(id)
+	j, err := m.inspector.Status(r.Context(), id)
 	if err != nil {
 		m.inspectError(w, "status", id, err)
 		return
@@ -248,14 +248,11 @@ func (m *Monitor) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
-func (m *Monitor) stats(w http.ResponseWriter, _ *http.Request) {
-	qs, err := m.inspector.Stats()
+func (m *Monitor) stats(w http.ResponseWriter, r *http.Request) {
+	qs, err := m.inspector.Stats(r.Context())
 	if err != nil {
 		m.inspectError(w, "stats", "", err)
 		return
-	}
-	if qs == nil {
-		qs = []tasks.QueueStats{}
 	}
 	writeJSON(w, http.StatusOK, qs)
 }
@@ -271,13 +268,10 @@ func (m *Monitor) deadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	jobs, err := m.inspector.DeadLetters(limit)
+	jobs, err := m.inspector.DeadLetters(r.Context(), limit)
 	if err != nil {
 		m.inspectError(w, "dead letters", "", err)
 		return
-	}
-	if jobs == nil {
-		jobs = []tasks.Job{}
 	}
 	writeJSON(w, http.StatusOK, jobs)
 }
@@ -287,7 +281,7 @@ func (m *Monitor) requeue(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	j, err := m.inspector.Requeue(id)
+	j, err := m.inspector.Requeue(r.Context(), id)
 	if err != nil {
 		m.inspectError(w, "requeue", id, err)
 		return

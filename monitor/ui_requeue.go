@@ -31,7 +31,7 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 		switch {
 		case strings.HasPrefix(action, "/") && strings.HasSuffix(action, ":run"):
 			id := strings.TrimSuffix(strings.TrimPrefix(action, "/"), ":run")
-			if _, err := m.inspector.Requeue(id); err != nil {
+			if _, err := m.inspector.Requeue(r.Context(), id); err != nil {
 				http.Error(w, err.Error(), uiStatus(err))
 				return
 			}
@@ -51,7 +51,7 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 				ErrorIDs   []string `json:"error_ids"`
 			}{PendingIDs: []string{}, ErrorIDs: []string{}}
 			for _, id := range req.TaskIDs {
-				if _, err := m.inspector.Requeue(id); err != nil {
+				if _, err := m.inspector.Requeue(r.Context(), id); err != nil {
 					m.log.Warn("monitor: requeue from the UI failed", "task_id", id, "error", err)
 					resp.ErrorIDs = append(resp.ErrorIDs, id)
 					continue
@@ -69,7 +69,7 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 				}
 				requeued := 0
 				for _, t := range ts {
-					if _, err := m.inspector.Requeue(t.ID); err == nil {
+					if _, err := m.inspector.Requeue(r.Context(), t.ID); err == nil {
 						requeued++
 					}
 				}

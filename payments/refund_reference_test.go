@@ -23,7 +23,7 @@ func refundOf(t *testing.T, pay *payments.Stripe, amount int64, ref string) (han
 	if err != nil {
 		t.Fatalf("build refund %s: %v", ref, err)
 	}
-	return pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: task.ID, TransactionID: p.TransactionID,
+	return pay.Refund(context.Background(), handlers.Refund{JobID: task.ID, TransactionID: p.TransactionID,
 		PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, RefundID: p.RefundID, Reason: p.Reason})
 }
 
@@ -35,7 +35,7 @@ func refundOf(t *testing.T, pay *payments.Stripe, amount int64, ref string) (han
 // a full refund is matched by its job, not by a reference it carries.
 func TestPartialRefundsOfTheSameAmount(t *testing.T) {
 	fx := setup(t)
-	fx.fake.addIntent("pi_1", "succeeded", 5000)
+	fx.fake.AddIntent("pi_1", "succeeded", 5000)
 	ref64 := "refund-" + strings.Repeat("x", 57)
 
 	steps := []struct {
@@ -57,7 +57,7 @@ func TestPartialRefundsOfTheSameAmount(t *testing.T) {
 	}
 	for _, s := range steps {
 		if s.wipeKeys {
-			fx.fake.wipeKeys()
+			fx.fake.ForgetKeys()
 		}
 		res, err := refundOf(t, fx.pay, s.amount, s.ref)
 		switch {
@@ -70,14 +70,14 @@ func TestPartialRefundsOfTheSameAmount(t *testing.T) {
 		case res.AlreadyDone != s.wantDone:
 			t.Errorf("%s: got AlreadyDone %v, want %v", s.name, res.AlreadyDone, s.wantDone)
 		}
-		if got := fx.fake.intent("pi_1").Refunded; got != s.wantTotal {
+		if got := fx.fake.Intent("pi_1").Refunded; got != s.wantTotal {
 			t.Errorf("%s: refunded got %d, want %d", s.name, got, s.wantTotal)
 		}
-		if _, got := fx.fake.counts(); got != s.wantCount {
+		if _, got := fx.fake.Counts(); got != s.wantCount {
 			t.Errorf("%s: refunds created got %d, want %d", s.name, got, s.wantCount)
 		}
 	}
-	refs := fx.fake.refundList()
+	refs := fx.fake.Refunds()
 	if len(refs) != 3 {
 		t.Fatalf("got %d refunds, want 3", len(refs))
 	}

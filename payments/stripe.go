@@ -80,17 +80,17 @@ func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
 }
 
 // Capture captures c.PaymentIntentID (c.Amount, or all that is capturable
-// when 0) with Idempotency-Key IdempotencyKey(c.IdempotencyKey). It first
+// when 0) with Idempotency-Key IdempotencyKey(c.JobID). It first
 // retrieves the PaymentIntent: one that has succeeded is AlreadyDone with
 // its latest charge; one in "processing" is a transient error; one that
 // cannot be captured (canceled, requires_payment_method, …) is permanent.
 // The result ID is the charge ID.
 func (s *Stripe) Capture(ctx context.Context, c handlers.Capture) (handlers.PaymentResult, error) {
 	what := "capture " + c.PaymentIntentID
-	if err := check(c.IdempotencyKey, c.PaymentIntentID, c.Amount); err != nil {
+	if err := check(c.JobID, c.PaymentIntentID, c.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
-	key := IdempotencyKey(c.IdempotencyKey)
+	key := IdempotencyKey(c.JobID)
 	pi, err := s.api.PaymentIntents.Get(c.PaymentIntentID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
 	if err != nil {
 		return handlers.PaymentResult{}, failure("retrieve "+c.PaymentIntentID, s.secret, err)
@@ -138,11 +138,12 @@ func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (h
 }
 
 // Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
-// Idempotency-Key IdempotencyKey(r.IdempotencyKey). It first lists the
+// Idempotency-Key IdempotencyKey(r.JobID). It first lists the
 // PaymentIntent's refunds to find this one already made: for a partial
 // refund the one whose MetadataRefund is its reference (r.RefundID,
-// required), for a full refund the one whose MetadataJob is the key. A found refund is AlreadyDone (a permanent error when it failed or
-// was canceled, or when the reference was used for another amount: the
+// required), for a full refund the one whose MetadataJob is the key. A
+// found refund is AlreadyDone (a permanent error when it failed or was
+// canceled, or when the reference was used for another amount: the
 // caller reused a reference, and neither refunding again nor reporting
 // success would be right). A new refund carries MetadataJob,
 // MetadataRefund and MetadataTransaction. The result ID is the refund ID.
@@ -151,13 +152,13 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 	if r.RefundID != "" {
 		what += " (refundId " + r.RefundID + ")"
 	}
-	if err := check(r.IdempotencyKey, r.PaymentIntentID, r.Amount); err != nil {
+	if err := check(r.JobID, r.PaymentIntentID, r.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
 	if r.Amount > 0 && r.RefundID == "" {
 		return handlers.PaymentResult{}, permanent(what, errors.New("a partial refund needs a refundId (the caller's reference)"))
 	}
-	key := IdempotencyKey(r.IdempotencyKey)
+	key := IdempotencyKey(r.JobID)
 	// A partial refund is found by its reference; a full refund (one per
 	// PaymentIntent) by its job, whatever reference it carries, so a full
 	// refund is never taken for an earlier partial one with that reference.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -40,6 +41,32 @@ func (in *Inspector) Ping(ctx context.Context) error { return in.rc.Ping(ctx).Er
 
 // Close closes the connection to Redis.
 func (in *Inspector) Close() error { return in.rc.Close() }
+
+// within runs f, asynq's context-free Inspector call, and returns its
+// result, or ctx's error as soon as ctx ends: a Redis that does not answer
+// costs the caller its deadline, never a hang. (The abandoned call ends at
+// the Redis client's own read timeout.)
+func within[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, fmt.Errorf("%s: %w", what, err)
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: no answer from Redis: %w", what, ctx.Err())
+	}
+}
 
 // Asynq returns the underlying asynq Inspector.
 func (in *Inspector) Asynq() *asynq.Inspector { return in.i }
@@ -127,13 +154,16 @@ func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
 	return nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
 }
 
-// Status returns the state of the job with the given ID.
-func (in *Inspector) Status(id string) (Job, error) {
-	t, err := in.find(id)
-	if err != nil {
-		return Job{}, err
-	}
-	return jobFrom(t), nil
+// Status returns the state of the job with the given ID, or an error when
+// ctx ends first.
+func (in *Inspector) Status(ctx context.Context, id string) (Job, error) {
+	return within(ctx, "status "+id, func() (Job, error) {
+		t, err := in.find(id)
+		if err != nil {
+			return Job{}, err
+		}
+		return jobFrom(t), nil
+	})
 }
 
 // QueueStats is one queue's counts, in the JSON shape of the HTTP API.
@@ -158,13 +188,17 @@ type QueueStats struct {
 }
 
 // Stats returns the counts of the three standard queues and any other queue
-// Redis knows.
-func (in *Inspector) Stats() ([]QueueStats, error) {
+// Redis knows (never nil), or an error when ctx ends first.
+func (in *Inspector) Stats(ctx context.Context) ([]QueueStats, error) {
+	return within(ctx, "stats", in.stats)
+}
+
+func (in *Inspector) stats() ([]QueueStats, error) {
 	known, err := in.i.Queues()
 	if err != nil {
 		return nil, fmt.Errorf("stats: list queues: %w", err)
 	}
-	var out []QueueStats
+	out := []QueueStats{}
 	for _, q := range mergeQueues(known) {
 		qi, err := in.i.GetQueueInfo(q)
 		if errors.Is(err, asynq.ErrQueueNotFound) || (err != nil && strings.Contains(err.Error(), "does not exist")) {
@@ -195,8 +229,14 @@ func mergeQueues(known []string) []string {
 }
 
 // DeadLetters lists up to limit archived jobs of all queues, most recently
-// failed first. These are the jobs Requeue can bring back.
-func (in *Inspector) DeadLetters(limit int) ([]Job, error) {
+// failed first (an empty list, not nil, when there are none), or returns
+// an error when ctx ends first. These are the jobs
+// Requeue can bring back.
+func (in *Inspector) DeadLetters(ctx context.Context, limit int) ([]Job, error) {
+	return within(ctx, "dead letters", func() ([]Job, error) { return in.deadLetters(limit) })
+}
+
+func (in *Inspector) deadLetters(limit int) ([]Job, error) {
 	if limit <= 0 {
 		limit = 50
 	}
@@ -204,7 +244,7 @@ func (in *Inspector) DeadLetters(limit int) ([]Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: list queues: %w", err)
 	}
-	var out []Job
+	out := []Job{}
 	for _, q := range known {
 		// asynq lists the archive newest first; a page of limit per queue
 		// is enough to merge the newest limit overall.
@@ -233,8 +273,14 @@ func lastFailed(j Job) time.Time {
 // attempt plus three retries) under the same ID. asynq's own "run" keeps the
 // spent budget and so gives a single attempt; Requeue instead deletes the
 // archived copy and enqueues a fresh one with the same ID, payload, queue,
-// timeout and retention.
-func (in *Inspector) Requeue(id string) (Job, error) {
+// timeout and retention. It returns an error when ctx ends first; a
+// requeue already under way still runs to its end (and if its enqueue
+// fails, the payload is in the durable dead-letter log).
+func (in *Inspector) Requeue(ctx context.Context, id string) (Job, error) {
+	return within(ctx, "requeue "+id, func() (Job, error) { return in.requeue(id) })
+}
+
+func (in *Inspector) requeue(id string) (Job, error) {
 	t, err := in.find(id)
 	if err != nil {
 		return Job{}, fmt.Errorf("requeue: %w", err)
@@ -242,7 +288,7 @@ func (in *Inspector) Requeue(id string) (Job, error) {
 	if t.State != asynq.TaskStateArchived {
 		return Job{}, fmt.Errorf("requeue %s: state is %s: %w", id, t.State, ErrNotArchived)
 	}
-	opts := []asynq.Option{asynq.TaskID(t.ID), asynq.Queue(t.Queue), asynq.MaxRetry(MaxRetry), asynq.Retention(Retention)}
+	opts := []asynq.Option{asynq.TaskID(t.ID), asynq.Queue(t.Queue), asynq.MaxRetry(retry.Max), asynq.Retention(Retention)}
 	if t.Timeout > 0 {
 		opts = append(opts, asynq.Timeout(t.Timeout))
 	}
@@ -256,7 +302,11 @@ func (in *Inspector) Requeue(id string) (Job, error) {
 	var enqErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		if _, enqErr = in.c.Enqueue(fresh); enqErr == nil {
-			return in.Status(id)
+			t, err := in.find(id)
+			if err != nil {
+				return Job{}, err
+			}
+			return jobFrom(t), nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
