@@ -32,11 +32,14 @@ type Client struct {
 func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
+	rc.AddHook(newWakePublisher(rc)) // wake idle workers in the enqueue's round trip
 	c := &Client{rc: rc, timeout: EnqueueTimeout}
 	for _, o := range opts {
 		o(c)
 	}
 	if c.waitReplicas > 0 {
+		// After the wake publisher, so inside it: WAIT joins the pipeline
+		// that carries the enqueue script and the wake-up.
 		installWaitHook(rc, c.waitReplicas)
 	}
 	c.c = asynq.NewClientFromRedisClient(rc)

@@ -32,6 +32,7 @@ type Inspector struct {
 func NewInspector(r asynq.RedisConnOpt) *Inspector {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
+	rc.AddHook(newWakePublisher(rc)) // a requeued job wakes idle workers
 	return &Inspector{rc: rc, i: asynq.NewInspectorFromRedisClient(rc), c: asynq.NewClientFromRedisClient(rc)}
 }
 
@@ -301,12 +302,11 @@ func (in *Inspector) requeue(id string) (Job, error) {
 	}
 	var enqErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if _, enqErr = in.c.Enqueue(fresh); enqErr == nil {
-			t, err := in.find(id)
-			if err != nil {
-				return Job{}, err
-			}
-			return jobFrom(t), nil
+		var info *asynq.TaskInfo
+		// The job as enqueued: a worker woken by the enqueue may already
+		// be running it by the time a fresh read would answer.
+		if info, enqErr = in.c.Enqueue(fresh); enqErr == nil {
+			return jobFrom(info), nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

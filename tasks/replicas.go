@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,14 +74,17 @@ type replicaWaitKey struct{}
 const waitMargin = 300 * time.Millisecond
 
 // waitHook sends WAIT right after asynq's enqueue (or schedule) script, in
-// one pipeline with it, so WAIT runs on the connection that wrote. Between
-// the two it writes a small barrier key in the job's hash slot: WAIT waits
-// for the connection's last write, and a script that found the job already
-// there (a duplicate) writes nothing, so without the barrier WAIT would not
-// cover the earlier enqueue of that job. On a Cluster the hook is on every
-// node's client, so the script, the barrier and WAIT go to the shard that
-// holds the job. Commands outside an Enqueue with WaitReplicas pass
-// through untouched.
+// the same pipeline, so WAIT runs on the connection that wrote. The wake
+// publisher (an outer hook) already sends the script in a pipeline with
+// its PUBLISH; this hook appends to that pipeline a small barrier write in
+// the job's hash slot and WAIT. (WAIT waits for the connection's last
+// write, and a script that found the job already there, a duplicate,
+// writes nothing: the barrier makes WAIT cover the earlier enqueue of that
+// job too.) A script that reaches this hook alone (one the wake publisher
+// does not recognise) is sent as a one-command pipeline, so it gets its
+// WAIT all the same. On a Cluster the hook is on every node's client, so
+// the script, the barrier and WAIT go to the shard that holds the job.
+// Commands outside an Enqueue with WaitReplicas pass through untouched.
 type waitHook struct {
 	rc *redis.Client
 	n  int
@@ -88,15 +92,27 @@ type waitHook struct {
 
 func (h waitHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (h waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
 func (h waitHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		rw, ok := ctx.Value(replicaWaitKey{}).(*replicaWait)
-		if !ok || (cmd.Name() != "evalsha" && cmd.Name() != "eval") {
+		if _, ok := ctx.Value(replicaWaitKey{}).(*replicaWait); !ok || !isScript(cmd) {
 			return next(ctx, cmd)
+		}
+		pipe := h.rc.Pipeline() // through ProcessPipelineHook below
+		_ = pipe.Process(ctx, cmd)
+		_, _ = pipe.Exec(ctx)
+		return cmd.Err()
+	}
+}
+
+func (h waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		rw, ok := ctx.Value(replicaWaitKey{}).(*replicaWait)
+		if !ok {
+			return next(ctx, cmds)
+		}
+		i := slices.IndexFunc(cmds, isScript)
+		if i < 0 {
+			return next(ctx, cmds)
 		}
 		timeout := time.Second
 		if dl, ok := ctx.Deadline(); ok {
@@ -105,19 +121,18 @@ func (h waitHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			timeout = time.Until(dl) - waitMargin
 		}
 		ms := max(timeout.Milliseconds(), 1) // WAIT 0 would wait forever
-		pipe := h.rc.Pipeline()
-		_ = pipe.Process(ctx, cmd)
-		pipe.Set(ctx, barrierKey(cmd), "1", time.Minute)
-		wait := pipe.Do(ctx, "wait", h.n, ms)
-		_, _ = pipe.Exec(ctx)
-		if err := cmd.Err(); err != nil {
-			return err // the write itself failed (or NOSCRIPT: go-redis retries with EVAL)
+		barrier := redis.NewStatusCmd(ctx, "set", barrierKey(cmds[i]), "1", "px", time.Minute.Milliseconds())
+		wait := redis.NewIntCmd(ctx, "wait", h.n, ms)
+		err := next(ctx, append(cmds[:len(cmds):len(cmds)], barrier, wait))
+		if cmds[i].Err() == nil { // the job was written (or found): did the replicas get it?
+			acked, werr := wait.Result()
+			rw.record(int(acked), werr)
 		}
-		acked, err := wait.Int()
-		rw.record(acked, err)
-		return nil
+		return err
 	}
 }
+
+func isScript(cmd redis.Cmder) bool { return cmd.Name() == "evalsha" || cmd.Name() == "eval" }
 
 // barrierKey is a key in the hash slot of the script's first key (asynq's
 // keys carry the queue as hash tag: asynq:{queue}:…).

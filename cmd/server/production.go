@@ -109,6 +109,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	}
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
+		FallbackPoll: cfg.fallbackPoll, DisableWake: cfg.disableWake,
 		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log,
 	}, mux)
 	if err != nil {
