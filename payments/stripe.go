@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("STRIPE_API_BASE %q: want an http(s) URL such as %s", base, DefaultAPIBase)
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("STRIPE_API_BASE %s: want https (plain http only for a loopback test peer such as http://127.0.0.1:port)", u.Redacted())
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -251,4 +255,15 @@ func chargeID(pi *stripe.PaymentIntent) string {
 		return pi.LatestCharge.ID
 	}
 	return pi.ID
+}
+
+// loopbackHost reports whether host (from a URL, without port) is a
+// loopback address or the name localhost: the only hosts a plain-http base
+// URL may point at, since the requests carry the API key.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
