@@ -102,9 +102,14 @@ func Logging(log *slog.Logger) asynq.MiddlewareFunc {
 				err = fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 			}
 			attrs := append(TaskAttrs(ctx, t.Type()), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			var wait interface{ WaitUntil() time.Time }
 			switch {
 			case err == nil:
 				log.LogAttrs(ctx, slog.LevelInfo, "job done", attrs...)
+			case errors.As(err, &wait):
+				// Nothing was done; the job comes back without spending an
+				// attempt (a partner's circuit, throttle or limits).
+				log.LogAttrs(ctx, slog.LevelDebug, "job waits", append(attrs, slog.String("error", err.Error()))...)
 			case errors.Is(err, asynq.SkipRetry):
 				log.LogAttrs(ctx, slog.LevelError, "job failed permanently", append(attrs, slog.String("error", payloads.MaskEmailsString(err.Error())))...)
 			default:

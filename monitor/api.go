@@ -51,6 +51,7 @@ func (m *Monitor) apiRoutes() http.Handler {
 	mux.Handle("/api/v1/dead-letters", methods(m.deadLetters, http.MethodGet))
 	mux.Handle("/api/v1/dead-letters/{id}/requeue", methods(m.requeue, http.MethodPost))
 	mux.Handle("/api/v1/transactions/{transactionId}/jobs", methods(m.history, http.MethodGet))
+	m.partnerRoutes(mux)
 	mux.HandleFunc("/", notFound)
 	return mux
 }

@@ -30,6 +30,9 @@ const MaxBodyBytes = 64 << 10
 type Config struct {
 	// RedisOpt is the Redis of the queues (REDIS_URL or REDIS_CLUSTER_ADDRS).
 	RedisOpt asynq.RedisConnOpt
+	// ClientOptions configure the client of POST /api/v1/jobs and requeues
+	// (e.g. tasks.WaitReplicas from REDIS_WAIT_REPLICAS).
+	ClientOptions []tasks.ClientOption
 	// APIToken is the bearer token of /api/v1 (JOB_PROCESSOR_SECRET_TOKEN),
 	// at least MinTokenLength characters.
 	APIToken string

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // healthTimeout bounds the PING of /healthz.
@@ -38,6 +40,7 @@ func (m *Monitor) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		observe.NewCached(metrics.NewQueueMetricsCollector(m.inspector.Asynq()), observe.QueueCollectInterval),
+		observe.NewCached(m.partnerMetrics(), observe.QueueCollectInterval),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
@@ -47,4 +50,13 @@ func (m *Monitor) metricsHandler() http.Handler {
 		Timeout:             10 * time.Second,
 		MaxRequestsInFlight: 256, // the queue figures are cached: a scrape costs Redis nothing more
 	})
+}
+
+// partnerMetrics are the per-partner delivery metrics, read from Redis.
+func (m *Monitor) partnerMetrics() prometheus.Collector {
+	st, err := webhook.NewState(webhook.StateConfig{Redis: m.inspector.Redis()})
+	if err != nil {
+		return prometheus.NewRegistry() // cannot happen: the Redis client is set
+	}
+	return webhook.NewCollector(st)
 }

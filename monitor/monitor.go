@@ -41,7 +41,7 @@ func New(cfg Config) (*Monitor, error) {
 	m := &Monitor{
 		cfg:       cfg,
 		log:       log,
-		client:    tasks.NewClient(cfg.RedisOpt),
+		client:    tasks.NewClient(cfg.RedisOpt, cfg.ClientOptions...),
 		inspector: tasks.NewInspector(cfg.RedisOpt),
 	}
 	m.throttle = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow, log)

@@ -138,6 +138,11 @@ func message(fe validator.FieldError) string {
 	switch fe.Tag() {
 	case "required":
 		return "is required"
+	case "required_unless":
+		if fe.Field() == "refundId" {
+			return "is required for a partial refund (amount set): the caller's reference for this refund"
+		}
+		return "is required unless " + lowerFirst(fe.Param())
 	case "escrowid":
 		return "must be 1-64 characters of letters, digits, '-', '_' or '.'"
 	case "paymentintent":

@@ -78,7 +78,12 @@ func alertID(queue string, period time.Time) string {
 
 // post sends a to the alert URL. Failures are logged, never returned.
 func (al *alerter) post(ctx context.Context, log *slog.Logger, a Alert, id string, now func() time.Time) {
-	attrs := []any{"queue", a.Queue, "alert_host", al.host, "webhook_id", id}
+	al.postBody(ctx, log, a, id, now, []any{"queue", a.Queue})
+}
+
+// postBody signs and posts any JSON alert body; attrs describe it in logs.
+func (al *alerter) postBody(ctx context.Context, log *slog.Logger, a any, id string, now func() time.Time, attrs []any) {
+	attrs = append(attrs, "alert_host", al.host, "webhook_id", id)
 	body, err := json.Marshal(a)
 	if err != nil {
 		log.Error("dead-letter alert not sent: encode", append(attrs, "error", err)...)

@@ -69,6 +69,7 @@ func (s *Scheduler) check(ctx context.Context, w *watchdog, period time.Time) {
 			s.alert.post(ctx, s.log, a, alertID(q.Queue, period), s.now)
 		}
 	}
+	s.postNotices(ctx, w.rc)
 	s.log.Debug("dead-letter watchdog checked", "period", period.UTC().Format(time.RFC3339), "queues", len(stats))
 }
 

@@ -83,7 +83,7 @@ var registry = []Type{
 		return payloads.StripeCapturePayment{TransactionID: "esc-" + s, PaymentIntentID: samplePI(s), AmountToCapture: 125000}
 	}),
 	define(func(s string) payloads.StripeRefundPayment {
-		return payloads.StripeRefundPayment{TransactionID: "esc-" + s, PaymentIntentID: samplePI(s), Amount: 4999, Reason: payloads.RefundRequestedByCustomer}
+		return payloads.StripeRefundPayment{TransactionID: "esc-" + s, PaymentIntentID: samplePI(s), Amount: 4999, RefundID: "rf-" + s, Reason: payloads.RefundRequestedByCustomer}
 	}),
 	define(func(s string) payloads.WebhookEscrowStatusChanged {
 		return payloads.WebhookEscrowStatusChanged{EventID: "evt-" + s, PartnerID: "partner-acme", TransactionID: "esc-" + s,

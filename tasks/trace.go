@@ -29,9 +29,6 @@ const (
 // TracerName is the instrumentation scope of the spans of this module.
 const TracerName = "github.com/escrowjobs/escrowjobs"
 
-// ClientOption configures a Client.
-type ClientOption func(*Client)
-
 // WithTracerProvider makes Enqueue start a producer span ("enqueue
 // <type>") with tp and put its W3C trace context in the job's headers. Without
 // it (or with a no-op provider, which observe.SetupTracing returns when no

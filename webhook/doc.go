@@ -39,4 +39,22 @@
 // 425, 429, 5xx, timeouts and network errors are transient; a Retry-After on
 // 429 or 503 becomes a *retry.AfterError. An unknown partner and a
 // refused address are permanent.
+//
+// # Partner delivery
+//
+// [Watcher] keeps the registry live: it re-reads the file when it changes
+// and on SIGHUP, and refuses a file that does not validate. [State] is the
+// per-partner state every worker process shares in Redis; given to the
+// Sender (SenderOptions.State), it gates each delivery: a circuit that opens
+// after consecutive transient failures and lets one probe through per
+// interval, leased concurrency slots (registry "maxConcurrency", default 4),
+// a token bucket ("ratePerSecond"), the pause of a 429/503 Retry-After, and
+// the disabled flag set by a 410 Gone. A delivery that may not start returns
+// a [*WaitError]: nothing was sent, and the worker neither counts it as an
+// attempt nor keeps a slot for it. [Redelivery] requeues webhook dead
+// letters: transient ones on a schedule spanning days, those of a disabled
+// or unknown partner when it comes back. [DeadLetters] is the small
+// interface it needs of the dead-letter store; [InspectorDeadLetters]
+// implements it over asynq's archive. [Collector] exports the per-partner
+// metrics from Redis.
 package webhook

@@ -115,3 +115,41 @@ func ExampleNewSender() {
 	// partner verify: <nil>
 	// send: <nil>
 }
+
+func ExampleParseSchedule() {
+	steps, err := webhook.ParseSchedule("5m,30m,2h")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(steps)
+	// Output: [5m0s 30m0s 2h0m0s]
+}
+
+// A Watcher keeps the partner registry live: an edited file is picked up
+// by Reload (called on SIGHUP, and by Run every poll interval).
+func ExampleNewWatcher() {
+	path := filepath.Join(os.TempDir(), "escrowjobs-example-partners.json")
+	defer os.Remove(path)
+	write := func(partners string) {
+		if err := os.WriteFile(path, []byte(`{"partners": {`+partners+`}}`), 0o600); err != nil {
+			panic(err)
+		}
+	}
+	write(`"acme": {"url": "https://hooks.acme.example/escrow", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}`)
+	w, err := webhook.NewWatcher(path, false, nil)
+	if err != nil {
+		panic(err)
+	}
+	w.OnChange(func(r *webhook.Registry) { fmt.Println("now serving", r.Partners()) })
+
+	write(`"acme": {"url": "https://hooks.acme.example/escrow", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+	       "globex": {"url": "https://globex.example/wh", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "maxConcurrency": 2, "ratePerSecond": 5}`)
+	if _, err := w.Reload(); err != nil {
+		panic(err)
+	}
+	limits, _ := w.Registry().Limits("globex")
+	fmt.Printf("globex: %d at once, %g per second\n", limits.MaxConcurrency, limits.RatePerSecond)
+	// Output:
+	// now serving [acme globex]
+	// globex: 2 at once, 5 per second
+}

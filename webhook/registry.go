@@ -34,6 +34,25 @@ type Registry struct {
 type partner struct {
 	url    *url.URL
 	signer *Signer
+	limits Limits
+}
+
+// DefaultMaxConcurrency is a partner's maxConcurrency when the registry
+// does not set one.
+const DefaultMaxConcurrency = 4
+
+// maxMaxConcurrency bounds a registry's maxConcurrency.
+const maxMaxConcurrency = 1000
+
+// Limits are a partner's delivery limits, enforced across every worker
+// process.
+type Limits struct {
+	// MaxConcurrency is how many deliveries to the partner may be in
+	// flight at once (registry "maxConcurrency", default 4).
+	MaxConcurrency int
+	// RatePerSecond caps how many deliveries start per second (registry
+	// "ratePerSecond"); 0 is no cap.
+	RatePerSecond float64
 }
 
 // registryFile is the JSON shape of WEBHOOK_ENDPOINTS_FILE. Entries are
@@ -44,16 +63,20 @@ type registryFile struct {
 
 // registryEntry is one partner in WEBHOOK_ENDPOINTS_FILE.
 type registryEntry struct {
-	URL     string   `json:"url"`
-	Secret  string   `json:"secret"`
-	Secrets []string `json:"secrets"`
+	URL            string   `json:"url"`
+	Secret         string   `json:"secret"`
+	Secrets        []string `json:"secrets"`
+	MaxConcurrency *int     `json:"maxConcurrency"`
+	RatePerSecond  *float64 `json:"ratePerSecond"`
 }
 
 // LoadRegistry reads and validates the partner registry at path:
 //
-//	{"partners": {"<partnerId>": {"url": "https://…", "secret": "whsec_…"}}}
+//	{"partners": {"<partnerId>": {"url": "https://…", "secret": "whsec_…",
+//	                              "maxConcurrency": 4, "ratePerSecond": 10}}}
 //
-// with "secrets": ["whsec_…", …] accepted besides (or instead of) "secret"
+// maxConcurrency (1–1000, default 4) and ratePerSecond (positive, optional)
+// limit deliveries to the partner across every worker process; with "secrets": ["whsec_…", …] accepted besides (or instead of) "secret"
 // for rotation. Partner IDs are 1–64 letters, digits, '-', '_' or '.'. URLs
 // must be absolute https without credentials; allowHTTP also admits http
 // (test mode only). Every secret must be "whsec_" followed by standard
@@ -97,7 +120,19 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 		if e.Secret == "" && len(e.Secrets) == 0 {
 			return nil, fmt.Errorf(`partner %q: secret: missing (set "secret" or "secrets")`, id)
 		}
-		p := partner{url: u, signer: &Signer{}}
+		p := partner{url: u, signer: &Signer{}, limits: Limits{MaxConcurrency: DefaultMaxConcurrency}}
+		if e.MaxConcurrency != nil {
+			if *e.MaxConcurrency < 1 || *e.MaxConcurrency > maxMaxConcurrency {
+				return nil, fmt.Errorf("partner %q: maxConcurrency: %d, want 1 to %d", id, *e.MaxConcurrency, maxMaxConcurrency)
+			}
+			p.limits.MaxConcurrency = *e.MaxConcurrency
+		}
+		if e.RatePerSecond != nil {
+			if !(*e.RatePerSecond > 0) || *e.RatePerSecond > 1e6 {
+				return nil, fmt.Errorf("partner %q: ratePerSecond: %g, want a positive number of deliveries per second", id, *e.RatePerSecond)
+			}
+			p.limits.RatePerSecond = *e.RatePerSecond
+		}
 		add := func(field, s string) error {
 			key, err := decodeSecret(s, true)
 			if err != nil {
@@ -136,6 +171,16 @@ func (r Registry) String() string {
 
 // GoString is String, so %#v does not print the secrets either.
 func (r Registry) GoString() string { return r.String() }
+
+// Has reports whether the registry has a partner with the given ID.
+func (r Registry) Has(id string) bool { _, ok := r.partners[id]; return ok }
+
+// Limits returns a partner's delivery limits; ok is false for an unknown
+// partner.
+func (r Registry) Limits(id string) (l Limits, ok bool) {
+	p, ok := r.partners[id]
+	return p.limits, ok
+}
 
 // lookup returns the partner with the given ID.
 func (r Registry) lookup(id string) (partner, bool) {
@@ -205,6 +250,10 @@ func jsonError(err error) error {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
 }
+
+// ValidPartnerID reports whether id is a well-formed partner ID: 1–64
+// letters, digits, '-', '_' or '.'.
+func ValidPartnerID(id string) bool { return validPartnerID(id) }
 
 // validPartnerID reports whether id is 1–64 of [A-Za-z0-9._-].
 func validPartnerID(id string) bool {

@@ -46,6 +46,15 @@ func (w *Worker) sweep(ctx context.Context, insp *asynq.Inspector) int {
 			if !strings.Contains(t.LastErr, leaseExpired) {
 				continue
 			}
+			if n, err := w.rc.Exists(ctx, doneKey(t.ID)).Result(); err == nil && n > 0 {
+				// It finished; only its outcome was lost in a Redis outage
+				// (done.go). Not a dead letter: drop asynq's archive entry.
+				if err := insp.DeleteTask(q, t.ID); err == nil {
+					w.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job archived by asynq after it had finished (outcome lost in a Redis outage); removed from the archive",
+						slog.String("task_type", t.Type), slog.String("task_id", t.ID), slog.String("queue", t.Queue))
+				}
+				continue
+			}
 			member := t.ID + "@" + strconv.FormatInt(t.LastFailedAt.Unix(), 10)
 			added, err := w.rc.SAdd(ctx, sweptKey, member).Result()
 			if err != nil || added == 0 {
@@ -62,6 +71,9 @@ func (w *Worker) sweep(ctx context.Context, insp *asynq.Inspector) int {
 			}
 			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived after its worker died",
 				slog.String("task_type", t.Type), slog.String("task_id", t.ID), slog.String("queue", t.Queue), slog.Int("attempt", t.Retried+1))
+			if w.cfg.Archived != nil {
+				w.cfg.Archived(ctx, t.ID, t.Type, t.Payload, errors.New(t.LastErr))
+			}
 			n++
 		}
 	}

@@ -25,8 +25,12 @@
 //     early and only milliseconds late (or after the peer's Retry-After).
 //   - Durable dead letters. Every job asynq archives (retries exhausted or a
 //     permanent failure) is also written to a deadletter.Log.
-//   - No rerun after a Redis blip: a job that finishes while Redis is down
-//     is held until Redis answers, so asynq's one write of its outcome lands.
+//   - No effect twice after a Redis outage: a job that finishes while Redis
+//     is down is held until Redis answers, so asynq's one write of its
+//     outcome lands, but never past shortly before the job's deadline; if
+//     Redis is still down then, a completion marker is written as soon as
+//     it is back, and asynq's rerun of the job finds it and does nothing
+//     (done.go).
 //   - A sweep every 30 s writes to the dead-letter log the jobs asynq's
 //     recoverer archived itself (their worker died during the last attempt).
 //   - Logs with task_type, task_id, queue and attempt, e-mails masked.
@@ -94,6 +98,9 @@ type Config struct {
 	Queues map[string]int
 	// DeadLetters receives every archived job. Required.
 	DeadLetters deadletter.Log
+	// Archived, when set, is told about every archived job after it is in
+	// DeadLetters, with its last error (webhook redelivery).
+	Archived func(ctx context.Context, id, taskType string, payload []byte, err error)
 	// Logger is required.
 	Logger *slog.Logger
 }
@@ -112,6 +119,7 @@ type Worker struct {
 
 	redisOK atomic.Int64 // unix nanos of the last PING answered
 	running atomic.Bool  // every fetch loop started and none stopped (Ready)
+	done    *doneMarkers // completion markers waiting for Redis
 
 	sweepEvery time.Duration
 	stopSweep  context.CancelFunc
@@ -156,7 +164,7 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	for q := range cfg.Queues {
 		names = append(names, q)
 	}
-	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval}
+	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: newDoneMarkers()}
 	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
 	rc.AddHook(w.idle)
 	if !cfg.DisableWake {
@@ -171,7 +179,8 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 		c := asynq.Config{
 			Concurrency:     n,
 			Queues:          cfg.Queues,
-			RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return retry.Delay(n, err) },
+			RetryDelayFunc:  retryDelay,
+			IsFailure:       isFailure,
 			ErrorHandler:    asynq.ErrorHandlerFunc(w.handleError),
 			Logger:          asynqLogger{l: cfg.Logger.With("component", "asynq")},
 			LogLevel:        asynq.WarnLevel,
@@ -209,7 +218,10 @@ func (w *Worker) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopSweep, w.swept = cancel, make(chan struct{})
-	go func() { defer close(w.swept); w.sweepLoop(ctx) }()
+	var bg sync.WaitGroup
+	bg.Go(func() { w.sweepLoop(ctx) })
+	bg.Go(func() { w.flushDone(ctx) })
+	go func() { bg.Wait(); close(w.swept) }()
 	w.running.Store(true)
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "fetch_loops", len(w.servers), "queues", w.cfg.Queues)
 	return nil
@@ -220,10 +232,6 @@ func (w *Worker) Start() error {
 func (w *Worker) Shutdown() {
 	w.once.Do(func() {
 		w.running.Store(false)
-		if w.stopSweep != nil {
-			w.stopSweep()
-			<-w.swept
-		}
 		w.idle.close() // release fetch loops waiting for a wake-up
 		var wg sync.WaitGroup
 		for _, s := range w.servers {
@@ -231,6 +239,12 @@ func (w *Worker) Shutdown() {
 			go func() { defer wg.Done(); s.Shutdown() }()
 		}
 		wg.Wait()
+		// After the servers: jobs finishing during shutdown may still
+		// leave completion markers to write.
+		if w.stopSweep != nil {
+			w.stopSweep()
+			<-w.swept
+		}
 		w.stopSubscriber()
 		_ = w.rc.Close()
 		w.cfg.Logger.Info("worker stopped")
@@ -268,6 +282,13 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	if errors.Is(err, asynq.RevokeTask) {
 		return
 	}
+	if until, ok := waitUntil(err); ok && retried < maxRetry {
+		// Not a failed attempt: asynq brings the job back (isFailure) at
+		// the whole second retryDelay rounded up to; let the forwarder
+		// gate know, so the job is not held up to its 5 s poll.
+		w.idle.expectRetry(queue, wholeSecondAfter(until))
+		return
+	}
 	permanent := errors.Is(err, asynq.SkipRetry)
 	if permanent || retried >= maxRetry {
 		e := deadletter.Entry{
@@ -281,6 +302,9 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived", append(attrs,
 			slog.Bool("permanent", permanent), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+		if w.cfg.Archived != nil {
+			w.cfg.Archived(ctx, id, t.Type(), t.Payload(), err)
+		}
 		return
 	}
 	due := time.Now().Add(retry.Delay(retried, err))
@@ -292,13 +316,24 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 }
 
 // retryGate holds a retry until the exact time handleError recorded for it
-// (asynq releases retries at whole seconds, up to a second early), and
-// holds a finished job until Redis can record it (awaitRedis).
+// (asynq releases retries at whole seconds, up to a second early), returns
+// at once for a rerun of a job that already finished (its completion
+// marker, see done.go), and settles a finished job (settle).
 func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
 			id, _ := asynq.GetTaskID(ctx)
-			if v, err := w.rc.Get(ctx, retryKey(id)).Result(); err == nil {
+			// One round trip; a pipeline, not MGET, as the two keys may
+			// be on different Cluster shards.
+			pipe := w.rc.Pipeline()
+			retryAt, done := pipe.Get(ctx, retryKey(id)), pipe.Exists(ctx, doneKey(id))
+			_, _ = pipe.Exec(ctx)
+			if n, err := done.Result(); err == nil && n > 0 {
+				w.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job had finished before its outcome was lost; not running it again",
+					handlers.TaskAttrs(ctx, t.Type())...)
+				return nil
+			}
+			if v, err := retryAt.Result(); err == nil {
 				if ns, perr := strconv.ParseInt(v, 10, 64); perr == nil {
 					if wait := time.Until(time.Unix(0, ns)); wait > 0 {
 						timer := time.NewTimer(wait)
@@ -313,7 +348,7 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 			}
 		}
 		err := next.ProcessTask(ctx, t)
-		w.awaitRedis(t)
+		w.settle(ctx, t, err)
 		return err
 	})
 }
@@ -323,40 +358,32 @@ const (
 	// redisFresh: a PING this recent vouches for Redis; under load that is
 	// at most one extra PING per 20 ms per process.
 	redisFresh = 20 * time.Millisecond
-	// maxHold stays inside asynq's 30 s lease, so a job held here is never
-	// also recovered and rerun by another worker.
+	// maxHold bounds the hold of a job without a deadline; it stays inside
+	// asynq's 30 s lease.
 	maxHold = 20 * time.Second
 )
 
-// awaitRedis returns when Redis answers (or after maxHold). A job returns
-// to asynq right after its handler, and asynq writes "done" (or the retry)
-// once: when Redis is down at that moment, asynq v0.26 queues the write
-// with a context that is already cancelled, so it never lands, the job
-// stays active, and the recoverer runs its side effect again a minute or
-// two later. Holding the finished job until Redis is back lets that one
-// write land.
-func (w *Worker) awaitRedis(t *asynq.Task) {
-	if time.Since(time.Unix(0, w.redisOK.Load())) < redisFresh {
-		return
-	}
-	deadline := time.Now().Add(maxHold)
+// awaitRedis returns true when Redis answers, or false at until. A job
+// returns to asynq right after its handler, and asynq writes "done" (or
+// the retry) once: holding the finished job until Redis is back lets that
+// one write land (see done.go for when it cannot).
+func (w *Worker) awaitRedis(t *asynq.Task, until time.Time) bool {
 	for warned := false; ; {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), min(500*time.Millisecond, max(time.Until(until), 10*time.Millisecond)))
 		err := w.rc.Ping(ctx).Err()
 		cancel()
 		if err == nil {
 			w.redisOK.Store(time.Now().UnixNano())
-			return
+			return true
 		}
-		if time.Now().After(deadline) {
-			w.cfg.Logger.Error("Redis still unreachable; returning the finished job, asynq may run it again after its lease", "task_type", t.Type(), "error", err)
-			return
+		if !time.Now().Before(until) {
+			return false
 		}
 		if !warned {
-			w.cfg.Logger.Warn("Redis unreachable; holding a finished job until it is back so it is recorded as done", "task_type", t.Type(), "error", err)
+			w.cfg.Logger.Warn("Redis unreachable; holding a finished job until it is back (at most until shortly before the job's deadline)", "task_type", t.Type(), "error", err)
 			warned = true
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(min(100*time.Millisecond, max(time.Until(until), 0)))
 	}
 }
 

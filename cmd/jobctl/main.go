@@ -11,6 +11,9 @@
 //	stats
 //	dlq list [--limit N]
 //	dlq requeue <id>
+//	partners list
+//	partners enable <id> [--actor A]
+//	partners disable <id> [--reason R] [--actor A]
 //	history <transactionId>
 //	help
 //
@@ -106,7 +109,8 @@ type cli struct {
 
 // config is jobctl's configuration, read from the environment.
 type config struct {
-	redis asynq.RedisConnOpt
+	redis      asynq.RedisConnOpt
+	clientOpts []tasks.ClientOption // REDIS_WAIT_REPLICAS
 }
 
 func (c *cli) config() (config, error) {
@@ -114,7 +118,11 @@ func (c *cli) config() (config, error) {
 	if err != nil {
 		return config{}, err
 	}
-	return config{redis: r}, nil
+	opts, err := tasks.ClientOptionsFromEnv(c.getenv)
+	if err != nil {
+		return config{}, err
+	}
+	return config{redis: r, clientOpts: opts}, nil
 }
 
 func (c *cli) dispatch(args []string) error {
@@ -157,12 +165,14 @@ func (c *cli) command(cmd string, rest []string) error {
 			return c.usage()
 		}
 		return usagef("dlq: unknown subcommand %q: want list or requeue", rest[0])
+	case "partners":
+		return c.partners(rest)
 	case "history":
 		return c.history(rest)
 	case "help":
 		return c.usage()
 	}
-	return usagef("unknown command %q: want enqueue, status, stats, dlq, history or help", cmd)
+	return usagef("unknown command %q: want enqueue, status, stats, dlq, partners, history or help", cmd)
 }
 
 // flags is a flag set for one command, with the global --json.
@@ -222,6 +232,9 @@ Commands:
   stats	job counts per queue
   dlq list [--limit N]	dead letters (archived jobs), latest failure first (default 50)
   dlq requeue <id>	bring a dead letter back with its full retry budget
+  partners list	webhook partners: state (healthy, open, disabled), failures, last success, waiting
+  partners enable <id> [--actor A]	turn a partner back on and redeliver what waited
+  partners disable <id> [--reason R] [--actor A]	turn a partner off: its deliveries become dead letters
   history <transactionId>	every job of one escrow, oldest first, dead letters included
   help	this text
 

@@ -104,6 +104,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		errs = append(errs, errors.New(redactURLs(err.Error())))
 	}
 	c.monitor.RedisOpt = r
+	if c.monitor.ClientOptions, err = tasks.ClientOptionsFromEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	check := c.monitor
 	if check.RedisOpt == nil {
 		check.RedisOpt = asynq.RedisClientOpt{} // reported above

@@ -8,7 +8,9 @@ import (
 	"unicode"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
@@ -16,6 +18,7 @@ import (
 // config is the worker process's configuration, from the environment.
 type config struct {
 	redis           asynq.RedisConnOpt
+	clientOpts      []tasks.ClientOption // REDIS_WAIT_REPLICAS
 	concurrency     int
 	fetchLoops      int
 	pollInterval    time.Duration
@@ -32,11 +35,17 @@ type config struct {
 	stripeKey, stripeBase                    string
 	webhookFile                              string
 	webhookAllowPrivate                      bool
+	webhookTimeout                           time.Duration
+	webhookSchedule                          []time.Duration
+	webhookBreakerFailures                   int
+	webhookBreakerProbe                      time.Duration
+	webhookReloadInterval                    time.Duration
 	auditDB, auditPath                       string
 	outboxDB                                 string
 
 	scheduleFile         string
 	alertURL, alertToken string
+	watchdogInterval     time.Duration
 }
 
 // loadConfig reads the environment. Every error names its variable.
@@ -45,6 +54,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	var errs []error
 	var err error
 	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
+	if c.clientOpts, err = tasks.ClientOptionsFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
 	c.concurrency = cmdenv.Int(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
@@ -83,12 +95,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, errors.New("WEBHOOK_ENDPOINTS_FILE is required (the partner registry: partnerId → url, secret)"))
 	}
 	c.webhookAllowPrivate = cmdenv.Bool(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
+	c.webhookTimeout = cmdenv.Duration(getenv, "WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &errs)
+	c.webhookSchedule = webhook.DefaultRedeliverySchedule
+	if v := getenv("WEBHOOK_REDELIVERY_SCHEDULE"); v != "" {
+		if c.webhookSchedule, err = webhook.ParseSchedule(v); err != nil {
+			errs = append(errs, fmt.Errorf("WEBHOOK_REDELIVERY_SCHEDULE=%q: %w", v, err))
+		}
+	}
+	c.webhookBreakerFailures = cmdenv.Int(getenv, "WEBHOOK_BREAKER_FAILURES", webhook.DefaultBreakerFailures, 1, 1000000, &errs)
+	c.webhookBreakerProbe = cmdenv.Duration(getenv, "WEBHOOK_BREAKER_PROBE", webhook.DefaultBreakerProbe, &errs)
+	c.webhookReloadInterval = cmdenv.Duration(getenv, "WEBHOOK_REGISTRY_POLL", webhook.DefaultReloadInterval, &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
 	c.auditPath = cmdenv.Or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
 	c.outboxDB = getenv("OUTBOX_DATABASE_URL")
 
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
+	c.watchdogInterval = cmdenv.Duration(getenv, "WATCHDOG_INTERVAL", scheduler.DefaultWatchdogInterval, &errs)
+	if c.watchdogInterval < time.Second {
+		errs = append(errs, fmt.Errorf("WATCHDOG_INTERVAL=%q: want at least 1s", getenv("WATCHDOG_INTERVAL")))
+	}
 	return c, errors.Join(errs...)
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
 )
 
@@ -94,12 +93,12 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		deps.Audit = file
 	}
 
-	reg, err := webhook.LoadRegistry(cfg.webhookFile, cfg.webhookAllowPrivate)
+	partners, err := newPartners(ctx, cfg, func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }, tel.reg, log)
 	if err != nil {
-		return fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
+		return err
 	}
-	deps.Sender = webhook.NewSender(reg, webhook.SenderOptions{AllowPrivateNetworks: cfg.webhookAllowPrivate, Logger: log,
-		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }})
+	cleanup.add(partners.close)
+	deps.Sender = partners.sender
 
 	if deps.Mailer, err = newMailer(cfg, tel, log); err != nil {
 		return err
@@ -108,7 +107,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		return err
 	}
 
-	client := tasks.NewClient(cfg.redis, tasks.WithTracerProvider(tel.tp))
+	client := tasks.NewClient(cfg.redis, append(cfg.clientOpts, tasks.WithTracerProvider(tel.tp))...)
 	cleanup.add(func() { client.Close() })
 	deps.Enqueuer = client
 	mux, err := handlers.NewServeMux(deps)
@@ -118,7 +117,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
 		FallbackPoll: cfg.fallbackPoll, DisableWake: cfg.disableWake,
-		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log,
+		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log, Archived: partners.redelivery.Archived,
 	}, observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
 		return err
@@ -133,6 +132,8 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	if err := w.Start(); err != nil {
 		return err
 	}
+	stopPartners := partners.run(ctx)
+	defer stopPartners()
 	stopScheduler, err := startScheduler(ctx, f, cfg, log)
 	if err != nil {
 		w.Shutdown()
@@ -167,8 +168,8 @@ func startScheduler(ctx context.Context, f flags, cfg config, log *slog.Logger) 
 		}
 	}
 	s, err := scheduler.New(scheduler.Config{
-		Redis: cfg.redis, Logger: log.With("component", "scheduler"), Entries: entries,
-		AlertURL: cfg.alertURL, AlertSecret: cfg.alertToken,
+		Redis: cfg.redis, ClientOptions: cfg.clientOpts, Logger: log.With("component", "scheduler"), Entries: entries,
+		AlertURL: cfg.alertURL, AlertSecret: cfg.alertToken, WatchdogInterval: cfg.watchdogInterval,
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,8 @@
 // Package testkit is the one shared kit of test doubles and helpers: a
 // stateful Stripe API with fault injection (Stripe), a partner endpoint that
-// verifies every webhook with webhook.Verify (Receiver), a recording set of
+// verifies every webhook with webhook.Verify (Receiver), a scripted partner
+// endpoint for the partner-delivery tests (Partner: any status, Retry-After,
+// hanging; arrival times and the most requests held at once), a recording set of
 // every adapter the handlers need (Adapters), the real worker started over
 // them (StartWorker), polling helpers (Eventually, AwaitState) and the proof
 // that asynq's lease recoverer has nothing left to rerun (NoLeases).

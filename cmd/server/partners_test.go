@@ -1,0 +1,681 @@
+package main
+
+// Partner delivery (SPEC §10) end to end: the real worker (run, in
+// process) with real Redis, against verifying HTTP receivers, with the
+// schedules shortened by configuration.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/webhook"
+)
+
+// regEntry is one partner of a test registry.
+type regEntry struct {
+	URL            string   `json:"url"`
+	Secret         string   `json:"secret"`
+	MaxConcurrency int      `json:"maxConcurrency,omitempty"`
+	RatePerSecond  *float64 `json:"ratePerSecond,omitempty"`
+}
+
+// partnerEnv is one worker process's world: its Redis, registry file and
+// environment.
+type partnerEnv struct {
+	t       *testing.T
+	dir     string
+	regPath string
+	env     map[string]string
+	redis   asynq.RedisConnOpt
+	rc      redis.UniversalClient
+	client  *tasks.Client
+	insp    *tasks.Inspector
+	logs    testenv.Buffer
+}
+
+// setupPartners writes the registry and the environment (overridden by
+// env); start runs the worker.
+func setupPartners(t *testing.T, partners map[string]regEntry, env map[string]string) *partnerEnv {
+	t.Helper()
+	dir := t.TempDir()
+	e := &partnerEnv{t: t, dir: dir, regPath: filepath.Join(dir, "partners.json")}
+	e.writeRegistry(partners)
+	redisURL := testenv.Redis(t)
+	e.env = map[string]string{
+		"REDIS_URL": redisURL, "SMTP_URL": "smtp://127.0.0.1:1?tls=none", "MAIL_FROM": "escrow@example.com",
+		"STRIPE_SECRET_KEY": "sk_test_partners", "WEBHOOK_ENDPOINTS_FILE": e.regPath, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+		"DEAD_LETTER_PATH": filepath.Join(dir, "dead-letters.jsonl"), "AUDIT_LOG_PATH": filepath.Join(dir, "audit.jsonl"),
+		"WEBHOOK_REDELIVERY_SCHEDULE": "1s,2s", "WEBHOOK_BREAKER_PROBE": "1s", "WEBHOOK_TIMEOUT": "2s",
+		"WEBHOOK_REGISTRY_POLL": "200ms", "WORKER_CONCURRENCY": "20", "LOG_LEVEL": "debug",
+	}
+	for k, v := range env {
+		e.env[k] = v
+	}
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.redis = opt
+	e.rc = opt.MakeRedisClient().(redis.UniversalClient)
+	e.client = tasks.NewClient(opt)
+	e.insp = tasks.NewInspector(opt)
+	t.Cleanup(func() { e.client.Close(); e.insp.Close(); e.rc.Close() })
+	return e
+}
+
+// writeRegistry replaces the registry file atomically.
+func (e *partnerEnv) writeRegistry(partners map[string]regEntry) {
+	e.t.Helper()
+	b, err := json.Marshal(map[string]any{"partners": partners})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tmp := e.regPath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, e.regPath); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// start runs one worker process in-process until the test ends.
+func (e *partnerEnv) start() {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-no-scheduler"}, envOf(e.env), &e.logs, &e.logs) }()
+	e.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("server: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			e.t.Errorf("server did not stop within 30 s")
+		}
+		if e.t.Failed() {
+			e.t.Logf("server log (tail):\n%s", tail(e.logs.String(), 60))
+		}
+	})
+	// Started once the registry's partners are recorded in Redis.
+	testkit.Eventually(e.t, "the worker to start", 10*time.Second, func() bool {
+		n, _ := e.rc.SCard(context.Background(), "escrowjobs:partners").Result()
+		return n > 0
+	})
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// enqueue adds one status-changed webhook and returns its job ID.
+func (e *partnerEnv) enqueue(eventID, partner string) string {
+	e.t.Helper()
+	task, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
+		EventID: eventID, PartnerID: partner, TransactionID: "esc-" + eventID[:min(len(eventID), 40)],
+		PreviousStatus: payloads.StatusFunded, Status: payloads.StatusReleased, OccurredAt: "2026-11-30T02:00:00Z",
+	})
+	if err != nil {
+		e.t.Fatalf("build webhook %s: %v", eventID, err)
+	}
+	id, err := e.client.Enqueue(context.Background(), task)
+	if err != nil {
+		e.t.Fatalf("enqueue webhook %s: %v", eventID, err)
+	}
+	return id
+}
+
+// state returns a partner's status as GET /api/v1/partners shows it.
+func (e *partnerEnv) state(partner string) webhook.Status {
+	e.t.Helper()
+	st, err := webhook.NewState(webhook.StateConfig{Redis: e.rc, BreakerFailures: atoiOr(e.env["WEBHOOK_BREAKER_FAILURES"], 5)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := st.Status(context.Background(), partner)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func atoiOr(s string, def int) int {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
+		return def
+	}
+	return n
+}
+
+// jobState is asynq's state of a job ("" when not found).
+func (e *partnerEnv) jobState(id string) (string, string) {
+	j, err := e.insp.Status(context.Background(), id)
+	if err != nil {
+		return "", ""
+	}
+	return j.State, j.LastError
+}
+
+// checkDeliveredOnce asserts every event reached the receiver verified,
+// answered 2xx exactly once, with its event ID as webhook-id, and nothing
+// else was delivered.
+func checkDeliveredOnce(t *testing.T, r *testkit.Partner, events []string) {
+	t.Helper()
+	got := r.Delivered()
+	for _, id := range events {
+		if got[id] != 1 {
+			t.Errorf("event %s: delivered %d times, want exactly once", id, got[id])
+		}
+	}
+	for id, n := range got {
+		if !slices.Contains(events, id) {
+			t.Errorf("webhook-id %q delivered %d times: not one of the events' IDs", id, n)
+		}
+	}
+	for _, q := range r.Requests() {
+		if q.VerifyErr != nil {
+			t.Errorf("request %s failed verification: %v", q.ID, q.VerifyErr)
+		}
+	}
+}
+
+func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
+	t.Parallel()
+	recv := testkit.StartPartner(t)
+	var up sync.Once
+	back := make(chan struct{})
+	recv.Answer(func(int) testkit.Answer {
+		select {
+		case <-back:
+			return testkit.Answer{Status: http.StatusOK}
+		default:
+			return testkit.Answer{Status: http.StatusBadGateway}
+		}
+	})
+	// The circuit is kept out of the way (a high threshold): this test is
+	// about redelivery after the 2/4/8 s run.
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}},
+		map[string]string{"WEBHOOK_BREAKER_FAILURES": "1000", "WEBHOOK_REDELIVERY_SCHEDULE": "1s,2s,3s"})
+	// Two worker processes share the redelivery steps and the due set.
+	e.start()
+	e.start()
+
+	events := []string{"evt-down-1", "evt-down-2", strings.Repeat("e", 64)}
+	var jobs []string
+	for _, ev := range events {
+		jobs = append(jobs, e.enqueue(ev, "acme"))
+	}
+	// Every event fails its whole run (1 + 3 attempts, 14 s) and becomes a
+	// dead letter; then the partner comes back.
+	testkit.Eventually(e.t, "every event to be a dead letter", 40*time.Second, func() bool {
+		for _, j := range jobs {
+			if s, _ := e.jobState(j); s != "archived" {
+				return false
+			}
+		}
+		return true
+	})
+	perEvent := map[string]int{}
+	for _, q := range recv.Requests() {
+		perEvent[q.ID]++
+	}
+	for _, ev := range events {
+		if perEvent[ev] != 4 {
+			t.Errorf("event %s: %d attempts in its first run, want 4 (2/4/8 s schedule)", ev, perEvent[ev])
+		}
+	}
+	up.Do(func() { close(back) })
+	testkit.Eventually(e.t, "every event to be delivered by redelivery", 30*time.Second, func() bool {
+		return len(recv.Delivered()) == len(events)
+	})
+	// Wait out any later redelivery step (3 s + 10 %) that could double.
+	time.Sleep(4 * time.Second)
+	checkDeliveredOnce(t, recv, events)
+	for _, j := range jobs {
+		if s, _ := e.jobState(j); s != "completed" {
+			t.Errorf("job %s: state %q, want completed", j, s)
+		}
+	}
+	if !strings.Contains(e.logs.String(), `"actor":"redelivery"`) {
+		t.Errorf("no requeue with actor redelivery in the log")
+	}
+}
+
+func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
+	t.Parallel()
+	recv := testkit.StartPartner(t)
+	recv.Answer(func(int) testkit.Answer { return testkit.Answer{Status: http.StatusServiceUnavailable} })
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}},
+		map[string]string{"WEBHOOK_BREAKER_FAILURES": "1000", "WEBHOOK_REDELIVERY_SCHEDULE": "1s"})
+	e.start()
+	job := e.enqueue("evt-exhaust", "acme")
+	// Two runs of four attempts: the first and the one redelivery.
+	testkit.Eventually(e.t, "the alert after the last step", 60*time.Second, func() bool {
+		n, _ := e.rc.LLen(context.Background(), "escrowjobs:alerts:pending").Result()
+		return n > 0
+	})
+	if n := len(recv.Requests()); n != 8 {
+		t.Errorf("partner saw %d requests, want 8 (two runs of four)", n)
+	}
+	if s, _ := e.jobState(job); s != "archived" {
+		t.Errorf("job state %q, want archived (an open dead letter)", s)
+	}
+	v, _ := e.rc.LIndex(context.Background(), "escrowjobs:alerts:pending", 0).Result()
+	for _, want := range []string{webhook.AlertRedeliveryExhausted, `"partner":"acme"`, job} {
+		if !strings.Contains(v, want) {
+			t.Errorf("alert %s: want it to contain %q", v, want)
+		}
+	}
+}
+
+func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
+	// Not parallel: the measure is a ratio of two windows, which other
+	// tests' load would skew.
+	hung := testkit.StartPartner(t)
+	hung.Answer(func(int) testkit.Answer { return testkit.Answer{Hang: true} })
+	healthy := testkit.StartPartner(t)
+	// The healthy partner takes 200 ms to answer, so its throughput is
+	// bound by worker slots (what a hanging partner could take away) more
+	// than by the CPU the machine's other work competes for.
+	healthy.Answer(func(int) testkit.Answer { time.Sleep(200 * time.Millisecond); return testkit.Answer{} })
+	mail := testenv.StartMailpit(t)
+	e := setupPartners(t, map[string]regEntry{
+		"hung":    {URL: hung.URL, Secret: hung.Secret, MaxConcurrency: 4},
+		"healthy": {URL: healthy.URL, Secret: healthy.Secret, MaxConcurrency: 100},
+	}, map[string]string{"SMTP_URL": mail.SMTPURL(), "WEBHOOK_TIMEOUT": "1s", "WEBHOOK_BREAKER_PROBE": "1s", "WORKER_CONCURRENCY": "25", "LOG_LEVEL": "info"})
+	// Two worker processes of 25: the hanging partner's 4 slots are
+	// counted across both.
+	e.start()
+	e.start()
+
+	// A producer keeps about 300 healthy webhooks (and one e-mail per
+	// three webhooks) waiting, so the workers are never idle and a new job
+	// waits less than a second; throughput is what completes in a window.
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		webhooks := 0
+		for n := 0; ctx.Err() == nil; n++ {
+			if webhooks-healthy.DeliveredCount() > 300 {
+				time.Sleep(5 * time.Millisecond)
+				n--
+				continue
+			}
+			var task *tasks.Task
+			var err error
+			if n%4 == 3 {
+				task, err = tasks.NewSendReleaseEmailTask(payloads.SendReleaseEmail{
+					TransactionID: fmt.Sprintf("esc-%d", n), RecipientEmail: fmt.Sprintf("buyer-%d@example.com", n), Amount: 1000, Currency: "EUR",
+				})
+			} else {
+				webhooks++
+				task, err = tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
+					EventID: fmt.Sprintf("evt-ok-%d", n), PartnerID: "healthy", TransactionID: fmt.Sprintf("esc-%d", n),
+					PreviousStatus: payloads.StatusFunded, Status: payloads.StatusReleased, OccurredAt: "2026-11-30T02:00:00Z",
+				})
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := e.client.Enqueue(ctx, task); err != nil {
+				if ctx.Err() == nil {
+					t.Error(err)
+				}
+				return
+			}
+		}
+	})
+	defer func() { stop(); wg.Wait() }()
+
+	window := 5 * time.Second
+	done := func() int { return healthy.DeliveredCount() + mailCount(e, mail) }
+	measure := func() int {
+		start := done()
+		var per []int
+		prev := start
+		for range int(window / time.Second) {
+			time.Sleep(time.Second)
+			n := done()
+			per = append(per, n-prev)
+			prev = n
+		}
+		t.Logf("per second: %v (webhooks %d)", per, healthy.DeliveredCount())
+		return prev - start
+	}
+	time.Sleep(2 * time.Second) // warm up
+	baseline := measure()
+
+	// Now the hanging partner gets 150 events (three times the worker
+	// slots): each request hangs until the sender's 1 s timeout.
+	var hungEvents []string
+	for i := range 150 {
+		ev := fmt.Sprintf("evt-hung-%d", i)
+		hungEvents = append(hungEvents, ev)
+		e.enqueue(ev, "hung")
+	}
+	with := measure()
+	ratio := float64(with) / float64(max(baseline, 1))
+	t.Logf("healthy webhooks + e-mails completed per %s: %d without a hanging partner, %d with one: ratio %.2f", window, baseline, with, ratio)
+	if ratio < 0.8 {
+		t.Errorf("throughput with a hanging partner: %.2f of the baseline, want at least 0.80", ratio)
+	}
+	if got := hung.MaxInFlight(); got > 4 {
+		t.Errorf("hanging partner held %d requests at once, want at most its maxConcurrency 4", got)
+	}
+	if hung.MaxInFlight() == 0 {
+		t.Errorf("hanging partner saw no request")
+	}
+	testkit.Eventually(e.t, "the hanging partner's circuit to open", 10*time.Second, func() bool { return e.state("hung").State == webhook.StateOpen })
+	if st := e.state("healthy"); st.State != webhook.StateHealthy {
+		t.Errorf("healthy partner state %q, want %q", st.State, webhook.StateHealthy)
+	}
+}
+
+// mailCount is how many mails mailpit holds.
+func mailCount(e *partnerEnv, m *testenv.Mailpit) int {
+	resp, err := http.Get(m.APIURL() + "/messages?limit=1")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Total int `json:"total"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return v.Total
+}
+
+func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
+	t.Parallel()
+	const probe = 2 * time.Second
+	recv := testkit.StartPartner(t)
+	var mu sync.Mutex
+	healthy := false
+	recv.Answer(func(int) testkit.Answer {
+		mu.Lock()
+		defer mu.Unlock()
+		if healthy {
+			return testkit.Answer{}
+		}
+		return testkit.Answer{Status: http.StatusInternalServerError}
+	})
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 4}},
+		map[string]string{"WEBHOOK_BREAKER_FAILURES": "5", "WEBHOOK_BREAKER_PROBE": probe.String(), "WEBHOOK_REDELIVERY_SCHEDULE": "1s,1s,1s,1s"})
+	// Two worker processes: the circuit and its probe are shared.
+	e.start()
+	e.start()
+	// A steady stream: one new event every 250 ms until the partner is
+	// back, so the request rate before and after the circuit opens
+	// compare.
+	var evMu sync.Mutex
+	var events []string
+	streamDone := make(chan struct{})
+	stopStream := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		for i := 0; ; i++ {
+			ev := fmt.Sprintf("evt-probe-%03d", i)
+			evMu.Lock()
+			events = append(events, ev)
+			evMu.Unlock()
+			e.enqueue(ev, "acme")
+			select {
+			case <-stopStream:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	testkit.Eventually(e.t, "the circuit to open", 20*time.Second, func() bool { return e.state("acme").State == webhook.StateOpen })
+	openedAt := time.Now()
+	before := recv.Requests()
+	// Let it stay open for four probe intervals.
+	time.Sleep(4*probe + probe/2)
+	reqs := recv.Requests()
+	after := reqs[len(before):]
+	// Requests before the circuit opened, per minute: over the span from
+	// the first request to the opening.
+	span := openedAt.Sub(before[0].At)
+	perMinBefore := float64(len(before)) / span.Minutes()
+	perMinAfter := float64(len(after)) / time.Since(openedAt).Minutes()
+	t.Logf("dead partner: %d requests in the %.1f s before the circuit opened (%.0f/min), %d in the %.1f s after (%.0f/min, probe interval %s)",
+		len(before), span.Seconds(), perMinBefore, len(after), time.Since(openedAt).Seconds(), perMinAfter, probe)
+	if len(after) == 0 || len(after) > 5 {
+		t.Errorf("got %d requests in 4.5 probe intervals after the circuit opened, want 1 to 5 (one probe per interval)", len(after))
+	}
+	// At most one request per probe interval. The gate admits probes at
+	// least an interval apart (Redis's clock); what the receiver sees can
+	// be squeezed by a request that was slow to arrive on a loaded
+	// machine, so each gap must be at least half an interval (a broken
+	// circuit sends a request per waiting job, milliseconds apart) and no
+	// window may hold more than one request per interval it spans, plus one.
+	for i := 1; i < len(after); i++ {
+		if gap := after[i].At.Sub(after[i-1].At); gap < probe/2 {
+			t.Errorf("probes %d and %d arrived %s apart, want about the probe interval %s", i-1, i, gap, probe)
+		}
+	}
+	for i := range after {
+		for j := i + 1; j < len(after); j++ {
+			span := after[j].At.Sub(after[i].At)
+			if n, allowed := j-i+1, 1+int((span+probe/2)/probe); n > allowed {
+				t.Errorf("%d probes within %s, want at most %d at one per %s", n, span, allowed, probe)
+			}
+		}
+	}
+	// The partner recovers: the next probe closes the circuit and the
+	// waiting deliveries flow, each once.
+	close(stopStream)
+	<-streamDone
+	mu.Lock()
+	healthy = true
+	mu.Unlock()
+	testkit.Eventually(e.t, "every event to be delivered after the circuit closed", 30*time.Second, func() bool {
+		return len(recv.Delivered()) == len(events)
+	})
+	time.Sleep(2 * time.Second) // a late redelivery would double here
+	checkDeliveredOnce(t, recv, events)
+	if st := e.state("acme"); st.State != webhook.StateHealthy || st.ConsecutiveFailures != 0 || st.LastSuccessAt == nil {
+		t.Errorf("state after recovery: %+v, want healthy, 0 failures, a last success", st)
+	}
+}
+
+func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
+	t.Parallel()
+	recv := testkit.StartPartner(t)
+	var mu sync.Mutex
+	gone := true
+	recv.Answer(func(int) testkit.Answer {
+		mu.Lock()
+		defer mu.Unlock()
+		if gone {
+			return testkit.Answer{Status: http.StatusGone}
+		}
+		return testkit.Answer{}
+	})
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}}, nil)
+	e.start()
+	first := e.enqueue("evt-gone-1", "acme")
+	testkit.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == webhook.StateDisabled })
+	second := e.enqueue("evt-gone-2", "acme")
+	for _, j := range []string{first, second} {
+		testkit.Eventually(t, j+" to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(j); return s == "archived" })
+		if _, lastErr := e.jobState(j); !strings.Contains(lastErr, "endpoint disabled") {
+			t.Errorf("%s: last error %q, want it to say endpoint disabled", j, lastErr)
+		}
+	}
+	if n := len(recv.Requests()); n != 1 {
+		t.Errorf("partner saw %d requests, want 1 (the 410; later deliveries are not sent)", n)
+	}
+	v, _ := e.rc.LIndex(context.Background(), "escrowjobs:alerts:pending", 0).Result()
+	if !strings.Contains(v, webhook.AlertPartnerDisabled) || !strings.Contains(v, `"partner":"acme"`) {
+		t.Errorf("queued alert %q, want a partner_disabled alert for acme", v)
+	}
+	if st := e.state("acme"); st.Waiting != 2 {
+		t.Errorf("waiting: got %d, want 2 dead letters kept for the partner", st.Waiting)
+	}
+
+	mu.Lock()
+	gone = false
+	mu.Unlock()
+	rd := e.redelivery()
+	n, err := rd.Enable(context.Background(), "acme", "test-operator")
+	if err != nil {
+		t.Fatalf("enable: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("enable scheduled %d redeliveries, want 2", n)
+	}
+	testkit.Eventually(e.t, "both events to be delivered after enable", 15*time.Second, func() bool { return len(recv.Delivered()) == 2 })
+	time.Sleep(time.Second)
+	checkDeliveredOnce(t, recv, []string{"evt-gone-1", "evt-gone-2"})
+	if st := e.state("acme"); st.State != webhook.StateHealthy || st.Waiting != 0 {
+		t.Errorf("state after enable: %+v, want healthy with nothing waiting", st)
+	}
+}
+
+// redelivery is a Redelivery over the test's Redis, as the monitor API
+// and jobctl build one to enable a partner.
+func (e *partnerEnv) redelivery() *webhook.Redelivery {
+	e.t.Helper()
+	w, err := webhook.NewWatcher(e.regPath, true, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := webhook.NewState(webhook.StateConfig{Redis: e.rc})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
+		Redis: e.rc, DeadLetters: webhook.InspectorDeadLetters{Inspector: e.insp}, State: st, Registry: w.Registry,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rd
+}
+
+func TestRegistryEditedAtRuntime(t *testing.T) {
+	t.Parallel()
+	acme := testkit.StartPartner(t)
+	globex := testkit.StartPartner(t)
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, nil)
+	e.start()
+
+	early := e.enqueue("evt-globex-early", "globex")
+	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(early); return s == "archived" })
+	if _, lastErr := e.jobState(early); !strings.Contains(lastErr, "unknown partner") {
+		t.Errorf("last error %q, want it to say unknown partner", lastErr)
+	}
+	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "globex": {URL: globex.URL, Secret: globex.Secret}})
+	testkit.Eventually(e.t, "the waiting event to reach the added partner", 10*time.Second, func() bool { return globex.Delivered()["evt-globex-early"] == 1 })
+	e.enqueue("evt-globex-late", "globex")
+	e.enqueue("evt-acme", "acme")
+	testkit.Eventually(e.t, "new events to reach both partners", 10*time.Second, func() bool {
+		return globex.Delivered()["evt-globex-late"] == 1 && acme.Delivered()["evt-acme"] == 1
+	})
+	checkDeliveredOnce(t, globex, []string{"evt-globex-early", "evt-globex-late"})
+	checkDeliveredOnce(t, acme, []string{"evt-acme"})
+}
+
+func TestRetryAfterPausesThePartner(t *testing.T) {
+	t.Parallel()
+	recv := testkit.StartPartner(t)
+	recv.Answer(func(n int) testkit.Answer {
+		if n == 0 {
+			return testkit.Answer{Status: http.StatusTooManyRequests, RetryAfter: "3"}
+		}
+		return testkit.Answer{}
+	})
+	// One delivery at a time, so none is in flight when the 429 lands.
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 1}}, nil)
+	e.start()
+	e.enqueue("evt-ra-1", "acme")
+	testkit.Eventually(e.t, "the 429", 10*time.Second, func() bool { return len(recv.Requests()) > 0 })
+	e.enqueue("evt-ra-2", "acme")
+	e.enqueue("evt-ra-3", "acme")
+	testkit.Eventually(e.t, "all three events after the pause", 15*time.Second, func() bool { return len(recv.Delivered()) == 3 })
+	reqs := recv.Requests()
+	pausedAt := reqs[0].At
+	for _, q := range reqs[1:] {
+		if gap := q.At.Sub(pausedAt); gap < 3*time.Second-50*time.Millisecond {
+			t.Errorf("request for %s %s after the 429 with Retry-After: 3, want none before 3 s", q.ID, gap)
+		}
+	}
+	if len(reqs) != 4 {
+		t.Errorf("partner saw %d requests, want 4 (the 429 and three deliveries)", len(reqs))
+	}
+	checkDeliveredOnce(t, recv, []string{"evt-ra-1", "evt-ra-2", "evt-ra-3"})
+}
+
+func TestRegistryReloadsOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	acme := testkit.StartPartner(t)
+	initech := testkit.StartPartner(t)
+	// No polling during the test: only SIGHUP can bring the change in.
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, map[string]string{"WEBHOOK_REGISTRY_POLL": "1h"})
+	e.start()
+	job := e.enqueue("evt-initech", "initech.eu")
+	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(job); return s == "archived" })
+	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "initech.eu": {URL: initech.URL, Secret: initech.Secret}})
+	time.Sleep(500 * time.Millisecond)
+	if n := len(initech.Requests()); n != 0 {
+		t.Fatalf("initech saw %d requests before SIGHUP, want 0", n)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(e.t, "the dead letter to reach the partner after SIGHUP", 10*time.Second, func() bool { return initech.Delivered()["evt-initech"] == 1 })
+	checkDeliveredOnce(t, initech, []string{"evt-initech"})
+}
+
+func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	const rate = 2.0 // a bucket of 2, refilled at 2 per second
+	recv := testkit.StartPartner(t)
+	r := rate
+	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 50, RatePerSecond: &r}}, nil)
+	e.start()
+	e.start()
+	var events []string
+	for i := range 8 {
+		ev := fmt.Sprintf("evt-rate-%d", i)
+		events = append(events, ev)
+		e.enqueue(ev, "acme")
+	}
+	testkit.Eventually(e.t, "every event to be delivered", 30*time.Second, func() bool { return len(recv.Delivered()) == len(events) })
+	reqs := recv.Requests()
+	// No window may hold more requests than the bucket allows: 2 + 2 per
+	// second of the window.
+	for i := range reqs {
+		for j := i + 1; j < len(reqs); j++ {
+			// 300 ms of slack: a request slow to arrive on a loaded machine
+			// squeezes the window it ends (no limit at all sends all 8 at once).
+			span := reqs[j].At.Sub(reqs[i].At) + 300*time.Millisecond
+			if n, allowed := j-i+1, 2+int(rate*span.Seconds()); n > allowed {
+				t.Errorf("%d requests within %s (requests %d to %d), want at most %d at %g per second", n, span, i, j, allowed, rate)
+			}
+		}
+	}
+	checkDeliveredOnce(t, recv, events)
+}

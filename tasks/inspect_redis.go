@@ -1,0 +1,7 @@
+package tasks
+
+import "github.com/redis/go-redis/v9"
+
+// Redis returns the Inspector's Redis client, for state kept next to the
+// jobs (per-partner delivery state); it is closed with the Inspector.
+func (in *Inspector) Redis() redis.UniversalClient { return in.rc }
