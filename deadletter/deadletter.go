@@ -91,6 +91,9 @@ type Entry struct {
 	Why string `json:"why"`
 	// Payload is the job's exact payload. Show Masked().Payload instead.
 	Payload json.RawMessage `json:"payload"`
+	// PayloadMasked is set on records written before the ledger kept
+	// exact payloads: such a record cannot rebuild its job.
+	PayloadMasked bool `json:"payloadMasked,omitempty"`
 	// Actor, Reason and ResolvedAt say who requeued or discarded it, why
 	// and when.
 	Actor      string     `json:"actor,omitempty"`

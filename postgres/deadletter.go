@@ -54,7 +54,7 @@ func (l *DeadLetters) Record(ctx context.Context, e deadletter.Entry) (bool, err
 }
 
 const entryColumns = `id, job_id, type, queue, run, state, last_error, attempts, archived_at, why,
-	COALESCE(payload_raw, convert_to(payload::text, 'UTF8')), actor, reason, resolved_at`
+	COALESCE(payload_raw, convert_to(payload::text, 'UTF8')), payload_raw IS NULL AND payload IS NOT NULL, actor, reason, resolved_at`
 
 func scanEntry(row pgx.Row) (deadletter.Entry, error) {
 	var (
@@ -63,7 +63,7 @@ func scanEntry(row pgx.Row) (deadletter.Entry, error) {
 		resolved *time.Time
 	)
 	if err := row.Scan(&e.Seq, &e.ID, &e.Type, &e.Queue, &e.Run, &e.State, &e.Error, &e.Attempts, &e.FailedAt, &e.Why,
-		&payload, &e.Actor, &e.Reason, &resolved); err != nil {
+		&payload, &e.PayloadMasked, &e.Actor, &e.Reason, &resolved); err != nil {
 		return e, err
 	}
 	if len(payload) > 0 {

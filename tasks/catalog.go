@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 )
@@ -17,6 +18,8 @@ import (
 type Kind struct {
 	Type  string
 	Queue string
+	// Timeout bounds one attempt.
+	Timeout time.Duration
 	// FromJSON decodes, validates and builds the task from a JSON payload.
 	FromJSON func(raw []byte, opts ...Option) (*Task, error)
 }
@@ -24,8 +27,9 @@ type Kind struct {
 func kind[P Payload]() Kind {
 	var zero P
 	return Kind{
-		Type:  zero.TaskType(),
-		Queue: zero.Queue(),
+		Type:    zero.TaskType(),
+		Queue:   zero.Queue(),
+		Timeout: zero.Timeout(),
 		FromJSON: func(raw []byte, opts ...Option) (*Task, error) {
 			p, err := Decode[P](raw)
 			if err != nil {

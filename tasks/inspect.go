@@ -17,9 +17,6 @@ import (
 // ErrNotFound is returned when no job has the given ID.
 var ErrNotFound = errors.New("job not found")
 
-// ErrNotArchived is returned by Requeue for a job that is not archived.
-var ErrNotArchived = errors.New("job is not archived")
-
 // Inspector reads job state and repairs dead letters, over asynq's Inspector.
 type Inspector struct {
 	rc redis.UniversalClient
@@ -92,7 +89,7 @@ func timePtr(t time.Time) *time.Time {
 
 // find looks for id in the queue its type names first (the usual case,
 // one lookup), then in every other queue Redis knows.
-func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
+func (in *Inspector) find(_ context.Context, id string) (*asynq.TaskInfo, error) {
 	var tried []string
 	lookup := func(q string) (*asynq.TaskInfo, error) {
 		tried = append(tried, q)
@@ -129,7 +126,7 @@ func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
 
 // Status returns the state of the job with the given ID.
 func (in *Inspector) Status(id string) (Job, error) {
-	t, err := in.find(id)
+	t, err := in.find(context.Background(), id)
 	if err != nil {
 		return Job{}, err
 	}
@@ -192,73 +189,4 @@ func mergeQueues(known []string) []string {
 		}
 	}
 	return qs
-}
-
-// DeadLetters lists up to limit archived jobs of all queues, most recently
-// failed first. These are the jobs Requeue can bring back.
-func (in *Inspector) DeadLetters(limit int) ([]Job, error) {
-	if limit <= 0 {
-		limit = 50
-	}
-	known, err := in.i.Queues()
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: list queues: %w", err)
-	}
-	var out []Job
-	for _, q := range known {
-		// asynq lists the archive newest first; a page of limit per queue
-		// is enough to merge the newest limit overall.
-		ts, err := in.i.ListArchivedTasks(q, asynq.PageSize(limit))
-		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-			return nil, fmt.Errorf("dead letters: queue %s: %w", q, err)
-		}
-		for _, t := range ts {
-			out = append(out, jobFrom(t))
-		}
-	}
-	slices.SortStableFunc(out, func(a, b Job) int {
-		return lastFailed(b).Compare(lastFailed(a))
-	})
-	return out[:min(limit, len(out))], nil
-}
-
-func lastFailed(j Job) time.Time {
-	if j.LastFailedAt == nil {
-		return time.Time{}
-	}
-	return *j.LastFailedAt
-}
-
-// Requeue brings an archived job back with its full retry budget (one
-// attempt plus three retries) under the same ID. asynq's own "run" keeps the
-// spent budget and so gives a single attempt; Requeue instead deletes the
-// archived copy and enqueues a fresh one with the same ID, payload, queue,
-// timeout and retention.
-func (in *Inspector) Requeue(id string) (Job, error) {
-	t, err := in.find(id)
-	if err != nil {
-		return Job{}, fmt.Errorf("requeue: %w", err)
-	}
-	if t.State != asynq.TaskStateArchived {
-		return Job{}, fmt.Errorf("requeue %s: state is %s: %w", id, t.State, ErrNotArchived)
-	}
-	opts := []asynq.Option{asynq.TaskID(t.ID), asynq.Queue(t.Queue), asynq.MaxRetry(MaxRetry), asynq.Retention(Retention)}
-	if t.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(t.Timeout))
-	}
-	if !t.Deadline.IsZero() && t.Deadline.After(time.Now()) {
-		opts = append(opts, asynq.Deadline(t.Deadline))
-	}
-	fresh := asynq.NewTaskWithHeaders(t.Type, t.Payload, t.Headers, opts...)
-	if err := in.i.DeleteTask(t.Queue, t.ID); err != nil {
-		return Job{}, fmt.Errorf("requeue %s: remove archived copy: %w", id, err)
-	}
-	var enqErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		if _, enqErr = in.c.Enqueue(fresh); enqErr == nil {
-			return in.Status(id)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return Job{}, fmt.Errorf("requeue %s: archived copy removed but enqueue failed (its payload is in the dead-letter log): %w", id, enqErr)
 }

@@ -17,11 +17,14 @@
 //     until then, so retries run 2 s, 4 s and 8 s after each failure, never
 //     early and only milliseconds late (or after the peer's Retry-After).
 //   - Durable dead letters. Every job asynq archives (retries exhausted or a
-//     permanent failure) is also written to a deadletter.Log.
+//     permanent failure) is recorded in the dead-letter ledger, with its
+//     exact payload.
 //   - No rerun after a Redis blip: a job that finishes while Redis is down
 //     is held until Redis answers, so asynq's one write of its outcome lands.
-//   - A sweep every 30 s writes to the dead-letter log the jobs asynq's
-//     recoverer archived itself (their worker died during the last attempt).
+//   - A sweep every 30 s pages through asynq's archive from a persisted
+//     high-water mark and records what the ledger lacks: the jobs asynq's
+//     recoverer archived itself (their worker died during the last
+//     attempt), or any archival whose record was lost.
 //   - Logs with task_type, task_id, queue and attempt, e-mails masked.
 package worker
 
@@ -73,10 +76,17 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Queues overrides the queue weights (nil: Queues()).
 	Queues map[string]int
-	// DeadLetters receives every archived job. Required.
-	DeadLetters deadletter.Log
+	// DeadLetters records every archived job (a deadletter.Ledger).
+	// Required.
+	DeadLetters Recorder
 	// Logger is required.
 	Logger *slog.Logger
+}
+
+// Recorder records dead letters; recording one twice is a no-op
+// (deadletter.Ledger).
+type Recorder interface {
+	Record(ctx context.Context, e deadletter.Entry) (bool, error)
 }
 
 // Worker processes jobs until Shutdown.
@@ -216,17 +226,20 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	}
 	permanent := errors.Is(err, asynq.SkipRetry)
 	if permanent || retried >= maxRetry {
-		e := deadletter.Entry{
-			ID: id, Type: t.Type(), Queue: queue, Payload: maskedPayload(t.Payload()),
-			LastError: payloads.MaskEmailsString(err.Error()), Attempts: retried + 1, Permanent: permanent,
-			ArchivedAt: time.Now().UTC(),
+		why := deadletter.WhyExhausted
+		if permanent {
+			why = deadletter.WhyPermanent
 		}
-		if derr := w.cfg.DeadLetters.Record(ctx, e); derr != nil {
-			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter log write failed; the job is still in asynq's archive",
-				append(attrs, slog.String("error", derr.Error()))...)
+		e := deadletter.Entry{
+			ID: id, Type: t.Type(), Queue: queue, Run: t.Headers()[deadletter.RunHeader], Payload: t.Payload(),
+			Error: payloads.MaskEmailsString(err.Error()), Attempts: retried + 1, Why: why, FailedAt: time.Now(),
+		}
+		if _, derr := w.cfg.DeadLetters.Record(ctx, e); derr != nil {
+			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter ledger write failed; the job is still in asynq's archive and the sweep will record it",
+				append(attrs, slog.String("error", payloads.MaskEmailsString(derr.Error())))...)
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived", append(attrs,
-			slog.Bool("permanent", permanent), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+			slog.String("why", why), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
 		return
 	}
 	due := time.Now().Add(tasks.RetryDelay(retried, err))
@@ -303,10 +316,4 @@ func (w *Worker) awaitRedis(t *asynq.Task) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// maskedPayload is the payload as the dead-letter log keeps it: e-mails
-// masked, and cut at MaxPayloadBytes (an oversized payload is garbage).
-func maskedPayload(b []byte) []byte {
-	return payloads.MaskedJSON(b[:min(len(b), handlers.MaxPayloadBytes)])
 }
