@@ -108,11 +108,12 @@ func newRun() string {
 // ledger that actor requeued it, and why.
 //
 // The job is never in neither place: when asynq still holds it archived,
-// one Redis transaction moves it back to pending (Inspector.moveArchived);
-// when asynq has dropped it, it is rebuilt from the ledger's exact payload
-// and enqueued. Only then is the ledger record marked requeued. If that
-// last write fails, the job runs and the record stays open; Requeue again
-// finds the job back in asynq and completes the record.
+// one Redis transaction moves it back to pending; when asynq has dropped
+// it, the same kind of transaction rebuilds it from the ledger's exact
+// payload (Inspector.putBack). Only then is the ledger record marked
+// requeued. If that last write fails, the job runs and the record stays
+// open; Requeue again finds the marker of the first requeue, does not put
+// the job back a second time, and completes the record.
 func (d *DeadLetters) Requeue(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
 	e, err := d.Get(ctx, id)
 	if err != nil {
@@ -121,7 +122,7 @@ func (d *DeadLetters) Requeue(ctx context.Context, id, actor, reason string) (de
 	if e.State != deadletter.StateOpen {
 		return e, fmt.Errorf("requeue %s: %s by %s at %s: %w", id, e.State, e.Actor, stampOf(e.ResolvedAt), deadletter.ErrNotOpen)
 	}
-	run, where, err := d.putBack(ctx, e)
+	run, where, err := d.in.putBack(ctx, e, newRun())
 	if err != nil {
 		return e, err
 	}
@@ -134,57 +135,6 @@ func (d *DeadLetters) Requeue(ctx context.Context, id, actor, reason string) (de
 		return e, fmt.Errorf("requeue %s: the job is back in queue %s (%s), but the ledger was not updated; requeue again to record it: %w", id, e.Queue, where, err)
 	}
 	return d.ledger.Get(ctx, id)
-}
-
-// putBack makes sure asynq holds the job to run again, and returns the run
-// header of that run.
-func (d *DeadLetters) putBack(ctx context.Context, e deadletter.Entry) (run, where string, err error) {
-	for range 3 {
-		run = newRun()
-		err := d.in.moveArchived(ctx, e.Queue, e.ID, run)
-		var nia *errNotInArchive
-		switch {
-		case err == nil:
-			return run, "moved from asynq's archive", nil
-		case !errors.As(err, &nia):
-			return "", "", fmt.Errorf("requeue %s: %w (the job is still archived)", e.ID, err)
-		case nia.state != "":
-			// Already back (an earlier requeue whose ledger write failed,
-			// or a fresh enqueue of the ID): nothing to move.
-			t, terr := d.in.i.GetTaskInfo(e.Queue, e.ID)
-			if terr != nil {
-				continue
-			}
-			return t.Headers[deadletter.RunHeader], "already " + nia.state, nil
-		}
-		// asynq has dropped it: rebuild from the ledger.
-		if err := d.rebuild(ctx, e, run); err == nil {
-			return run, "rebuilt from the ledger", nil
-		} else if !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return "", "", err
-		}
-		// Someone put it back meanwhile: look again.
-	}
-	return "", "", fmt.Errorf("requeue %s: the job kept changing state; try again", e.ID)
-}
-
-// rebuild enqueues the job from its ledger record.
-func (d *DeadLetters) rebuild(ctx context.Context, e deadletter.Entry, run string) error {
-	if e.PayloadMasked {
-		return fmt.Errorf("requeue %s: asynq no longer holds it and its record has no exact payload: %w", e.ID, ErrCannotRebuild)
-	}
-	opts := []asynq.Option{asynq.TaskID(e.ID), asynq.Queue(e.Queue), asynq.MaxRetry(MaxRetry), asynq.Retention(Retention)}
-	if k, err := Lookup(e.Type); err == nil && k.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(k.Timeout))
-	}
-	t := asynq.NewTaskWithHeaders(e.Type, e.Payload, map[string]string{deadletter.RunHeader: run}, opts...)
-	if _, err := d.in.c.EnqueueContext(ctx, t); err != nil {
-		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			return err
-		}
-		return fmt.Errorf("requeue %s: rebuild from the ledger: %w (the job is still in the ledger, open)", e.ID, err)
-	}
-	return nil
 }
 
 // Bulk is the answer of RequeueMatching.

@@ -21,26 +21,38 @@ const (
 	fieldHeaders      = 15
 )
 
-// errNotInArchive is returned by moveArchived when asynq does not hold the
-// job as archived; state says what it holds ("" for nothing).
-type errNotInArchive struct{ state string }
+// requeuedTTL keeps the marker of a requeue (see putBack) as long as the
+// default retention keeps a resolved dead letter.
+const requeuedTTL = 90 * 24 * time.Hour
 
-func (e *errNotInArchive) Error() string {
-	if e.state == "" {
-		return "not in asynq"
+// putBack makes asynq hold the dead letter e to run again, with its full
+// retry budget, under run header run, in one Redis transaction (WATCH on
+// the task, then MULTI/EXEC) that also writes a marker of this requeue:
+//
+//   - archived: the task hash is rewritten (retried count, last error and
+//     failure time cleared, the run header set), removed from the archive
+//     and pushed onto the pending list. This is asynq's RunTask plus the
+//     budget reset, which RunTask lacks.
+//   - absent (asynq trimmed it): the task is rebuilt from e's exact
+//     payload, the type's timeout and the job's retention, and pushed onto
+//     the pending list.
+//   - the marker exists, or asynq holds the job in another state: an
+//     earlier requeue put it back (and its ledger write failed); nothing to
+//     do.
+//
+// Either the whole transaction lands or nothing does: at no moment is the
+// job in neither place, and a retry after any failure never runs it twice.
+// It returns the run header of the run and what it did.
+func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string) (string, string, error) {
+	q := e.Queue
+	taskKey := "asynq:{" + q + "}:t:" + e.ID
+	marker := "escrowjobs:{" + q + "}:requeued:" + e.ID + ":" + e.Run
+	// asynq's list of queues is outside the queue's hash slot (Cluster);
+	// adding to it first is harmless.
+	if err := in.rc.SAdd(ctx, "asynq:queues", q).Err(); err != nil {
+		return "", "", fmt.Errorf("requeue %s: %w (the job is where it was)", e.ID, err)
 	}
-	return "in asynq as " + e.state
-}
-
-// moveArchived puts the archived job id of queue back to pending with its
-// full retry budget and run header run, in one Redis transaction: the task
-// hash is rewritten (retried count, last error and failure time cleared,
-// the run header set), removed from the archive and pushed onto the
-// pending list, or nothing happens. It is asynq's RunTask plus the budget
-// reset, which RunTask lacks. A concurrent change of the task (WATCH)
-// retries; at no moment is the job in neither place.
-func (in *Inspector) moveArchived(ctx context.Context, queue, id, run string) error {
-	taskKey := "asynq:{" + queue + "}:t:" + id
+	var got, where string
 	for range 5 {
 		err := in.rc.Watch(ctx, func(tx *redis.Tx) error {
 			vals, err := tx.HMGet(ctx, taskKey, "state", "msg").Result()
@@ -49,26 +61,89 @@ func (in *Inspector) moveArchived(ctx context.Context, queue, id, run string) er
 			}
 			state, _ := vals[0].(string)
 			msg, _ := vals[1].(string)
-			if state != "archived" {
-				return &errNotInArchive{state: state}
+			prev, err := tx.Get(ctx, marker).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
 			}
-			fresh, err := resetMessage([]byte(msg), run, time.Now())
-			if err != nil {
-				return fmt.Errorf("requeue %s: decode asynq's task: %w", id, err)
+			if prev != "" && state != "archived" {
+				got, where = prev, "already requeued"
+				return nil
+			}
+			var fresh []byte
+			switch state {
+			case "archived":
+				if fresh, err = resetMessage([]byte(msg), run, time.Now()); err != nil {
+					return fmt.Errorf("decode asynq's task: %w", err)
+				}
+				where = "moved from asynq's archive"
+			case "":
+				if e.PayloadMasked {
+					return fmt.Errorf("asynq no longer holds it and its record (written before the ledger kept exact payloads) has only a masked payload: %w", ErrCannotRebuild)
+				}
+				fresh = buildMessage(e, run)
+				where = "rebuilt from the ledger"
+			default:
+				t, err := in.i.GetTaskInfo(q, e.ID)
+				if err == nil {
+					got = t.Headers[deadletter.RunHeader]
+				}
+				where = "already " + state
+				return nil
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.HSet(ctx, taskKey, "msg", fresh, "state", "pending", "pending_since", strconv.FormatInt(time.Now().UnixNano(), 10))
-				p.ZRem(ctx, "asynq:{"+queue+"}:archived", id)
-				p.LPush(ctx, "asynq:{"+queue+"}:pending", id)
+				if state == "archived" {
+					p.ZRem(ctx, "asynq:{"+q+"}:archived", e.ID)
+				}
+				p.LPush(ctx, "asynq:{"+q+"}:pending", e.ID)
+				p.Set(ctx, marker, run, requeuedTTL)
 				return nil
 			})
+			got = run
 			return err
-		}, taskKey)
-		if !errors.Is(err, redis.TxFailedErr) {
-			return err
+		}, taskKey, marker)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // the task changed meanwhile: look again
 		}
+		if err != nil {
+			return "", "", fmt.Errorf("requeue %s: %w (the job is where it was)", e.ID, err)
+		}
+		return got, where, nil
 	}
-	return fmt.Errorf("requeue %s: the task kept changing under the requeue; try again", id)
+	return "", "", fmt.Errorf("requeue %s: the task kept changing under the requeue; try again", e.ID)
+}
+
+// buildMessage encodes a fresh asynq TaskMessage for e, as asynq's client
+// would for tasks.New's options: same ID, queue, payload; MaxRetry
+// retries; the type's timeout; Retention; the run header.
+func buildMessage(e deadletter.Entry, run string) []byte {
+	timeout := 30 * time.Minute // asynq's default
+	if k, err := Lookup(e.Type); err == nil && k.Timeout > 0 {
+		timeout = k.Timeout
+	}
+	var b []byte
+	str := func(num protowire.Number, s string) {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		b = protowire.AppendString(b, s)
+	}
+	varint := func(num protowire.Number, v uint64) {
+		b = protowire.AppendTag(b, num, protowire.VarintType)
+		b = protowire.AppendVarint(b, v)
+	}
+	str(1, e.Type)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendBytes(b, e.Payload)
+	str(3, e.ID)
+	str(4, e.Queue)
+	varint(5, MaxRetry)
+	varint(8, uint64(timeout/time.Second))
+	varint(12, uint64(Retention/time.Second))
+	entry := protowire.AppendTag(nil, 1, protowire.BytesType)
+	entry = protowire.AppendString(entry, deadletter.RunHeader)
+	entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+	entry = protowire.AppendString(entry, run)
+	b = protowire.AppendTag(b, fieldHeaders, protowire.BytesType)
+	return protowire.AppendBytes(b, entry)
 }
 
 // resetMessage rewrites an encoded TaskMessage for a fresh run: no retries
