@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/hibiken/asynq"
 )
 
@@ -36,6 +37,10 @@ type Config struct {
 	// loopback clients only (MONITOR_LOOPBACK_NO_AUTH, cmd/server -dev).
 	// Credentials that are set are still required.
 	LoopbackNoAuth bool
+	// DeadLetters is the dead-letter ledger the API lists and repairs
+	// (DEAD_LETTER_DATABASE_URL, else DEAD_LETTER_PATH): the same one the
+	// workers record into. Without it the dead-letter routes answer 503.
+	DeadLetters deadletter.Ledger
 	// Logger gets one line per request and every failure; nil discards.
 	Logger *slog.Logger
 }

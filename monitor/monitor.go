@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
@@ -20,6 +21,7 @@ type Monitor struct {
 	log       *slog.Logger
 	client    *tasks.Client
 	inspector *tasks.Inspector
+	desk      *tasks.DeadLetters
 	ui        *asynqmon.HTTPHandler
 	handler   http.Handler
 	closeOnce sync.Once
@@ -44,6 +46,11 @@ func New(cfg Config) (*Monitor, error) {
 		client:    tasks.NewClient(cfg.RedisOpt),
 		inspector: tasks.NewInspector(cfg.RedisOpt),
 	}
+	var ledger deadletter.Ledger = noLedger{}
+	if cfg.DeadLetters != nil {
+		ledger = cfg.DeadLetters
+	}
+	m.desk = tasks.NewDeadLetters(m.inspector, ledger)
 	m.ui = newUI(m)
 	m.handler = m.routes()
 	return m, nil

@@ -9,14 +9,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
 
@@ -34,6 +37,7 @@ type fixture struct {
 	redisOpt  asynq.RedisConnOpt
 	client    *tasks.Client
 	inspector *tasks.Inspector
+	ledger    deadletter.Ledger
 	logs      *testenv.Buffer
 }
 
@@ -52,8 +56,13 @@ func setup(t *testing.T, change ...func(*monitor.Config)) *fixture {
 func setupOn(t *testing.T, opt asynq.RedisConnOpt, change ...func(*monitor.Config)) *fixture {
 	t.Helper()
 	logs := &testenv.Buffer{}
+	ledger, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dead-letters.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
 	cfg := monitor.Config{
-		RedisOpt: opt, APIToken: testToken, Username: testUser, Password: testPassword,
+		RedisOpt: opt, APIToken: testToken, Username: testUser, Password: testPassword, DeadLetters: ledger,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, c := range change {
@@ -64,7 +73,7 @@ func setupOn(t *testing.T, opt asynq.RedisConnOpt, change ...func(*monitor.Confi
 		t.Fatalf("monitor.New: %v", err)
 	}
 	srv := httptest.NewServer(m.Handler())
-	f := &fixture{url: srv.URL, redisOpt: opt, client: tasks.NewClient(opt), inspector: tasks.NewInspector(opt), logs: logs}
+	f := &fixture{url: srv.URL, redisOpt: opt, client: tasks.NewClient(opt), inspector: tasks.NewInspector(opt), ledger: cfg.DeadLetters, logs: logs}
 	t.Cleanup(func() {
 		srv.Close()
 		m.Close()
@@ -189,26 +198,33 @@ func (f *fixture) enqueue(t *testing.T, tx string) string {
 	return id
 }
 
-// archive runs a worker whose handler fails every job permanently, with
-// the recipient's raw address in the error, until the jobs are archived.
+// archive runs a real worker (one job at a time, so they fail in the order
+// given) whose handler fails every job permanently, with the recipient's
+// raw address in the error, until the jobs are archived and in the ledger.
 func (f *fixture) archive(t *testing.T, ids ...string) {
 	t.Helper()
-	srv := asynq.NewServer(f.redisOpt, asynq.Config{
-		Concurrency:              2,
-		Queues:                   map[string]int{payloads.QueueCritical: 6, payloads.QueueDefault: 3, payloads.QueueLow: 1},
-		TaskCheckInterval:        10 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		LogLevel:                 asynq.FatalLevel,
-	})
-	h := asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-		return fmt.Errorf("smtp: mailbox %s refused the message: %w", rawEmail, asynq.SkipRetry)
-	})
-	if err := srv.Start(h); err != nil {
+	w, err := worker.New(worker.Config{Redis: f.redisOpt, DeadLetters: f.ledger, Concurrency: 1, FetchLoops: 1,
+		Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second},
+		asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+			return fmt.Errorf("smtp: mailbox %s refused the message: %w", rawEmail, asynq.SkipRetry)
+		}))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
 	for _, id := range ids {
 		f.waitState(t, id, "archived")
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if e, err := f.ledger.Get(context.Background(), id); err == nil && e.State == deadletter.StateOpen {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is not in the ledger", id)
+			}
+		}
 	}
 }
 
@@ -475,76 +491,6 @@ func TestStats(t *testing.T) {
 	}
 }
 
-func TestDeadLetters(t *testing.T) {
-	f := setup(t)
-	a1, a2 := f.enqueue(t, "esc-400"), f.enqueue(t, "esc-401")
-	f.archive(t, a1, a2)
-
-	a := f.api(t, "GET", "/api/v1/dead-letters", "")
-	var jobs []tasks.Job
-	a.json(t, &jobs)
-	if a.status != http.StatusOK || len(jobs) != 2 {
-		t.Fatalf("got %d with %d jobs, want 200 with 2: %s", a.status, len(jobs), a.body)
-	}
-	for _, j := range jobs {
-		if j.State != "archived" || j.Attempts != 1 || !strings.Contains(j.LastError, maskedEmail) {
-			t.Errorf("got %+v, want archived after 1 attempt with the masked address in lastError", j)
-		}
-	}
-	if strings.Contains(string(a.body), rawEmail) {
-		t.Errorf("the dead-letter list shows the raw address: %s", a.body)
-	}
-
-	a = f.api(t, "GET", "/api/v1/dead-letters?limit=1", "")
-	jobs = nil
-	a.json(t, &jobs)
-	if a.status != http.StatusOK || len(jobs) != 1 {
-		t.Errorf("limit=1: got %d with %d jobs, want 200 with 1", a.status, len(jobs))
-	}
-	for _, bad := range []string{"0", "1001", "-3", "ten", "", "1.5"} {
-		a := f.api(t, "GET", "/api/v1/dead-letters?limit="+bad, "")
-		e := a.apiError(t)
-		if a.status != http.StatusBadRequest || e.Error.Code != "invalid_request" || len(e.Error.Fields) != 1 || e.Error.Fields[0].Field != "limit" {
-			t.Errorf("limit=%q: got %d %s, want 400 invalid_request naming limit", bad, a.status, a.body)
-		}
-	}
-}
-
-func TestRequeue(t *testing.T) {
-	f := setup(t)
-	id := f.enqueue(t, "esc-500")
-	f.archive(t, id)
-	before, _ := f.inspector.Status(id)
-	if before.Attempts != 1 {
-		t.Fatalf("archived job: got %d attempts, want 1", before.Attempts)
-	}
-
-	a := f.api(t, "POST", "/api/v1/dead-letters/"+id+"/requeue", "")
-	if a.status != http.StatusOK {
-		t.Fatalf("got %d, want 200: %s", a.status, a.body)
-	}
-	var j tasks.Job
-	a.json(t, &j)
-	if j.ID != id || j.State != "pending" || j.Attempts != 0 || j.MaxRetry != 3 || j.LastError != "" {
-		t.Errorf("got %+v, want %s pending with its full budget: 0 attempts, maxRetry 3, no last error", j, id)
-	}
-	if now, _ := f.inspector.Status(id); now.State != "pending" {
-		t.Errorf("after requeue: got state %q, want pending", now.State)
-	}
-
-	a = f.api(t, "POST", "/api/v1/dead-letters/"+id+"/requeue", "")
-	if a.status != http.StatusConflict || a.apiError(t).Error.Code != "not_archived" {
-		t.Errorf("requeue of a pending job: got %d %s, want 409 not_archived", a.status, a.body)
-	}
-	a = f.api(t, "POST", "/api/v1/dead-letters/send_release_email:nope/requeue", "")
-	if a.status != http.StatusNotFound || a.apiError(t).Error.Code != "not_found" {
-		t.Errorf("requeue of an unknown job: got %d %s, want 404 not_found", a.status, a.body)
-	}
-	if a := f.api(t, "GET", "/api/v1/dead-letters/"+id+"/requeue", ""); a.status != http.StatusMethodNotAllowed {
-		t.Errorf("GET requeue: got %d, want 405", a.status)
-	}
-}
-
 func TestUnknownRoutesAreJSON404(t *testing.T) {
 	f := setup(t)
 	for _, r := range []request{
@@ -790,44 +736,5 @@ func TestLoopbackNoAuth(t *testing.T) {
 	m.Handler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusForbidden {
 		t.Errorf("request from 203.0.113.9: got %d, want 403", rec.Code)
-	}
-}
-
-// The UI's "Run" on a dead letter gives it its full retry budget, as the
-// API and jobctl do (asynq's own run would give one attempt).
-func TestUIRunRequeuesWithTheFullBudget(t *testing.T) {
-	f := setup(t)
-	one, two, three := f.enqueue(t, "esc-901"), f.enqueue(t, "esc-902"), f.enqueue(t, "esc-903")
-	f.archive(t, one, two, three)
-	check := func(id string) {
-		t.Helper()
-		j, err := f.inspector.Status(id)
-		if err != nil || j.State != "pending" || j.Attempts != 0 || j.MaxRetry != 3 {
-			t.Errorf("%s after Run: got %+v (%v), want pending with 0 attempts and maxRetry 3", id, j, err)
-		}
-	}
-	a := f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks/" + one + ":run", user: testUser, pass: testPassword})
-	if a.status != http.StatusNoContent {
-		t.Fatalf("run one: got %d %s, want 204", a.status, a.body)
-	}
-	check(one)
-	a = f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks:batch_run", user: testUser, pass: testPassword,
-		body: `{"task_ids":["` + two + `","send_release_email:missing"]}`})
-	var batch struct {
-		PendingIDs []string `json:"pending_ids"`
-		ErrorIDs   []string `json:"error_ids"`
-	}
-	a.json(t, &batch)
-	if a.status != http.StatusOK || len(batch.PendingIDs) != 1 || batch.PendingIDs[0] != two || len(batch.ErrorIDs) != 1 {
-		t.Errorf("batch run: got %d %+v, want %s pending and one error", a.status, batch, two)
-	}
-	check(two)
-	a = f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks:run_all", user: testUser, pass: testPassword})
-	if a.status != http.StatusOK || !strings.Contains(string(a.body), `"scheduled":1`) {
-		t.Errorf("run all: got %d %s, want 200 with 1 requeued", a.status, a.body)
-	}
-	check(three)
-	if a := f.do(t, request{method: "POST", path: "/monitor/api/queues/default/archived_tasks/" + one + ":run"}); a.status != http.StatusUnauthorized {
-		t.Errorf("run without credentials: got %d, want 401", a.status)
 	}
 }

@@ -164,7 +164,10 @@ func TestRequeueGivesTheFullBudgetBack(t *testing.T) {
 			if _, err := e.c.Enqueue(asynq.NewTask("stripe_capture_payment", []byte(`{"transactionId":"tx-1","paymentIntentId":"pi_123"}`), asynq.TaskID(id), asynq.Queue("critical"), asynq.MaxRetry(3))); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "archived", func() bool { ti, err := e.ai.GetTaskInfo("critical", id); return err == nil && ti.State == asynq.TaskStateArchived })
+			eventually(t, "archived", func() bool {
+				ti, err := e.ai.GetTaskInfo("critical", id)
+				return err == nil && ti.State == asynq.TaskStateArchived
+			})
 			srv.Shutdown()
 			before, _ := e.ai.GetTaskInfo("critical", id)
 			if before.Retried != 3 {
