@@ -735,15 +735,13 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	if j := awaitJob(t, insp, permanent.ID, "archived", 15*time.Second); j.Attempts != 1 || !strings.Contains(j.LastError, "card declined") {
 		t.Errorf("permanent failure: got attempts %d, lastError %q; want 1 and card declined", j.Attempts, j.LastError)
 	}
-	dead, err := insp.DeadLetters(10)
+	desk := tasks.NewDeadLetters(insp, dl)
+	dead, err := desk.List(ctx, deadletter.Filter{}, "", 10)
 	if err != nil {
 		t.Fatalf("dead letters: %v", err)
 	}
-	if len(dead) != 1 || dead[0].ID != permanent.ID || dead[0].Queue != "critical" {
-		t.Errorf("dead letters: got %+v, want only %s in critical", dead, permanent.ID)
-	}
-	if logged, err := dl.List(ctx, 10); err != nil || len(logged) != 1 || logged[0].ID != permanent.ID || !logged[0].Permanent {
-		t.Errorf("dead-letter log: got %+v (%v), want one permanent entry for %s", logged, err, permanent.ID)
+	if logged := dead.Entries; len(logged) != 1 || logged[0].ID != permanent.ID || logged[0].Queue != "critical" || logged[0].Why != deadletter.WhyPermanent {
+		t.Errorf("dead letters: got %+v, want one permanent entry for %s in critical", logged, permanent.ID)
 	}
 
 	// Stats show each queue with the exact counts.
@@ -766,16 +764,12 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	}
 
 	// Requeue gives the archived job a fresh budget; it succeeds this time.
-	rj, err := insp.Requeue(permanent.ID)
-	if err != nil {
-		t.Fatalf("requeue: %v", err)
-	}
-	if rj.MaxRetry != tasks.MaxRetry || rj.Attempts != 0 {
-		t.Errorf("requeued: got maxRetry %d attempts %d, want %d and 0", rj.MaxRetry, rj.Attempts, tasks.MaxRetry)
+	if rj, err := desk.Requeue(ctx, permanent.ID, "test", "card updated"); err != nil || rj.State != deadletter.StateRequeued {
+		t.Fatalf("requeue: got %+v, %v", rj, err)
 	}
 	awaitJob(t, insp, permanent.ID, "completed", 15*time.Second)
-	if dead, err := insp.DeadLetters(10); err != nil || len(dead) != 0 {
-		t.Errorf("dead letters after requeue: got %+v (%v), want none", dead, err)
+	if dead, err := desk.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 10); err != nil || len(dead.Entries) != 0 {
+		t.Errorf("open dead letters after requeue: got %+v (%v), want none", dead.Entries, err)
 	}
 
 	// A duplicate is refused with the existing job's ID.

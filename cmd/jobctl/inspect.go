@@ -10,10 +10,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
-// maxDLQLimit is the largest --limit: asynq keeps at most 10,000 archived
-// jobs per queue.
-const maxDLQLimit = 10000
-
 // pingTimeout bounds the reachability check before Inspector calls.
 const pingTimeout = 2 * time.Second
 
@@ -86,56 +82,4 @@ func (c *cli) stats(args []string) error {
 		return writeJSON(c.stdout, qs)
 	}
 	return writeStats(c.stdout, qs)
-}
-
-func (c *cli) dlqList(args []string) error {
-	fs := c.flags("dlq list")
-	limit := fs.Int("limit", 50, "")
-	if _, err := c.parse(fs, args, 0, ""); err != nil {
-		return err
-	}
-	if *limit < 1 || *limit > maxDLQLimit {
-		return usagef("dlq list: --limit must be 1-%d, got %d", maxDLQLimit, *limit)
-	}
-	in, err := c.inspector()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	jobs, err := within(c.ctx, "dlq list", func() ([]tasks.Job, error) { return in.DeadLetters(*limit) })
-	if err != nil {
-		return err
-	}
-	if jobs == nil {
-		jobs = []tasks.Job{}
-	}
-	if c.json {
-		return writeJSON(c.stdout, jobs)
-	}
-	return writeDeadLetters(c.stdout, jobs)
-}
-
-func (c *cli) dlqRequeue(args []string) error {
-	pos, err := c.parse(c.flags("dlq requeue"), args, 1, "the job ID")
-	if err != nil {
-		return err
-	}
-	id := pos[0]
-	in, err := c.inspector()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	j, err := within(c.ctx, "requeue "+id, func() (tasks.Job, error) { return in.Requeue(id) })
-	if errors.Is(err, tasks.ErrNotFound) {
-		return fmt.Errorf("requeue: job %s not found", id)
-	}
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return writeJSON(c.stdout, j)
-	}
-	fmt.Fprintf(c.stdout, "requeued %s\n", j.ID)
-	return writeJob(c.stdout, j)
 }

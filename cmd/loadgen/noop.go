@@ -9,6 +9,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
 
@@ -22,7 +23,7 @@ var (
 	_ handlers.Sender    = noop{}
 	_ handlers.AuditSink = noop{}
 	_ handlers.Enqueuer  = noop{}
-	_ deadletter.Log     = noop{}
+	_ worker.Recorder    = noop{}
 )
 
 func (noop) SendMail(context.Context, handlers.Mail) error { return nil }
@@ -35,8 +36,7 @@ func (noop) Refund(context.Context, handlers.Refund) (handlers.PaymentResult, er
 func (noop) Send(context.Context, handlers.Delivery) error              { return nil }
 func (noop) WriteAudit(context.Context, payloads.AuditLogCreated) error { return nil }
 func (noop) Enqueue(_ context.Context, t *tasks.Task) (string, error)   { return t.ID, nil }
-func (noop) Record(context.Context, deadletter.Entry) error             { return nil }
-func (noop) List(context.Context, int) ([]deadletter.Entry, error)      { return nil, nil }
+func (noop) Record(context.Context, deadletter.Entry) (bool, error)     { return true, nil }
 
 // start is one job reaching a handler.
 type start struct {

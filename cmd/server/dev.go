@@ -71,7 +71,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	}
 	defer stopScheduler()
 
-	mon, err := monitor.New(monitor.Config{RedisOpt: redisOpt, LoopbackNoAuth: true, Logger: log.With("component", "monitor")})
+	mon, err := monitor.New(monitor.Config{RedisOpt: redisOpt, LoopbackNoAuth: true, DeadLetters: dl, Logger: log.With("component", "monitor")})
 	if err != nil {
 		return err
 	}
