@@ -31,7 +31,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
 // stores are the two ledgers every requeue test runs against.
 var stores = []string{"file", "postgres"}
 
-func openLedger(t *testing.T, store string) deadletter.Ledger {
+func openLedger(t testing.TB, store string) deadletter.Ledger {
 	t.Helper()
 	if store == "file" {
 		l, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dl.jsonl"))
