@@ -779,7 +779,7 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 		}
 	}
 
-	apiJobs := monitorAPIOverCluster(t, opt, apiPermanent.ID)
+	apiJobs := monitorAPIOverCluster(t, opt, dl, apiPermanent.ID)
 	withEffect = append(withEffect, transient.ID, permanent.ID)
 	withEffect = append(withEffect, apiJobs...)
 	out, lost, doubled := eff.tally(withEffect)
@@ -801,10 +801,10 @@ var apiCapture = payloads.StripeCapturePayment{TransactionID: "esc-api", Payment
 // monitorAPIOverCluster drives the monitor's JSON API against the cluster:
 // enqueue (and its duplicate), status, stats, dead letters and requeue of
 // permanentID, which the adapters fail once. It returns the IDs it enqueued.
-func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, permanentID string) []string {
+func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, dl deadletter.Ledger, permanentID string) []string {
 	t.Helper()
 	const token = "cluster-test-token-0123456789abcdef0123"
-	m, err := monitor.New(monitor.Config{RedisOpt: opt, APIToken: token, Username: "ops", Password: "cluster-test-password"})
+	m, err := monitor.New(monitor.Config{RedisOpt: opt, APIToken: token, Username: "ops", Password: "cluster-test-password", DeadLetters: dl})
 	if err != nil {
 		t.Fatalf("monitor: %v", err)
 	}
@@ -868,9 +868,12 @@ func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, permanentID str
 	awaitAPIState(auditID, "completed")
 	awaitAPIState(permanentID, "archived")
 
-	var dead []tasks.Job
-	if code := call(http.MethodGet, "/api/v1/dead-letters?limit=10", "", true, &dead); code != http.StatusOK || len(dead) != 1 || dead[0].ID != permanentID {
-		t.Errorf("GET /api/v1/dead-letters: got %d %+v, want only %s", code, dead, permanentID)
+	var dead monitor.DeadLetterList
+	eventually(t, "the ledger records "+permanentID, 15*time.Second, func() bool {
+		return call(http.MethodGet, "/api/v1/dead-letters?limit=10&state=open", "", true, &dead) == http.StatusOK && len(dead.Items) == 1
+	})
+	if dead.Items[0].ID != permanentID {
+		t.Errorf("GET /api/v1/dead-letters: got %+v, want only %s open", dead, permanentID)
 	}
 	var stats []tasks.QueueStats
 	if code := call(http.MethodGet, "/api/v1/stats", "", true, &stats); code != http.StatusOK {
@@ -883,8 +886,8 @@ func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, permanentID str
 	if got["critical"].Archived != 1 || got["low"].Completed < 1 {
 		t.Errorf("GET /api/v1/stats: got %+v, want critical with 1 archived and low with completed jobs", stats)
 	}
-	var requeued tasks.Job
-	if code := call(http.MethodPost, "/api/v1/dead-letters/"+url.PathEscape(permanentID)+"/requeue", "", true, &requeued); code != http.StatusOK || requeued.ID != permanentID {
+	var requeued deadletter.Entry
+	if code := call(http.MethodPost, "/api/v1/dead-letters/"+url.PathEscape(permanentID)+"/requeue", "", true, &requeued); code != http.StatusOK || requeued.ID != permanentID || requeued.State != deadletter.StateRequeued {
 		t.Fatalf("POST requeue: got %d %+v", code, requeued)
 	}
 	awaitAPIState(permanentID, "completed")
