@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/deadletter/ledgertest"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/worker"
 )
 
 func TestDeadLetterConformance(t *testing.T) {
@@ -155,5 +157,77 @@ func TestDeadLetterWriteToAHungDatabaseFallsBack(t *testing.T) {
 	}
 	if ok, err := fb.Record(context.Background(), e); ok || err != nil {
 		t.Errorf("recording it again: got %v, %v; want a no-op", ok, err)
+	}
+}
+
+// A worker whose dead-letter database hangs keeps processing: with one
+// worker slot, three jobs fail permanently one after another, each record
+// goes to the spill file after the write timeout, and the worker shuts
+// down without waiting for the database.
+func TestWorkerKeepsProcessingWhileTheLedgerDatabaseHangs(t *testing.T) {
+	url := testenv.Postgres(t)
+	db := open(t, url)
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spill, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "spill.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spill.Close()
+	var logs testenv.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	fb := &deadletter.Fallback{Primary: db.DeadLetters(), Spill: spill, Timeout: 300 * time.Millisecond, Logger: log}
+
+	locker, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.Background())
+	tx, err := locker.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `LOCK TABLE dead_letters IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+
+	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Config{Redis: opt, DeadLetters: fb, Logger: log, Concurrency: 1, FetchLoops: 1, ShutdownTimeout: time.Second},
+		asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return fmt.Errorf("refused: %w", asynq.SkipRetry) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := asynq.NewClient(opt)
+	defer c.Close()
+	for i := range 3 {
+		if _, err := c.Enqueue(asynq.NewTask("audit_log_created", []byte(`{}`), asynq.TaskID(fmt.Sprint("hung-", i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // a hang detector
+		if p, _ := spill.List(context.Background(), deadletter.Filter{}, "", 10); len(p.Entries) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the spill file did not get the 3 records; logs:\n%s", logs.String())
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { w.Shutdown(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not shut down while the database hangs")
+	}
+	if n := strings.Count(logs.String(), "dead-letter ledger write failed; kept in the spill file"); n != 3 {
+		t.Errorf("got %d fallback log lines, want 3", n)
 	}
 }
