@@ -62,6 +62,11 @@ const (
 	StateDiscarded = "discarded"
 )
 
+// MaxPayloadBytes is the most of a payload the ledger keeps. It is far
+// above the largest valid payload (handlers refuse more than 64 KiB); a
+// larger one is garbage that was put in a queue, kept cut.
+const MaxPayloadBytes = 256 << 10
+
 // ErrNotFound is returned when the ledger holds no dead letter of the job.
 var ErrNotFound = errors.New("dead letter not found")
 
@@ -91,9 +96,11 @@ type Entry struct {
 	Why string `json:"why"`
 	// Payload is the job's exact payload. Show Masked().Payload instead.
 	Payload json.RawMessage `json:"payload"`
-	// PayloadMasked is set on records written before the ledger kept
-	// exact payloads: such a record cannot rebuild its job.
-	PayloadMasked bool `json:"payloadMasked,omitempty"`
+	// PayloadInexact is set when Payload is not the job's exact payload:
+	// records written before the ledger (addresses masked), and payloads
+	// over MaxPayloadBytes (cut; no handler accepts them). Such a record
+	// cannot rebuild its job.
+	PayloadInexact bool `json:"payloadInexact,omitempty"`
 	// Actor, Reason and ResolvedAt say who requeued or discarded it, why
 	// and when.
 	Actor      string     `json:"actor,omitempty"`
@@ -267,6 +274,9 @@ func Normalize(e Entry) (Entry, error) {
 		return e, fmt.Errorf("dead letter %s: no failure time", e.ID)
 	}
 	e.FailedAt = e.FailedAt.UTC().Truncate(time.Microsecond) // what PostgreSQL keeps
+	if len(e.Payload) > MaxPayloadBytes {
+		e.Payload, e.PayloadInexact = e.Payload[:MaxPayloadBytes], true
+	}
 	e.State, e.Actor, e.Reason, e.ResolvedAt = StateOpen, "", "", nil
 	return e, nil
 }

@@ -172,7 +172,7 @@ func (l *File) fold(b []byte) {
 			e.Payload = ln.Payload
 		}
 		if ln.ArchivedAt != nil && e.FailedAt.IsZero() { // written before the ledger
-			e.FailedAt, e.Error, e.PayloadMasked = ln.ArchivedAt.UTC(), ln.LastError, true
+			e.FailedAt, e.Error, e.PayloadInexact = ln.ArchivedAt.UTC(), ln.LastError, true
 			e.Why = WhyExhausted
 			if ln.Permanent {
 				e.Why = WhyPermanent

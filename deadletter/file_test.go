@@ -60,8 +60,8 @@ func TestFileSurvivesATornLineAndReadsOldFiles(t *testing.T) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	e, err := l.Get(ctx, "job-1")
-	if err != nil || e.Why != deadletter.WhyPermanent || e.Error != "boom" || e.State != deadletter.StateOpen {
-		t.Errorf("old record: got %+v, %v; want open, permanent, error boom", e, err)
+	if err != nil || e.Why != deadletter.WhyPermanent || e.Error != "boom" || e.State != deadletter.StateOpen || !e.PayloadInexact {
+		t.Errorf("old record: got %+v, %v; want open, permanent, error boom, payload inexact (masked)", e, err)
 	}
 	// Reopened, the file reads the same.
 	l.Close()

@@ -37,6 +37,7 @@ var schema = []string{
 	`ALTER TABLE dead_letters
 		ADD COLUMN IF NOT EXISTS run         text        NOT NULL DEFAULT '',
 		ADD COLUMN IF NOT EXISTS payload_raw bytea,
+		ADD COLUMN IF NOT EXISTS payload_inexact boolean NOT NULL DEFAULT false,
 		ADD COLUMN IF NOT EXISTS why         text        NOT NULL DEFAULT '',
 		ADD COLUMN IF NOT EXISTS state       text        NOT NULL DEFAULT 'open',
 		ADD COLUMN IF NOT EXISTS actor       text        NOT NULL DEFAULT '',

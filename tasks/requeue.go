@@ -77,7 +77,7 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 				}
 				where = "moved from asynq's archive"
 			case "":
-				if e.PayloadMasked {
+				if e.PayloadInexact {
 					return fmt.Errorf("asynq no longer holds it and its record (written before the ledger kept exact payloads) has only a masked payload: %w", ErrCannotRebuild)
 				}
 				fresh = buildMessage(e, run)

@@ -268,6 +268,17 @@ func exactPayload(t *testing.T, l deadletter.Ledger) {
 			t.Errorf("Masked(%s): got %s / %s, want the address masked", id, m.Payload, m.Error)
 		}
 	}
+	huge := deadletter.Entry{ID: "send_release_email:huge", Type: "send_release_email", Queue: "default", Why: deadletter.WhyPermanent,
+		Payload: []byte(`"` + strings.Repeat("x", deadletter.MaxPayloadBytes+10) + `"`), FailedAt: base}
+	record(t, l, huge)
+	if e, err := l.Get(ctx, huge.ID); err != nil || len(e.Payload) != deadletter.MaxPayloadBytes || !e.PayloadInexact {
+		t.Errorf("oversized payload: got %d bytes, inexact %v (%v); want cut at %d and marked inexact", len(e.Payload), e.PayloadInexact, err, deadletter.MaxPayloadBytes)
+	}
+	for id := range payloads {
+		if e, _ := l.Get(ctx, id); e.PayloadInexact {
+			t.Errorf("%s: marked inexact", id)
+		}
+	}
 	if got := all(t, l, deadletter.Filter{TransactionID: "tx-2"}, 10); !slices.Equal(got, []string{"send_release_email:b"}) {
 		t.Errorf("filter on a pretty-printed payload: got %v, want [send_release_email:b]", got)
 	}
