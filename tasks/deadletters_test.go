@@ -426,3 +426,25 @@ func TestDiscard(t *testing.T) {
 		})
 	}
 }
+
+// A record that does not hold the exact payload (written before the
+// ledger, masked) cannot rebuild a job asynq dropped: the requeue says so
+// and the record stays open.
+func TestRequeueRefusesToRebuildFromAMaskedPayload(t *testing.T) {
+	e := setup(t, "file")
+	ctx := context.Background()
+	huge := deadletter.Entry{ID: "audit_log_created:audit-huge", Type: "audit_log_created", Queue: "low", Why: deadletter.WhyPermanent,
+		Payload: []byte(strings.Repeat("x", deadletter.MaxPayloadBytes+1)), FailedAt: time.Now()}
+	if _, err := e.l.Record(ctx, huge); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.Requeue(ctx, huge.ID, "api", ""); !errors.Is(err, tasks.ErrCannotRebuild) {
+		t.Errorf("got %v, want ErrCannotRebuild", err)
+	}
+	if got, _ := e.l.Get(ctx, huge.ID); got.State != deadletter.StateOpen {
+		t.Errorf("got %s, want open", got.State)
+	}
+	if qi, err := e.ai.GetQueueInfo("low"); err == nil && qi.Pending != 0 {
+		t.Errorf("got %d pending, want nothing enqueued", qi.Pending)
+	}
+}
