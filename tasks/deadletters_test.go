@@ -427,9 +427,9 @@ func TestDiscard(t *testing.T) {
 	}
 }
 
-// A record that does not hold the exact payload (written before the
-// ledger, masked) cannot rebuild a job asynq dropped: the requeue says so
-// and the record stays open.
+// A record that does not hold the exact payload (cut because it was
+// oversized, or masked by a version before the ledger) cannot rebuild a
+// job asynq dropped: the requeue says so and the record stays open.
 func TestRequeueRefusesToRebuildFromAMaskedPayload(t *testing.T) {
 	e := setup(t, "file")
 	ctx := context.Background()
