@@ -1,151 +1,23 @@
 package escrowjobs_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 )
-
-// stripeFront stands in front of stripe-mock: stripe-mock checks the wire
-// format but holds no state, so the front answers a PaymentIntent's status
-// as requires_capture (what a real authorised escrow payment is), counts the
-// capture and refund requests per Idempotency-Key, and fails the first
-// requests of a PaymentIntent when told to.
-type stripeFront struct {
-	mu       sync.Mutex
-	proxy    *httputil.ReverseProxy
-	requests map[string][]string // "capture pi_x" / "refund pi_x" → idempotency keys seen
-	failures map[string]int      // PaymentIntent → 500s still to answer
-}
-
-var piPath = regexp.MustCompile(`^/v1/payment_intents/(pi_[A-Za-z0-9_]+)(/capture)?$`)
-
-func newStripeFront(t *testing.T, mockURL string) *httptest.Server {
-	u, err := url.Parse(mockURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &stripeFront{proxy: httputil.NewSingleHostReverseProxy(u), requests: map[string][]string{}, failures: map[string]int{}}
-	f.proxy.ModifyResponse = func(resp *http.Response) error {
-		m := piPath.FindStringSubmatch(resp.Request.URL.Path)
-		if resp.Request.Method != http.MethodGet || m == nil || m[2] != "" || resp.StatusCode != http.StatusOK {
-			return nil
-		}
-		var pi map[string]any
-		b, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(b, &pi); err != nil {
-			return err
-		}
-		pi["id"], pi["status"] = m[1], "requires_capture"
-		b, _ = json.Marshal(pi)
-		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
-		resp.Header.Del("Content-Length")
-		return nil
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		var op, pi string
-		if m := piPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost && m[2] == "/capture" {
-			op, pi = "capture", m[1]
-		}
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/refunds" {
-			form, _ := url.ParseQuery(string(body))
-			op, pi = "refund", form.Get("payment_intent")
-		}
-		if op != "" {
-			f.mu.Lock()
-			f.requests[op+" "+pi] = append(f.requests[op+" "+pi], r.Header.Get("Idempotency-Key"))
-			fail := f.failures[pi] > 0
-			if fail {
-				f.failures[pi]--
-			}
-			f.mu.Unlock()
-			if fail {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusInternalServerError)
-				fmt.Fprint(w, `{"error":{"type":"api_error","message":"injected failure"}}`)
-				return
-			}
-		}
-		f.proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	frontOf[srv] = f
-	return srv
-}
-
-var frontOf = map[*httptest.Server]*stripeFront{}
-
-func (f *stripeFront) keys(op, pi string) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.requests[op+" "+pi]...)
-}
-
-// receiver is a partner's webhook endpoint: it verifies every request with
-// the exported webhook.Verify and fails the first deliveries of an event
-// when told to.
-type receiver struct {
-	mu       sync.Mutex
-	secret   string
-	got      map[string]int // webhook-id → verified deliveries
-	bodies   map[string][]byte
-	failures map[string]int
-	bad      int
-}
-
-func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if err := webhook.Verify(rc.secret, r.Header, body, 5*time.Minute); err != nil {
-		rc.mu.Lock()
-		rc.bad++
-		rc.mu.Unlock()
-		http.Error(w, "bad signature", http.StatusUnauthorized)
-		return
-	}
-	id := r.Header.Get("webhook-id")
-	rc.mu.Lock()
-	rc.got[id]++
-	rc.bodies[id] = body
-	fail := rc.failures[id] > 0
-	if fail {
-		rc.failures[id]--
-	}
-	rc.mu.Unlock()
-	if fail {
-		http.Error(w, "try later", http.StatusServiceUnavailable)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (rc *receiver) count(id string) int {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.got[id]
-}
 
 const (
 	e2eStripeKey   = "sk_test_e2eSecretKeyDoNotLog"
@@ -165,27 +37,40 @@ const (
 func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 	redis := testenv.StartRedis(t)
 	mail := testenv.StartMailpit(t)
-	front := newStripeFront(t, testenv.StartStripeMock(t))
-	frontOf[front].failures[e2eFlakyPI] = 2
-	rc := &receiver{secret: e2eWebhookKey, got: map[string]int{}, bodies: map[string][]byte{}, failures: map[string]int{e2eFlakyEvent: 2}}
-	hook := httptest.NewServer(rc)
-	defer hook.Close()
+	// Stripe: stripe-mock checks every request's wire format, the kit's
+	// stateful fake in front of it holds the PaymentIntents (stripe-mock
+	// holds no state) and fails the flaky capture twice.
+	stripe := testkit.StartStripe(t, testkit.StripeConfig{Secret: e2eStripeKey, Validate: testenv.StartStripeMock(t)})
+	stripe.AddIntent("pi_capture5", "requires_capture", 5000)
+	stripe.AddIntent(e2eFlakyPI, "requires_capture", 7000)
+	stripe.AddIntent("pi_refund6", "succeeded", 1000)
+	for range 2 {
+		stripe.Inject(testkit.StripeFault{Method: http.MethodPost, Path: "/v1/payment_intents/" + e2eFlakyPI + "/capture",
+			Status: http.StatusInternalServerError, Body: testkit.StripeError("api_error", "", "injected failure")})
+	}
+	rc := testkit.StartReceiver(t, e2eWebhookKey)
+	rc.FailNext(e2eFlakyEvent, 2)
 	db := testenv.Postgres(t)
 
 	dir := t.TempDir()
 	registry := filepath.Join(dir, "partners.json")
-	reg, _ := json.Marshal(map[string]any{"partners": map[string]any{e2ePartner: map[string]string{"url": hook.URL + "/hooks", "secret": e2eWebhookKey}}})
+	reg, _ := json.Marshal(map[string]any{"partners": map[string]any{e2ePartner: map[string]string{"url": rc.URL + "/hooks", "secret": e2eWebhookKey}}})
 	if err := os.WriteFile(registry, reg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{
 		"REDIS_URL=" + redis.URL(), "LOG_LEVEL=info", "WORKER_CONCURRENCY=10",
 		"SMTP_URL=" + mail.SMTPURL(), "MAIL_FROM=" + e2eMailFrom,
-		"STRIPE_SECRET_KEY=" + e2eStripeKey, "STRIPE_API_BASE=" + front.URL,
+		"STRIPE_SECRET_KEY=" + e2eStripeKey, "STRIPE_API_BASE=" + stripe.URL,
 		"WEBHOOK_ENDPOINTS_FILE=" + registry, "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true",
 		"AUDIT_DATABASE_URL=" + db, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead-letters-spill.jsonl"),
 	}
 	srv := testenv.Start(t, testenv.Binary(t, "./cmd/server"), env)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", srv.Output())
+		}
+	})
 	if !srv.WaitOutput(`"worker started"`, 30*time.Second) {
 		t.Fatalf("server did not start:\n%s", srv.Output())
 	}
@@ -225,7 +110,7 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 		"webhook_escrow_status_changed:event-dispute-dsp-8-resolved",
 	}
 	for _, id := range append(ids, fanout...) {
-		waitCompleted(t, insp, id, srv)
+		testkit.AwaitState(t, insp, id, "completed", e2eWaitTimeout)
 	}
 
 	// E-mail: six messages (four direct, two from the fan-out), one each.
@@ -260,25 +145,30 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 
 	// Stripe: one request per capture and refund; the flaky capture three,
 	// all with the same idempotency key.
-	f := frontOf[front]
-	for _, c := range []struct{ op, pi string }{{"capture", "pi_capture5"}, {"refund", "pi_refund6"}} {
-		if keys := f.keys(c.op, c.pi); len(keys) != 1 || keys[0] == "" {
-			t.Errorf("%s %s: got idempotency keys %q, want exactly one request with a key", c.op, c.pi, keys)
+	for _, pi := range []string{"pi_capture5", "pi_refund6"} {
+		if keys := stripe.KeysOf(pi); len(keys) != 1 || keys[0] == "" {
+			t.Errorf("%s: got idempotency keys %q, want exactly one request with a key", pi, keys)
 		}
 	}
-	keys := f.keys("capture", e2eFlakyPI)
+	keys := stripe.KeysOf(e2eFlakyPI)
 	if len(keys) != 3 || keys[0] != keys[1] || keys[1] != keys[2] || keys[0] != "stripe_capture_payment:capture-"+e2eFlakyPI {
 		t.Errorf("flaky capture: got keys %q, want three requests with key stripe_capture_payment:capture-%s", keys, e2eFlakyPI)
+	}
+	if got := stripe.Intent("pi_capture5"); got.Status != "succeeded" || got.Received != 5000 {
+		t.Errorf("pi_capture5 after the run: got status %q, received %d; want succeeded, 5000", got.Status, got.Received)
+	}
+	if refunds := stripe.Refunds(); len(refunds) != 1 || refunds[0].PaymentIntent != "pi_refund6" || refunds[0].Amount != 300 {
+		t.Errorf("refunds after the run: got %+v, want one of 300 on pi_refund6", refunds)
 	}
 
 	// Webhooks: verified by the receiver; the flaky one three times with one webhook-id.
 	for id, want := range map[string]int{"evt-7": 1, "dispute-dsp-8-resolved": 1, e2eFlakyEvent: 3} {
-		if got := rc.count(id); got != want {
+		if got := rc.Count(id); got != want {
 			t.Errorf("webhook %s: got %d verified deliveries, want %d", id, got, want)
 		}
 	}
-	if rc.bad != 0 {
-		t.Errorf("the receiver refused %d badly signed requests, want 0", rc.bad)
+	if _, refused := rc.Deliveries(); len(refused) != 0 {
+		t.Errorf("the receiver refused %d requests, want 0: %v", len(refused), refused)
 	}
 
 	// Audit: one row in PostgreSQL.
@@ -294,20 +184,6 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 
 	secrets := []string{e2eStripeKey, e2eWebhookKey, strings.TrimPrefix(e2eWebhookKey, "whsec_")}
 	assertCleanLogs(t, srv.Output(), append(secrets, customerEmails...))
-}
-
-func waitCompleted(t *testing.T, insp *tasks.Inspector, id string, srv *testenv.Process) {
-	t.Helper()
-	var j tasks.Job
-	for deadline := time.Now().Add(e2eWaitTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var err error
-		if j, err = insp.Status(id); err == nil && (j.State == "completed" || j.State == "archived") {
-			break
-		}
-	}
-	if j.State != "completed" {
-		t.Fatalf("job %s: got state %q (last error %q), want completed\nserver log:\n%s", id, j.State, j.LastError, srv.Output())
-	}
 }
 
 // customerEmails are the addresses the payloads of this test carry.

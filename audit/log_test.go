@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/audit"
+	"github.com/escrowjobs/escrowjobs/devmode"
 )
 
 func TestLog(t *testing.T) {
 	var buf bytes.Buffer
-	sink := audit.NewLog(slog.New(slog.NewTextHandler(&buf, nil)))
+	sink := devmode.NewAudit(slog.New(slog.NewTextHandler(&buf, nil)))
 	e := event("ev-1")
 	e.Metadata = json.RawMessage(`{"by":"jane.doe@example.com"}`)
 	if err := sink.WriteAudit(context.Background(), e); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
 )
 
@@ -42,7 +43,7 @@ func (p Payments) Capture(ctx context.Context, c handlers.Capture) (handlers.Pay
 	if err := demoFailure(c.PaymentIntentID); err != nil {
 		return handlers.PaymentResult{}, err
 	}
-	p.Log.InfoContext(ctx, "dev: would capture", "payment_intent", c.PaymentIntentID, "amount", c.Amount, "idempotency_key", c.IdempotencyKey)
+	p.Log.InfoContext(ctx, "dev: would capture", "payment_intent", c.PaymentIntentID, "amount", c.Amount, "task_id", c.JobID)
 	return handlers.PaymentResult{ID: "ch_dev_" + c.PaymentIntentID, Status: "succeeded"}, nil
 }
 
@@ -51,7 +52,7 @@ func (p Payments) Refund(ctx context.Context, r handlers.Refund) (handlers.Payme
 	if err := demoFailure(r.PaymentIntentID); err != nil {
 		return handlers.PaymentResult{}, err
 	}
-	p.Log.InfoContext(ctx, "dev: would refund", "payment_intent", r.PaymentIntentID, "amount", r.Amount, "idempotency_key", r.IdempotencyKey)
+	p.Log.InfoContext(ctx, "dev: would refund", "payment_intent", r.PaymentIntentID, "amount", r.Amount, "task_id", r.JobID)
 	return handlers.PaymentResult{ID: "re_dev_" + r.PaymentIntentID, Status: "succeeded"}, nil
 }
 
@@ -59,7 +60,7 @@ func (p Payments) Refund(ctx context.Context, r handlers.Refund) (handlers.Payme
 type Sender struct{ Log *slog.Logger }
 
 // Send logs d (or fails for demo markers).
-func (s Sender) Send(ctx context.Context, d handlers.Delivery) error {
+func (s Sender) Send(ctx context.Context, d webhook.Delivery) error {
 	if err := demoFailure(d.PartnerID); err != nil {
 		return err
 	}

@@ -30,54 +30,40 @@ func DemoEvents(n int, now time.Time) ([]*tasks.Task, error) {
 	at := now.UTC().Format(time.RFC3339)
 	buyer, seller := fmt.Sprintf("buyer%d@example.com", n), fmt.Sprintf("seller%d@example.com", n)
 	audit := payloads.AuditLogCreated{EventID: tx + "-audit", Actor: "demo", Action: "escrow.updated", TransactionID: tx, OccurredAt: at}
-	var build []func() (*tasks.Task, error)
+	var event []payloads.Payload
 	switch n % 5 {
 	case 0: // released
-		build = []func() (*tasks.Task, error){
-			func() (*tasks.Task, error) {
-				return tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: tx, PaymentIntentID: pi})
-			},
-			func() (*tasks.Task, error) {
-				return tasks.NewSendReleaseEmailTask(payloads.SendReleaseEmail{TransactionID: tx, RecipientEmail: seller, Amount: 12500, Currency: "USD"})
-			},
+		event = []payloads.Payload{
+			payloads.StripeCapturePayment{TransactionID: tx, PaymentIntentID: pi},
+			payloads.SendReleaseEmail{TransactionID: tx, RecipientEmail: seller, Amount: 12500, Currency: "USD"},
 			statusWebhook(tx, partner, payloads.StatusFunded, payloads.StatusReleased, at),
 		}
 	case 1: // refunded
-		build = []func() (*tasks.Task, error){
-			func() (*tasks.Task, error) {
-				return tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: tx, PaymentIntentID: pi, Reason: payloads.RefundRequestedByCustomer})
-			},
-			func() (*tasks.Task, error) {
-				return tasks.NewSendRefundEmailTask(payloads.SendRefundEmail{TransactionID: tx, RecipientEmail: buyer, Amount: 4200, Currency: "EUR"})
-			},
+		event = []payloads.Payload{
+			payloads.StripeRefundPayment{TransactionID: tx, PaymentIntentID: pi, Reason: payloads.RefundRequestedByCustomer},
+			payloads.SendRefundEmail{TransactionID: tx, RecipientEmail: buyer, Amount: 4200, Currency: "EUR"},
 			statusWebhook(tx, partner, payloads.StatusFunded, payloads.StatusRefunded, at),
 		}
 	case 2: // disputed
-		build = []func() (*tasks.Task, error){
-			func() (*tasks.Task, error) {
-				return tasks.NewSendDisputeEmailTask(payloads.SendDisputeEmail{TransactionID: tx, DisputeID: "dsp-" + tx, RecipientEmail: seller, Reason: "Item not received"})
-			},
+		event = []payloads.Payload{
+			payloads.SendDisputeEmail{TransactionID: tx, DisputeID: "dsp-" + tx, RecipientEmail: seller, Reason: "Item not received"},
 			statusWebhook(tx, partner, payloads.StatusFunded, payloads.StatusDisputed, at),
 		}
 	case 3: // paid
-		build = []func() (*tasks.Task, error){
-			func() (*tasks.Task, error) {
-				return tasks.NewSendPaymentConfirmedEmailTask(payloads.SendPaymentConfirmedEmail{TransactionID: tx, PaymentIntentID: pi, RecipientEmail: buyer, Amount: 9900, Currency: "USD"})
-			},
+		event = []payloads.Payload{
+			payloads.SendPaymentConfirmedEmail{TransactionID: tx, PaymentIntentID: pi, RecipientEmail: buyer, Amount: 9900, Currency: "USD"},
 			statusWebhook(tx, partner, payloads.StatusPending, payloads.StatusFunded, at),
 		}
 	case 4: // dispute resolved
-		build = []func() (*tasks.Task, error){
-			func() (*tasks.Task, error) {
-				return tasks.NewNotifyDisputeResolvedTask(payloads.NotifyDisputeResolved{DisputeID: "dsp-" + tx, TransactionID: tx,
-					Resolution: payloads.ResolutionSplit, BuyerEmail: buyer, SellerEmail: seller, PartnerID: partner})
-			},
+		event = []payloads.Payload{
+			payloads.NotifyDisputeResolved{DisputeID: "dsp-" + tx, TransactionID: tx,
+				Resolution: payloads.ResolutionSplit, BuyerEmail: buyer, SellerEmail: seller, PartnerID: partner},
 		}
 	}
-	build = append(build, func() (*tasks.Task, error) { return tasks.NewAuditLogCreatedTask(audit) })
-	out := make([]*tasks.Task, 0, len(build))
-	for _, b := range build {
-		t, err := b()
+	event = append(event, audit)
+	out := make([]*tasks.Task, 0, len(event))
+	for _, p := range event {
+		t, err := tasks.New(p)
 		if err != nil {
 			return nil, fmt.Errorf("demo event %d: %w", n, err)
 		}
@@ -86,11 +72,9 @@ func DemoEvents(n int, now time.Time) ([]*tasks.Task, error) {
 	return out, nil
 }
 
-func statusWebhook(tx, partner, from, to, at string) func() (*tasks.Task, error) {
-	return func() (*tasks.Task, error) {
-		return tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
-			EventID: tx + "-" + to, PartnerID: partner, TransactionID: tx, PreviousStatus: from, Status: to, OccurredAt: at})
-	}
+func statusWebhook(tx, partner, from, to, at string) payloads.WebhookEscrowStatusChanged {
+	return payloads.WebhookEscrowStatusChanged{
+		EventID: tx + "-" + to, PartnerID: partner, TransactionID: tx, PreviousStatus: from, Status: to, OccurredAt: at}
 }
 
 // Enqueuer is what the demo enqueues through (tasks.Client).

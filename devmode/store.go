@@ -1,6 +1,8 @@
 // Package devmode is what `cmd/server -dev` runs instead of production
-// infrastructure: an embedded in-memory Redis (miniredis) and adapters that
-// log what they would send. Nothing here survives a restart.
+// infrastructure: an embedded in-memory Redis (miniredis, [StartStore]),
+// adapters that log what they would send ([Mailer], [Payments], [Sender],
+// [Audit]) and a stream of demo events ([RunDemo]). Nothing here survives
+// a restart.
 package devmode
 
 import (

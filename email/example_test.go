@@ -1,10 +1,8 @@
 package email_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
@@ -13,8 +11,8 @@ import (
 
 func ExampleRender() {
 	msg, err := email.Render(handlers.Mail{
-		ID: "send_release_email:escrow-esc-123-release-0f1e2d3c4b5a6978",
-		To: "jane.doe@example.com",
+		JobID: "send_release_email:escrow-esc-123-release-0f1e2d3c4b5a6978",
+		To:    "jane.doe@example.com",
 		Data: payloads.SendReleaseEmail{
 			TransactionID: "esc-123", RecipientEmail: "jane.doe@example.com",
 			Amount: 12345, Currency: "USD", RecipientName: "Jane",
@@ -80,25 +78,4 @@ func ExampleNewSMTP() {
 	fmt.Println(email.MessageID("send_release_email:escrow-esc-123-release-0f1e2d3c4b5a6978", "example.com"))
 	// Output:
 	// 3f1a7901331f4c4405d11f444d130054@example.com
-}
-
-func ExampleNewLog() {
-	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
-	mailer := email.NewLog(log)
-	_ = mailer.SendMail(context.Background(), handlers.Mail{
-		ID: "send_refund_email:escrow-esc-7-refund-0f1e2d3c4b5a6978",
-		To: "jane.doe@example.com",
-		Data: payloads.SendRefundEmail{
-			TransactionID: "esc-7", RecipientEmail: "jane.doe@example.com", Amount: 990, Currency: "EUR",
-		},
-	})
-	// Output:
-	// level=INFO msg="email not sent (dev mode)" job=send_refund_email:escrow-esc-7-refund-0f1e2d3c4b5a6978 kind=send_refund_email to=j***@example.com subject="Refund issued for escrow esc-7"
 }

@@ -1,6 +1,9 @@
 package email_test
 
 import (
+	"strings"
+	"testing"
+
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 )
@@ -66,7 +69,28 @@ func kindCases(to string) []kindCase {
 
 // mail is a release mail for job id to to.
 func mail(id, to string) handlers.Mail {
-	return handlers.Mail{ID: id, To: to, Data: payloads.SendReleaseEmail{
+	return handlers.Mail{JobID: id, To: to, Data: payloads.SendReleaseEmail{
 		TransactionID: "esc-1", RecipientEmail: to, Amount: 100, Currency: "USD",
 	}}
+}
+
+// checkBodies fails unless the plain-text and HTML bodies hold what tc
+// says they must (and the HTML none of tc.notHTML).
+func (tc kindCase) checkBodies(t *testing.T, text, html string) {
+	t.Helper()
+	for _, w := range tc.text {
+		if !strings.Contains(text, w) {
+			t.Errorf("text: got %q, want it to contain %q", text, w)
+		}
+	}
+	for _, w := range tc.html {
+		if !strings.Contains(html, w) {
+			t.Errorf("html: got %q, want it to contain %q", html, w)
+		}
+	}
+	for _, w := range tc.notHTML {
+		if strings.Contains(html, w) {
+			t.Errorf("html: got %q, want no unescaped %q", html, w)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/escrowjobs/escrowjobs/devmode"
 	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/hibiken/asynq"
@@ -18,16 +19,16 @@ func TestLogMailer(t *testing.T) {
 	for _, tc := range kindCases(to) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			mailer := email.NewLog(slog.New(slog.NewJSONHandler(&buf, nil)))
+			mailer := devmode.NewMailer(slog.New(slog.NewJSONHandler(&buf, nil)))
 			id := "job-" + tc.data.TaskType()
-			if err := mailer.SendMail(context.Background(), handlers.Mail{ID: id, To: to, Data: tc.data}); err != nil {
+			if err := mailer.SendMail(context.Background(), handlers.Mail{JobID: id, To: to, Data: tc.data}); err != nil {
 				t.Fatalf("SendMail: got error %v, want nil", err)
 			}
 			got := buf.String()
 			if strings.Contains(got, to) {
 				t.Errorf("log: got %s, want no raw recipient address", got)
 			}
-			for _, w := range []string{`"job":"` + id + `"`, `"kind":"` + tc.data.TaskType() + `"`, `"to":"j***@example.com"`, `"subject":"` + tc.subject + `"`} {
+			for _, w := range []string{`"task_id":"` + id + `"`, `"task_type":"` + tc.data.TaskType() + `"`, `"to":"j***@example.com"`, `"subject":"` + tc.subject + `"`} {
 				if !strings.Contains(got, w) {
 					t.Errorf("log: got %s, want it to contain %s", got, w)
 				}
@@ -38,7 +39,7 @@ func TestLogMailer(t *testing.T) {
 
 func TestLogMailerRefusesUnknownPayload(t *testing.T) {
 	var buf bytes.Buffer
-	err := email.NewLog(slog.New(slog.NewTextHandler(&buf, nil))).SendMail(context.Background(), handlers.Mail{ID: "job-1", To: "a@example.com"})
+	err := devmode.NewMailer(slog.New(slog.NewTextHandler(&buf, nil))).SendMail(context.Background(), handlers.Mail{JobID: "job-1", To: "a@example.com"})
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("SendMail without a payload: got %v, want a permanent error", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -25,7 +26,7 @@ type Message struct {
 	HTML    string
 }
 
-// view is what the templates see. Fields a kind does not have stay empty.
+// view is what the templates see. Fields a type does not have stay empty.
 type view struct {
 	Subject         string
 	Name            string
@@ -36,10 +37,11 @@ type view struct {
 	Reason          string
 }
 
-// Render renders m from the template of its payload type. A payload type
-// without a template is an error that wraps asynq.SkipRetry.
+// Render renders m from the template its payload type names in the
+// registry (tasks.Type.Template). A payload type without a template is an
+// error that wraps asynq.SkipRetry.
 func Render(m handlers.Mail) (Message, error) {
-	name, v, err := describe(m.Data)
+	v, err := describe(m.Data)
 	if err != nil {
 		return Message{}, err
 	}
@@ -47,12 +49,16 @@ func Render(m handlers.Mail) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("email: parse templates: %w", err)
 	}
-	set := sets[name]
+	name := templateOf(m.Data)
+	set, ok := sets[name]
+	if !ok {
+		return Message{}, fmt.Errorf("email: no template for payload type %T: %w", m.Data, asynq.SkipRetry)
+	}
 	var text, html bytes.Buffer
-	if err := set.text.ExecuteTemplate(&text, name+".txt.tmpl", v); err != nil {
+	if err := set.text.ExecuteTemplate(&text, "text", v); err != nil {
 		return Message{}, fmt.Errorf("email: render %s text: %w", name, err)
 	}
-	if err := set.html.ExecuteTemplate(&html, name+".html.tmpl", v); err != nil {
+	if err := set.html.ExecuteTemplate(&html, "html", v); err != nil {
 		return Message{}, fmt.Errorf("email: render %s html: %w", name, err)
 	}
 	return Message{
@@ -62,39 +68,51 @@ func Render(m handlers.Mail) (Message, error) {
 	}, nil
 }
 
-// describe picks the template and fills the view for one payload.
-func describe(p payloads.Payload) (string, view, error) {
+// templateOf is the template the registry names for p's type; "" for none.
+func templateOf(p payloads.Payload) string {
+	if p == nil {
+		return ""
+	}
+	t, err := tasks.Lookup(p.TaskType())
+	if err != nil {
+		return ""
+	}
+	return t.Template
+}
+
+// describe fills the view of one payload.
+func describe(p payloads.Payload) (view, error) {
 	switch d := p.(type) {
 	case payloads.SendReleaseEmail:
-		return "release", view{
+		return view{
 			Subject:       "Funds released for escrow " + d.TransactionID,
 			Name:          d.RecipientName,
 			TransactionID: d.TransactionID,
 			Amount:        FormatAmount(d.Amount, d.Currency),
 		}.clean(), nil
 	case payloads.SendRefundEmail:
-		return "refund", view{
+		return view{
 			Subject:       "Refund issued for escrow " + d.TransactionID,
 			TransactionID: d.TransactionID,
 			Amount:        FormatAmount(d.Amount, d.Currency),
 			Reason:        d.Reason,
 		}.clean(), nil
 	case payloads.SendDisputeEmail:
-		return "dispute", view{
+		return view{
 			Subject:       "Dispute " + d.DisputeID + " on escrow " + d.TransactionID,
 			TransactionID: d.TransactionID,
 			DisputeID:     d.DisputeID,
 			Reason:        d.Reason,
 		}.clean(), nil
 	case payloads.SendPaymentConfirmedEmail:
-		return "payment_confirmed", view{
+		return view{
 			Subject:         "Payment received for escrow " + d.TransactionID,
 			TransactionID:   d.TransactionID,
 			PaymentIntentID: d.PaymentIntentID,
 			Amount:          FormatAmount(d.Amount, d.Currency),
 		}.clean(), nil
 	}
-	return "", view{}, fmt.Errorf("email: no template for payload type %T: %w", p, asynq.SkipRetry)
+	return view{}, fmt.Errorf("email: no template for payload type %T: %w", p, asynq.SkipRetry)
 }
 
 // clean keeps control characters out of one-line fields (the subject goes
@@ -119,26 +137,37 @@ func (v view) clean() view {
 	return v
 }
 
-// templateSet is the text and HTML template of one kind of mail.
+// templateSet is the text and HTML template of one type of mail.
 type templateSet struct {
 	text *texttemplate.Template
 	html *htmltemplate.Template
 }
 
-// kinds are the template names, one pair of files each.
-var kinds = []string{"release", "refund", "dispute", "payment_confirmed"}
+// Templates lists the e-mail templates the registry names (tasks.Type.Template),
+// one file each: templates/<name>.tmpl defines its "text" and "html" bodies
+// (the HTML one as "content" inside the shared layout).
+func Templates() []string {
+	var names []string
+	for _, t := range tasks.Types() {
+		if t.Template != "" {
+			names = append(names, t.Template)
+		}
+	}
+	return names
+}
 
 // templates parses the embedded templates once; they never change afterwards.
 var templates = sync.OnceValues(func() (map[string]templateSet, error) {
-	sets := make(map[string]templateSet, len(kinds))
-	for _, k := range kinds {
+	names := Templates()
+	sets := make(map[string]templateSet, len(names))
+	for _, k := range names {
 		text, err := texttemplate.New(k).Option("missingkey=error").
-			ParseFS(templateFS, "templates/layout.txt.tmpl", "templates/"+k+".txt.tmpl")
+			ParseFS(templateFS, "templates/layout.txt.tmpl", "templates/"+k+".tmpl")
 		if err != nil {
 			return nil, err
 		}
 		html, err := htmltemplate.New(k).Option("missingkey=error").
-			ParseFS(templateFS, "templates/layout.html.tmpl", "templates/"+k+".html.tmpl")
+			ParseFS(templateFS, "templates/layout.html.tmpl", "templates/"+k+".tmpl")
 		if err != nil {
 			return nil, err
 		}

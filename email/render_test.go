@@ -15,28 +15,14 @@ func TestRender(t *testing.T) {
 	const to = "jane.doe@example.com"
 	for _, tc := range kindCases(to) {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := email.Render(handlers.Mail{ID: "job-1", To: to, Data: tc.data})
+			got, err := email.Render(handlers.Mail{JobID: "job-1", To: to, Data: tc.data})
 			if err != nil {
 				t.Fatalf("Render: got error %v, want nil", err)
 			}
 			if got.Subject != tc.subject {
 				t.Errorf("subject: got %q, want %q", got.Subject, tc.subject)
 			}
-			for _, w := range tc.text {
-				if !strings.Contains(got.Text, w) {
-					t.Errorf("text: got %q, want it to contain %q", got.Text, w)
-				}
-			}
-			for _, w := range tc.html {
-				if !strings.Contains(got.HTML, w) {
-					t.Errorf("html: got %q, want it to contain %q", got.HTML, w)
-				}
-			}
-			for _, w := range tc.notHTML {
-				if strings.Contains(got.HTML, w) {
-					t.Errorf("html: got %q, want no %q (unescaped)", got.HTML, w)
-				}
-			}
+			tc.checkBodies(t, got.Text, got.HTML)
 			if !strings.Contains(got.HTML, "<title>"+tc.subject+"</title>") {
 				t.Errorf("html: got %q, want the subject as title", got.HTML)
 			}
@@ -46,7 +32,7 @@ func TestRender(t *testing.T) {
 
 func TestRenderUnknownPayloadIsPermanent(t *testing.T) {
 	for _, data := range []payloads.Payload{nil, payloads.StripeRefundPayment{}, &payloads.SendReleaseEmail{}} {
-		_, err := email.Render(handlers.Mail{ID: "job-1", To: "a@example.com", Data: data})
+		_, err := email.Render(handlers.Mail{JobID: "job-1", To: "a@example.com", Data: data})
 		if !errors.Is(err, asynq.SkipRetry) {
 			t.Errorf("Render(%T): got error %v, want one wrapping asynq.SkipRetry", data, err)
 		}
@@ -54,7 +40,7 @@ func TestRenderUnknownPayloadIsPermanent(t *testing.T) {
 }
 
 func TestRenderKeepsControlCharactersOutOfTheSubject(t *testing.T) {
-	got, err := email.Render(handlers.Mail{ID: "job-1", To: "a@example.com", Data: payloads.SendDisputeEmail{
+	got, err := email.Render(handlers.Mail{JobID: "job-1", To: "a@example.com", Data: payloads.SendDisputeEmail{
 		TransactionID: "esc-1\r\nBcc: x@example.com", DisputeID: "dsp-1", RecipientEmail: "a@example.com", Reason: "r",
 	}})
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/resend/resend-go/v3"
 )
 
@@ -79,19 +79,19 @@ func NewResend(cfg ResendConfig, log *slog.Logger) (*Resend, error) {
 	return &Resend{client: client, from: from.String(), log: log}, nil
 }
 
-// SendMail renders m and sends it with Idempotency-Key IdempotencyKey(m.ID),
+// SendMail renders m and sends it with Idempotency-Key IdempotencyKey(m.JobID),
 // so a retry within Resend's 24 hours is not delivered twice. HTTP 4xx
 // other than 408, 409 and 429 is permanent (wraps asynq.SkipRetry); 408,
 // 409, 429, 5xx and network errors are transient, with the answer's
-// Retry-After as a *tasks.RetryAfterError when it has one.
+// Retry-After as a *retry.AfterError when it has one.
 func (r *Resend) SendMail(ctx context.Context, m handlers.Mail) error {
 	rendered, err := Render(m)
 	if err != nil {
 		return err
 	}
-	kind, to := m.Data.TaskType(), payloads.MaskEmail(m.To)
-	where := "resend: " + kind + " to " + to
-	if m.ID == "" {
+	taskType, to := m.Data.TaskType(), payloads.MaskEmail(m.To)
+	where := "resend: " + taskType + " to " + to
+	if m.JobID == "" {
 		return permanent(errors.New(where + ": mail has no job ID to derive the Idempotency-Key from"))
 	}
 	if m.To == "" {
@@ -105,11 +105,11 @@ func (r *Resend) SendMail(ctx context.Context, m handlers.Mail) error {
 		Subject: rendered.Subject,
 		Text:    rendered.Text,
 		Html:    rendered.HTML,
-	}, &resend.SendEmailOptions{IdempotencyKey: IdempotencyKey(m.ID)})
+	}, &resend.SendEmailOptions{IdempotencyKey: IdempotencyKey(m.JobID)})
 	if err != nil {
 		return masked(resendFailure(where, answer, err))
 	}
-	r.log.InfoContext(ctx, "email sent", "via", "resend", "job", m.ID, "kind", kind, "to", to,
+	r.log.InfoContext(ctx, "email sent", "via", "resend", "task_id", m.JobID, "task_type", taskType, "to", to,
 		"subject", rendered.Subject, "resend_id", sent.Id)
 	return nil
 }
@@ -124,10 +124,7 @@ func resendFailure(where string, a response, err error) error {
 		a.status != http.StatusRequestTimeout && a.status != http.StatusConflict && a.status != http.StatusTooManyRequests {
 		return permanent(err)
 	}
-	if d, ok := tasks.ParseRetryAfter(a.retryAfter, time.Now()); ok {
-		return tasks.RetryAfter(d, err)
-	}
-	return err
+	return retry.AfterHeader(a.retryAfter, time.Now(), err)
 }
 
 // response is the status and Retry-After of the last HTTP answer to one

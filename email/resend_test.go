@@ -14,7 +14,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 )
 
@@ -95,7 +95,7 @@ func TestResendDeliversEachKind(t *testing.T) {
 	mailer := newResend(t, f.srv.URL)
 	const to = "jane.doe@example.com"
 	for i, tc := range kindCases(to) {
-		if err := mailer.SendMail(context.Background(), handlers.Mail{ID: "job-" + tc.data.TaskType(), To: to, Data: tc.data}); err != nil {
+		if err := mailer.SendMail(context.Background(), handlers.Mail{JobID: "job-" + tc.data.TaskType(), To: to, Data: tc.data}); err != nil {
 			t.Fatalf("SendMail %s: got error %v, want nil", tc.name, err)
 		}
 		got := f.seen()[i]
@@ -182,7 +182,7 @@ func TestResendErrorMapping(t *testing.T) {
 			if got := errors.Is(err, asynq.SkipRetry); got != tc.permanent {
 				t.Errorf("permanent (errors.Is SkipRetry): got %v, want %v", got, tc.permanent)
 			}
-			var ra *tasks.RetryAfterError
+			var ra *retry.AfterError
 			gotRA := errors.As(err, &ra)
 			switch {
 			case tc.retryAfter == 0 && gotRA:
@@ -193,8 +193,8 @@ func TestResendErrorMapping(t *testing.T) {
 				t.Errorf("RetryAfterError.After: got %s, want %s", ra.After, tc.retryAfter)
 			}
 			if tc.retryAfter != 0 {
-				if got := tasks.RetryDelay(0, err); got != tc.retryAfter {
-					t.Errorf("tasks.RetryDelay: got %s, want the peer's %s", got, tc.retryAfter)
+				if got := retry.Delay(0, err); got != tc.retryAfter {
+					t.Errorf("retry.Delay: got %s, want the peer's %s", got, tc.retryAfter)
 				}
 			}
 			if strings.Contains(err.Error(), to) {
@@ -206,7 +206,7 @@ func TestResendErrorMapping(t *testing.T) {
 		f := startFakeResend(t)
 		f.setAnswer(503, map[string]string{"Retry-After": time.Now().Add(20 * time.Second).UTC().Format(http.TimeFormat)}, `{}`)
 		err := newResend(t, f.srv.URL).SendMail(context.Background(), mail("job-1", to))
-		var ra *tasks.RetryAfterError
+		var ra *retry.AfterError
 		if !errors.As(err, &ra) || ra.After < 18*time.Second || ra.After > 20*time.Second {
 			t.Errorf("SendMail: got %v, want a RetryAfterError of about 20s", err)
 		}

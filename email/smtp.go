@@ -92,7 +92,7 @@ func parseFrom(raw string) (*netmail.Address, string, error) {
 	return from, domain, nil
 }
 
-// SendMail renders m and delivers it. The Message-ID is MessageID(m.ID,
+// SendMail renders m and delivers it. The Message-ID is MessageID(m.JobID,
 // the sender's domain), the same on every attempt. An SMTP 5xx reply is
 // permanent (wraps asynq.SkipRetry); 4xx replies, network errors and
 // timeouts are transient.
@@ -101,40 +101,40 @@ func (s *SMTP) SendMail(ctx context.Context, m handlers.Mail) error {
 	if err != nil {
 		return err
 	}
-	kind, to := m.Data.TaskType(), payloads.MaskEmail(m.To)
+	taskType, to := m.Data.TaskType(), payloads.MaskEmail(m.To)
 	msg, err := s.message(m, rendered)
 	if err != nil {
-		return masked(permanent(fmt.Errorf("smtp: %s to %s: %w", kind, to, err)))
+		return masked(permanent(fmt.Errorf("smtp: %s to %s: %w", taskType, to, err)))
 	}
 	timeout := s.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
 	if timeout <= 0 {
-		return fmt.Errorf("smtp: %s to %s: %w", kind, to, context.Cause(ctx))
+		return fmt.Errorf("smtp: %s to %s: %w", taskType, to, context.Cause(ctx))
 	}
 	client, err := gomail.NewClient(s.server.Host, s.options(timeout)...)
 	if err != nil {
-		return fmt.Errorf("smtp: %s to %s: client for %s: %w", kind, to, s.server.Addr(), err)
+		return fmt.Errorf("smtp: %s to %s: client for %s: %w", taskType, to, s.server.Addr(), err)
 	}
 	err = client.DialAndSendWithContext(ctx, msg)
 	if err != nil && msg.IsDelivered() {
 		// The server took the mail; only QUIT failed. A retry would deliver it twice.
 		s.log.WarnContext(ctx, "email sent, closing the SMTP connection failed",
-			"job", m.ID, "kind", kind, "to", to, "error", masked(err).Error())
+			"task_id", m.JobID, "task_type", taskType, "to", to, "error", masked(err).Error())
 		err = nil
 	}
 	if err != nil {
-		return s.failure(kind, to, err)
+		return s.failure(taskType, to, err)
 	}
-	s.log.InfoContext(ctx, "email sent", "via", "smtp", "job", m.ID, "kind", kind, "to", to,
+	s.log.InfoContext(ctx, "email sent", "via", "smtp", "task_id", m.JobID, "task_type", taskType, "to", to,
 		"subject", rendered.Subject, "message_id", msg.GetMessageID())
 	return nil
 }
 
 // message builds the multipart (text and HTML) message.
 func (s *SMTP) message(m handlers.Mail, r Message) (*gomail.Msg, error) {
-	if m.ID == "" {
+	if m.JobID == "" {
 		return nil, errors.New("mail has no job ID to derive the Message-ID from")
 	}
 	to, err := netmail.ParseAddress(m.To)
@@ -145,7 +145,7 @@ func (s *SMTP) message(m handlers.Mail, r Message) (*gomail.Msg, error) {
 	msg.FromMailAddress(s.from)
 	msg.ToMailAddress(to)
 	msg.Subject(r.Subject)
-	msg.SetMessageIDWithValue(MessageID(m.ID, s.domain))
+	msg.SetMessageIDWithValue(MessageID(m.JobID, s.domain))
 	msg.SetDate()
 	msg.SetBodyString(gomail.TypeTextPlain, r.Text)
 	msg.AddAlternativeString(gomail.TypeTextHTML, r.HTML)
@@ -180,8 +180,8 @@ func (s *SMTP) options(timeout time.Duration) []gomail.Option {
 
 // failure classifies a delivery error: an SMTP 5xx reply is permanent,
 // everything else transient. The text never shows the recipient.
-func (s *SMTP) failure(kind, to string, err error) error {
-	where := fmt.Sprintf("smtp: %s to %s via %s", kind, to, s.server.Addr())
+func (s *SMTP) failure(taskType, to string, err error) error {
+	where := fmt.Sprintf("smtp: %s to %s via %s", taskType, to, s.server.Addr())
 	if code := smtpCode(err); code >= 500 && code < 600 {
 		return masked(permanent(fmt.Errorf("%s: server answered %d: %w", where, code, err)))
 	}

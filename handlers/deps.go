@@ -5,18 +5,19 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // Adapters report failures with errors the worker understands:
 //   - wrap asynq.SkipRetry for a permanent failure (archived at once);
-//   - wrap a *tasks.RetryAfterError when the peer asked for a longer pause;
+//   - wrap a *retry.AfterError (retry.After) when the peer asked for a longer pause;
 //   - anything else is transient and retried on the 2 s / 4 s / 8 s schedule.
 
 // Mail is one customer e-mail to render and deliver.
 type Mail struct {
-	// ID is the job ID. It is stable across attempts; the SMTP Message-ID
-	// and the Resend Idempotency-Key derive from it.
-	ID string
+	// JobID is the job ID. It is stable across attempts; the SMTP
+	// Message-ID and the Resend Idempotency-Key derive from it.
+	JobID string
 	// To is the recipient address. Never log it unmasked.
 	To string
 	// Data is the payload: one of payloads.SendReleaseEmail,
@@ -32,8 +33,9 @@ type Mailer interface {
 
 // Capture asks the payment provider to capture a PaymentIntent.
 type Capture struct {
-	// IdempotencyKey is derived from the job ID and identical on every attempt.
-	IdempotencyKey  string
+	// JobID is the job ID, identical on every attempt; the provider's
+	// idempotency key derives from it.
+	JobID           string
 	TransactionID   string
 	PaymentIntentID string
 	// Amount in minor units; 0 captures the full authorised amount.
@@ -42,8 +44,9 @@ type Capture struct {
 
 // Refund asks the payment provider to refund a PaymentIntent.
 type Refund struct {
-	// IdempotencyKey is derived from the job ID and identical on every attempt.
-	IdempotencyKey  string
+	// JobID is the job ID, identical on every attempt; the provider's
+	// idempotency key derives from it.
+	JobID           string
 	TransactionID   string
 	PaymentIntentID string
 	// Amount in minor units; 0 refunds what remains.
@@ -64,25 +67,15 @@ type PaymentResult struct {
 }
 
 // Payments captures and refunds payments. Both calls must be safe to repeat
-// with the same IdempotencyKey, also after the provider forgot the key.
+// with the same JobID, also after the provider forgot its idempotency key.
 type Payments interface {
 	Capture(ctx context.Context, c Capture) (PaymentResult, error)
 	Refund(ctx context.Context, r Refund) (PaymentResult, error)
 }
 
-// Delivery is one signed webhook to one partner.
-type Delivery struct {
-	// ID is the webhook-id header: stable across attempts.
-	ID string
-	// PartnerID selects URL and secret from the partner registry.
-	PartnerID string
-	// Body is the exact JSON body that is signed and sent.
-	Body []byte
-}
-
 // Sender delivers signed webhooks to partners.
 type Sender interface {
-	Send(ctx context.Context, d Delivery) error
+	Send(ctx context.Context, d webhook.Delivery) error
 }
 
 // AuditSink stores audit events. Writing the same EventID twice stores it once.
@@ -94,3 +87,6 @@ type AuditSink interface {
 type Enqueuer interface {
 	Enqueue(ctx context.Context, t *tasks.Task) (string, error)
 }
+
+// The production adapter of Sender is package webhook's.
+var _ Sender = (*webhook.Sender)(nil)

@@ -7,7 +7,10 @@
 // depend on the small interfaces in deps.go, so the same handlers run with
 // production adapters, the -dev log adapters, or test fakes.
 //
-// [NewServeMux] wires all nine into an asynq.ServeMux, with a middleware
+// Each family file (email.go, payment.go, webhook.go, notify.go, audit.go)
+// holds its handlers and their routes. [NewServeMux] wires them into an
+// asynq.ServeMux for every type of the registry (tasks.Types) and refuses
+// to start when a registered type has no handler, with a middleware
 // that logs every outcome with task_type, task_id, queue and attempt (e-mail
 // addresses masked) and archives jobs of unknown types at once.
 package handlers

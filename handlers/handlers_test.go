@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -39,23 +40,11 @@ func TestTypedDecodesValidatesAndCalls(t *testing.T) {
 	}
 }
 
-type nopAdapters struct{ err error }
-
-func (n nopAdapters) SendMail(context.Context, handlers.Mail) error { return n.err }
-func (n nopAdapters) Capture(context.Context, handlers.Capture) (handlers.PaymentResult, error) {
-	return handlers.PaymentResult{}, n.err
-}
-func (n nopAdapters) Refund(context.Context, handlers.Refund) (handlers.PaymentResult, error) {
-	return handlers.PaymentResult{}, n.err
-}
-func (n nopAdapters) Send(context.Context, handlers.Delivery) error              { return n.err }
-func (n nopAdapters) WriteAudit(context.Context, payloads.AuditLogCreated) error { return n.err }
-func (n nopAdapters) Enqueue(context.Context, *tasks.Task) (string, error)       { return "", n.err }
-
 func TestServeMuxLogsMaskedAndArchivesUnknownTypes(t *testing.T) {
 	var logs bytes.Buffer
-	a := nopAdapters{err: errors.New("smtp: mailbox jane.doe@example.com is full")}
-	mux, err := handlers.NewServeMux(handlers.Deps{Mailer: a, Payments: a, Sender: a, Audit: a, Enqueuer: a, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	a := testkit.NewAdapters()
+	a.FailWith(func(string, int) error { return errors.New("smtp: mailbox jane.doe@example.com is full") })
+	mux, err := handlers.NewServeMux(a.Deps(a, slog.New(slog.NewJSONHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +69,7 @@ func TestServeMuxLogsMaskedAndArchivesUnknownTypes(t *testing.T) {
 }
 
 func TestFanOutHasItsOwnDedupeKeys(t *testing.T) {
-	n := handlers.NewNotify(nopAdapters{}, nil)
+	n := handlers.NewNotify(testkit.NewAdapters(), nil)
 	p := payloads.NotifyDisputeResolved{DisputeID: "d1", TransactionID: "t1", Resolution: "split", BuyerEmail: "b@example.com", SellerEmail: "s@example.com", PartnerID: "acme"}
 	ts, err := n.FanOut(p)
 	if err != nil {

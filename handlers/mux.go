@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -23,7 +25,10 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// NewServeMux registers the nine handlers and the logging middleware.
+// NewServeMux registers the handler of every job type in the registry
+// (tasks.Types) and the logging middleware. A registered type without a
+// handler, or a handler of a type that is not registered, is an error: the
+// process does not start with a job type it cannot run.
 func NewServeMux(d Deps) (*asynq.ServeMux, error) {
 	var missing []string
 	for name, ok := range map[string]bool{
@@ -35,27 +40,46 @@ func NewServeMux(d Deps) (*asynq.ServeMux, error) {
 		}
 	}
 	if len(missing) > 0 {
+		slices.Sort(missing)
 		return nil, fmt.Errorf("handlers: missing dependencies %v", missing)
 	}
-	mux := asynq.NewServeMux()
-	mux.Use(Logging(d.Logger))
-	email, stripe := NewEmail(d.Mailer), NewStripe(d.Payments)
-	register(mux, email.Release)
-	register(mux, email.Refund)
-	register(mux, email.Dispute)
-	register(mux, email.PaymentConfirmed)
-	register(mux, stripe.Capture)
-	register(mux, stripe.Refund)
-	register(mux, NewWebhook(d.Sender).StatusChanged)
-	register(mux, NewNotify(d.Enqueuer, d.Now).Resolved)
-	register(mux, NewAudit(d.Audit).Created)
-	return mux, nil
+	routes := slices.Concat(
+		NewEmail(d.Mailer).routes(),
+		NewPayment(d.Payments).routes(),
+		NewWebhook(d.Sender).routes(),
+		NewNotify(d.Enqueuer, d.Now).routes(),
+		NewAudit(d.Audit).routes(),
+	)
+	return newMux(Logging(d.Logger), routes, tasks.Types())
 }
 
-// register adds fn under the task type its payload declares.
-func register[P payloads.Payload](mux *asynq.ServeMux, fn func(context.Context, P) error) {
-	var zero P
-	mux.Handle(zero.TaskType(), Typed(fn))
+// newMux builds the mux of types from routes: exactly one route per type,
+// none for a type that is not in types.
+func newMux(logging asynq.MiddlewareFunc, routes []route, types []tasks.Type) (*asynq.ServeMux, error) {
+	registered := map[string]bool{}
+	for _, t := range types {
+		registered[t.Name] = true
+	}
+	byType := map[string]asynq.Handler{}
+	for _, r := range routes {
+		if !registered[r.taskType] {
+			return nil, fmt.Errorf("handlers: a handler for %s: %w", r.taskType, tasks.ErrUnknownType)
+		}
+		if _, dup := byType[r.taskType]; dup {
+			return nil, fmt.Errorf("handlers: two handlers for %s", r.taskType)
+		}
+		byType[r.taskType] = r.handler
+	}
+	mux := asynq.NewServeMux()
+	mux.Use(logging)
+	for _, t := range types {
+		h, ok := byType[t.Name]
+		if !ok {
+			return nil, fmt.Errorf("handlers: no handler for job type %s", t.Name)
+		}
+		mux.Handle(t.Name, h)
+	}
+	return mux, nil
 }
 
 // TaskAttrs are the log attributes of the job in ctx: task_type, task_id,

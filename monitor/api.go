@@ -198,8 +198,8 @@ func knownType(t string) bool {
 
 func typeNames() []string {
 	var names []string
-	for _, k := range tasks.Kinds() {
-		names = append(names, k.Type)
+	for _, typ := range tasks.Types() {
+		names = append(names, typ.Name)
 	}
 	return names
 }
@@ -235,7 +235,7 @@ func (m *Monitor) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	j, err := m.inspector.Status(id)
+	j, err := m.inspector.Status(r.Context(), id)
 	if err != nil {
 		m.inspectError(w, "status", id, err)
 		return
@@ -243,14 +243,11 @@ func (m *Monitor) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
-func (m *Monitor) stats(w http.ResponseWriter, _ *http.Request) {
-	qs, err := m.inspector.Stats()
+func (m *Monitor) stats(w http.ResponseWriter, r *http.Request) {
+	qs, err := m.inspector.Stats(r.Context())
 	if err != nil {
 		m.inspectError(w, "stats", "", err)
 		return
-	}
-	if qs == nil {
-		qs = []tasks.QueueStats{}
 	}
 	writeJSON(w, http.StatusOK, qs)
 }

@@ -259,7 +259,7 @@ func TestUIRunRequeuesAndRecordsTheUser(t *testing.T) {
 	f.archive(t, one, two, three)
 	check := func(id string) {
 		t.Helper()
-		j, err := f.inspector.Status(id)
+		j, err := f.inspector.Status(context.Background(), id)
 		if err != nil || j.State != "pending" || j.Attempts != 0 || j.MaxRetry != 3 {
 			t.Errorf("%s after Run: got %+v (%v), want pending with 0 attempts and maxRetry 3", id, j, err)
 		}

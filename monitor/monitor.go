@@ -103,9 +103,16 @@ func limitBody(h http.Handler) http.Handler {
 }
 
 func secureHeaders(h http.Handler) http.Handler {
+	return withHeaders(h, "X-Content-Type-Options", "nosniff", "Referrer-Policy", "no-referrer")
+}
+
+// withHeaders sets the headers kv (name, value, name, value, …) on every
+// answer of h.
+func withHeaders(h http.Handler, kv ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("Referrer-Policy", "no-referrer")
+		for i := 0; i+1 < len(kv); i += 2 {
+			w.Header().Set(kv[i], kv[i+1])
+		}
 		h.ServeHTTP(w, r)
 	})
 }

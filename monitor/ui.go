@@ -59,11 +59,7 @@ func readOnly(h http.Handler) http.Handler {
 }
 
 func frameDeny(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
-		h.ServeHTTP(w, r)
-	})
+	return withHeaders(h, "X-Frame-Options", "DENY", "Content-Security-Policy", "frame-ancestors 'none'")
 }
 
 // maskAPIAnswers masks e-mail addresses in every answer of asynqmon's JSON

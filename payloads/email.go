@@ -1,7 +1,5 @@
 package payloads
 
-import "time"
-
 // SendReleaseEmail asks for the "funds released" e-mail to one party of an escrow.
 type SendReleaseEmail struct {
 	TransactionID  string `json:"transactionId"           validate:"required,escrowid"`
@@ -18,12 +16,6 @@ func (SendReleaseEmail) TaskType() string { return "send_release_email" }
 func (p SendReleaseEmail) DedupeKey() string {
 	return "escrow-" + p.TransactionID + "-release-" + RecipientHash(p.RecipientEmail)
 }
-
-// Queue is the queue the task is processed from.
-func (SendReleaseEmail) Queue() string { return QueueDefault }
-
-// Timeout bounds one processing attempt.
-func (SendReleaseEmail) Timeout() time.Duration { return emailTimeout }
 
 // SendRefundEmail asks for the "refund issued" e-mail to one party of an escrow.
 type SendRefundEmail struct {
@@ -42,12 +34,6 @@ func (p SendRefundEmail) DedupeKey() string {
 	return "escrow-" + p.TransactionID + "-refund-" + RecipientHash(p.RecipientEmail)
 }
 
-// Queue is the queue the task is processed from.
-func (SendRefundEmail) Queue() string { return QueueDefault }
-
-// Timeout bounds one processing attempt.
-func (SendRefundEmail) Timeout() time.Duration { return emailTimeout }
-
 // SendDisputeEmail tells one party that a dispute was opened (or, through a
 // custom dedupe key, how it ended).
 type SendDisputeEmail struct {
@@ -65,12 +51,6 @@ func (p SendDisputeEmail) DedupeKey() string {
 	return "dispute-" + p.DisputeID + "-" + RecipientHash(p.RecipientEmail)
 }
 
-// Queue is the queue the task is processed from.
-func (SendDisputeEmail) Queue() string { return QueueDefault }
-
-// Timeout bounds one processing attempt.
-func (SendDisputeEmail) Timeout() time.Duration { return emailTimeout }
-
 // SendPaymentConfirmedEmail confirms to the buyer that a payment was received.
 type SendPaymentConfirmedEmail struct {
 	TransactionID   string `json:"transactionId"   validate:"required,escrowid"`
@@ -87,9 +67,3 @@ func (SendPaymentConfirmedEmail) TaskType() string { return "send_payment_confir
 func (p SendPaymentConfirmedEmail) DedupeKey() string {
 	return "payment-" + p.PaymentIntentID + "-" + RecipientHash(p.RecipientEmail)
 }
-
-// Queue is the queue the task is processed from.
-func (SendPaymentConfirmedEmail) Queue() string { return QueueDefault }
-
-// Timeout bounds one processing attempt.
-func (SendPaymentConfirmedEmail) Timeout() time.Duration { return emailTimeout }

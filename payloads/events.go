@@ -33,9 +33,6 @@ func (WebhookEscrowStatusChanged) TaskType() string { return "webhook_escrow_sta
 // DedupeKey is event-<eventId>.
 func (p WebhookEscrowStatusChanged) DedupeKey() string { return "event-" + p.EventID }
 
-// Queue is the queue the task is processed from.
-func (WebhookEscrowStatusChanged) Queue() string { return QueueDefault }
-
 // Timeout bounds one processing attempt.
 func (WebhookEscrowStatusChanged) Timeout() time.Duration { return webhookTimeout }
 
@@ -62,9 +59,6 @@ func (NotifyDisputeResolved) TaskType() string { return "notify_dispute_resolved
 
 // DedupeKey is dispute-<disputeId>-resolved.
 func (p NotifyDisputeResolved) DedupeKey() string { return "dispute-" + p.DisputeID + "-resolved" }
-
-// Queue is the queue the task is processed from.
-func (NotifyDisputeResolved) Queue() string { return QueueDefault }
 
 // Timeout bounds one processing attempt.
 func (NotifyDisputeResolved) Timeout() time.Duration { return notifyTimeout }

@@ -35,8 +35,8 @@ func TestValidPayloadsPass(t *testing.T) {
 			t.Errorf("task type %s declared twice", p.TaskType())
 		}
 		seen[p.TaskType()] = true
-		if p.Timeout() <= 0 || p.Queue() == "" || p.DedupeKey() == "" {
-			t.Errorf("%s: got timeout %v, queue %q, key %q; want all set", p.TaskType(), p.Timeout(), p.Queue(), p.DedupeKey())
+		if payloads.TimeoutOf(p) <= 0 || payloads.QueueOf(p) == "" || p.DedupeKey() == "" {
+			t.Errorf("%s: got timeout %v, queue %q, key %q; want all set", p.TaskType(), payloads.TimeoutOf(p), payloads.QueueOf(p), p.DedupeKey())
 		}
 	}
 	if len(seen) != 9 {

@@ -14,14 +14,6 @@ import (
 	"github.com/go-playground/validator/v10"
 )
 
-// Payload is what every one of the nine payloads is.
-type Payload interface {
-	TaskType() string
-	DedupeKey() string
-	Queue() string
-	Timeout() time.Duration
-}
-
 // FieldError is one field that failed validation. Field is the JSON name;
 // Message never repeats the value (it may be an e-mail address).
 type FieldError struct {

@@ -27,7 +27,7 @@
 // errors, and any answer with Stripe-Should-Retry: false. Network errors,
 // timeouts, 409 and lock_timeout, 429, 5xx and any answer with
 // Stripe-Should-Retry: true are transient; a Retry-After comes back as a
-// *tasks.RetryAfterError. Error texts are built from the error's type, code,
+// *retry.AfterError. Error texts are built from the error's type, code,
 // status, message and request ID, never from the raw body (which can hold
 // a PaymentIntent's client secret). The secret key is never logged, and of
 // stripe-go's own log lines only the request lines are kept, never bodies.

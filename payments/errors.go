@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -68,11 +68,7 @@ func permanent(what string, err error) error {
 }
 
 func transient(what string, err error, header http.Header) error {
-	wrapped := fmt.Errorf("stripe: %s: %w", what, err)
-	if d, ok := tasks.ParseRetryAfter(header.Get("Retry-After"), time.Now()); ok {
-		return tasks.RetryAfter(d, wrapped)
-	}
-	return wrapped
+	return retry.AfterHeader(header.Get("Retry-After"), time.Now(), fmt.Errorf("stripe: %s: %w", what, err))
 }
 
 // describe is the text of a Stripe error: "card_error (402, card_declined,

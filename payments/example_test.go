@@ -35,7 +35,7 @@ func ExampleNewStripe() {
 		return
 	}
 	res, err := p.Capture(context.Background(), handlers.Capture{
-		IdempotencyKey:  "stripe_capture_payment:capture-pi_123", // the job ID
+		JobID:           "stripe_capture_payment:capture-pi_123",
 		TransactionID:   "esc-123",
 		PaymentIntentID: "pi_123",
 	})

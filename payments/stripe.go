@@ -80,17 +80,17 @@ func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
 }
 
 // Capture captures c.PaymentIntentID (c.Amount, or all that is capturable
-// when 0) with Idempotency-Key IdempotencyKey(c.IdempotencyKey). It first
+// when 0) with Idempotency-Key IdempotencyKey(c.JobID). It first
 // retrieves the PaymentIntent: one that has succeeded is AlreadyDone with
 // its latest charge; one in "processing" is a transient error; one that
 // cannot be captured (canceled, requires_payment_method, …) is permanent.
 // The result ID is the charge ID.
 func (s *Stripe) Capture(ctx context.Context, c handlers.Capture) (handlers.PaymentResult, error) {
 	what := "capture " + c.PaymentIntentID
-	if err := check(c.IdempotencyKey, c.PaymentIntentID, c.Amount); err != nil {
+	if err := check(c.JobID, c.PaymentIntentID, c.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
-	key := IdempotencyKey(c.IdempotencyKey)
+	key := IdempotencyKey(c.JobID)
 	pi, err := s.api.PaymentIntents.Get(c.PaymentIntentID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
 	if err != nil {
 		return handlers.PaymentResult{}, failure("retrieve "+c.PaymentIntentID, s.secret, err)
@@ -138,17 +138,17 @@ func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (h
 }
 
 // Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
-// Idempotency-Key IdempotencyKey(r.IdempotencyKey). It first lists the
+// Idempotency-Key IdempotencyKey(r.JobID). It first lists the
 // PaymentIntent's refunds: one whose MetadataJob is that key is this job's
 // refund, AlreadyDone (or a permanent error when it failed or was
 // canceled). A new refund carries MetadataJob and MetadataTransaction. The
 // result ID is the refund ID.
 func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.PaymentResult, error) {
 	what := "refund " + r.PaymentIntentID
-	if err := check(r.IdempotencyKey, r.PaymentIntentID, r.Amount); err != nil {
+	if err := check(r.JobID, r.PaymentIntentID, r.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
-	key := IdempotencyKey(r.IdempotencyKey)
+	key := IdempotencyKey(r.JobID)
 	found, err := s.findRefund(ctx, r.PaymentIntentID, key)
 	if err != nil {
 		return handlers.PaymentResult{}, err

@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payments"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -44,7 +45,7 @@ func (l *logBuffer) String() string {
 }
 
 type fixture struct {
-	fake *fakeStripe
+	fake *testkit.Stripe
 	pay  *payments.Stripe
 	logs *logBuffer
 }
@@ -53,8 +54,8 @@ type fixture struct {
 // stripe-go's debug lines, and checks at cleanup that the key was never logged.
 func setup(t *testing.T) fixture {
 	t.Helper()
-	f := startFakeStripe(t, secret)
-	return fixture{fake: f, pay: newStripe(t, f.srv.URL, f.srv.Client()), logs: logsOf(t)}
+	f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+	return fixture{fake: f, pay: newStripe(t, f.URL, f.Client()), logs: logsOf(t)}
 }
 
 func newStripe(t *testing.T, base string, hc *http.Client) *payments.Stripe {
@@ -99,17 +100,17 @@ func noSecret(t *testing.T, err error) {
 // most 1+MaxRetry times. It fails the test on a permanent error.
 func attempts(t *testing.T, op func() (handlers.PaymentResult, error)) (handlers.PaymentResult, int) {
 	t.Helper()
-	for n := 1; n <= 1+tasks.MaxRetry; n++ {
+	for n := 1; n <= 1+retry.Max; n++ {
 		res, err := op()
 		noSecret(t, err)
 		if err == nil {
 			return res, n
 		}
-		if tasks.IsPermanent(err) {
+		if retry.IsPermanent(err) {
 			t.Fatalf("attempt %d: got permanent error %v, want success or a transient error", n, err)
 		}
 	}
-	t.Fatalf("got no success within %d attempts", 1+tasks.MaxRetry)
+	t.Fatalf("got no success within %d attempts", 1+retry.Max)
 	return handlers.PaymentResult{}, 0
 }
 
@@ -117,30 +118,30 @@ func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		amount       int64 // 0: all
-		faults       []fault
+		faults       []testkit.StripeFault
 		wantAttempts int
 		wantDone     bool
 		wantReceived int64
 	}{
 		{name: "first attempt", wantAttempts: 1, wantReceived: 5000},
 		{name: "partial amount", amount: 1200, wantAttempts: 1, wantReceived: 1200},
-		{name: "after a 500", faults: []fault{{status: 500, body: errorBody("api_error", "", "oops")}}, wantAttempts: 2, wantReceived: 5000},
-		{name: "after a lock_timeout", faults: []fault{{status: 409, body: errorBody("invalid_request_error", "lock_timeout", "locked")}}, wantAttempts: 2, wantReceived: 5000},
+		{name: "after a 500", faults: []testkit.StripeFault{{Status: 500, Body: testkit.StripeError("api_error", "", "oops")}}, wantAttempts: 2, wantReceived: 5000},
+		{name: "after a lock_timeout", faults: []testkit.StripeFault{{Status: 409, Body: testkit.StripeError("invalid_request_error", "lock_timeout", "locked")}}, wantAttempts: 2, wantReceived: 5000},
 		// net/http resends a request with an Idempotency-Key once when a
 		// reused connection breaks; the key store answers it with the capture.
-		{name: "after a lost answer, resent with the key", faults: []fault{{drop: true}}, wantAttempts: 1, wantReceived: 5000},
+		{name: "after a lost answer, resent with the key", faults: []testkit.StripeFault{{Drop: true}}, wantAttempts: 1, wantReceived: 5000},
 		// The resend is lost too: the next attempt reads the PaymentIntent.
-		{name: "after lost answers, read back", faults: []fault{{drop: true}, {drop: true}}, wantAttempts: 2, wantDone: true, wantReceived: 5000},
-		{name: "after a 503 and lost answers", amount: 700, faults: []fault{{status: 503, body: "upstream down"}, {drop: true}, {drop: true}}, wantAttempts: 3, wantDone: true, wantReceived: 700},
+		{name: "after lost answers, read back", faults: []testkit.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true, wantReceived: 5000},
+		{name: "after a 503 and lost answers", amount: 700, faults: []testkit.StripeFault{{Status: 503, Body: "upstream down"}, {Drop: true}, {Drop: true}}, wantAttempts: 3, wantDone: true, wantReceived: 700},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := setup(t)
-			fx.fake.addIntent("pi_1", "requires_capture", 5000)
+			fx.fake.AddIntent("pi_1", "requires_capture", 5000)
 			for _, ft := range tc.faults {
-				ft.method, ft.path = http.MethodPost, "/v1/payment_intents/pi_1/capture"
-				fx.fake.inject(ft)
+				ft.Method, ft.Path = http.MethodPost, "/v1/payment_intents/pi_1/capture"
+				fx.fake.Inject(ft)
 			}
-			req := handlers.Capture{IdempotencyKey: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount}
+			req := handlers.Capture{JobID: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount}
 			capture := func() (handlers.PaymentResult, error) { return fx.pay.Capture(context.Background(), req) }
 
 			res, n := attempts(t, capture)
@@ -150,11 +151,11 @@ func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 			if want := (handlers.PaymentResult{ID: "ch_fake1", Status: "succeeded", AlreadyDone: tc.wantDone}); res != want {
 				t.Errorf("result: got %+v, want %+v", res, want)
 			}
-			if got := fx.fake.intent("pi_1"); got.Received != tc.wantReceived || got.Metadata[payments.MetadataJob] != captureJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
+			if got := fx.fake.Intent("pi_1"); got.Received != tc.wantReceived || got.Metadata[payments.MetadataJob] != captureJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
 				t.Errorf("payment intent: got received %d, metadata %v; want received %d, metadata %s=%s %s=esc-1",
 					got.Received, got.Metadata, tc.wantReceived, payments.MetadataJob, captureJob, payments.MetadataTransaction)
 			}
-			for i, p := range fx.fake.postsSeen() {
+			for i, p := range fx.fake.Posts() {
 				if p.IdempotencyKey != captureJob {
 					t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, captureJob)
 				}
@@ -163,7 +164,7 @@ func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 			// Within the key window and after it: no second capture.
 			for _, wipe := range []bool{false, true} {
 				if wipe {
-					fx.fake.wipeKeys()
+					fx.fake.ForgetKeys()
 				}
 				res, err := capture()
 				if err != nil {
@@ -173,7 +174,7 @@ func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 					t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
 				}
 			}
-			if captures, _ := fx.fake.counts(); captures != 1 {
+			if captures, _ := fx.fake.Counts(); captures != 1 {
 				t.Errorf("captures: got %d, want 1", captures)
 			}
 		})
@@ -185,31 +186,31 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 		name         string
 		amount       int64 // 0: what remains
 		reason       string
-		faults       []fault
+		faults       []testkit.StripeFault
 		wantAttempts int
 		wantDone     bool
 		wantAmount   int64
 	}{
 		{name: "first attempt", reason: "requested_by_customer", wantAttempts: 1, wantAmount: 5000},
 		{name: "partial amount", amount: 1500, wantAttempts: 1, wantAmount: 1500},
-		{name: "after a 429", reason: "duplicate", faults: []fault{{status: 429, body: errorBody("invalid_request_error", "rate_limit", "slow down")}}, wantAttempts: 2, wantAmount: 5000},
-		{name: "after a lost answer, resent with the key", reason: "fraudulent", faults: []fault{{drop: true}}, wantAttempts: 1, wantAmount: 5000},
-		{name: "after lost answers, read back", reason: "fraudulent", faults: []fault{{drop: true}, {drop: true}}, wantAttempts: 2, wantDone: true, wantAmount: 5000},
-		{name: "after a Stripe-Should-Retry 400 and lost answers", faults: []fault{
-			{status: 400, header: map[string]string{"Stripe-Should-Retry": "true"}, body: errorBody("invalid_request_error", "", "try again")},
-			{drop: true}, {drop: true},
+		{name: "after a 429", reason: "duplicate", faults: []testkit.StripeFault{{Status: 429, Body: testkit.StripeError("invalid_request_error", "rate_limit", "slow down")}}, wantAttempts: 2, wantAmount: 5000},
+		{name: "after a lost answer, resent with the key", reason: "fraudulent", faults: []testkit.StripeFault{{Drop: true}}, wantAttempts: 1, wantAmount: 5000},
+		{name: "after lost answers, read back", reason: "fraudulent", faults: []testkit.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true, wantAmount: 5000},
+		{name: "after a Stripe-Should-Retry 400 and lost answers", faults: []testkit.StripeFault{
+			{Status: 400, Header: map[string]string{"Stripe-Should-Retry": "true"}, Body: testkit.StripeError("invalid_request_error", "", "try again")},
+			{Drop: true}, {Drop: true},
 		}, wantAttempts: 3, wantDone: true, wantAmount: 5000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := setup(t)
-			fx.fake.addIntent("pi_1", "succeeded", 5000)
-			fx.fake.addRefund(fakeRefund{ID: "re_other", PaymentIntent: "pi_1", Status: "succeeded", Amount: 0,
+			fx.fake.AddIntent("pi_1", "succeeded", 5000)
+			fx.fake.AddRefund(testkit.StripeRefund{ID: "re_other", PaymentIntent: "pi_1", Status: "succeeded", Amount: 0,
 				Metadata: map[string]string{payments.MetadataJob: "some-other-job"}})
 			for _, ft := range tc.faults {
-				ft.method, ft.path = http.MethodPost, "/v1/refunds"
-				fx.fake.inject(ft)
+				ft.Method, ft.Path = http.MethodPost, "/v1/refunds"
+				fx.fake.Inject(ft)
 			}
-			req := handlers.Refund{IdempotencyKey: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount, Reason: tc.reason}
+			req := handlers.Refund{JobID: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount, Reason: tc.reason}
 			refund := func() (handlers.PaymentResult, error) { return fx.pay.Refund(context.Background(), req) }
 
 			res, n := attempts(t, refund)
@@ -219,7 +220,7 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 			if want := (handlers.PaymentResult{ID: "re_fake1", Status: "succeeded", AlreadyDone: tc.wantDone}); res != want {
 				t.Errorf("result: got %+v, want %+v", res, want)
 			}
-			refunds := fx.fake.refundList()
+			refunds := fx.fake.Refunds()
 			if len(refunds) != 2 {
 				t.Fatalf("refunds: got %d, want the other job's and ours", len(refunds))
 			}
@@ -228,7 +229,7 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 				t.Errorf("refund: got %+v, want amount %d, reason %q, metadata %s=%s %s=esc-1",
 					got, tc.wantAmount, tc.reason, payments.MetadataJob, refundJob, payments.MetadataTransaction)
 			}
-			for i, p := range fx.fake.postsSeen() {
+			for i, p := range fx.fake.Posts() {
 				if p.IdempotencyKey != refundJob {
 					t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, refundJob)
 				}
@@ -236,7 +237,7 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 
 			for _, wipe := range []bool{false, true} {
 				if wipe {
-					fx.fake.wipeKeys()
+					fx.fake.ForgetKeys()
 				}
 				res, err := refund()
 				if err != nil {
@@ -246,7 +247,7 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 					t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
 				}
 			}
-			if _, created := fx.fake.counts(); created != 1 {
+			if _, created := fx.fake.Counts(); created != 1 {
 				t.Errorf("refunds created: got %d, want 1", created)
 			}
 		})
@@ -255,9 +256,9 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 
 func TestRefundOfAnotherJobIsANewRefund(t *testing.T) {
 	fx := setup(t)
-	fx.fake.addIntent("pi_1", "succeeded", 5000)
+	fx.fake.AddIntent("pi_1", "succeeded", 5000)
 	for i, job := range []string{"stripe_refund_payment:refund-pi_1-1000", "stripe_refund_payment:refund-pi_1-2000"} {
-		res, err := fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: job, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: int64(1000 * (i + 1))})
+		res, err := fx.pay.Refund(context.Background(), handlers.Refund{JobID: job, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: int64(1000 * (i + 1))})
 		if err != nil {
 			t.Fatalf("refund %s: got error %v, want nil", job, err)
 		}
@@ -265,7 +266,7 @@ func TestRefundOfAnotherJobIsANewRefund(t *testing.T) {
 			t.Errorf("refund %s: got AlreadyDone, want a new refund", job)
 		}
 	}
-	if got := fx.fake.intent("pi_1").Refunded; got != 3000 {
+	if got := fx.fake.Intent("pi_1").Refunded; got != 3000 {
 		t.Errorf("refunded: got %d, want 3000", got)
 	}
 }
@@ -276,34 +277,34 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 		name           string
 		op             string // capture or refund
 		status         string // the PaymentIntent's
-		fault          *fault
-		refund         *fakeRefund // already there
+		fault          *testkit.StripeFault
+		refund         *testkit.StripeRefund // already there
 		wantPermanent  bool
 		wantRetryAfter time.Duration
 		wantStripe     stripe.ErrorType // when an *stripe.Error is the cause
 	}{
-		{name: "402 card_error", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 402, body: errorBody("card_error", "card_declined", "Your card was declined.")}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
-		{name: "400 invalid_request_error", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 400, body: errorBody("invalid_request_error", "amount_too_large", "too much")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "400 idempotency_error", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 400, body: errorBody("idempotency_error", "", "Keys for idempotent requests can only be used with the same parameters")}, wantPermanent: true, wantStripe: stripe.ErrorTypeIdempotency},
-		{name: "401 bad key", op: "capture", fault: &fault{method: "GET", path: "/v1/payment_intents/pi_1", status: 401, body: errorBody("invalid_request_error", "", "Invalid API Key provided: sk_test_****ged")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "404 resource_missing", op: "capture", fault: &fault{method: "GET", path: "/v1/payment_intents/pi_1", status: 404, body: errorBody("invalid_request_error", "resource_missing", "No such payment_intent")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "409 lock_timeout", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 409, body: errorBody("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "409 concurrent use of the key", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 409, body: errorBody("idempotency_error", "", "There is currently another in-progress request using this Idempotent Key")}, wantStripe: stripe.ErrorTypeIdempotency},
-		{name: "400 lock_timeout", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 400, body: errorBody("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "429", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 429, body: errorBody("invalid_request_error", "rate_limit", "Too many requests")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "429 with Retry-After", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 429, header: map[string]string{"Retry-After": "30"}, body: errorBody("invalid_request_error", "rate_limit", "Too many requests")}, wantRetryAfter: 30 * time.Second, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "500 api_error", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 500, body: errorBody("api_error", "", "Something went wrong")}, wantStripe: stripe.ErrorTypeAPI},
-		{name: "502 from a proxy", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 502, body: "<html>Bad Gateway</html>"}},
-		{name: "500 on the refund list", op: "refund", fault: &fault{method: "GET", path: refundPath, status: 500, body: errorBody("api_error", "", "oops")}, wantStripe: stripe.ErrorTypeAPI},
-		{name: "400 with Stripe-Should-Retry: true", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 400, header: map[string]string{"Stripe-Should-Retry": "true"}, body: errorBody("invalid_request_error", "", "try again")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "500 with Stripe-Should-Retry: false", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 500, header: map[string]string{"Stripe-Should-Retry": "false"}, body: errorBody("api_error", "", "no use")}, wantPermanent: true, wantStripe: stripe.ErrorTypeAPI},
-		{name: "an error that carries the payment intent", op: "capture", fault: &fault{method: "POST", path: capturePath, status: 402,
-			body: `{"error":{"type":"card_error","code":"card_declined","message":"declined","payment_intent":{"id":"pi_1","object":"payment_intent","client_secret":"pi_1_secret_doNotLeak"}}}`}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
-		{name: "a peer that echoes the key", op: "refund", fault: &fault{method: "POST", path: refundPath, status: 401, body: errorBody("invalid_request_error", "", "Invalid API Key provided: "+secret)}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "402 card_error", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 402, Body: testkit.StripeError("card_error", "card_declined", "Your card was declined.")}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
+		{name: "400 invalid_request_error", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 400, Body: testkit.StripeError("invalid_request_error", "amount_too_large", "too much")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "400 idempotency_error", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 400, Body: testkit.StripeError("idempotency_error", "", "Keys for idempotent requests can only be used with the same parameters")}, wantPermanent: true, wantStripe: stripe.ErrorTypeIdempotency},
+		{name: "401 bad key", op: "capture", fault: &testkit.StripeFault{Method: "GET", Path: "/v1/payment_intents/pi_1", Status: 401, Body: testkit.StripeError("invalid_request_error", "", "Invalid API Key provided: sk_test_****ged")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "404 resource_missing", op: "capture", fault: &testkit.StripeFault{Method: "GET", Path: "/v1/payment_intents/pi_1", Status: 404, Body: testkit.StripeError("invalid_request_error", "resource_missing", "No such payment_intent")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "409 lock_timeout", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 409, Body: testkit.StripeError("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "409 concurrent use of the key", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 409, Body: testkit.StripeError("idempotency_error", "", "There is currently another in-progress request using this Idempotent Key")}, wantStripe: stripe.ErrorTypeIdempotency},
+		{name: "400 lock_timeout", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 400, Body: testkit.StripeError("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "429", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 429, Body: testkit.StripeError("invalid_request_error", "rate_limit", "Too many requests")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "429 with Retry-After", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 429, Header: map[string]string{"Retry-After": "30"}, Body: testkit.StripeError("invalid_request_error", "rate_limit", "Too many requests")}, wantRetryAfter: 30 * time.Second, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "500 api_error", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 500, Body: testkit.StripeError("api_error", "", "Something went wrong")}, wantStripe: stripe.ErrorTypeAPI},
+		{name: "502 from a proxy", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 502, Body: "<html>Bad Gateway</html>"}},
+		{name: "500 on the refund list", op: "refund", fault: &testkit.StripeFault{Method: "GET", Path: refundPath, Status: 500, Body: testkit.StripeError("api_error", "", "oops")}, wantStripe: stripe.ErrorTypeAPI},
+		{name: "400 with Stripe-Should-Retry: true", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 400, Header: map[string]string{"Stripe-Should-Retry": "true"}, Body: testkit.StripeError("invalid_request_error", "", "try again")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "500 with Stripe-Should-Retry: false", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 500, Header: map[string]string{"Stripe-Should-Retry": "false"}, Body: testkit.StripeError("api_error", "", "no use")}, wantPermanent: true, wantStripe: stripe.ErrorTypeAPI},
+		{name: "an error that carries the payment intent", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 402,
+			Body: `{"error":{"type":"card_error","code":"card_declined","message":"declined","payment_intent":{"id":"pi_1","object":"payment_intent","client_secret":"pi_1_secret_doNotLeak"}}}`}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
+		{name: "a peer that echoes the key", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 401, Body: testkit.StripeError("invalid_request_error", "", "Invalid API Key provided: "+secret)}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
 		{name: "canceled payment intent", op: "capture", status: "canceled", wantPermanent: true},
 		{name: "payment intent without a payment method", op: "capture", status: "requires_payment_method", wantPermanent: true},
 		{name: "payment intent processing", op: "capture", status: "processing"},
-		{name: "this job's refund failed", op: "refund", refund: &fakeRefund{ID: "re_failed", PaymentIntent: "pi_1", Status: "failed", Amount: 5000, Metadata: map[string]string{payments.MetadataJob: refundJob}}, wantPermanent: true},
+		{name: "this job's refund failed", op: "refund", refund: &testkit.StripeRefund{ID: "re_failed", PaymentIntent: "pi_1", Status: "failed", Amount: 5000, Metadata: map[string]string{payments.MetadataJob: refundJob}}, wantPermanent: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := setup(t)
@@ -311,24 +312,24 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 			if status == "" {
 				status = map[string]string{"capture": "requires_capture", "refund": "succeeded"}[tc.op]
 			}
-			fx.fake.addIntent("pi_1", status, 5000)
+			fx.fake.AddIntent("pi_1", status, 5000)
 			if tc.fault != nil {
-				fx.fake.inject(*tc.fault)
+				fx.fake.Inject(*tc.fault)
 			}
 			if tc.refund != nil {
-				fx.fake.addRefund(*tc.refund)
+				fx.fake.AddRefund(*tc.refund)
 			}
 			var err error
 			if tc.op == "capture" {
-				_, err = fx.pay.Capture(context.Background(), handlers.Capture{IdempotencyKey: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
+				_, err = fx.pay.Capture(context.Background(), handlers.Capture{JobID: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
 			} else {
-				_, err = fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
+				_, err = fx.pay.Refund(context.Background(), handlers.Refund{JobID: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
 			}
 			if err == nil {
 				t.Fatalf("got no error, want one")
 			}
 			noSecret(t, err)
-			if got := tasks.IsPermanent(err); got != tc.wantPermanent {
+			if got := retry.IsPermanent(err); got != tc.wantPermanent {
 				t.Errorf("permanent: got %v, want %v (error %v)", got, tc.wantPermanent, err)
 			}
 			if !strings.HasPrefix(err.Error(), "stripe: ") || !strings.Contains(err.Error(), "pi_1") {
@@ -340,11 +341,11 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 			} else if gotStripe && se.Type != tc.wantStripe {
 				t.Errorf("stripe error type: got %q, want %q", se.Type, tc.wantStripe)
 			}
-			var ra *tasks.RetryAfterError
+			var ra *retry.AfterError
 			if got := errors.As(err, &ra); got != (tc.wantRetryAfter > 0) || (got && ra.After != tc.wantRetryAfter) {
 				t.Errorf("retry after: got %v (%v), want %v", got, ra, tc.wantRetryAfter)
 			}
-			if captures, refunds := fx.fake.counts(); captures+refunds != 0 {
+			if captures, refunds := fx.fake.Counts(); captures+refunds != 0 {
 				t.Errorf("effects: got %d captures and %d refunds, want none", captures, refunds)
 			}
 		})
@@ -353,10 +354,10 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 
 func TestSecretNeverLogged(t *testing.T) {
 	fx := setup(t)
-	fx.fake.addIntent("pi_1", "succeeded", 5000)
-	fx.fake.inject(fault{method: "POST", path: "/v1/refunds", status: 401, body: errorBody("invalid_request_error", "", "Invalid API Key provided: "+secret)})
-	_, err := fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: refundJob, PaymentIntentID: "pi_1"})
-	if !tasks.IsPermanent(err) {
+	fx.fake.AddIntent("pi_1", "succeeded", 5000)
+	fx.fake.Inject(testkit.StripeFault{Method: "POST", Path: "/v1/refunds", Status: 401, Body: testkit.StripeError("invalid_request_error", "", "Invalid API Key provided: "+secret)})
+	_, err := fx.pay.Refund(context.Background(), handlers.Refund{JobID: refundJob, PaymentIntentID: "pi_1"})
+	if !retry.IsPermanent(err) {
 		t.Errorf("got %v, want a permanent error", err)
 	}
 	noSecret(t, err)
@@ -376,19 +377,19 @@ func TestNetworkFailuresAreTransient(t *testing.T) {
 		ctx  func() (context.Context, context.CancelFunc)
 	}{
 		{name: "connection refused", base: func(t *testing.T) (string, *http.Client) {
-			f := startFakeStripe(t, secret)
-			f.srv.Close()
-			return f.srv.URL, nil
+			f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+			f.Close()
+			return f.URL, nil
 		}},
 		{name: "client timeout", base: func(t *testing.T) (string, *http.Client) {
-			f := startFakeStripe(t, secret)
-			f.srv.Config.Handler = http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-			return f.srv.URL, &http.Client{Timeout: 100 * time.Millisecond}
+			f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+			f.SetDelay(func(*http.Request) time.Duration { return time.Hour }) // answers only after the caller gave up
+			return f.URL, &http.Client{Timeout: 100 * time.Millisecond}
 		}},
 		{name: "context deadline", base: func(t *testing.T) (string, *http.Client) {
-			f := startFakeStripe(t, secret)
-			f.srv.Config.Handler = http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-			return f.srv.URL, nil
+			f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+			f.SetDelay(func(*http.Request) time.Duration { return time.Hour }) // answers only after the caller gave up
+			return f.URL, nil
 		}, ctx: func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 100*time.Millisecond)
 		}},
@@ -401,10 +402,10 @@ func TestNetworkFailuresAreTransient(t *testing.T) {
 				ctx, cancel = tc.ctx()
 			}
 			defer cancel()
-			_, cerr := p.Capture(ctx, handlers.Capture{IdempotencyKey: captureJob, PaymentIntentID: "pi_1"})
-			_, rerr := p.Refund(ctx, handlers.Refund{IdempotencyKey: refundJob, PaymentIntentID: "pi_1"})
+			_, cerr := p.Capture(ctx, handlers.Capture{JobID: captureJob, PaymentIntentID: "pi_1"})
+			_, rerr := p.Refund(ctx, handlers.Refund{JobID: refundJob, PaymentIntentID: "pi_1"})
 			for op, err := range map[string]error{"capture": cerr, "refund": rerr} {
-				if err == nil || tasks.IsPermanent(err) {
+				if err == nil || retry.IsPermanent(err) {
 					t.Errorf("%s: got %v, want a transient error", op, err)
 				}
 				noSecret(t, err)
@@ -415,25 +416,25 @@ func TestNetworkFailuresAreTransient(t *testing.T) {
 
 func TestBadRequestsArePermanentWithoutACall(t *testing.T) {
 	fx := setup(t)
-	fx.fake.addIntent("pi_1", "requires_capture", 5000)
+	fx.fake.AddIntent("pi_1", "requires_capture", 5000)
 	for _, tc := range []struct {
 		name string
 		c    handlers.Capture
 		want string
 	}{
 		{name: "no key", c: handlers.Capture{PaymentIntentID: "pi_1"}, want: "no idempotency key"},
-		{name: "no payment intent", c: handlers.Capture{IdempotencyKey: captureJob}, want: "no payment intent"},
-		{name: "negative amount", c: handlers.Capture{IdempotencyKey: captureJob, PaymentIntentID: "pi_1", Amount: -1}, want: "negative amount"},
+		{name: "no payment intent", c: handlers.Capture{JobID: captureJob}, want: "no payment intent"},
+		{name: "negative amount", c: handlers.Capture{JobID: captureJob, PaymentIntentID: "pi_1", Amount: -1}, want: "negative amount"},
 	} {
 		_, cerr := fx.pay.Capture(context.Background(), tc.c)
-		_, rerr := fx.pay.Refund(context.Background(), handlers.Refund{IdempotencyKey: tc.c.IdempotencyKey, PaymentIntentID: tc.c.PaymentIntentID, Amount: tc.c.Amount})
+		_, rerr := fx.pay.Refund(context.Background(), handlers.Refund{JobID: tc.c.JobID, PaymentIntentID: tc.c.PaymentIntentID, Amount: tc.c.Amount})
 		for op, err := range map[string]error{"capture": cerr, "refund": rerr} {
-			if !tasks.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+			if !retry.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%s %s: got %v, want a permanent error saying %q", tc.name, op, err, tc.want)
 			}
 		}
 	}
-	if got := fx.fake.postsSeen(); len(got) != 0 {
+	if got := fx.fake.Posts(); len(got) != 0 {
 		t.Errorf("requests: got %v, want none", got)
 	}
 }

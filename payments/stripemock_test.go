@@ -8,7 +8,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -34,8 +34,8 @@ func TestStripeMockRefund(t *testing.T) {
 		name string
 		r    handlers.Refund
 	}{
-		{name: "full", r: handlers.Refund{IdempotencyKey: "stripe_refund_payment:refund-pi_123-full", TransactionID: "esc-1", PaymentIntentID: "pi_123"}},
-		{name: "partial with reason", r: handlers.Refund{IdempotencyKey: "stripe_refund_payment:refund-pi_123-500", TransactionID: "esc-1", PaymentIntentID: "pi_123", Amount: 500, Reason: "requested_by_customer"}},
+		{name: "full", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-full", TransactionID: "esc-1", PaymentIntentID: "pi_123"}},
+		{name: "partial with reason", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-500", TransactionID: "esc-1", PaymentIntentID: "pi_123", Amount: 500, Reason: "requested_by_customer"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// stripe-mock's refund list fixture carries no metadata, so no
@@ -53,28 +53,28 @@ func TestStripeMockRefund(t *testing.T) {
 
 func TestStripeMockRefundWithBadReasonIsPermanent(t *testing.T) {
 	s := startStripeMock(t)
-	_, err := s.Refund(context.Background(), handlers.Refund{IdempotencyKey: "job-1", PaymentIntentID: "pi_123", Reason: "because"})
+	_, err := s.Refund(context.Background(), handlers.Refund{JobID: "job-1", PaymentIntentID: "pi_123", Reason: "because"})
 	var se *stripe.Error
-	if !tasks.IsPermanent(err) || !errors.As(err, &se) || se.Type != stripe.ErrorTypeInvalidRequest || se.HTTPStatusCode != 400 {
+	if !retry.IsPermanent(err) || !errors.As(err, &se) || se.Type != stripe.ErrorTypeInvalidRequest || se.HTTPStatusCode != 400 {
 		t.Fatalf("got %v, want a permanent 400 invalid_request_error", err)
 	}
 }
 
 func TestStripeMockCapture(t *testing.T) {
 	s := startStripeMock(t)
-	c := handlers.Capture{IdempotencyKey: "stripe_capture_payment:capture-pi_123", TransactionID: "esc-1", PaymentIntentID: "pi_123"}
+	c := handlers.Capture{JobID: "stripe_capture_payment:capture-pi_123", TransactionID: "esc-1", PaymentIntentID: "pi_123"}
 
 	// stripe-mock's PaymentIntent fixture is in requires_payment_method,
 	// which cannot be captured: Capture reads it and stops, permanently.
 	_, err := s.Capture(context.Background(), c)
-	if !tasks.IsPermanent(err) || !strings.Contains(err.Error(), "requires_payment_method") {
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "requires_payment_method") {
 		t.Errorf("Capture: got %v, want a permanent error naming status requires_payment_method (stripe-mock's fixture)", err)
 	}
 
 	// The capture request itself, as Capture sends it for requires_capture.
 	for _, amount := range []int64{0, 700} {
 		c.Amount = amount
-		got, err := s.capture(context.Background(), IdempotencyKey(c.IdempotencyKey), c)
+		got, err := s.capture(context.Background(), IdempotencyKey(c.JobID), c)
 		if err != nil {
 			t.Fatalf("capture request, amount %d: got error %v, want nil", amount, err)
 		}

@@ -3,9 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,8 +14,9 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // AlertType is the type field of every Alert.
@@ -42,7 +41,7 @@ type Alert struct {
 type alerter struct {
 	url    string
 	host   string
-	key    []byte
+	signer *webhook.Signer
 	client *http.Client
 }
 
@@ -54,39 +53,14 @@ func newAlerter(rawURL, secret string, client *http.Client) (*alerter, error) {
 	if secret == "" {
 		return nil, errors.New("AlertSecret (ALERT_WEBHOOK_SECRET) is required with AlertURL: alerts are signed")
 	}
-	key, err := parseSecret(secret)
+	signer, err := webhook.NewSigner(secret)
 	if err != nil {
 		return nil, fmt.Errorf("AlertSecret (ALERT_WEBHOOK_SECRET): %w", err)
 	}
 	if client == nil {
 		client = &http.Client{Timeout: AlertTimeout}
 	}
-	return &alerter{url: rawURL, host: u.Host, key: key, client: client}, nil
-}
-
-// parseSecret decodes a whsec_<base64> secret. Its errors never quote it.
-func parseSecret(secret string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(secret, "whsec_")
-	if !ok {
-		return nil, errors.New("want whsec_<base64>")
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return nil, errors.New("the part after whsec_ is not standard base64")
-	}
-	if len(key) < 16 {
-		return nil, fmt.Errorf("the key is %d bytes, want at least 16", len(key))
-	}
-	return key, nil
-}
-
-// sign is the Standard Webhooks signature of body: "v1," and the base64
-// HMAC-SHA256 of "<id>.<timestamp>.<body>".
-func sign(key []byte, id string, ts int64, body []byte) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(id + "." + strconv.FormatInt(ts, 10) + "."))
-	m.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+	return &alerter{url: rawURL, host: u.Host, signer: signer, client: client}, nil
 }
 
 var safeQueue = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -117,12 +91,12 @@ func (al *alerter) post(ctx context.Context, log *slog.Logger, a Alert, id strin
 		log.Error("dead-letter alert not sent: request", append(attrs, "error", err)...)
 		return
 	}
-	ts := now().Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "escrowjobs-watchdog")
-	req.Header.Set("webhook-id", id)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
-	req.Header.Set("webhook-signature", sign(al.key, id, ts, body))
+	if err := al.signer.Sign(req.Header, id, now(), body); err != nil {
+		log.Error("dead-letter alert not sent: sign", append(attrs, "error", err)...)
+		return
+	}
 	resp, err := al.client.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which may hold a token: log the cause.

@@ -1,19 +1,25 @@
 package scheduler
 
 import (
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // The published Standard Webhooks test vector: a receiver's library must
 // accept what the watchdog sends.
 func TestSignMatchesStandardWebhooksVector(t *testing.T) {
-	key, err := parseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	signer, err := webhook.NewSigner("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
-	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+	h := http.Header{}
+	if err := signer.Sign(h, "msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Get(webhook.HeaderSignature), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
@@ -93,9 +99,9 @@ func TestParseSecret(t *testing.T) {
 		{"whsec_c2hvcnQ=", false}, // 5 bytes
 		{"whsec_not base64!", false},
 	} {
-		_, err := parseSecret(tc.secret)
+		_, err := webhook.NewSigner(tc.secret)
 		if got := err == nil; got != tc.ok {
-			t.Errorf("parseSecret(%q): got err %v, want ok %v", tc.secret, err, tc.ok)
+			t.Errorf("NewSigner(%q): got err %v, want ok %v", tc.secret, err, tc.ok)
 		}
 	}
 }

@@ -41,7 +41,7 @@ func shouldAlert(archived, previous int, known bool, threshold int) bool {
 
 // check reads the queue counts once and raises the alerts of period.
 func (s *Scheduler) check(ctx context.Context, w *watchdog, period time.Time) {
-	stats, err := w.insp.Stats()
+	stats, err := w.insp.Stats(ctx)
 	if err != nil {
 		s.log.Warn("dead-letter watchdog: cannot read queue stats", "error", err)
 		return

@@ -1,23 +1,19 @@
 package scheduler_test
 
 import (
+	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -32,76 +28,38 @@ type receivedAlert struct {
 	alert scheduler.Alert
 }
 
-// receiver is an alert endpoint that verifies each request's signature
-// with its own Standard Webhooks check (not the scheduler's signer).
-type receiver struct {
-	*httptest.Server
-	mu       sync.Mutex
-	alerts   []receivedAlert
-	rejected []string
+// alertBody accepts a JSON scheduler.Alert and nothing else.
+func alertBody(r *http.Request, body []byte) error {
+	var a scheduler.Alert
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil || r.Header.Get("Content-Type") != "application/json" {
+		return fmt.Errorf("body %s (Content-Type %q): %v", body, r.Header.Get("Content-Type"), err)
+	}
+	return nil
 }
 
-func newReceiver(t *testing.T, secret string) *receiver {
+// newReceiver is an alert endpoint that verifies each request with
+// webhook.Verify (checked against the Standard Webhooks test vector, not
+// the scheduler's own signer) and accepts only alert bodies.
+func newReceiver(t *testing.T, secret string) *testkit.Receiver {
 	t.Helper()
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &receiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		if err := verify(key, req.Header, body, time.Now()); err != nil {
-			r.mu.Lock()
-			r.rejected = append(r.rejected, err.Error())
-			r.mu.Unlock()
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
+	return testkit.StartReceiver(t, secret, alertBody)
+}
+
+// alertsOf returns the verified alerts rcv got, in order, and why it
+// refused the other requests.
+func alertsOf(t *testing.T, rcv *testkit.Receiver) (alerts []receivedAlert, rejected []string) {
+	t.Helper()
+	for _, d := range rcv.Received() {
 		var a scheduler.Alert
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&a); err != nil || req.Header.Get("Content-Type") != "application/json" {
-			r.mu.Lock()
-			r.rejected = append(r.rejected, fmt.Sprintf("body %s: %v", body, err))
-			r.mu.Unlock()
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
+		if err := json.Unmarshal(d.Body, &a); err != nil {
+			t.Fatalf("alert %s: %v", d.ID, err)
 		}
-		r.mu.Lock()
-		r.alerts = append(r.alerts, receivedAlert{id: req.Header.Get("webhook-id"), alert: a})
-		r.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-// verify checks Standard Webhooks headers: a recent timestamp and a v1
-// signature over id.timestamp.body.
-func verify(key []byte, h http.Header, body []byte, now time.Time) error {
-	id, ts, sigs := h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
-	if id == "" || ts == "" || sigs == "" {
-		return fmt.Errorf("missing webhook headers: id %q timestamp %q signature %q", id, ts, sigs)
+		alerts = append(alerts, receivedAlert{id: d.ID, alert: a})
 	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || now.Sub(time.Unix(sec, 0)).Abs() > 5*time.Minute {
-		return fmt.Errorf("timestamp %q too far from now", ts)
-	}
-	m := hmac.New(sha256.New, key)
-	fmt.Fprintf(m, "%s.%s.%s", id, ts, body)
-	want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
-	for _, s := range strings.Fields(sigs) {
-		if hmac.Equal([]byte(s), []byte(want)) {
-			return nil
-		}
-	}
-	return fmt.Errorf("no valid signature in %q", sigs)
-}
-
-func (r *receiver) got() (alerts []receivedAlert, rejected []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.alerts), slices.Clone(r.rejected)
+	_, rejected = rcv.Deliveries()
+	return alerts, rejected
 }
 
 // archive enqueues n webhook jobs on the default queue and archives them
@@ -145,7 +103,7 @@ func checked(l *logs) map[int64]bool {
 func waitCommonCheck(t *testing.T, interval time.Duration, rs ...*running) time.Time {
 	t.Helper()
 	var p time.Time
-	waitFor(t, 10*time.Second, "a period checked by every watchdog", func() bool {
+	testkit.Eventually(t, "a period checked by every watchdog", 10*time.Second, func() bool {
 		latest := time.Now().Truncate(interval)
 		for _, r := range rs {
 			if !checked(r.logs)[latest.Unix()] {
@@ -182,13 +140,13 @@ func TestWatchdogAlertsOnceWhenDeadLettersGrow(t *testing.T) {
 	}
 	archive(t, opt, 3)
 	end := p.Add(3 * time.Second)
-	waitFor(t, 10*time.Second, "two quiet checks after the alert", func() bool {
+	testkit.Eventually(t, "two quiet checks after the alert", 10*time.Second, func() bool {
 		return checked(a.logs)[end.Unix()] && checked(b.logs)[end.Unix()]
 	})
 	a.stop()
 	b.stop()
 
-	alerts, rejected := rcv.got()
+	alerts, rejected := alertsOf(t, rcv)
 	if len(rejected) > 0 {
 		t.Errorf("receiver rejected %d requests: %q", len(rejected), rejected)
 	}
@@ -243,13 +201,13 @@ func TestWatchdogAlertsEveryPeriodOverThreshold(t *testing.T) {
 	cfg := scheduler.Config{Redis: opt, WatchdogInterval: time.Second, ArchivedThreshold: 2,
 		AlertURL: rcv.URL, AlertSecret: alertSecret}
 	a, b := start(t, cfg), start(t, cfg)
-	waitFor(t, 10*time.Second, "three periods checked by both", func() bool {
+	testkit.Eventually(t, "three periods checked by both", 10*time.Second, func() bool {
 		return len(checked(a.logs)) >= 3 && len(checked(b.logs)) >= 3
 	})
 	a.stop()
 	b.stop()
 
-	alerts, rejected := rcv.got()
+	alerts, rejected := alertsOf(t, rcv)
 	if len(rejected) > 0 {
 		t.Errorf("receiver rejected %d requests: %q", len(rejected), rejected)
 	}
@@ -296,7 +254,7 @@ func TestWatchdogAlertFailureIsLogged(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := start(t, scheduler.Config{Redis: opt, WatchdogInterval: time.Second, ArchivedThreshold: 1,
 				AlertURL: tc.url, AlertSecret: alertSecret})
-			waitFor(t, 10*time.Second, "the failure logged and two more checks", func() bool {
+			testkit.Eventually(t, "the failure logged and two more checks", 10*time.Second, func() bool {
 				return len(r.logs.with(tc.wantMsg)) >= 1 && len(checked(r.logs)) >= 2
 			})
 			r.stop()

@@ -55,8 +55,12 @@ func (d *DeadLetters) Get(ctx context.Context, id string) (deadletter.Entry, err
 	e, err := d.ledger.Get(ctx, id)
 	if errors.Is(err, deadletter.ErrNotFound) {
 		// Archived but not (yet) in the ledger: record it now.
-		if e2, rerr := d.recordFromArchive(ctx, id); rerr == nil {
+		e2, rerr := d.recordFromArchive(ctx, id)
+		switch {
+		case rerr == nil:
 			return e2, nil
+		case !errors.Is(rerr, deadletter.ErrNotFound) && !errors.Is(rerr, ErrNotFound):
+			return e, rerr // Redis did not answer: not "not found"
 		}
 	}
 	return e, err
@@ -64,7 +68,7 @@ func (d *DeadLetters) Get(ctx context.Context, id string) (deadletter.Entry, err
 
 // recordFromArchive records an archived job the ledger does not hold.
 func (d *DeadLetters) recordFromArchive(ctx context.Context, id string) (deadletter.Entry, error) {
-	t, err := d.in.find(ctx, id)
+	t, err := within(ctx, "dead letter "+id, func() (*asynq.TaskInfo, error) { return d.in.find(id) })
 	if err != nil {
 		return deadletter.Entry{}, err
 	}
@@ -208,9 +212,12 @@ func (d *DeadLetters) Discard(ctx context.Context, id, actor, reason string) (de
 	if _, err := d.ledger.MarkDiscarded(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now()}); err != nil {
 		return e, fmt.Errorf("discard %s: %w", id, err)
 	}
-	if t, err := d.in.i.GetTaskInfo(e.Queue, id); err == nil && t.State == asynq.TaskStateArchived {
-		_ = d.in.i.DeleteTask(e.Queue, id) // the cache; the ledger holds the record
-	}
+	_, _ = within(ctx, "discard "+id, func() (bool, error) {
+		if t, err := d.in.i.GetTaskInfo(e.Queue, id); err == nil && t.State == asynq.TaskStateArchived {
+			return true, d.in.i.DeleteTask(e.Queue, id) // the cache; the ledger holds the record
+		}
+		return false, nil
+	})
 	return d.ledger.Get(ctx, id)
 }
 

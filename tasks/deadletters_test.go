@@ -19,6 +19,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/postgres"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
@@ -127,7 +128,7 @@ func (e *env) deadLetters(t *testing.T, typ, payload string, ids ...string) {
 	t.Helper()
 	e.fail.Store(true)
 	for _, id := range ids {
-		if _, err := e.c.Enqueue(asynq.NewTask(typ, []byte(payload), asynq.TaskID(id), asynq.MaxRetry(tasks.MaxRetry))); err != nil {
+		if _, err := e.c.Enqueue(asynq.NewTask(typ, []byte(payload), asynq.TaskID(id), asynq.MaxRetry(retry.Max))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -226,8 +227,8 @@ func TestRequeueRebuildsAJobAsynqDropped(t *testing.T) {
 			if got != payload {
 				t.Errorf("got payload %q, want exactly %q", got, payload)
 			}
-			if ti, err := e.ai.GetTaskInfo("default", id); err != nil || ti.MaxRetry != tasks.MaxRetry || ti.Timeout == 0 {
-				t.Errorf("rebuilt task: got %+v, %v; want MaxRetry %d and the type's timeout", ti, err, tasks.MaxRetry)
+			if ti, err := e.ai.GetTaskInfo("default", id); err != nil || ti.MaxRetry != retry.Max || ti.Timeout == 0 {
+				t.Errorf("rebuilt task: got %+v, %v; want MaxRetry %d and the type's timeout", ti, err, retry.Max)
 			}
 		})
 	}

@@ -2,10 +2,12 @@ package tasks_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -14,21 +16,7 @@ import (
 // A Redis that accepts connections and never answers must not hold Enqueue
 // past its two-second deadline.
 func TestEnqueueToAHungRedisGivesUpWithinTwoSeconds(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // hold it open, answer nothing
-		}
-	}()
-	c := tasks.NewClient(asynq.RedisClientOpt{Addr: ln.Addr().String(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+	c := tasks.NewClient(hungRedis(t))
 	defer c.Close()
 	task, err := tasks.NewAuditLogCreatedTask(payloads.AuditLogCreated{EventID: "hung", Actor: "ops", Action: "x", OccurredAt: "2026-01-01T00:00:00Z"})
 	if err != nil {
@@ -38,5 +26,59 @@ func TestEnqueueToAHungRedisGivesUpWithinTwoSeconds(t *testing.T) {
 	_, err = c.Enqueue(context.Background(), task)
 	if took := time.Since(start); err == nil || took > 2500*time.Millisecond {
 		t.Errorf("got err %v after %v, want an error within ~2 s", err, took)
+	}
+}
+
+// hungRedis is a Redis that accepts connections and never answers.
+func hungRedis(t *testing.T) asynq.RedisClientOpt {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, answer nothing
+		}
+	}()
+	return asynq.RedisClientOpt{Addr: ln.Addr().String(), ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+}
+
+// Every Inspector call gives up when its context ends, also against a
+// Redis that never answers (asynq's Inspector takes no context).
+func TestInspectorOnAHungRedisGivesUpAtTheDeadline(t *testing.T) {
+	in := tasks.NewInspector(hungRedis(t))
+	defer in.Close()
+	ledger := openLedger(t, "file")
+	if _, err := ledger.Record(context.Background(), deadletter.Entry{ID: "audit_log_created:audit-x", Type: "audit_log_created", Queue: "low", Payload: []byte(`{}`), FailedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	d := tasks.NewDeadLetters(in, ledger)
+	calls := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Status", func(ctx context.Context) error { _, err := in.Status(ctx, "audit_log_created:audit-x"); return err }},
+		{"Stats", func(ctx context.Context) error { _, err := in.Stats(ctx); return err }},
+		{"DeadLetters.Requeue", func(ctx context.Context) error {
+			_, err := d.Requeue(ctx, "audit_log_created:audit-x", "t", "")
+			return err
+		}},
+		{"DeadLetters.Get of a job only asynq may hold", func(ctx context.Context) error { _, err := d.Get(ctx, "audit_log_created:audit-y"); return err }},
+	}
+	for _, c := range calls {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		start := time.Now()
+		err := c.call(ctx)
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || took > 3*time.Second {
+			t.Errorf("%s: got err %v after %v, want context.DeadlineExceeded at about 0.5 s (the Redis client's read timeout is 10 s)", c.name, err, took)
+		}
 	}
 }

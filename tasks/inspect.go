@@ -38,6 +38,32 @@ func (in *Inspector) Ping(ctx context.Context) error { return in.rc.Ping(ctx).Er
 // Close closes the connection to Redis.
 func (in *Inspector) Close() error { return in.rc.Close() }
 
+// within runs f, asynq's context-free Inspector call, and returns its
+// result, or ctx's error as soon as ctx ends: a Redis that does not answer
+// costs the caller its deadline, never a hang. (The abandoned call ends at
+// the Redis client's own read timeout.)
+func within[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, fmt.Errorf("%s: %w", what, err)
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%s: no answer from Redis: %w", what, ctx.Err())
+	}
+}
+
 // Asynq returns the underlying asynq Inspector.
 func (in *Inspector) Asynq() *asynq.Inspector { return in.i }
 
@@ -89,7 +115,7 @@ func timePtr(t time.Time) *time.Time {
 
 // find looks for id in the queue its type names first (the usual case,
 // one lookup), then in every other queue Redis knows.
-func (in *Inspector) find(_ context.Context, id string) (*asynq.TaskInfo, error) {
+func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
 	var tried []string
 	lookup := func(q string) (*asynq.TaskInfo, error) {
 		tried = append(tried, q)
@@ -124,13 +150,16 @@ func (in *Inspector) find(_ context.Context, id string) (*asynq.TaskInfo, error)
 	return nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
 }
 
-// Status returns the state of the job with the given ID.
-func (in *Inspector) Status(id string) (Job, error) {
-	t, err := in.find(context.Background(), id)
-	if err != nil {
-		return Job{}, err
-	}
-	return jobFrom(t), nil
+// Status returns the state of the job with the given ID, or an error when
+// ctx ends first.
+func (in *Inspector) Status(ctx context.Context, id string) (Job, error) {
+	return within(ctx, "status "+id, func() (Job, error) {
+		t, err := in.find(id)
+		if err != nil {
+			return Job{}, err
+		}
+		return jobFrom(t), nil
+	})
 }
 
 // QueueStats is one queue's counts, in the JSON shape of the HTTP API.
@@ -155,13 +184,17 @@ type QueueStats struct {
 }
 
 // Stats returns the counts of the three standard queues and any other queue
-// Redis knows.
-func (in *Inspector) Stats() ([]QueueStats, error) {
+// Redis knows (never nil), or an error when ctx ends first.
+func (in *Inspector) Stats(ctx context.Context) ([]QueueStats, error) {
+	return within(ctx, "stats", in.stats)
+}
+
+func (in *Inspector) stats() ([]QueueStats, error) {
 	known, err := in.i.Queues()
 	if err != nil {
 		return nil, fmt.Errorf("stats: list queues: %w", err)
 	}
-	var out []QueueStats
+	out := []QueueStats{}
 	for _, q := range mergeQueues(known) {
 		qi, err := in.i.GetQueueInfo(q)
 		if errors.Is(err, asynq.ErrQueueNotFound) || (err != nil && strings.Contains(err.Error(), "does not exist")) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -114,7 +115,7 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 }
 
 // buildMessage encodes a fresh asynq TaskMessage for e, as asynq's client
-// would for tasks.New's options: same ID, queue, payload; MaxRetry
+// would for tasks.New's options: same ID, queue, payload; retry.Max
 // retries; the type's timeout; Retention; the run header.
 func buildMessage(e deadletter.Entry, run string) []byte {
 	timeout := 30 * time.Minute // asynq's default
@@ -135,7 +136,7 @@ func buildMessage(e deadletter.Entry, run string) []byte {
 	b = protowire.AppendBytes(b, e.Payload)
 	str(3, e.ID)
 	str(4, e.Queue)
-	varint(5, MaxRetry)
+	varint(5, uint64(retry.Max))
 	varint(8, uint64(timeout/time.Second))
 	varint(12, uint64(Retention/time.Second))
 	entry := protowire.AppendTag(nil, 1, protowire.BytesType)

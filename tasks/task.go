@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 )
 
@@ -48,8 +49,9 @@ func ProcessAt(t time.Time) Option { return func(o *options) { o.processAt = t }
 
 var dedupeKeyPattern = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
 
-// ID is the job ID of payload p under dedupe key key ("" for the default).
-func ID(p Payload, key string) string {
+// JobID is the job ID of payload p under dedupe key key ("" for the
+// default): "<type>:<key>".
+func JobID(p Payload, key string) string {
 	if key == "" {
 		key = p.DedupeKey()
 	}
@@ -57,15 +59,16 @@ func ID(p Payload, key string) string {
 }
 
 // New validates p, encodes it and returns the task with the type's defaults:
-// its queue and timeout, MaxRetry 3, one hour of retention and the job ID
+// its queue and timeout (payloads.QueueOf, payloads.TimeoutOf), MaxRetry 3, one hour of retention and the job ID
 // "<type>:<dedupe key>". A bad payload returns a *payloads.ValidationError
 // naming every bad field.
 func New[P Payload](p P, opts ...Option) (*Task, error) {
+	var pl Payload = p // converted once: validation, encoding and the defaults read it
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := payloads.Validate(p); err != nil {
+	if err := payloads.Validate(pl); err != nil {
 		return nil, err
 	}
 	if o.dedupeKey != "" && !dedupeKeyPattern.MatchString(o.dedupeKey) {
@@ -76,16 +79,17 @@ func New[P Payload](p P, opts ...Option) (*Task, error) {
 		return nil, &payloads.ValidationError{TaskType: p.TaskType(), Fields: []payloads.FieldError{{
 			Field: "processIn", Message: "must not be negative"}}}
 	}
-	b, err := json.Marshal(p)
+	b, err := json.Marshal(pl)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", p.TaskType(), err)
 	}
-	id := ID(p, o.dedupeKey)
+	id := JobID(pl, o.dedupeKey)
+	queue := payloads.QueueOf(pl)
 	aopts := []asynq.Option{
 		asynq.TaskID(id),
-		asynq.Queue(p.Queue()),
-		asynq.Timeout(p.Timeout()),
-		asynq.MaxRetry(MaxRetry),
+		asynq.Queue(queue),
+		asynq.Timeout(payloads.TimeoutOf(pl)),
+		asynq.MaxRetry(retry.Max),
 		asynq.Retention(Retention),
 	}
 	switch {
@@ -94,50 +98,5 @@ func New[P Payload](p P, opts ...Option) (*Task, error) {
 	case o.processIn > 0:
 		aopts = append(aopts, asynq.ProcessIn(o.processIn))
 	}
-	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: p.Queue()}, nil
-}
-
-// NewSendReleaseEmailTask builds a send_release_email job.
-func NewSendReleaseEmailTask(p payloads.SendReleaseEmail, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewSendRefundEmailTask builds a send_refund_email job.
-func NewSendRefundEmailTask(p payloads.SendRefundEmail, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewSendDisputeEmailTask builds a send_dispute_email job.
-func NewSendDisputeEmailTask(p payloads.SendDisputeEmail, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewSendPaymentConfirmedEmailTask builds a send_payment_confirmed_email job.
-func NewSendPaymentConfirmedEmailTask(p payloads.SendPaymentConfirmedEmail, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewStripeCapturePaymentTask builds a stripe_capture_payment job.
-func NewStripeCapturePaymentTask(p payloads.StripeCapturePayment, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewStripeRefundPaymentTask builds a stripe_refund_payment job.
-func NewStripeRefundPaymentTask(p payloads.StripeRefundPayment, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewWebhookEscrowStatusChangedTask builds a webhook_escrow_status_changed job.
-func NewWebhookEscrowStatusChangedTask(p payloads.WebhookEscrowStatusChanged, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewNotifyDisputeResolvedTask builds a notify_dispute_resolved job.
-func NewNotifyDisputeResolvedTask(p payloads.NotifyDisputeResolved, opts ...Option) (*Task, error) {
-	return New(p, opts...)
-}
-
-// NewAuditLogCreatedTask builds an audit_log_created job.
-func NewAuditLogCreatedTask(p payloads.AuditLogCreated, opts ...Option) (*Task, error) {
-	return New(p, opts...)
+	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: queue}, nil
 }

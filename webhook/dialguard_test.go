@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/escrowjobs/escrowjobs/handlers"
 )
 
 func TestPublicAddr(t *testing.T) {
@@ -133,7 +131,7 @@ func TestSendRefusesPrivateTargets(t *testing.T) {
 		id := tg.id
 		t.Run(id, func(t *testing.T) {
 			start := time.Now()
-			err := s.Send(context.Background(), handlers.Delivery{ID: "evt_ssrf", PartnerID: id, Body: []byte(testBody)})
+			err := s.Send(context.Background(), Delivery{ID: "evt_ssrf", PartnerID: id, Body: []byte(testBody)})
 			if got := classify(err); got != permanent {
 				t.Fatalf("got %s (%v), want permanent", got, err)
 			}

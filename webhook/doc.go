@@ -37,6 +37,6 @@
 // Outcomes map onto the worker's retry policy: 2xx is success; 3xx, 410 and
 // the other 4xx are permanent (the error wraps asynq.SkipRetry); 408, 409,
 // 425, 429, 5xx, timeouts and network errors are transient; a Retry-After on
-// 429 or 503 becomes a *tasks.RetryAfterError. An unknown partner and a
+// 429 or 503 becomes a *retry.AfterError. An unknown partner and a
 // refused address are permanent.
 package webhook

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
@@ -106,7 +105,7 @@ func ExampleNewSender() {
 		return
 	}
 	sender := webhook.NewSender(reg, webhook.SenderOptions{AllowPrivateNetworks: true})
-	err = sender.Send(context.Background(), handlers.Delivery{
+	err = sender.Send(context.Background(), webhook.Delivery{
 		ID:        "evt_1",
 		PartnerID: "acme",
 		Body:      []byte(`{"type":"escrow.status_changed"}`),

@@ -32,8 +32,8 @@ type Registry struct {
 
 // partner is one registry entry.
 type partner struct {
-	url  *url.URL
-	keys []secretKey
+	url    *url.URL
+	signer *Signer
 }
 
 // registryFile is the JSON shape of WEBHOOK_ENDPOINTS_FILE. Entries are
@@ -97,7 +97,7 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 		if e.Secret == "" && len(e.Secrets) == 0 {
 			return nil, fmt.Errorf(`partner %q: secret: missing (set "secret" or "secrets")`, id)
 		}
-		p := partner{url: u}
+		p := partner{url: u, signer: &Signer{}}
 		add := func(field, s string) error {
 			key, err := decodeSecret(s, true)
 			if err != nil {
@@ -106,8 +106,8 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 			if len(key) < minKeyLen || len(key) > maxKeyLen {
 				return fmt.Errorf("partner %q: %s: key is %d bytes, want %d to %d", id, field, len(key), minKeyLen, maxKeyLen)
 			}
-			if !slices.ContainsFunc(p.keys, func(k secretKey) bool { return bytes.Equal(k, key) }) {
-				p.keys = append(p.keys, key)
+			if !slices.ContainsFunc(p.signer.keys, func(k secretKey) bool { return bytes.Equal(k, key) }) {
+				p.signer.keys = append(p.signer.keys, key)
 			}
 			return nil
 		}

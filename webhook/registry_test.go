@@ -52,8 +52,8 @@ func TestLoadRegistry(t *testing.T) {
 		if got := p.url.String(); got != tc.url {
 			t.Errorf("%s url: got %q, want %q", tc.id, got, tc.url)
 		}
-		if !slices.EqualFunc(p.keys, tc.wantKeys, func(a, b secretKey) bool { return bytes.Equal(a, b) }) {
-			t.Errorf("%s keys: got %d keys, want %d in order", tc.id, len(p.keys), len(tc.wantKeys))
+		if !slices.EqualFunc(p.signer.keys, tc.wantKeys, func(a, b secretKey) bool { return bytes.Equal(a, b) }) {
+			t.Errorf("%s keys: got %d keys, want %d in order", tc.id, len(p.signer.keys), len(tc.wantKeys))
 		}
 	}
 	if _, ok := reg.lookup("ACME"); ok {

@@ -12,13 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 )
 
 // DefaultTimeout bounds one delivery: connect, TLS, request and answer.
@@ -49,7 +47,7 @@ type SenderOptions struct {
 }
 
 // Sender delivers signed webhooks to the partners of a Registry. It
-// implements handlers.Sender and is safe for concurrent use.
+// implements handlers.Sender (package handlers) and is safe for concurrent use.
 type Sender struct {
 	reg    *Registry
 	client *http.Client
@@ -106,9 +104,9 @@ func NewSender(reg *Registry, opts SenderOptions) *Sender {
 // Send posts d.Body to d.PartnerID's endpoint, signed with each of its
 // secrets. d.ID is the webhook-id, identical on every attempt; the
 // webhook-timestamp is the time of this attempt. The error wraps
-// asynq.SkipRetry when retrying cannot help, and is a *tasks.RetryAfterError
+// asynq.SkipRetry when retrying cannot help, and is a *retry.AfterError
 // when the partner asked for a pause.
-func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
+func (s *Sender) Send(ctx context.Context, d Delivery) error {
 	p, ok := s.reg.lookup(d.PartnerID)
 	if !ok {
 		return fmt.Errorf("webhook %s: unknown partner %q: %w", d.ID, d.PartnerID, asynq.SkipRetry)
@@ -116,16 +114,15 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 	if err := checkID(d.ID); err != nil {
 		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
 	}
-	ts := s.now().Unix()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url.String(), bytes.NewReader(d.Body))
 	if err != nil {
 		return fmt.Errorf("webhook %s to partner %s: build request: %w", d.ID, d.PartnerID, asynq.SkipRetry)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
-	req.Header.Set(HeaderID, d.ID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, signatures(p.keys, d.ID, ts, d.Body))
+	if err := p.signer.Sign(req.Header, d.ID, s.now(), d.Body); err != nil {
+		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
+	}
 
 	start := time.Now()
 	resp, err := s.client.Do(req)
@@ -146,7 +143,7 @@ func (s *Sender) Send(ctx context.Context, d handlers.Delivery) error {
 }
 
 // outcome maps a partner's answer onto the retry policy.
-func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
+func (s *Sender) outcome(d Delivery, resp *http.Response) error {
 	code := resp.StatusCode
 	switch {
 	case code >= 200 && code <= 299:
@@ -159,10 +156,7 @@ func (s *Sender) outcome(d handlers.Delivery, resp *http.Response) error {
 		return fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
 	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable:
 		err := fmt.Errorf("webhook %s: partner %s answered %d", d.ID, d.PartnerID, code)
-		if after, ok := tasks.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
-			return tasks.RetryAfter(after, err)
-		}
-		return err
+		return retry.AfterHeader(resp.Header.Get("Retry-After"), s.now(), err)
 	case code >= 400 && code <= 499:
 		return fmt.Errorf("webhook %s: partner %s answered %d: %w", d.ID, d.PartnerID, code, asynq.SkipRetry)
 	default:

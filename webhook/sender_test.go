@@ -17,12 +17,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 )
 
 // The Sender is what the worker's webhook handler is given.
-var _ handlers.Sender = (*Sender)(nil)
 
 const testBody = `{"type":"escrow.status_changed","timestamp":"2024-05-01T12:00:00Z","data":{"eventId":"evt_1","transactionId":"esc-123","previousStatus":"funded","status":"released"}}`
 
@@ -83,7 +81,7 @@ func verifyingReceiver(code int) (http.HandlerFunc, func() []received) {
 func TestSendVerifiedByReceiver(t *testing.T) {
 	h, requests := verifyingReceiver(http.StatusNoContent)
 	s, _ := setup(t, h, SenderOptions{})
-	d := handlers.Delivery{ID: "evt_1", PartnerID: "acme", Body: []byte(testBody)}
+	d := Delivery{ID: "evt_1", PartnerID: "acme", Body: []byte(testBody)}
 
 	for attempt := 1; attempt <= 2; attempt++ {
 		if err := s.Send(context.Background(), d); err != nil {
@@ -129,7 +127,7 @@ func TestSendTimestampFromClock(t *testing.T) {
 	h, requests := verifyingReceiver(http.StatusOK)
 	at := time.Now().Add(-30 * time.Second).Truncate(time.Second)
 	s, _ := setup(t, h, SenderOptions{Now: func() time.Time { return at }})
-	if err := s.Send(context.Background(), handlers.Delivery{ID: "evt_2", PartnerID: "acme", Body: []byte(testBody)}); err != nil {
+	if err := s.Send(context.Background(), Delivery{ID: "evt_2", PartnerID: "acme", Body: []byte(testBody)}); err != nil {
 		t.Fatalf("Send: got %v, want nil", err)
 	}
 	if got, want := requests()[0].header.Get(HeaderTimestamp), strconv.FormatInt(at.Unix(), 10); got != want {
@@ -146,7 +144,7 @@ func TestSendPlainHTTPInTestMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := NewSender(reg, SenderOptions{AllowPrivateNetworks: true})
-	if err := s.Send(context.Background(), handlers.Delivery{ID: "evt_3", PartnerID: "acme", Body: []byte(testBody)}); err != nil {
+	if err := s.Send(context.Background(), Delivery{ID: "evt_3", PartnerID: "acme", Body: []byte(testBody)}); err != nil {
 		t.Fatalf("Send: got %v, want nil", err)
 	}
 	if got := requests(); len(got) != 1 || got[0].errs[0] != nil || got[0].errs[1] != nil {
@@ -196,7 +194,7 @@ func TestSendStatusMapping(t *testing.T) {
 	}, SenderOptions{})
 	for _, tc := range tests {
 		code.Store(int64(tc.code))
-		err := s.Send(context.Background(), handlers.Delivery{ID: "evt_status", PartnerID: "acme", Body: []byte(testBody)})
+		err := s.Send(context.Background(), Delivery{ID: "evt_status", PartnerID: "acme", Body: []byte(testBody)})
 		if got := classify(err); got != tc.want {
 			t.Errorf("status %d: got %s (%v), want %s", tc.code, got, err, tc.want)
 			continue
@@ -209,7 +207,7 @@ func TestSendStatusMapping(t *testing.T) {
 			if strings.Contains(msg, vectorSecret[6:]) || strings.Contains(msg, otherSecret[6:]) {
 				t.Errorf("status %d: got error %q, want no secret", tc.code, msg)
 			}
-			var ra *tasks.RetryAfterError
+			var ra *retry.AfterError
 			if errors.As(err, &ra) {
 				t.Errorf("status %d without Retry-After: got RetryAfterError %v, want none", tc.code, ra)
 			}
@@ -232,7 +230,7 @@ func TestSendRetryAfter(t *testing.T) {
 		{"429 zero", 429, "0", 0},
 		{"429 garbage", 429, "soon", 0},
 		{"429 negative", 429, "-5", 0},
-		{"429 huge is capped", 429, "99999999999999999", tasks.MaxRetryAfter},
+		{"429 huge is capped", 429, "99999999999999999", retry.MaxAfter},
 		{"500 ignores Retry-After", 500, "30", 0},
 	}
 	var current atomic.Pointer[struct {
@@ -249,22 +247,22 @@ func TestSendRetryAfter(t *testing.T) {
 			code int
 			ra   string
 		}{tc.code, tc.retryAfter})
-		err := s.Send(context.Background(), handlers.Delivery{ID: "evt_ra", PartnerID: "acme", Body: []byte(testBody)})
+		err := s.Send(context.Background(), Delivery{ID: "evt_ra", PartnerID: "acme", Body: []byte(testBody)})
 		if got := classify(err); got != transient {
 			t.Errorf("%s: got %s (%v), want transient", tc.name, got, err)
 			continue
 		}
-		var ra *tasks.RetryAfterError
+		var ra *retry.AfterError
 		switch isRA := errors.As(err, &ra); {
 		case tc.want == 0 && isRA:
 			t.Errorf("%s: got RetryAfterError %v, want a plain transient error", tc.name, ra.After)
 		case tc.want != 0 && !isRA:
-			t.Errorf("%s: got %v, want a *tasks.RetryAfterError", tc.name, err)
+			t.Errorf("%s: got %v, want a *retry.AfterError", tc.name, err)
 		case tc.want != 0 && ra.After != tc.want:
 			t.Errorf("%s: got After %v, want %v", tc.name, ra.After, tc.want)
 		}
-		if tc.want != 0 && tasks.RetryDelay(0, err) != tc.want {
-			t.Errorf("%s: tasks.RetryDelay got %v, want %v", tc.name, tasks.RetryDelay(0, err), tc.want)
+		if tc.want != 0 && retry.Delay(0, err) != tc.want {
+			t.Errorf("%s: retry.Delay got %v, want %v", tc.name, retry.Delay(0, err), tc.want)
 		}
 	}
 }
@@ -279,7 +277,7 @@ func TestSendRedirectNotFollowed(t *testing.T) {
 		followed.Add(1)
 	})
 	s, _ := setup(t, mux.ServeHTTP, SenderOptions{})
-	err := s.Send(context.Background(), handlers.Delivery{ID: "evt_redirect", PartnerID: "acme", Body: []byte(testBody)})
+	err := s.Send(context.Background(), Delivery{ID: "evt_redirect", PartnerID: "acme", Body: []byte(testBody)})
 	if got := classify(err); got != permanent {
 		t.Errorf("302: got %s (%v), want permanent", got, err)
 	}
@@ -298,7 +296,7 @@ func TestSendTimeout(t *testing.T) {
 	}, SenderOptions{Timeout: 200 * time.Millisecond})
 	defer close(release)
 	start := time.Now()
-	err := s.Send(context.Background(), handlers.Delivery{ID: "evt_slow", PartnerID: "acme", Body: []byte(testBody)})
+	err := s.Send(context.Background(), Delivery{ID: "evt_slow", PartnerID: "acme", Body: []byte(testBody)})
 	elapsed := time.Since(start)
 	if got := classify(err); got != transient {
 		t.Fatalf("slow receiver: got %s (%v), want transient", got, err)
@@ -327,7 +325,7 @@ func TestSendCapsResponseBody(t *testing.T) {
 		}
 	}, SenderOptions{Timeout: 30 * time.Second})
 	start := time.Now()
-	err := s.Send(context.Background(), handlers.Delivery{ID: "evt_big", PartnerID: "acme", Body: []byte(testBody)})
+	err := s.Send(context.Background(), Delivery{ID: "evt_big", PartnerID: "acme", Body: []byte(testBody)})
 	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatalf("200 with an endless body: got %v, want nil", err)
@@ -342,12 +340,12 @@ func TestSendPermanentBeforeSending(t *testing.T) {
 	s, _ := setup(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }, SenderOptions{})
 	tests := []struct {
 		name string
-		d    handlers.Delivery
+		d    Delivery
 		want string
 	}{
-		{"unknown partner", handlers.Delivery{ID: "evt_x", PartnerID: "globex", Body: []byte(testBody)}, `unknown partner "globex"`},
-		{"empty webhook-id", handlers.Delivery{ID: "", PartnerID: "acme", Body: []byte(testBody)}, "invalid webhook-id"},
-		{"webhook-id with CRLF", handlers.Delivery{ID: "evt\r\nx: y", PartnerID: "acme", Body: []byte(testBody)}, "invalid webhook-id"},
+		{"unknown partner", Delivery{ID: "evt_x", PartnerID: "globex", Body: []byte(testBody)}, `unknown partner "globex"`},
+		{"empty webhook-id", Delivery{ID: "", PartnerID: "acme", Body: []byte(testBody)}, "invalid webhook-id"},
+		{"webhook-id with CRLF", Delivery{ID: "evt\r\nx: y", PartnerID: "acme", Body: []byte(testBody)}, "invalid webhook-id"},
 	}
 	for _, tc := range tests {
 		err := s.Send(context.Background(), tc.d)
@@ -368,7 +366,7 @@ func TestSendCanceledContext(t *testing.T) {
 	s, _ := setup(t, func(w http.ResponseWriter, r *http.Request) {}, SenderOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := s.Send(ctx, handlers.Delivery{ID: "evt_c", PartnerID: "acme", Body: []byte(testBody)})
+	err := s.Send(ctx, Delivery{ID: "evt_c", PartnerID: "acme", Body: []byte(testBody)})
 	if got := classify(err); got != transient || !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled context: got %s (%v), want transient wrapping context.Canceled", got, err)
 	}
@@ -379,7 +377,7 @@ func TestSendNeverLogsSecrets(t *testing.T) {
 	var mu sync.Mutex
 	logger := newTestLogger(&mu, &buf)
 	s, _ := setup(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, SenderOptions{Logger: logger})
-	_ = s.Send(context.Background(), handlers.Delivery{ID: "evt_log", PartnerID: "acme", Body: []byte(testBody)})
+	_ = s.Send(context.Background(), Delivery{ID: "evt_log", PartnerID: "acme", Body: []byte(testBody)})
 	mu.Lock()
 	out := buf.String()
 	mu.Unlock()

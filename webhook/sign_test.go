@@ -192,7 +192,7 @@ func TestSecretsNeverFormatted(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := decodeSecret(vectorSecret, true)
-	for _, v := range []any{reg, *reg, reg.partners["acme"].keys[0], reg.partners["acme"].keys} {
+	for _, v := range []any{reg, *reg, reg.partners["acme"].signer.keys[0], reg.partners["acme"].signer.keys} {
 		for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 			got := fmt.Sprintf(format, v)
 			if strings.Contains(got, "MfKQ") || strings.Contains(got, string(k)) || strings.Contains(got, fmt.Sprint([]byte(k))[1:8]) {

@@ -41,7 +41,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -146,7 +146,7 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 		c := asynq.Config{
 			Concurrency:     n,
 			Queues:          cfg.Queues,
-			RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return tasks.RetryDelay(n, err) },
+			RetryDelayFunc:  func(n int, err error, _ *asynq.Task) time.Duration { return retry.Delay(n, err) },
 			ErrorHandler:    asynq.ErrorHandlerFunc(w.handleError),
 			Logger:          asynqLogger{l: cfg.Logger.With("component", "asynq")},
 			LogLevel:        asynq.WarnLevel,
@@ -242,7 +242,7 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 			slog.String("why", why), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
 		return
 	}
-	due := time.Now().Add(tasks.RetryDelay(retried, err))
+	due := time.Now().Add(retry.Delay(retried, err))
 	if serr := w.rc.Set(ctx, retryKey(id), strconv.FormatInt(due.UnixNano(), 10), time.Until(due)+time.Hour).Err(); serr != nil {
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "could not record retry time; the retry may run up to 1 s early",
 			append(attrs, slog.String("error", serr.Error()))...)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 )
 
@@ -127,7 +127,7 @@ func TestDeadLetterCommands(t *testing.T) {
 			t.Errorf("got %+v, want requeued by alice", e)
 		}
 		ti := f.taskInfo("default", ids[0])
-		if ti.State != asynq.TaskStatePending || ti.Retried != 0 || ti.MaxRetry != tasks.MaxRetry {
+		if ti.State != asynq.TaskStatePending || ti.Retried != 0 || ti.MaxRetry != retry.Max {
 			t.Errorf("in Redis: got state %s retried %d maxRetry %d, want pending 0 3", ti.State, ti.Retried, ti.MaxRetry)
 		}
 		r = f.run("dlq", "requeue", ids[1])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -38,48 +39,58 @@ func (c *cli) redisName() string {
 	return tasks.RedactURL(strings.TrimSpace(c.getenv("REDIS_URL")))
 }
 
-func (c *cli) status(args []string) error {
-	pos, err := c.parse(c.flags("status"), args, 1, "the job ID")
-	if err != nil {
-		return err
-	}
-	id := pos[0]
+// inspect connects to Redis (after a ping), runs call within the
+// Inspector deadline and prints its result: JSON with --json, else text.
+func inspect[T any](c *cli, call func(context.Context, *tasks.Inspector) (T, error), text func(io.Writer, T) error) error {
 	in, err := c.inspector()
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	j, err := within(c.ctx, "status "+id, func() (tasks.Job, error) { return in.Status(id) })
-	if errors.Is(err, tasks.ErrNotFound) {
-		return fmt.Errorf("job %s not found", id)
-	}
+	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
+	defer cancel()
+	v, err := call(ctx, in)
 	if err != nil {
 		return err
 	}
 	if c.json {
-		return writeJSON(c.stdout, j)
+		return writeJSON(c.stdout, v)
 	}
-	return writeJob(c.stdout, j)
+	return text(c.stdout, v)
+}
+
+// onJob runs the command that takes one job ID: it parses args, calls
+// call on the Inspector, says "<prefix>job <id> not found" for
+// tasks.ErrNotFound and prints the job (after header, in text mode).
+func (c *cli) onJob(name, prefix, header string, args []string, call func(*tasks.Inspector, context.Context, string) (tasks.Job, error)) error {
+	pos, err := c.parse(c.flags(name), args, 1, "the job ID")
+	if err != nil {
+		return err
+	}
+	id := pos[0]
+	return inspect(c, func(ctx context.Context, in *tasks.Inspector) (tasks.Job, error) {
+		j, err := call(in, ctx, id)
+		if errors.Is(err, tasks.ErrNotFound) {
+			return j, fmt.Errorf("%sjob %s not found", prefix, id)
+		}
+		return j, err
+	}, func(w io.Writer, j tasks.Job) error {
+		if header != "" {
+			fmt.Fprintf(w, header+"\n", j.ID)
+		}
+		return writeJob(w, j)
+	})
+}
+
+func (c *cli) status(args []string) error {
+	return c.onJob("status", "", "", args, (*tasks.Inspector).Status)
 }
 
 func (c *cli) stats(args []string) error {
 	if _, err := c.parse(c.flags("stats"), args, 0, ""); err != nil {
 		return err
 	}
-	in, err := c.inspector()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	qs, err := within(c.ctx, "stats", in.Stats)
-	if err != nil {
-		return err
-	}
-	if qs == nil {
-		qs = []tasks.QueueStats{}
-	}
-	if c.json {
-		return writeJSON(c.stdout, qs)
-	}
-	return writeStats(c.stdout, qs)
+	return inspect(c, func(ctx context.Context, in *tasks.Inspector) ([]tasks.QueueStats, error) {
+		return in.Stats(ctx)
+	}, writeStats)
 }

@@ -240,8 +240,8 @@ Flags:
 
 Job types:
 `)
-	for _, k := range tasks.Kinds() {
-		fmt.Fprintf(tw, "  %s\t(%s queue)\n", k.Type, k.Queue)
+	for _, typ := range tasks.Types() {
+		fmt.Fprintf(tw, "  %s\t(%s queue)\n", typ.Name, typ.Queue)
 	}
 	fmt.Fprint(tw, `
 Environment:
@@ -254,32 +254,6 @@ Environment:
 Exit status: 0 ok (a duplicate enqueue too), 1 error, 2 usage error.
 `)
 	return tw.Flush()
-}
-
-// within runs f with the Inspector deadline: an unreachable Redis is an
-// error after inspectTimeout at the latest, never a hang.
-func within[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
-	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
-	defer cancel()
-	type result struct {
-		v   T
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := f()
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		return r.v, r.err
-	case <-ctx.Done():
-		var zero T
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return zero, fmt.Errorf("%s: no answer from Redis within %s", what, inspectTimeout)
-		}
-		return zero, fmt.Errorf("%s: %w", what, ctx.Err())
-	}
 }
 
 // oneLine folds a message onto one line.

@@ -41,7 +41,7 @@ func mix(n int, nonce string) []job {
 		if err != nil {
 			panic(err) // the payload structs always encode
 		}
-		out[i] = job{p: p, typ: p.TaskType(), raw: b, id: tasks.ID(p, "")}
+		out[i] = job{p: p, typ: p.TaskType(), raw: b, id: tasks.JobID(p, "")}
 	}
 	return out
 }

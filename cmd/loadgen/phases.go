@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/escrowjobs/escrowjobs/internal/sample"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -11,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/devmode"
+	"github.com/escrowjobs/escrowjobs/internal/sample"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -200,14 +202,14 @@ func jobLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, 
 func (b *bench) startWorker(p *probe, loops int) (func(), error) {
 	log := jobLogger()
 	mux, err := handlers.NewServeMux(handlers.Deps{
-		Mailer: noop{}, Payments: noop{}, Sender: noop{}, Audit: noop{}, Enqueuer: noop{}, Logger: log,
+		Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{}, Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	w, err := worker.New(worker.Config{
 		Redis: b.opt, Concurrency: b.cfg.k, FetchLoops: loops, PollInterval: b.cfg.pollInterval,
-		DeadLetters: noop{}, Logger: log,
+		DeadLetters: devmode.Discard{}, Logger: log,
 	}, p.wrap(mux))
 	if err != nil {
 		return nil, err

@@ -30,16 +30,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -51,14 +48,7 @@ func main() {
 	// go-redis logs every failed dial to os.Stderr; /healthz and the
 	// request log report an unreachable Redis instead.
 	redis.SetLogger(quietLogger{})
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "escrowjobs monitor:", err)
-		}
-		os.Exit(1)
-	}
+	cmdenv.Main("escrowjobs monitor", run)
 }
 
 // quietLogger drops go-redis's internal log lines.
@@ -89,8 +79,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q (flags only; see -h)", fs.Args())
 	}
-	c.loopback = *loopback || boolVar(getenv, "MONITOR_LOOPBACK_NO_AUTH", &errs)
-	c.monitor.ReadOnly = *readOnly || boolVar(getenv, "MONITOR_READ_ONLY", &errs)
+	c.loopback = *loopback || cmdenv.Bool(getenv, "MONITOR_LOOPBACK_NO_AUTH", &errs)
+	c.monitor.ReadOnly = *readOnly || cmdenv.Bool(getenv, "MONITOR_READ_ONLY", &errs)
 	c.monitor.LoopbackNoAuth = c.loopback
 	c.monitor.Username = getenv("MONITOR_USERNAME")
 	c.monitor.Password = getenv("MONITOR_PASSWORD")
@@ -158,26 +148,6 @@ func listenAddr(addr string, loopback bool) (string, error) {
 	return "", errors.New("without authentication (-loopback-no-auth, MONITOR_LOOPBACK_NO_AUTH) the monitor listens on a loopback address only, e.g. 127.0.0.1:8080")
 }
 
-func boolVar(getenv func(string) string, name string, errs *[]error) bool {
-	v := strings.TrimSpace(getenv(name))
-	if v == "" {
-		return false
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", name, v))
-	}
-	return b
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
 // run is the whole program; tests call it in-process with "-addr
 // 127.0.0.1:0" and read the bound address from the "monitor listening on
 // http://…" line on stdout. It returns nil after a graceful shutdown on ctx.
@@ -186,7 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, getenv("LOG_LEVEL"))
+	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
 	cfg.monitor.Logger = log
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	store, err := cfg.ledger.Open(octx)

@@ -2,11 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -44,10 +43,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
-	c.concurrency = intVar(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
-	c.fetchLoops = intVar(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
-	c.pollInterval = durationVar(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
-	c.shutdownTimeout = durationVar(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
+	c.concurrency = cmdenv.Int(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
+	c.fetchLoops = cmdenv.Int(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
+	c.pollInterval = cmdenv.Duration(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
+	c.shutdownTimeout = cmdenv.Duration(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
 	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
 
 	if lc, err := ledgerenv.Load(getenv); err != nil {
@@ -72,56 +71,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.webhookFile == "" {
 		errs = append(errs, errors.New("WEBHOOK_ENDPOINTS_FILE is required (the partner registry: partnerId → url, secret)"))
 	}
-	c.webhookAllowPrivate = boolVar(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
+	c.webhookAllowPrivate = cmdenv.Bool(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
-	c.auditPath = or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
+	c.auditPath = cmdenv.Or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
 
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
 	return c, errors.Join(errs...)
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func intVar(getenv func(string) string, name string, def, lo, hi int, errs *[]error) int {
-	v := getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, v, lo, hi))
-		return def
-	}
-	return n
-}
-
-func durationVar(getenv func(string) string, name string, def time.Duration, errs *[]error) time.Duration {
-	v := getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want a positive duration such as 10ms or 25s", name, v))
-		return def
-	}
-	return d
-}
-
-func boolVar(getenv func(string) string, name string, errs *[]error) bool {
-	v := getenv(name)
-	if v == "" {
-		return false
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", name, v))
-	}
-	return b
 }

@@ -10,10 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/audit"
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/devmode"
-	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -51,8 +49,8 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	client := tasks.NewClient(redisOpt)
 	defer client.Close()
 	mux, err := handlers.NewServeMux(handlers.Deps{
-		Mailer: email.NewLog(log), Payments: devmode.Payments{Log: log}, Sender: devmode.Sender{Log: log},
-		Audit: audit.NewLog(log), Enqueuer: client, Logger: log,
+		Mailer: devmode.NewMailer(log), Payments: devmode.Payments{Log: log}, Sender: devmode.Sender{Log: log},
+		Audit: devmode.NewAudit(log), Enqueuer: client, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -17,22 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "escrowjobs server:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { cmdenv.Main("escrowjobs server", run) }
 
 type flags struct {
 	dev          bool
@@ -61,17 +50,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if f.demo && !f.dev {
 		return errors.New("-demo needs -dev: it enqueues sample events that fail on purpose")
 	}
-	log := newLogger(stderr, getenv("LOG_LEVEL"))
+	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
 	if f.dev {
 		return runDev(ctx, f, getenv, stdout, log)
 	}
 	return runProduction(ctx, f, getenv, log)
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }

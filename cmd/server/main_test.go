@@ -2,16 +2,11 @@ package main
 
 import (
 	"context"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/hibiken/asynq"
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -48,79 +43,5 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 				t.Errorf("the Stripe key leaked: %q", err)
 			}
 		})
-	}
-}
-
-func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
-	var out, errOut testenv.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-dev", "-dev-redis-addr", "127.0.0.1:0", "-monitor-addr", "127.0.0.1:0"}, envOf(nil), &out, &errOut)
-	}()
-
-	var url string
-	re := regexp.MustCompile(`export REDIS_URL=(\S+)`)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && url == ""; time.Sleep(20 * time.Millisecond) {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			url = m[1]
-		}
-	}
-	if url == "" {
-		cancel()
-		t.Fatalf("no REDIS_URL printed; stdout %q stderr %q", out.String(), errOut.String())
-	}
-	for _, want := range []string{"NOTHING SURVIVES A RESTART"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("stdout lacks %q: %q", want, out.String())
-		}
-	}
-	mon := regexp.MustCompile(`monitor: (http://\S+/monitor/)`).FindStringSubmatch(out.String())
-	if mon == nil {
-		t.Fatalf("no monitor URL printed: %q", out.String())
-	}
-	resp, err := http.Get(mon[1])
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("GET %s: got %v %v, want 200", mon[1], resp, err)
-	}
-	if resp != nil {
-		resp.Body.Close()
-	}
-	opt, err := asynq.ParseRedisURI(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := tasks.NewClient(opt)
-	defer c.Close()
-	in := tasks.NewInspector(opt)
-	defer in.Close()
-	task, _ := tasks.NewSendReleaseEmailTask(payloads.SendReleaseEmail{TransactionID: "esc-dev", RecipientEmail: "dev.user@example.com", Amount: 1, Currency: "USD"})
-	id, err := c.Enqueue(context.Background(), task)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var state string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && state != "completed"; time.Sleep(50 * time.Millisecond) {
-		j, _ := in.Status(id)
-		state = j.State
-	}
-	if state != "completed" {
-		t.Errorf("got state %q, want completed", state)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run returned %v, want nil after cancel", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
-	logs := errOut.String()
-	if !strings.Contains(logs, "email not sent (dev mode)") || !strings.Contains(logs, "d***@example.com") {
-		t.Errorf("log lacks the masked dev e-mail line: %s", logs)
-	}
-	if strings.Contains(logs, "dev.user@example.com") {
-		t.Errorf("log contains the raw address")
 	}
 }

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
+)
+
+// devServer is `server -dev …` running in-process.
+type devServer struct {
+	out, errOut testenv.Buffer
+	url         string // the REDIS_URL it printed
+	insp        *tasks.Inspector
+}
+
+var exportRedisURL = regexp.MustCompile(`export REDIS_URL=(\S+)`)
+
+// startDev runs `server -dev` with args (and a free monitor port) until the
+// test ends, and waits for the REDIS_URL it prints.
+func startDev(t *testing.T, args ...string) *devServer {
+	t.Helper()
+	d := &devServer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"-dev", "-monitor-addr", "127.0.0.1:0"}, args...), envOf(nil), &d.out, &d.errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run returned %v, want nil after cancel", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("run did not return within 15 s of cancel")
+		}
+	})
+	testkit.Eventually(t, "the dev server prints its REDIS_URL", 15*time.Second, func() bool {
+		if m := exportRedisURL.FindStringSubmatch(d.out.String()); m != nil {
+			d.url = m[1]
+		}
+		return d.url != ""
+	})
+	opt, err := asynq.ParseRedisURI(d.url)
+	if err != nil {
+		t.Fatalf("printed REDIS_URL %q: %v", d.url, err)
+	}
+	d.insp = tasks.NewInspector(opt)
+	t.Cleanup(func() { d.insp.Close() })
+	return d
+}
+
+// port is the port of the printed REDIS_URL.
+func (d *devServer) port(t *testing.T) int {
+	t.Helper()
+	m := regexp.MustCompile(`^redis://127\.0\.0\.1:(\d+)/0$`).FindStringSubmatch(d.url)
+	if m == nil {
+		t.Fatalf("printed REDIS_URL %q, want redis://127.0.0.1:<port>/0", d.url)
+	}
+	p, _ := strconv.Atoi(m[1])
+	return p
+}
+
+// works checks that the printed REDIS_URL reaches the dev worker: a job
+// enqueued through it completes.
+func (d *devServer) works(t *testing.T) {
+	t.Helper()
+	opt, _ := asynq.ParseRedisURI(d.url)
+	c := tasks.NewClient(opt)
+	defer c.Close()
+	task := testkit.Task(t, testkit.Direct("dev", 0))
+	if _, err := c.Enqueue(context.Background(), task); err != nil {
+		t.Fatalf("enqueue through the printed REDIS_URL %s: %v", d.url, err)
+	}
+	testkit.AwaitState(t, d.insp, task.ID, "completed", 15*time.Second)
+}
+
+// SPEC §5: -dev starts its store on 127.0.0.1:6379, or on a free port when
+// 6379 is taken, and prints the REDIS_URL to export. This machine (and CI)
+// may run a real Redis on 6379; the test takes the port itself when it is
+// free, so the fallback is what runs either way.
+func TestDevFallsBackToAFreePortWhen6379IsTaken(t *testing.T) {
+	if l, err := net.Listen("tcp", "127.0.0.1:6379"); err == nil {
+		t.Cleanup(func() { l.Close() })
+	} else if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("check 127.0.0.1:6379: %v", err)
+	}
+	d := startDev(t) // no -dev-redis-addr: the default, 127.0.0.1:6379
+	if p := d.port(t); p == 6379 {
+		t.Fatalf("printed REDIS_URL %s with 6379 taken, want a free port", d.url)
+	}
+	d.works(t)
+	if !strings.Contains(d.out.String(), "NOTHING SURVIVES A RESTART") {
+		t.Errorf("stdout lacks the warning that nothing survives a restart: %q", d.out.String())
+	}
+}
+
+// -dev-redis-addr with a free port: the store listens there and the
+// printed REDIS_URL says so.
+func TestDevRedisAddrIsUsedAndPrinted(t *testing.T) {
+	want := testenv.FreePort(t)
+	d := startDev(t, "-dev-redis-addr", testenv.Addr(want))
+	if got := d.port(t); got != want {
+		t.Errorf("printed REDIS_URL %s, want port %d from -dev-redis-addr", d.url, want)
+	}
+	d.works(t)
+}
+
+// An explicit -dev-redis-addr that is taken is an error naming it: only
+// the default falls back.
+func TestDevRedisAddrTakenIsAnError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var out, errOut testenv.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"-dev", "-dev-redis-addr", l.Addr().String(), "-monitor-addr", "127.0.0.1:0"}, envOf(nil), &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), l.Addr().String()) {
+		t.Errorf("got %v, want an error naming %s", err, l.Addr())
+	}
+}
+
+// -demo enqueues a stream of sample escrow events, some failing on
+// purpose: within the first seven events (one every 2 s) a capture marked
+// flaky is retried, a refund marked declined is archived after one attempt
+// and listed as a dead letter, and the other jobs complete.
+func TestDemoShowsRetriesAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	d := startDev(t, "-demo", "-dev-redis-addr", "127.0.0.1:0")
+	testkit.AwaitState(t, d.insp, "audit_log_created:audit-esc-0000-audit", "completed", 15*time.Second)
+	flaky := testkit.AwaitState(t, d.insp, "stripe_capture_payment:capture-pi_flaky0005", "retry", 30*time.Second)
+	if !strings.Contains(flaky.LastError, "demo failure") {
+		t.Errorf("flaky capture: got last error %q, want the demo failure", flaky.LastError)
+	}
+	const declined = "stripe_refund_payment:refund-pi_declined0006-full"
+	j := testkit.AwaitState(t, d.insp, declined, "archived", 30*time.Second)
+	if j.Attempts != 1 || !strings.Contains(j.LastError, "demo failure") {
+		t.Errorf("declined refund: got attempts %d, last error %q; want 1 and the demo failure", j.Attempts, j.LastError)
+	}
+	// The dead-letter ledger the dev server printed lists it.
+	m := regexp.MustCompile(`export DEAD_LETTER_PATH=(\S+)`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no DEAD_LETTER_PATH printed: %q", d.out.String())
+	}
+	ledger, err := deadletter.OpenFile(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close()
+	var ids []string
+	testkit.Eventually(t, declined+" in the ledger", 15*time.Second, func() bool {
+		page, err := ledger.List(context.Background(), deadletter.Filter{}, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = ids[:0]
+		for _, dl := range page.Entries {
+			ids = append(ids, dl.ID)
+		}
+		return slices.Contains(ids, declined)
+	})
+	for _, id := range ids {
+		if !strings.Contains(id, "flaky") && !strings.Contains(id, "declined") {
+			t.Errorf("dead letter %s: not a job marked to fail", id)
+		}
+	}
+}
+
+// -dev needs no configuration: the store, log adapters and the monitor
+// (loopback, no login) come up, a job runs, and the dev mailer logs the
+// e-mail it would send with the address masked.
+func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
+	d := startDev(t, "-dev-redis-addr", "127.0.0.1:0")
+	if !strings.Contains(d.out.String(), "NOTHING SURVIVES A RESTART") {
+		t.Errorf("stdout lacks the warning that nothing survives a restart: %q", d.out.String())
+	}
+	mon := regexp.MustCompile(`monitor: (http://\S+/monitor/)`).FindStringSubmatch(d.out.String())
+	if mon == nil {
+		t.Fatalf("no monitor URL printed: %q", d.out.String())
+	}
+	resp, err := http.Get(mon[1])
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: got %v %v, want 200", mon[1], resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	opt, _ := asynq.ParseRedisURI(d.url)
+	c := tasks.NewClient(opt)
+	defer c.Close()
+	task := testkit.Task(t, payloads.SendReleaseEmail{TransactionID: "esc-dev", RecipientEmail: "dev.user@example.com", Amount: 1, Currency: "USD"})
+	if _, err := c.Enqueue(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+	testkit.AwaitState(t, d.insp, task.ID, "completed", 10*time.Second)
+	testkit.Eventually(t, "the masked dev e-mail line", 5*time.Second, func() bool {
+		logs := d.errOut.String()
+		return strings.Contains(logs, "email not sent (dev mode)") && strings.Contains(logs, "d***@example.com")
+	})
+	if strings.Contains(d.errOut.String(), "dev.user@example.com") {
+		t.Errorf("log contains the raw address")
+	}
+}

@@ -1,0 +1,12 @@
+// Package testkit is the one shared kit of test doubles and helpers: a
+// stateful Stripe API with fault injection (Stripe), a partner endpoint that
+// verifies every webhook with webhook.Verify (Receiver), a recording set of
+// every adapter the handlers need (Adapters), the real worker started over
+// them (StartWorker), polling helpers (Eventually, AwaitState) and the proof
+// that asynq's lease recoverer has nothing left to rerun (NoLeases).
+//
+// The real peers (redis-server, PostgreSQL, mailpit, stripe-mock) are
+// started by internal/testenv; the sample payloads of the nine job types
+// come from internal/sample. A test file never keeps its own copy of any of
+// these.
+package testkit

@@ -1,0 +1,32 @@
+package webhook
+
+// EventEscrowStatusChanged is the type of the event partners receive when
+// an escrow changes status.
+const EventEscrowStatusChanged = "escrow.status_changed"
+
+// Body is the JSON a partner receives, in the Standard Webhooks shape
+// {type, timestamp, data}.
+type Body struct {
+	Type      string     `json:"type"`
+	Timestamp string     `json:"timestamp"`
+	Data      StatusData `json:"data"`
+}
+
+// StatusData is the data of an escrow.status_changed event.
+type StatusData struct {
+	EventID        string `json:"eventId"`
+	TransactionID  string `json:"transactionId"`
+	PreviousStatus string `json:"previousStatus"`
+	Status         string `json:"status"`
+}
+
+// Delivery is one signed webhook to one partner.
+type Delivery struct {
+	// ID is the webhook-id header: stable across attempts (the event ID,
+	// not the job ID).
+	ID string
+	// PartnerID selects URL and secrets from the partner registry.
+	PartnerID string
+	// Body is the exact JSON body that is signed and sent.
+	Body []byte
+}
