@@ -18,6 +18,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -113,15 +114,6 @@ func (e *env) ran(id string) int {
 	return e.runs[id]
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for " + what)
-		}
-	}
-}
-
 // deadLetters makes dead letters of ids through the worker (fail set):
 // archived by asynq, recorded by the worker's error handler.
 func (e *env) deadLetters(t *testing.T, typ, payload string, ids ...string) {
@@ -133,11 +125,11 @@ func (e *env) deadLetters(t *testing.T, typ, payload string, ids ...string) {
 		}
 	}
 	for _, id := range ids {
-		eventually(t, id+" in the ledger", func() bool {
+		testkit.Eventually(t, id+" in the ledger", 30*time.Second, func() bool {
 			got, err := e.l.Get(context.Background(), id)
 			return err == nil && got.State == deadletter.StateOpen
 		})
-		eventually(t, id+" archived", func() bool {
+		testkit.Eventually(t, id+" archived", 30*time.Second, func() bool {
 			ti, err := e.ai.GetTaskInfo("default", id)
 			return err == nil && ti.State == asynq.TaskStateArchived
 		})
@@ -165,7 +157,7 @@ func TestRequeueGivesTheFullBudgetBack(t *testing.T) {
 			if _, err := e.c.Enqueue(asynq.NewTask("stripe_capture_payment", []byte(`{"transactionId":"tx-1","paymentIntentId":"pi_123"}`), asynq.TaskID(id), asynq.Queue("critical"), asynq.MaxRetry(3))); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "archived", func() bool {
+			testkit.Eventually(t, "archived", 30*time.Second, func() bool {
 				ti, err := e.ai.GetTaskInfo("critical", id)
 				return err == nil && ti.State == asynq.TaskStateArchived
 			})
@@ -194,7 +186,7 @@ func TestRequeueGivesTheFullBudgetBack(t *testing.T) {
 				t.Errorf("second requeue: got %v, want ErrNotOpen", err)
 			}
 			e.startWorker(t)
-			eventually(t, "the rerun", func() bool { return e.ran(id) == 1 })
+			testkit.Eventually(t, "the rerun", 30*time.Second, func() bool { return e.ran(id) == 1 })
 		})
 	}
 }
@@ -220,7 +212,7 @@ func TestRequeueRebuildsAJobAsynqDropped(t *testing.T) {
 			if _, err := e.d.Requeue(context.Background(), id, "api", "mail relay fixed"); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the rebuilt job's run", func() bool { return e.ran(id) == 1 })
+			testkit.Eventually(t, "the rebuilt job's run", 30*time.Second, func() bool { return e.ran(id) == 1 })
 			e.mu.Lock()
 			got := e.payload[id]
 			e.mu.Unlock()
@@ -319,7 +311,7 @@ func TestRequeueSurvivesFailuresBetweenItsSteps(t *testing.T) {
 				}
 			}
 			for _, id := range ids {
-				eventually(t, id+" runs", func() bool { return e.ran(id) >= 1 })
+				testkit.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
 			}
 			waitOut()
 			for _, id := range ids {
@@ -375,7 +367,7 @@ func TestBulkRequeueByTypeWithADryRunFirst(t *testing.T) {
 				t.Errorf("real run: got %+v; want 100 matched and requeued, the webhook jobs", real)
 			}
 			for _, id := range hooks {
-				eventually(t, id+" runs", func() bool { return e.ran(id) >= 1 })
+				testkit.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
 			}
 			waitOut()
 			for _, id := range hooks {
