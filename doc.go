@@ -15,6 +15,9 @@
 //     where each payload struct names its own task type.
 //   - Running jobs: cmd/server (the worker process; "server -dev" needs no
 //     configuration), built from packages worker and handlers.
+//   - Producing jobs inside a PostgreSQL transaction: package outbox
+//     (outbox.Add; cmd/server relays with OUTBOX_DATABASE_URL), shown whole
+//     in examples/escrow, a runnable escrow API.
 //   - Operating: cmd/monitor (asynqmon UI, JSON admin API, /metrics) and
 //     cmd/jobctl (status, stats, dead letters, requeue), both over
 //     tasks.Inspector.
@@ -24,6 +27,7 @@
 //	payloads/     the nine payload structs: validation, task type, dedupe key, optional queue/timeout (a leaf)
 //	retry/        the retry policy: 3 retries, 2/4/8 s, a peer's Retry-After, permanent failures (a leaf)
 //	tasks/        the registry of job types, constructors, the enqueue client, the Inspector
+//	outbox/       jobs added in the caller's PostgreSQL transaction, and the relay that moves them to Redis
 //	handlers/     one handler family per side effect, the asynq ServeMux, the adapter interfaces
 //	email/        SMTP (go-mail) and Resend mailers, the e-mail templates
 //	payments/     the Stripe adapter (stripe-go, idempotency keys from the job ID)
@@ -36,6 +40,7 @@
 //	monitor/      asynqmon behind auth, the JSON admin API, /healthz, /metrics
 //	devmode/      what "server -dev" runs instead of infrastructure: in-memory Redis, log adapters, demo traffic
 //	cmd/          server, monitor, jobctl, loadgen: thin binaries over the packages
+//	examples/     escrow: a runnable escrow API on PostgreSQL that adds its jobs through the outbox
 //	internal/     cmdenv (binaries' env, logger, main), sample (load mix), testenv and testkit (tests)
 //
 // # The path of a job
@@ -47,7 +52,9 @@
 //     it as JSON and applies the type's defaults: queue, timeout, retry.Max,
 //     one hour of retention and the job ID "send_release_email:<dedupe key>".
 //  2. tasks.Client.Enqueue stores it in Redis within 2 s, or returns the
-//     existing job's ID and tasks.ErrDuplicate.
+//     existing job's ID and tasks.ErrDuplicate. (Or outbox.Add writes it in
+//     the service's transaction and cmd/server's relay enqueues it after the
+//     commit, under the same job ID.)
 //  3. In cmd/server, a worker.Worker fetches it from its queue and the
 //     handlers.NewServeMux routes it by task type (one route per registered
 //     type) to handlers.Email.Release, behind handlers.Typed, which decodes

@@ -31,6 +31,7 @@ type Client struct {
 func NewClient(r asynq.RedisConnOpt) *Client {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
+	rc.AddHook(newWakePublisher(rc)) // wake idle workers in the enqueue's round trip
 	return &Client{rc: rc, c: asynq.NewClientFromRedisClient(rc), timeout: EnqueueTimeout}
 }
 

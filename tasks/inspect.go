@@ -28,6 +28,7 @@ type Inspector struct {
 func NewInspector(r asynq.RedisConnOpt) *Inspector {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
+	rc.AddHook(newWakePublisher(rc)) // a requeued job wakes idle workers
 	return &Inspector{rc: rc, i: asynq.NewInspectorFromRedisClient(rc), c: asynq.NewClientFromRedisClient(rc)}
 }
 

@@ -109,6 +109,9 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 		if err != nil {
 			return "", "", fmt.Errorf("requeue %s: %w (the job is where it was)", e.ID, err)
 		}
+		if where == "moved from asynq's archive" || where == "rebuilt from the ledger" {
+			in.wake(ctx, q)
+		}
 		return got, where, nil
 	}
 	return "", "", fmt.Errorf("requeue %s: the task kept changing under the requeue; try again", e.ID)
@@ -219,4 +222,14 @@ func headerEntry(b []byte) (key, value string) {
 		}
 	}
 	return key, value
+}
+
+// wake tells idle workers that queue has a pending job (WakeChannel), as
+// the Client does after an enqueue. A lost wake-up costs one poll interval.
+func (in *Inspector) wake(ctx context.Context, queue string) {
+	if _, cluster := in.rc.(*redis.ClusterClient); cluster {
+		_ = in.rc.SPublish(ctx, WakeChannel(queue), "p").Err()
+		return
+	}
+	_ = in.rc.Publish(ctx, WakeChannel(queue), "p").Err()
 }

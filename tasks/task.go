@@ -26,7 +26,14 @@ type Task struct {
 	ID string
 	// Queue is the queue it will be processed from.
 	Queue string
+	// opts are the asynq options it was built with.
+	opts []asynq.Option
 }
+
+// Options returns the asynq options the task was built with (job ID, queue,
+// timeout, retry budget, retention, process time), for code that stores a
+// task and rebuilds it later, such as package outbox.
+func (t *Task) Options() []asynq.Option { return append([]asynq.Option(nil), t.opts...) }
 
 // Option changes how one job is built.
 type Option func(*options)
@@ -98,5 +105,5 @@ func New[P Payload](p P, opts ...Option) (*Task, error) {
 	case o.processIn > 0:
 		aopts = append(aopts, asynq.ProcessIn(o.processIn))
 	}
-	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: queue}, nil
+	return &Task{Task: asynq.NewTask(p.TaskType(), b, aopts...), ID: id, Queue: queue, opts: aopts}, nil
 }

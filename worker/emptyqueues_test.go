@@ -37,6 +37,9 @@ func TestDequeuedListRecognisesOnlyAsynqDequeue(t *testing.T) {
 	}
 }
 
+// emptyFresh is the hook's window in this test: no wake-ups are heard.
+const emptyFresh = time.Millisecond
+
 // dequeueLike has the keys of asynq's dequeue script and pops one job.
 var dequeueLike = redis.NewScript(`return redis.call("RPOPLPUSH", KEYS[1], KEYS[3])`)
 
@@ -47,7 +50,7 @@ func TestEmptyQueuesAnswerLikeTheScript(t *testing.T) {
 	}
 	rc := redis.NewClient(opt)
 	defer rc.Close()
-	rc.AddHook(newEmptyQueues(rc))
+	rc.AddHook(newEmptyQueues(rc, []string{"critical", "default", "low"}, emptyFresh, time.Minute))
 	ctx := context.Background()
 	queue := func(q string) []string {
 		return []string{"asynq:{" + q + "}:pending", "asynq:{" + q + "}:paused", "asynq:{" + q + "}:active", "asynq:{" + q + "}:lease"}

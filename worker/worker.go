@@ -4,11 +4,18 @@
 // sharing one Redis connection pool and dividing Concurrency between them
 // (asynq fetches one job per Redis round trip per server, so several fetch
 // loops process more than one server with the same total concurrency).
-// Only the first loop polls empty queues fast (PollInterval); the others
-// poll once a second, and a go-redis hook answers the dequeue script of a
-// queue found empty less than a millisecond ago without running it (one
-// EXISTS instead of nine commands per idle poll), so an idle process stays
-// cheap for Redis however many loops it runs.
+//
+// Wake-up on enqueue: tasks.Client announces every job on a pub/sub
+// channel of its queue; the process holds one subscription, and a go-redis
+// hook on the worker's client holds idle fetch loops inside asynq's
+// dequeue call until a wake-up arrives, so a job starts about a
+// millisecond after its enqueue while an idle process sends Redis a few
+// commands a second. The loops still poll every FallbackPoll (one EXISTS
+// for the whole process), so a lost wake-up costs at most that; without a
+// subscription (DisableWake, or while it is being re-established) they
+// poll every PollInterval. The same hook answers the dequeue script of a
+// queue known empty without running it, and runs asynq's forwarder's
+// scripts only when a scheduled or retry job is due (see wake.go).
 //
 // The worker adds to asynq what payment side effects need:
 //
@@ -51,10 +58,15 @@ const (
 	DefaultConcurrency     = 50
 	DefaultFetchLoops      = 4
 	DefaultPollInterval    = 10 * time.Millisecond
+	DefaultFallbackPoll    = time.Second
 	DefaultShutdownTimeout = 25 * time.Second
 	// forwardInterval is how often the first loop moves due scheduled and
 	// retry jobs to pending. The retry gate makes retries exact regardless.
+	// The hook skips the Redis scripts unless a job is due (wake.go).
 	forwardInterval = 250 * time.Millisecond
+	// loopPause is asynq's own pause after a dequeue round that found
+	// nothing (TaskCheckInterval): the hook has done the waiting already.
+	loopPause = 20 * time.Microsecond
 )
 
 // Queues are the queue weights: critical 6, default 3, low 1.
@@ -69,8 +81,15 @@ type Config struct {
 	Concurrency int
 	// FetchLoops is the number of asynq servers sharing Concurrency.
 	FetchLoops int
-	// PollInterval is how often the first loop polls empty queues.
+	// PollInterval is how often idle fetch loops poll empty queues when no
+	// wake-ups are heard (DisableWake, or the subscription is down).
 	PollInterval time.Duration
+	// FallbackPoll is how often idle fetch loops poll anyway while wake-ups
+	// are heard: the longest a job whose wake-up was lost waits.
+	FallbackPoll time.Duration
+	// DisableWake turns wake-up on enqueue off: no subscription, idle loops
+	// poll every PollInterval.
+	DisableWake bool
 	// ShutdownTimeout bounds how long in-flight jobs may run after Shutdown;
 	// unfinished ones go back to the queue.
 	ShutdownTimeout time.Duration
@@ -93,6 +112,10 @@ type Recorder interface {
 type Worker struct {
 	cfg     Config
 	rc      redis.UniversalClient
+	idle    *emptyQueues
+	sub     *subscriber
+	stopSub context.CancelFunc
+	subDone chan struct{}
 	servers []*asynq.Server
 	handler asynq.Handler
 	once    sync.Once
@@ -125,6 +148,9 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.FallbackPoll <= 0 {
+		cfg.FallbackPoll = DefaultFallbackPoll
+	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -135,8 +161,16 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	if !ok {
 		return nil, errors.New("worker: Redis option does not make a go-redis client")
 	}
-	rc.AddHook(newEmptyQueues(rc)) // idle polls: 1 command instead of 9
+	names := make([]string, 0, len(cfg.Queues))
+	for q := range cfg.Queues {
+		names = append(names, q)
+	}
 	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval}
+	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
+	rc.AddHook(w.idle)
+	if !cfg.DisableWake {
+		w.sub = &subscriber{rc: rc, e: w.idle}
+	}
 	w.handler = w.retryGate(h)
 	for i := 0; i < cfg.FetchLoops; i++ {
 		n := cfg.Concurrency / cfg.FetchLoops
@@ -151,13 +185,14 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 			Logger:          asynqLogger{l: cfg.Logger.With("component", "asynq")},
 			LogLevel:        asynq.WarnLevel,
 			ShutdownTimeout: cfg.ShutdownTimeout,
-			// Only the first loop polls fast and forwards often.
-			TaskCheckInterval:        time.Second,
+			// The hook makes idle loops wait; only the first forwards often.
+			TaskCheckInterval:        loopPause,
 			DelayedTaskCheckInterval: 5 * time.Second,
+			JanitorInterval:          time.Minute,
 		}
 		if i == 0 {
-			c.TaskCheckInterval = cfg.PollInterval
 			c.DelayedTaskCheckInterval = forwardInterval
+			c.JanitorInterval = 0 // asynq's 8 s
 		}
 		w.servers = append(w.servers, asynq.NewServerFromRedisClient(rc, c))
 	}
@@ -166,11 +201,18 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 
 // Start starts every fetch loop.
 func (w *Worker) Start() error {
+	if w.sub != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stopSub, w.subDone = cancel, make(chan struct{})
+		go func() { defer close(w.subDone); w.sub.run(ctx, w.idle.queues()) }()
+	}
 	for i, s := range w.servers {
 		if err := s.Start(w.handler); err != nil {
+			w.idle.close()
 			for _, started := range w.servers[:i] {
 				started.Shutdown()
 			}
+			w.stopSubscriber()
 			return fmt.Errorf("worker: start fetch loop %d: %w", i, err)
 		}
 	}
@@ -189,12 +231,14 @@ func (w *Worker) Shutdown() {
 			w.stopSweep()
 			<-w.swept
 		}
+		w.idle.close() // release fetch loops waiting for a wake-up
 		var wg sync.WaitGroup
 		for _, s := range w.servers {
 			wg.Add(1)
 			go func() { defer wg.Done(); s.Shutdown() }()
 		}
 		wg.Wait()
+		w.stopSubscriber()
 		_ = w.rc.Close()
 		w.cfg.Logger.Info("worker stopped")
 	})
@@ -208,6 +252,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-ctx.Done()
 	w.Shutdown()
 	return nil
+}
+
+func (w *Worker) stopSubscriber() {
+	if w.stopSub != nil {
+		w.stopSub()
+		<-w.subDone
+	}
 }
 
 func retryKey(id string) string { return "escrowjobs:retry-at:" + id }
@@ -243,6 +294,7 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 		return
 	}
 	due := time.Now().Add(retry.Delay(retried, err))
+	w.idle.expectRetry(queue, due)
 	if serr := w.rc.Set(ctx, retryKey(id), strconv.FormatInt(due.UnixNano(), 10), time.Until(due)+time.Hour).Err(); serr != nil {
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "could not record retry time; the retry may run up to 1 s early",
 			append(attrs, slog.String("error", serr.Error()))...)

@@ -73,6 +73,9 @@ type config struct {
 	idleGap        time.Duration
 	pollInterval   time.Duration
 	rawPoll        time.Duration
+	fallbackPoll   time.Duration
+	idlePolling    bool
+	idleRawPolls   durList
 	cpuprofile     string
 	progress       bool
 	verbose        bool
@@ -102,8 +105,32 @@ func (l *intList) Set(v string) error {
 	return nil
 }
 
+// durList is a comma-separated list of positive durations.
+type durList []time.Duration
+
+func (l *durList) String() string {
+	s := make([]string, len(*l))
+	for i, v := range *l {
+		s[i] = v.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *durList) Set(v string) error {
+	var out durList
+	for _, f := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration", f)
+		}
+		out = append(out, d)
+	}
+	*l = out
+	return nil
+}
+
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	cfg := config{loops: intList{worker.DefaultFetchLoops}}
+	cfg := config{loops: intList{worker.DefaultFetchLoops}, idleRawPolls: durList{time.Second, 10 * time.Millisecond}}
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.redisURL, "redis-url", "", "Redis to measure against (default $REDIS_URL)")
@@ -113,17 +140,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(&cfg.loops, "loops", "worker fetch loops; a list (1,2,4,8) repeats the processing and idle phases for each")
 	fs.BoolVar(&cfg.flush, "flush", false, "FLUSHDB before each phase (destroys every key in the database; required unless it is empty)")
 	fs.IntVar(&cfg.latencyN, "latency-n", 10000, "jobs enqueued from one goroutine for the latency figures")
-	fs.IntVar(&cfg.rounds, "rounds", 3, "repeat the enqueue and processing phases, alternating escrowjobs and raw asynq; each figure is the median over rounds")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "repeat the enqueue and processing phases, alternating escrowjobs and raw asynq; each figure is the median over rounds, with its range")
 	fs.BoolVar(&cfg.throughput, "throughput", true, "run the enqueue and processing phases")
 	fs.BoolVar(&cfg.idle, "idle", true, "run the idle phase (commands/s and enqueue → handler start)")
 	fs.DurationVar(&cfg.idleWindow, "idle-window", 5*time.Second, "how long idle Redis commands are counted")
 	fs.IntVar(&cfg.idleSamples, "idle-samples", 300, "jobs enqueued one at a time for enqueue → handler start (worker)")
-	fs.IntVar(&cfg.rawIdleSamples, "raw-idle-samples", 20, "the same for the raw Server (at asynq's default 1 s poll each takes ~1.5 s)")
+	fs.IntVar(&cfg.rawIdleSamples, "raw-idle-samples", 20, "the same for a raw Server polling every 500 ms or slower (at asynq's default 1 s each takes ~1.5 s)")
 	fs.DurationVar(&cfg.idleGap, "idle-gap", 30*time.Millisecond, "mean pause between idle samples, uniform 0.5-1.5×; at least the poll interval of the side measured, so samples land at random points of its polling")
 	fs.DurationVar(&cfg.pollInterval, "poll", 0, "worker.Config.PollInterval (0: the worker's default)")
-	fs.DurationVar(&cfg.rawPoll, "raw-poll", 0, "raw Server TaskCheckInterval (0: asynq's default, 1 s)")
+	fs.DurationVar(&cfg.rawPoll, "raw-poll", 0, "raw Server TaskCheckInterval in the processing phase (0: asynq's default, 1 s)")
+	fs.DurationVar(&cfg.fallbackPoll, "fallback-poll", 0, "worker.Config.FallbackPoll (0: the worker's default)")
+	fs.BoolVar(&cfg.idlePolling, "idle-polling", true, "also measure the worker idle with wake-ups off (DisableWake)")
+	fs.Var(&cfg.idleRawPolls, "idle-raw-polls", "raw Server TaskCheckIntervals measured idle, a list (default 1s,10ms: asynq's default and a fast poll)")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	fs.BoolVar(&cfg.progress, "progress", true, "show progress bars on stderr")
+	fs.BoolVar(&cfg.progress, "progress", true, "show progress bars on stderr when it is a terminal (never in a file or CI log)")
 	fs.BoolVar(&cfg.verbose, "v", false, "also print each phase's figures and Redis commands per job on stderr")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -187,6 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer pprof.StopCPUProfile()
 	}
+	cfg.progress = cfg.progress && isTerminal(stderr)
 	b := &bench{cfg: cfg, opt: opt, adm: adm, stderr: stderr}
 	rep := report{cfg: cfg, redisVersion: version, redisURL: tasks.RedactURL(cfg.redisURL)}
 	if cfg.throughput {

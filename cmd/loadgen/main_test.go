@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,8 +23,8 @@ func env(vars map[string]string) func(string) string {
 func TestRunPrintsEveryFigure(t *testing.T) {
 	url := testenv.Redis(t)
 	var stdout, stderr bytes.Buffer
-	args := []string{"-flush", "-n", "300", "-c", "4", "-k", "8", "-loops", "2,1", "-latency-n", "50",
-		"-idle-window", "300ms", "-idle-samples", "5", "-raw-idle-samples", "2", "-raw-poll", "50ms", "-idle-gap", "5ms",
+	args := []string{"-flush", "-n", "300", "-c", "4", "-k", "8", "-loops", "2,1", "-latency-n", "50", "-rounds", "2",
+		"-idle-window", "300ms", "-idle-samples", "5", "-raw-idle-samples", "2", "-idle-raw-polls", "600ms,50ms", "-idle-gap", "5ms",
 		"-progress=false", "-v"}
 	if err := run(context.Background(), args, env(map[string]string{"REDIS_URL": url}), &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
@@ -30,38 +33,104 @@ func TestRunPrintsEveryFigure(t *testing.T) {
 	t.Log("\n" + out)
 	number := `[0-9]+(\.[0-9]+)?`
 	dur := number + ` (ns|µs|ms|s)`
-	rows := []struct{ figure, value, target string }{
-		{"enqueue throughput, 4 goroutines", number + ` jobs/s`, `≥ 0\.95× raw +(yes|NO)`},
-		{"enqueue latency p50, 4 goroutines", dur, `-`},
-		{"enqueue latency p99, 4 goroutines", dur, `-`},
-		{"enqueue latency p999, 4 goroutines", dur, `-`},
-		{"enqueue latency p50, 1 goroutine", dur, `-`},
-		{"enqueue latency p99, 1 goroutine", dur, `≤ 2× raw +(yes|NO)`},
-		{"enqueue latency p999, 1 goroutine", dur, `-`},
-		{"Redis memory per pending job", `-?` + number + ` B`, `≤ 1024 B +(yes|NO)`},
-		{"processing throughput, k=8, 2 loops", number + ` jobs/s`, `≥ 1\.2× raw +(yes|NO)`},
-		{"processing throughput, k=8, 1 loops", number + ` jobs/s`, `≥ 1\.2× raw +(yes|NO)`},
-		{"idle Redis commands/s, 2 loops", `-?` + number + ` /s`, `≤ 400 /s +(yes|NO)`},
-		{"idle enqueue → handler start p50, 2 loops", dur, `≤ 10 ms +(yes|NO)`},
-		{"idle enqueue → handler start p99, 2 loops", dur, `≤ 30 ms +(yes|NO)`},
-		{"idle Redis commands/s, 1 loops", `-?` + number + ` /s`, `≤ 400 /s +(yes|NO)`},
-		{"idle enqueue → handler start p50, 1 loops", dur, `≤ 10 ms +(yes|NO)`},
-		{"idle enqueue → handler start p99, 1 loops", dur, `≤ 30 ms +(yes|NO)`},
+	k := number + `k`
+	spread := func(v string) string { return v + ` \(` + v + `–` + v + `\)` }
+	rows := []struct{ figure, value, ratio, target string }{
+		{"enqueue throughput, 4 goroutines, jobs/s", spread(k), spread(number), `≥ 0\.95× raw +(yes|NO)`},
+		{"enqueue latency p50, 4 goroutines", dur, number, `-`},
+		{"enqueue latency p99, 4 goroutines", dur, number, `-`},
+		{"enqueue latency p999, 4 goroutines", dur, number, `-`},
+		{"enqueue latency p50, 1 goroutine", dur, number, `-`},
+		{"enqueue latency p99, 1 goroutine", dur, number, `≤ 2× raw +(yes|NO)`},
+		{"enqueue latency p999, 1 goroutine", dur, number, `-`},
+		{"Redis memory per pending job", `-?` + number + ` B`, `-?` + number, `≤ 1024 B +(yes|NO)`},
+		{"processing throughput, k=8, 2 loops, jobs/s", spread(k), spread(number), `≥ 1\.2× raw +(yes|NO)`},
+		{"processing throughput, k=8, 1 loops, jobs/s", spread(k), spread(number), `≥ 1\.2× raw +(yes|NO)`},
+		{"enqueue CPU per job (this process), 4 goroutines, µs", spread(number), spread(number), `-`},
+		{"processing CPU per job (this process), 2 loops, µs", spread(number), spread(number), `-`},
+		{"processing CPU per job (this process), 1 loops, µs", spread(number), spread(number), `-`},
 	}
 	for _, r := range rows {
 		// figure, ours, raw, ratio, target and verdict.
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(r.figure) + ` +` + r.value + ` +` + r.value + ` +(` + number + `|-) +` + r.target + ` *$`)
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(r.figure) + ` +` + r.value + ` +` + r.value + ` +` + r.ratio + ` +` + r.target + ` *$`)
 		if !re.MatchString(out) {
 			t.Errorf("no row %q with both figures, ratio and %s", r.figure, r.target)
 		}
 	}
-	for _, want := range []string{"machine: ", "Redis 7", "raw asynq: asynq.Client + TaskID"} {
+	// The idle sides, in this order: wake-up at each -loops value, the
+	// worker polling, then each raw poll.
+	idle := []struct{ side, target string }{
+		{"escrowjobs, wake-up, 2 loops", `≤ 20 /s, p50 ≤ 2\.00 ms, p99 ≤ 6\.00 ms +(yes|NO)`},
+		{"escrowjobs, wake-up, 1 loops", `≤ 20 /s, p50 ≤ 2\.00 ms, p99 ≤ 6\.00 ms +(yes|NO)`},
+		{"escrowjobs, polling every 10ms, 2 loops", `≤ 400 /s, p50 ≤ 10\.00 ms, p99 ≤ 30\.00 ms +(yes|NO)`},
+		{"raw asynq, TaskCheckInterval 600ms", `- +-`},
+		{"raw asynq, TaskCheckInterval 50ms", `- +-`},
+	}
+	at := 0
+	for _, r := range idle {
+		samples := "5"
+		if strings.Contains(r.side, "600ms") {
+			samples = "2"
+		}
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(r.side) + ` +` + number + ` /s +` + dur + ` +` + dur + ` +` + samples + ` +` + r.target + ` *$`)
+		loc := re.FindStringIndex(out)
+		if loc == nil {
+			t.Errorf("no idle row %q with commands/s, p50, p99, %s samples and %s", r.side, samples, r.target)
+			continue
+		}
+		if loc[0] < at {
+			t.Errorf("idle row %q out of order", r.side)
+		}
+		at = loc[0]
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(r.side) + `: ([a-z]+ ` + number + `|none)`).MatchString(out) {
+			t.Errorf("no idle commands by name for %q", r.side)
+		}
+	}
+	for _, want := range []string{"machine: ", "Redis 7", "raw asynq: asynq.Client + TaskID", "load: 1-minute load average "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
 	if !strings.Contains(stderr.String(), "Redis commands per job") {
 		t.Errorf("-v printed no commands per job on stderr:\n%s", stderr.String())
+	}
+}
+
+// Progress bars repaint a line several times a second; into a file or a
+// CI log (anything but a terminal) loadgen draws none, even though
+// -progress is on by default. The run lasts long enough (>1 s per side)
+// for a bar to show if it were drawn.
+func TestNoProgressRepaintsWhenStderrIsNotATerminal(t *testing.T) {
+	url := testenv.Redis(t)
+	file, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	var buf bytes.Buffer
+	for _, c := range []struct {
+		name   string
+		stderr io.Writer
+		read   func() string
+	}{
+		{"file", file, func() string { b, _ := os.ReadFile(file.Name()); return string(b) }},
+		{"pipe-like buffer", &buf, buf.String},
+	} {
+		var stdout bytes.Buffer
+		args := []string{"-flush", "-throughput=false", "-idle-window", "100ms", "-idle-samples", "25", "-idle-gap", "60ms",
+			"-idle-polling=false", "-idle-raw-polls", "50ms"}
+		if err := run(context.Background(), args, env(map[string]string{"REDIS_URL": url}), &stdout, c.stderr); err != nil {
+			t.Fatalf("%s: run: %v\nstderr:\n%s", c.name, err, c.read())
+		}
+		if got := c.read(); strings.Contains(got, "\r") || strings.Contains(got, "[===") {
+			t.Errorf("%s: got progress repaints on stderr, want none:\n%q", c.name, got)
+		}
+		if !strings.Contains(stdout.String(), "escrowjobs, wake-up, 4 loops") {
+			t.Errorf("%s: the run printed no figures:\n%s", c.name, stdout.String())
+		}
+	}
+	if isTerminal(file) || isTerminal(&buf) {
+		t.Errorf("isTerminal: got true for a file or a buffer, want false")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,7 @@ type enqueueFigures struct {
 	par       [3]time.Duration // p50, p99, p999 from c goroutines
 	seq       [3]time.Duration // p50, p99, p999 from one goroutine
 	memPerJob float64          // bytes of used_memory per pending job
+	cpu       float64          // CPU µs of this process per job enqueued from c goroutines
 }
 
 var quantiles = [3]float64{0.50, 0.99, 0.999}
@@ -154,8 +156,9 @@ func (b *bench) enqueuePhase(ctx context.Context, label string, newClient client
 		closeClient()
 		return f, err
 	}
+	ourCPU := processCPU() - ourCPU0
+	f.cpu = float64(ourCPU/time.Duration(b.cfg.n)) / float64(time.Microsecond)
 	if b.cfg.verbose {
-		ourCPU := processCPU() - ourCPU0
 		redisCPU, err := b.adm.cpu(ctx)
 		if err != nil {
 			closeClient()
@@ -199,7 +202,7 @@ func (b *bench) refill(ctx context.Context, label string) error {
 func jobLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
 // startWorker runs the escrowjobs worker with no-op adapters around probe p.
-func (b *bench) startWorker(p *probe, loops int) (func(), error) {
+func (b *bench) startWorker(p *probe, loops int, wake bool) (func(), error) {
 	log := jobLogger()
 	mux, err := handlers.NewServeMux(handlers.Deps{
 		Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{}, Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log,
@@ -209,7 +212,7 @@ func (b *bench) startWorker(p *probe, loops int) (func(), error) {
 	}
 	w, err := worker.New(worker.Config{
 		Redis: b.opt, Concurrency: b.cfg.k, FetchLoops: loops, PollInterval: b.cfg.pollInterval,
-		DeadLetters: devmode.Discard{}, Logger: log,
+		FallbackPoll: b.cfg.fallbackPoll, DisableWake: !wake, DeadLetters: devmode.Discard{}, Logger: log,
 	}, p.wrap(mux))
 	if err != nil {
 		return nil, err
@@ -221,54 +224,62 @@ func (b *bench) startWorker(p *probe, loops int) (func(), error) {
 }
 
 // startRaw runs one raw asynq.Server with a no-op handler around probe p.
-func (b *bench) startRaw(p *probe) (func(), error) {
-	srv := newRawServer(b.opt, b.cfg.k, b.cfg.rawPoll, b.stderr)
+func (b *bench) startRaw(p *probe) (func(), error) { return b.startRawPolling(p, b.cfg.rawPoll) }
+
+// startRawPolling is startRaw with TaskCheckInterval poll (0: asynq's default).
+func (b *bench) startRawPolling(p *probe, poll time.Duration) (func(), error) {
+	srv := newRawServer(b.opt, b.cfg.k, poll, b.stderr)
 	if err := srv.Start(p.wrap(rawHandler)); err != nil {
 		return nil, err
 	}
 	return srv.Shutdown, nil
 }
 
-// process drains n pending jobs and returns jobs/s from the first handler
-// start to the n-th handler return.
-func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (float64, error) {
+// procFigure is one processing run: jobs/s from the first handler start to
+// the n-th handler return, and CPU µs of this process per job.
+type procFigure struct{ rate, cpu float64 }
+
+// process drains n pending jobs.
+func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (procFigure, error) {
+	var f procFigure
 	p := newProbe(n, false)
 	before, err := b.adm.commandStats(ctx)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	runtime.GC()
 	redisCPU0, err := b.adm.cpu(ctx)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	ourCPU0 := processCPU()
 	stop, err := startFn(p)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	defer stop()
 	bar := startProgress(b.stderr, b.cfg.progress, label+": process", n)
 	err = awaitDone(ctx, label, p, bar)
 	bar.finish()
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	rate := float64(n) / p.elapsed().Seconds()
+	ourCPU := processCPU() - ourCPU0
+	f.rate, f.cpu = rate, float64(ourCPU/time.Duration(n))/float64(time.Microsecond)
 	if b.cfg.verbose {
-		ourCPU := processCPU() - ourCPU0
 		redisCPU, err := b.adm.cpu(ctx)
 		if err != nil {
-			return 0, err
+			return f, err
 		}
 		after, err := b.adm.commandStats(ctx)
 		if err != nil {
-			return 0, err
+			return f, err
 		}
 		fmt.Fprintf(b.stderr, "%s: %.0f jobs/s; CPU per job: this process %s, Redis %s; Redis commands per job (scripts' own included): %s\n",
 			label, rate, human(ourCPU/time.Duration(n)), human((redisCPU-redisCPU0)/time.Duration(n)), perJob(before, after, n))
 	}
-	return rate, nil
+	return f, nil
 }
 
 // awaitDone waits until the probe has seen its target, failing on a
@@ -302,7 +313,7 @@ func awaitDone(ctx context.Context, label string, p *probe, bar *progress) error
 // then raw (raw first in odd rounds, so drift favours neither), then ours
 // again for every further -loops value.
 func (b *bench) throughput(ctx context.Context, rep *report) error {
-	rep.proc = map[int][]float64{}
+	rep.proc = map[int][]procFigure{}
 	for r := range b.cfg.rounds {
 		tag := ""
 		if b.cfg.rounds > 1 {
@@ -325,90 +336,133 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 			if err := b.refill(ctx, label); err != nil {
 				return err
 			}
-			rate, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops) })
+			pf, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
 			if err != nil {
 				return err
 			}
-			rep.proc[loops] = append(rep.proc[loops], rate)
+			rep.proc[loops] = append(rep.proc[loops], pf)
 		}
 	}
 	return nil
 }
 
 func (b *bench) oursRound(ctx context.Context, rep *report, tag string) error {
-	f, err := b.enqueuePhase(ctx, "escrowjobs"+tag, b.oursClient)
+	err := labelled(ctx, "escrowjobs", "enqueue", func(ctx context.Context) error {
+		f, err := b.enqueuePhase(ctx, "escrowjobs"+tag, b.oursClient)
+		rep.ours = append(rep.ours, f)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	rep.ours = append(rep.ours, f)
 	loops := b.cfg.loops[0]
-	rate, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
-		func(p *probe) (func(), error) { return b.startWorker(p, loops) })
-	if err != nil {
+	return labelled(ctx, "escrowjobs", "process", func(ctx context.Context) error {
+		pf, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
+			func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
+		rep.proc[loops] = append(rep.proc[loops], pf)
 		return err
-	}
-	rep.proc[loops] = append(rep.proc[loops], rate)
-	return nil
+	})
 }
 
 func (b *bench) rawRound(ctx context.Context, rep *report, tag string) error {
-	f, err := b.enqueuePhase(ctx, "raw asynq"+tag, b.rawClient)
+	err := labelled(ctx, "raw", "enqueue", func(ctx context.Context) error {
+		f, err := b.enqueuePhase(ctx, "raw asynq"+tag, b.rawClient)
+		rep.raw = append(rep.raw, f)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	rep.raw = append(rep.raw, f)
-	rate, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
-	if err != nil {
+	return labelled(ctx, "raw", "process", func(ctx context.Context) error {
+		pf, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
+		rep.rawProc = append(rep.rawProc, pf)
 		return err
-	}
-	rep.rawProc = append(rep.rawProc, rate)
-	return nil
+	})
+}
+
+// labelled runs fn with pprof labels side and phase; goroutines it starts
+// (enqueuers, the worker's or the Server's) inherit them, so a -cpuprofile
+// splits by side: go tool pprof -tagfocus side=escrowjobs,phase=process.
+func labelled(ctx context.Context, side, phase string, fn func(context.Context) error) error {
+	var err error
+	pprof.Do(ctx, pprof.Labels("side", side, "phase", phase), func(ctx context.Context) { err = fn(ctx) })
+	return err
 }
 
 // idleFigure is one idle run: Redis commands/s with nothing to do, and
 // enqueue → handler start of jobs enqueued one at a time.
 type idleFigure struct {
+	label      string
+	side       idleKind
 	loops      int
 	cmdsPerSec float64
+	cmds       string // the idle commands by name, per second
 	lat        latencies
 }
 
-// idlePhases measures the worker at every -loops value, then the raw Server.
+// idleKind is what an idle figure measured.
+type idleKind int
+
+const (
+	idleWake    idleKind = iota // the worker, wake-up on enqueue (the default)
+	idlePolling                 // the worker with DisableWake
+	idleRaw                     // one raw asynq.Server
+)
+
+// idlePhases measures the worker with wake-ups at every -loops value, the
+// worker polling (-idle-polling), then one raw Server per -idle-raw-polls
+// value, all against the same Redis in this run.
 func (b *bench) idlePhases(ctx context.Context, rep *report) error {
+	type side struct {
+		label   string
+		kind    idleKind
+		loops   int
+		samples int
+		gap     time.Duration
+		start   func(*probe) (func(), error)
+		client  clients
+	}
+	var sides []side
 	for _, loops := range b.cfg.loops {
+		sides = append(sides, side{fmt.Sprintf("escrowjobs, wake-up, %d loops", loops), idleWake, loops, b.cfg.idleSamples, b.cfg.idleGap,
+			func(p *probe) (func(), error) { return b.startWorker(p, loops, true) }, b.oursClient})
+	}
+	if b.cfg.idlePolling {
+		loops := b.cfg.loops[0]
+		poll := b.cfg.pollInterval
+		if poll <= 0 {
+			poll = worker.DefaultPollInterval
+		}
+		sides = append(sides, side{fmt.Sprintf("escrowjobs, polling every %s, %d loops", poll, loops), idlePolling, loops, b.cfg.idleSamples, b.gap(poll),
+			func(p *probe) (func(), error) { return b.startWorker(p, loops, false) }, b.oursClient})
+	}
+	for _, poll := range b.cfg.idleRawPolls {
+		samples := b.cfg.idleSamples
+		if poll >= 500*time.Millisecond {
+			samples = b.cfg.rawIdleSamples
+		}
+		sides = append(sides, side{fmt.Sprintf("raw asynq, TaskCheckInterval %s", poll), idleRaw, 1, samples, b.gap(poll),
+			func(p *probe) (func(), error) { return b.startRawPolling(p, poll) }, b.rawClient})
+	}
+	for _, sd := range sides {
 		if err := b.adm.reset(ctx); err != nil {
 			return err
 		}
-		f, err := b.idle(ctx, fmt.Sprintf("escrowjobs idle, %d loops", loops), b.cfg.idleSamples, b.gap(b.cfg.pollInterval, worker.DefaultPollInterval),
-			func(p *probe) (func(), error) { return b.startWorker(p, loops) }, b.oursClient)
+		f, err := b.idle(ctx, sd.label, sd.samples, sd.gap, sd.start, sd.client)
 		if err != nil {
 			return err
 		}
-		f.loops = loops
+		f.label, f.side, f.loops = sd.label, sd.kind, sd.loops
 		rep.idle = append(rep.idle, f)
 	}
-	if err := b.adm.reset(ctx); err != nil {
-		return err
-	}
-	f, err := b.idle(ctx, "raw asynq idle", b.cfg.rawIdleSamples, b.gap(b.cfg.rawPoll, asynqTaskCheckInterval), b.startRaw, b.rawClient)
-	if err != nil {
-		return err
-	}
-	rep.rawIdle = &f
 	return nil
 }
 
-// asynqTaskCheckInterval is asynq's default poll of empty queues.
-const asynqTaskCheckInterval = time.Second
-
 // gap is the mean pause between idle samples: -idle-gap, but at least the
-// poll interval of the side measured (poll, or def when unset). A poller
-// polls again right after a job, so shorter pauses would land every sample
-// at the same early point of its sleep and overstate the wait.
-func (b *bench) gap(poll, def time.Duration) time.Duration {
-	if poll <= 0 {
-		poll = def
-	}
+// poll interval of the side measured. A poller polls again right after a
+// job, so shorter pauses would land every sample at the same early point
+// of its sleep and overstate the wait.
+func (b *bench) gap(poll time.Duration) time.Duration {
 	return max(b.cfg.idleGap, poll)
 }
 
@@ -427,6 +481,10 @@ func (b *bench) idle(ctx context.Context, label string, samples int, gap time.Du
 	if err := sleep(ctx, idleSettle); err != nil {
 		return f, err
 	}
+	s0, err := b.adm.commandStats(ctx)
+	if err != nil {
+		return f, err
+	}
 	c0, err := b.adm.commands(ctx)
 	if err != nil {
 		return f, err
@@ -440,7 +498,13 @@ func (b *bench) idle(ctx context.Context, label string, samples int, gap time.Du
 		return f, err
 	}
 	// The first INFO is in c1; nothing else of ours ran in the window.
-	f.cmdsPerSec = float64(c1-c0-1) / time.Since(t0).Seconds()
+	secs := time.Since(t0).Seconds()
+	f.cmdsPerSec = float64(c1-c0-1) / secs
+	s1, err := b.adm.commandStats(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.cmds = perSecond(s0, s1, secs)
 
 	enq, closeClient := newClient()
 	defer closeClient()

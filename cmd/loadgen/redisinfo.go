@@ -133,6 +133,30 @@ func perJob(before, after map[string]int64, jobs int) string {
 	return strings.Join(parts, ", ")
 }
 
+// perSecond formats the commands run between two commandstats readings
+// per second of secs, most frequent first (INFO itself left out).
+func perSecond(before, after map[string]int64, secs float64) string {
+	type kv struct {
+		name string
+		n    int64
+	}
+	var d []kv
+	for k, v := range after {
+		if n := v - before[k]; n > 0 && k != "info" {
+			d = append(d, kv{k, n})
+		}
+	}
+	slices.SortFunc(d, func(a, b kv) int { return int(b.n - a.n) })
+	parts := make([]string, 0, len(d))
+	for _, x := range d {
+		parts = append(parts, fmt.Sprintf("%s %.1f", strings.ToLower(x.name), float64(x.n)/secs))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // cpu is Redis's INFO cpu used_cpu_user + used_cpu_sys.
 func (a admin) cpu(ctx context.Context) (time.Duration, error) {
 	m, err := a.info(ctx, "cpu")

@@ -18,6 +18,8 @@ type config struct {
 	concurrency     int
 	fetchLoops      int
 	pollInterval    time.Duration
+	fallbackPoll    time.Duration
+	disableWake     bool
 	shutdownTimeout time.Duration
 	logLevel        string
 
@@ -30,6 +32,7 @@ type config struct {
 	webhookFile                              string
 	webhookAllowPrivate                      bool
 	auditDB, auditPath                       string
+	outboxDB                                 string
 
 	scheduleFile         string
 	alertURL, alertToken string
@@ -46,6 +49,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.concurrency = cmdenv.Int(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
 	c.fetchLoops = cmdenv.Int(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
 	c.pollInterval = cmdenv.Duration(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
+	c.fallbackPoll = cmdenv.Duration(getenv, "WORKER_FALLBACK_POLL", worker.DefaultFallbackPoll, &errs)
+	c.disableWake = cmdenv.Bool(getenv, "WORKER_DISABLE_WAKE", &errs)
 	c.shutdownTimeout = cmdenv.Duration(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
 	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
 
@@ -74,6 +79,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.webhookAllowPrivate = cmdenv.Bool(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
 	c.auditPath = cmdenv.Or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
+	c.outboxDB = getenv("OUTBOX_DATABASE_URL")
 
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")

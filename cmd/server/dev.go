@@ -68,6 +68,11 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 		return err
 	}
 	defer stopScheduler()
+	stopOutbox, err := startOutbox(ctx, getenv("OUTBOX_DATABASE_URL"), client, getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopOutbox()
 
 	mon, err := monitor.New(monitor.Config{RedisOpt: redisOpt, LoopbackNoAuth: true, DeadLetters: dl, Logger: log.With("component", "monitor")})
 	if err != nil {

@@ -19,8 +19,9 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 	}{
 		{"nothing set", map[string]string{}, []string{"REDIS_URL", "SMTP_URL or RESEND_API_KEY", "STRIPE_SECRET_KEY", "WEBHOOK_ENDPOINTS_FILE"}},
 		{"mail without sender", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "SMTP_URL": "smtp://x:25", "STRIPE_SECRET_KEY": "sk_test_x", "WEBHOOK_ENDPOINTS_FILE": "/nope"}, []string{"MAIL_FROM"}},
-		{"bad numbers", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "WORKER_CONCURRENCY": "lots", "WORKER_FETCH_LOOPS": "0", "WORKER_SHUTDOWN_TIMEOUT": "-1s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "maybe"},
-			[]string{"WORKER_CONCURRENCY", "WORKER_FETCH_LOOPS", "WORKER_SHUTDOWN_TIMEOUT", "WEBHOOK_ALLOW_PRIVATE_NETWORKS"}},
+		{"bad numbers", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "WORKER_CONCURRENCY": "lots", "WORKER_FETCH_LOOPS": "0", "WORKER_SHUTDOWN_TIMEOUT": "-1s", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "maybe",
+			"WORKER_FALLBACK_POLL": "soon", "WORKER_DISABLE_WAKE": "nope"},
+			[]string{"WORKER_CONCURRENCY", "WORKER_FETCH_LOOPS", "WORKER_SHUTDOWN_TIMEOUT", "WEBHOOK_ALLOW_PRIVATE_NETWORKS", "WORKER_FALLBACK_POLL", "WORKER_DISABLE_WAKE"}},
 		{"missing registry file", map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "SMTP_URL": "smtp://127.0.0.1:1?tls=none", "MAIL_FROM": "ops@example.com",
 			"STRIPE_SECRET_KEY": "sk_test_secret123", "WEBHOOK_ENDPOINTS_FILE": "/nonexistent/partners.json", "DEAD_LETTER_PATH": "/tmp/escrowjobs-test-dl.jsonl", "AUDIT_LOG_PATH": "/tmp/escrowjobs-test-audit.jsonl"},
 			[]string{"WEBHOOK_ENDPOINTS_FILE"}},

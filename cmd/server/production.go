@@ -125,6 +125,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	}
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
+		FallbackPoll: cfg.fallbackPoll, DisableWake: cfg.disableWake,
 		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log,
 	}, mux)
 	if err != nil {
@@ -138,8 +139,15 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		w.Shutdown()
 		return err
 	}
+	stopOutbox, err := startOutbox(ctx, cfg.outboxDB, client, getenv, log)
+	if err != nil {
+		stopScheduler()
+		w.Shutdown()
+		return err
+	}
 	<-ctx.Done()
 	log.Info("shutting down: no new jobs; in-flight jobs get the shutdown timeout", "timeout", cfg.shutdownTimeout.String())
+	stopOutbox()
 	stopScheduler()
 	w.Shutdown()
 	return nil

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/outbox"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// escrow is one row of the escrows table, and the GET answer.
+type escrow struct {
+	ID              string    `json:"id"`
+	Status          string    `json:"status"`
+	BuyerEmail      string    `json:"buyerEmail"`
+	SellerEmail     string    `json:"sellerEmail"`
+	Amount          int64     `json:"amount"`
+	Currency        string    `json:"currency"`
+	PaymentIntentID string    `json:"paymentIntentId"`
+	PartnerID       string    `json:"partnerId,omitempty"`
+	DisputeID       string    `json:"disputeId,omitempty"`
+	Resolution      string    `json:"resolution,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
+	UpdatedAt       time.Time `json:"updatedAt"`
+}
+
+// Service is the escrow API.
+type Service struct {
+	db  *pgxpool.Pool
+	log *slog.Logger
+	now func() time.Time
+}
+
+// NewService serves escrows from db (Migrate must have run).
+func NewService(db *pgxpool.Pool, log *slog.Logger) *Service {
+	return &Service{db: db, log: log, now: time.Now}
+}
+
+// Handler routes the API.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /escrows", s.create)
+	mux.HandleFunc("GET /escrows/{id}", s.get)
+	mux.HandleFunc("POST /escrows/{id}/release", s.release)
+	mux.HandleFunc("POST /escrows/{id}/refund", s.refund)
+	mux.HandleFunc("POST /escrows/{id}/dispute", s.dispute)
+	mux.HandleFunc("POST /escrows/{id}/resolve", s.resolve)
+	return mux
+}
+
+// requestError is a 400: the request's bad fields.
+type requestError struct {
+	Fields []payloads.FieldError `json:"fields"`
+}
+
+func (e *requestError) Error() string {
+	var parts []string
+	for _, f := range e.Fields {
+		parts = append(parts, f.Field+": "+f.Message)
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// conflictError is a 409: the escrow's status does not allow the change.
+type conflictError struct{ msg, status string }
+
+func (e *conflictError) Error() string { return e.msg }
+
+// errNotFound is returned when no escrow has the ID.
+var errNotFound = errors.New("escrow not found")
+
+type createRequest struct {
+	ID              string `json:"id"`
+	BuyerEmail      string `json:"buyerEmail"`
+	SellerEmail     string `json:"sellerEmail"`
+	Amount          int64  `json:"amount"`
+	Currency        string `json:"currency"`
+	PaymentIntentID string `json:"paymentIntentId"`
+	PartnerID       string `json:"partnerId,omitempty"`
+}
+
+func (s *Service) create(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if err := decode(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	now := s.now()
+	e := escrow{ID: req.ID, Status: payloads.StatusFunded, BuyerEmail: req.BuyerEmail, SellerEmail: req.SellerEmail,
+		Amount: req.Amount, Currency: req.Currency, PaymentIntentID: req.PaymentIntentID, PartnerID: req.PartnerID,
+		CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
+	jobs, err := createJobs(e, now)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	err = pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(r.Context(), `
+			INSERT INTO escrows (id, status, buyer_email, seller_email, amount, currency, payment_intent_id, partner_id, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (id) DO NOTHING`,
+			e.ID, e.Status, e.BuyerEmail, e.SellerEmail, e.Amount, e.Currency, e.PaymentIntentID, e.PartnerID, e.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("insert escrow: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return &conflictError{msg: "escrow " + e.ID + " already exists"}
+		}
+		return outbox.Add(r.Context(), tx, jobs...)
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.log.Info("escrow created", "escrow_id", e.ID, "jobs", len(jobs))
+	writeJSON(w, http.StatusCreated, e)
+}
+
+func (s *Service) get(w http.ResponseWriter, r *http.Request) {
+	e, err := load(r.Context(), s.db, r.PathValue("id"), false)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Service) release(w http.ResponseWriter, r *http.Request) {
+	if err := decode(r, &struct{}{}); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.transition(w, r, "release", []string{payloads.StatusFunded}, payloads.StatusReleased,
+		func(e escrow, at time.Time) ([]*tasks.Task, error) { return releaseJobs(e, at) }, nil)
+}
+
+func (s *Service) refund(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Reason string `json:"reason,omitempty"`
+	}
+	if err := decode(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.transition(w, r, "refund", []string{payloads.StatusFunded}, payloads.StatusRefunded,
+		func(e escrow, at time.Time) ([]*tasks.Task, error) { return refundJobs(e, req.Reason, at) }, nil)
+}
+
+func (s *Service) dispute(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		DisputeID string `json:"disputeId"`
+		Reason    string `json:"reason"`
+	}
+	if err := decode(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.transition(w, r, "dispute", []string{payloads.StatusFunded}, payloads.StatusDisputed,
+		func(e escrow, at time.Time) ([]*tasks.Task, error) {
+			return disputeJobs(e, req.DisputeID, req.Reason, at)
+		},
+		func(ctx context.Context, tx pgx.Tx, id string) error {
+			_, err := tx.Exec(ctx, `UPDATE escrows SET dispute_id = $2 WHERE id = $1`, id, req.DisputeID)
+			return err
+		})
+}
+
+func (s *Service) resolve(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Resolution string `json:"resolution"`
+	}
+	if err := decode(r, &req); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.transition(w, r, "resolve", []string{payloads.StatusDisputed}, payloads.StatusResolved,
+		func(e escrow, at time.Time) ([]*tasks.Task, error) { return resolveJobs(e, req.Resolution, at) },
+		func(ctx context.Context, tx pgx.Tx, id string) error {
+			_, err := tx.Exec(ctx, `UPDATE escrows SET resolution = $2 WHERE id = $1`, id, req.Resolution)
+			return err
+		})
+}
+
+// transition moves escrow {id} from one of the statuses in from to to, and
+// adds the jobs build returns, in one transaction. A status outside from is
+// 409 (whatever the body says); then a field build's constructors reject is
+// 400. extra updates more columns in the same transaction.
+func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string, from []string, to string,
+	build func(escrow, time.Time) ([]*tasks.Task, error), extra func(context.Context, pgx.Tx, string) error) {
+	ctx := r.Context()
+	var out escrow
+	var n int
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		e, err := load(ctx, tx, r.PathValue("id"), true)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(from, e.Status) {
+			return &conflictError{status: e.Status,
+				msg: fmt.Sprintf("escrow %s is %s; %s needs status %s", e.ID, e.Status, verb, strings.Join(from, " or "))}
+		}
+		now := s.now()
+		jobs, err := build(e, now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE escrows SET status = $2, updated_at = $3 WHERE id = $1`, e.ID, to, now.UTC()); err != nil {
+			return fmt.Errorf("update escrow: %w", err)
+		}
+		if extra != nil {
+			if err := extra(ctx, tx, e.ID); err != nil {
+				return fmt.Errorf("update escrow: %w", err)
+			}
+		}
+		if err := outbox.Add(ctx, tx, jobs...); err != nil {
+			return err
+		}
+		out, err = load(ctx, tx, e.ID, false)
+		n = len(jobs)
+		return err
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.log.Info("escrow "+to, "escrow_id", out.ID, "jobs", n)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func load(ctx context.Context, q querier, id string, lock bool) (escrow, error) {
+	sql := `SELECT id, status, buyer_email, seller_email, amount, currency, payment_intent_id, partner_id,
+		dispute_id, resolution, created_at, updated_at FROM escrows WHERE id = $1`
+	if lock {
+		sql += " FOR UPDATE"
+	}
+	var e escrow
+	err := q.QueryRow(ctx, sql, id).Scan(&e.ID, &e.Status, &e.BuyerEmail, &e.SellerEmail, &e.Amount, &e.Currency,
+		&e.PaymentIntentID, &e.PartnerID, &e.DisputeID, &e.Resolution, &e.CreatedAt, &e.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return escrow{}, errNotFound
+	}
+	if err != nil {
+		return escrow{}, fmt.Errorf("read escrow: %w", err)
+	}
+	e.CreatedAt, e.UpdatedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC()
+	return e, nil
+}
+
+// maxBody caps a request body.
+const maxBody = 64 << 10
+
+// decode reads a JSON object into v, strictly: unknown fields, a wrong type
+// and trailing data are 400s naming the field. An empty body is an empty
+// object.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return &requestError{Fields: []payloads.FieldError{{Field: te.Field, Message: "must be a JSON " + jsonKind(te.Type.Kind().String())}}}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &requestError{Fields: []payloads.FieldError{{Field: payloads.MaskEmailsString(name), Message: "unknown field"}}}
+	}
+	return &requestError{Fields: []payloads.FieldError{{Field: "body", Message: "not a valid JSON object: " + payloads.MaskEmailsString(err.Error())}}}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "int64", "int", "float64":
+		return "number"
+	case "string":
+		return "string"
+	case "struct":
+		return "object"
+	}
+	return goKind
+}
+
+// fail answers err: 400 for bad input, 404, 409 for a status that does not
+// allow the change, 500 (logged, not shown) otherwise.
+func (s *Service) fail(w http.ResponseWriter, err error) {
+	var re *requestError
+	var ce *conflictError
+	switch {
+	case errors.As(err, &re):
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "fields": re.Fields})
+	case errors.Is(err, errNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": err.Error()})
+	case errors.As(err, &ce):
+		body := map[string]any{"error": ce.Error()}
+		if ce.status != "" {
+			body["status"] = ce.status
+		}
+		writeJSON(w, http.StatusConflict, body)
+	default:
+		s.log.Error("escrow API: internal error", "error", payloads.MaskEmailsString(err.Error()))
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"error": "internal error; see the service log"})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

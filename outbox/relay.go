@@ -1,0 +1,372 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Relay defaults.
+const (
+	DefaultBatchSize    = 1000
+	DefaultConcurrency  = 50
+	DefaultClaimers     = 2
+	DefaultPollInterval = time.Second
+	DefaultMaxBackoff   = 5 * time.Second
+	minBackoff          = 100 * time.Millisecond
+)
+
+// Enqueuer enqueues one job under its job ID; *tasks.Client is one. A job
+// ID that Redis already holds must return an error that errors.Is
+// tasks.ErrDuplicate.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, t *tasks.Task) (string, error)
+}
+
+// RelayConfig configures a Relay. DB and Client are required.
+type RelayConfig struct {
+	// DB is the database holding the outbox table.
+	DB *pgxpool.Pool
+	// Client enqueues into Redis (a *tasks.Client, so REDIS_WAIT_REPLICAS
+	// and the enqueue deadline apply to the relay too).
+	Client Enqueuer
+	// Logger receives one line per batch problem; nil discards.
+	Logger *slog.Logger
+	// BatchSize is the number of rows claimed per transaction
+	// (DefaultBatchSize when 0).
+	BatchSize int
+	// Concurrency is the number of enqueues in flight within a batch
+	// (DefaultConcurrency when 0).
+	Concurrency int
+	// Claimers is the number of batches in flight at once, each in its own
+	// transaction (DefaultClaimers when 0): while one batch waits for
+	// PostgreSQL another keeps Redis busy.
+	Claimers int
+	// PollInterval is how often the table is read without a notification
+	// (DefaultPollInterval when 0): the fallback for a lost NOTIFY.
+	PollInterval time.Duration
+	// MaxBackoff caps the wait between attempts while Redis or PostgreSQL
+	// fails (DefaultMaxBackoff when 0); the wait doubles from 100 ms.
+	MaxBackoff time.Duration
+	// AfterEnqueue, when set, runs after a batch's enqueues and before its
+	// rows are deleted, with the job IDs that were enqueued or found already
+	// in Redis. It exists for crash tests; leave it nil.
+	AfterEnqueue func(jobIDs []string)
+}
+
+// Relay moves committed outbox rows to Redis. Several relays, in one
+// process or many, may share a table.
+type Relay struct {
+	cfg  RelayConfig
+	log  *slog.Logger
+	wake []chan struct{} // one per claimer
+
+	enqueued   atomic.Int64 // rows enqueued as new jobs
+	duplicates atomic.Int64 // rows whose job ID Redis already held
+	failures   atomic.Int64 // enqueue attempts that failed (rows kept)
+	attempts   atomic.Int64 // enqueue calls made
+}
+
+// NewRelay checks cfg and creates the outbox table if needed.
+func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("outbox: relay: DB is required")
+	}
+	if cfg.Client == nil {
+		return nil, errors.New("outbox: relay: Client is required")
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.Claimers <= 0 {
+		cfg.Claimers = DefaultClaimers
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := Migrate(ctx, cfg.DB); err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, log: log.With("component", "outbox-relay")}
+	for range cfg.Claimers {
+		r.wake = append(r.wake, make(chan struct{}, 1))
+	}
+	return r, nil
+}
+
+// Counts are the relay's running totals since it started.
+type Counts struct {
+	// Attempts is the number of enqueue calls made.
+	Attempts int64
+	// Enqueued is the number of rows that became new jobs.
+	Enqueued int64
+	// Duplicates is the number of rows whose job ID Redis already held
+	// (counted as done).
+	Duplicates int64
+	// Failures is the number of enqueue calls that failed; their rows stay.
+	Failures int64
+}
+
+// Counts returns the running totals.
+func (r *Relay) Counts() Counts {
+	return Counts{Attempts: r.attempts.Load(), Enqueued: r.enqueued.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load()}
+}
+
+// Run relays until ctx is done, then finishes the batches in hand and
+// returns nil. Failures of Redis or PostgreSQL are logged and retried with
+// backoff; they do not end Run.
+func (r *Relay) Run(ctx context.Context) error {
+	lctx, stopListen := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.listen(lctx) }()
+	defer func() { stopListen(); wg.Wait() }()
+
+	var claimers sync.WaitGroup
+	for _, wake := range r.wake {
+		claimers.Add(1)
+		go func() { defer claimers.Done(); r.claimLoop(ctx, wake) }()
+	}
+	claimers.Wait()
+	return nil
+}
+
+// claimLoop relays batch after batch while rows are waiting, then waits
+// for a notification or the poll.
+func (r *Relay) claimLoop(ctx context.Context, wake <-chan struct{}) {
+	backoff := time.Duration(0)
+	for {
+		n, full, err := r.relayBatch(ctx)
+		switch {
+		case err != nil:
+			backoff = min(max(2*backoff, minBackoff), r.cfg.MaxBackoff)
+			r.log.Warn("outbox relay: batch failed, rows kept for the next attempt",
+				"error", err.Error(), "relayed", n, "retry_in", backoff.String())
+			if !sleep(ctx, backoff) {
+				return
+			}
+			continue
+		case full:
+			backoff = 0
+			if ctx.Err() != nil {
+				return
+			}
+			continue // more rows are waiting
+		}
+		backoff = 0
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-time.After(r.cfg.PollInterval):
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+const claimRows = `
+SELECT id, job_id, task_type, payload, queue, timeout_ms, max_retry, retention_ms, process_at, headers
+FROM escrowjobs_outbox
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED`
+
+// relayBatch claims up to BatchSize rows, enqueues them and deletes the
+// ones Redis now holds, in one transaction. It returns how many rows it
+// deleted and whether the batch was full (more may be waiting). A batch
+// that started finishes even when ctx ends, within the enqueue deadline.
+func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
+	if ctx.Err() != nil {
+		return 0, false, nil
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	tx, err := r.cfg.DB.Begin(bctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("outbox: begin: %w", err)
+	}
+	defer tx.Rollback(bctx) //nolint:errcheck // after Commit it is a no-op
+
+	ids, rows, err := r.claim(bctx, tx)
+	if err != nil || len(rows) == 0 {
+		return 0, false, err
+	}
+	done, enqErr := r.enqueueAll(bctx, rows)
+	if r.cfg.AfterEnqueue != nil {
+		jobIDs := make([]string, 0, len(rows))
+		for i, ok := range done {
+			if ok {
+				jobIDs = append(jobIDs, rows[i].jobID)
+			}
+		}
+		r.cfg.AfterEnqueue(jobIDs)
+	}
+	del := make([]int64, 0, len(ids))
+	for i, ok := range done {
+		if ok {
+			del = append(del, ids[i])
+		}
+	}
+	if len(del) > 0 {
+		if _, err := tx.Exec(bctx, `DELETE FROM escrowjobs_outbox WHERE id = ANY($1)`, del); err != nil {
+			return 0, false, errors.Join(enqErr, fmt.Errorf("outbox: delete relayed rows: %w", err))
+		}
+		if err := tx.Commit(bctx); err != nil {
+			return 0, false, errors.Join(enqErr, fmt.Errorf("outbox: commit relayed rows: %w", err))
+		}
+	}
+	return len(del), enqErr == nil && len(rows) == r.cfg.BatchSize, enqErr
+}
+
+func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]int64, []row, error) {
+	rs, err := tx.Query(ctx, claimRows, r.cfg.BatchSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbox: claim rows: %w", err)
+	}
+	defer rs.Close()
+	var ids []int64
+	var rows []row
+	for rs.Next() {
+		var (
+			id                     int64
+			rw                     row
+			timeoutMS, retentionMS int64
+			headers                []byte
+		)
+		if err := rs.Scan(&id, &rw.jobID, &rw.taskType, &rw.payload, &rw.queue, &timeoutMS, &rw.maxRetry,
+			&retentionMS, &rw.processAt, &headers); err != nil {
+			return nil, nil, fmt.Errorf("outbox: read row: %w", err)
+		}
+		rw.timeout, rw.retention = time.Duration(timeoutMS)*time.Millisecond, time.Duration(retentionMS)*time.Millisecond
+		if len(headers) > 0 {
+			if err := json.Unmarshal(headers, &rw.headers); err != nil {
+				return nil, nil, fmt.Errorf("outbox: row %d (%s): headers: %w", id, rw.jobID, err)
+			}
+		}
+		ids = append(ids, id)
+		rows = append(rows, rw)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, nil, fmt.Errorf("outbox: claim rows: %w", err)
+	}
+	return ids, rows, nil
+}
+
+// enqueueAll enqueues rows with up to Concurrency calls in flight. done[i]
+// is true when Redis holds row i's job (new or already there). After the
+// first failure no new call starts: Redis is likely down, and the rest wait
+// for the next batch.
+func (r *Relay) enqueueAll(ctx context.Context, rows []row) ([]bool, error) {
+	done := make([]bool, len(rows))
+	var (
+		next     atomic.Int64
+		failed   atomic.Bool
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	workers := min(r.cfg.Concurrency, len(rows))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(rows) {
+					return
+				}
+				r.attempts.Add(1)
+				_, err := r.cfg.Client.Enqueue(ctx, rows[i].task())
+				switch {
+				case err == nil:
+					r.enqueued.Add(1)
+					done[i] = true
+				case errors.Is(err, tasks.ErrDuplicate):
+					r.duplicates.Add(1)
+					done[i] = true
+				default:
+					r.failures.Add(1)
+					failed.Store(true)
+					errOnce.Do(func() { firstErr = err })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return done, firstErr
+}
+
+// listen wakes Run on every NOTIFY from Add, on its own connection, and
+// reconnects with backoff when that connection fails. While it is down the
+// poll keeps rows flowing.
+func (r *Relay) listen(ctx context.Context) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		backoff = min(max(2*backoff, minBackoff), r.cfg.MaxBackoff)
+		r.log.Warn("outbox relay: LISTEN connection lost; polling meanwhile", "error", err.Error(), "retry_in", backoff.String())
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+}
+
+func (r *Relay) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, r.cfg.DB.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("outbox: listen: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return fmt.Errorf("outbox: listen: %w", err)
+	}
+	r.signal() // rows may have committed before LISTEN took effect
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("outbox: wait for notification: %w", err)
+		}
+		r.signal()
+	}
+}
+
+// signal wakes every idle claimer; a busy one finds the rows anyway.
+func (r *Relay) signal() {
+	for _, w := range r.wake {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
