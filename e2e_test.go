@@ -98,7 +98,7 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 	add(tasks.NewSendPaymentConfirmedEmailTask(payloads.SendPaymentConfirmedEmail{TransactionID: "esc-4", PaymentIntentID: "pi_4", RecipientEmail: "buyer.four@example.com", Amount: 999, Currency: "JPY"}))
 	add(tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-5", PaymentIntentID: "pi_capture5"}))
 	add(tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-55", PaymentIntentID: e2eFlakyPI}))
-	add(tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: "esc-6", PaymentIntentID: "pi_refund6", Amount: 300, Reason: payloads.RefundRequestedByCustomer}))
+	add(tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{TransactionID: "esc-6", PaymentIntentID: "pi_refund6", Amount: 300, RefundID: "rf-6", Reason: payloads.RefundRequestedByCustomer}))
 	add(tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{EventID: "evt-7", PartnerID: e2ePartner, TransactionID: "esc-7", PreviousStatus: "funded", Status: "released", OccurredAt: at}))
 	add(tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{EventID: e2eFlakyEvent, PartnerID: e2ePartner, TransactionID: "esc-77", PreviousStatus: "funded", Status: "refunded", OccurredAt: at}))
 	add(tasks.NewNotifyDisputeResolvedTask(payloads.NotifyDisputeResolved{DisputeID: "dsp-8", TransactionID: "esc-8", Resolution: payloads.ResolutionRefundToBuyer, BuyerEmail: "buyer.eight@example.com", SellerEmail: "seller.eight@example.com", PartnerID: e2ePartner}))

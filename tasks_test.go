@@ -97,7 +97,7 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 		case payloads.StripeCapturePayment:
 			checks = append(checks, check{id, handlers.Capture{JobID: id, TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.AmountToCapture}})
 		case payloads.StripeRefundPayment:
-			checks = append(checks, check{id, handlers.Refund{JobID: id, TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, Reason: p.Reason}})
+			checks = append(checks, check{id, handlers.Refund{JobID: id, TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, RefundID: p.RefundID, Reason: p.Reason}})
 		case payloads.WebhookEscrowStatusChanged:
 			body := fmt.Sprintf(`{"type":"escrow.status_changed","timestamp":%q,"data":{"eventId":%q,"transactionId":%q,"previousStatus":%q,"status":%q}}`,
 				p.OccurredAt, p.EventID, p.TransactionID, p.PreviousStatus, p.Status)

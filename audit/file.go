@@ -24,61 +24,169 @@ type Record struct {
 	RecordedAt time.Time `json:"recordedAt"`
 }
 
+// Bounds of a File's memory of event IDs.
+//
+// An event already in the file reaches the sink again only as a retry of
+// its job (seconds), a job rerun by asynq's lease recovery (at most about
+// two minutes), a job held through a Redis outage, or the producer
+// enqueueing the same event again, which the job ID refuses for an hour
+// after completion (tasks.Retention). 25 hours covers all of these with a
+// wide margin (and a day of Stripe-style replays). An event that comes back
+// after that is appended a second time; readers key lines by eventId.
+const (
+	// DefaultRememberFor is how long an event ID is remembered after it
+	// was recorded.
+	DefaultRememberFor = 25 * time.Hour
+	// DefaultRememberAtMost caps the event IDs remembered (about 150 bytes
+	// each, so at most about 75 MB), whatever the volume.
+	DefaultRememberAtMost = 500_000
+)
+
+// FileOption changes how a File remembers event IDs.
+type FileOption func(*File)
+
+// RememberFor sets how long an event ID is remembered (DefaultRememberFor).
+func RememberFor(d time.Duration) FileOption { return func(l *File) { l.window = d } }
+
+// RememberAtMost caps the event IDs remembered (DefaultRememberAtMost).
+func RememberAtMost(n int) FileOption { return func(l *File) { l.max = n } }
+
 // File is an audit sink in an append-only JSON-lines file. Writing an
-// eventId that is already in the file is a no-op. It is safe for concurrent
-// use by the goroutines of one process; two processes must not share a file.
+// eventId that is already in the file (within the remembered window) is a
+// no-op. It is safe for concurrent use, also by several processes on one
+// host sharing the file: every write takes an exclusive lock on the file
+// (flock), first reads what other writers appended since, and appends and
+// fsyncs while it holds the lock. (flock does not lock across hosts on
+// network file systems: use AUDIT_DATABASE_URL for workers on several
+// machines.)
 type File struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
-	seen map[string]struct{}
-	// torn is set when a write may have left a partial line; the next write
-	// starts a new line first so it does not join the torn one.
+	mu     sync.Mutex
+	path   string
+	f      *os.File
+	window time.Duration
+	max    int
+	now    func() time.Time
+
+	// offset is how far this File has read the file; past it are lines
+	// other writers appended.
+	offset int64
+	// torn is set when the file does not end in a newline (a writer died
+	// mid-line); the next write starts a new line first.
 	torn bool
+
+	seen  map[string]time.Time // event ID -> when it was recorded
+	order []remembered         // the same, oldest first
+	head  int                  // order[:head] are forgotten
+}
+
+type remembered struct {
+	id string
+	at time.Time
 }
 
 // OpenFile opens (creating if needed) the audit file at path and reads it
 // to learn which eventIds it already holds. A last line cut short by a crash
 // is kept (the file is append-only) but not counted, and the next event
 // starts on a new line.
-func OpenFile(path string) (*File, error) {
+func OpenFile(path string, opts ...FileOption) (*File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: open %s: %w", path, err)
 	}
-	l := &File{path: path, f: f, seen: make(map[string]struct{})}
-	if err := l.load(); err != nil {
+	l := &File{path: path, f: f, seen: make(map[string]time.Time),
+		window: DefaultRememberFor, max: DefaultRememberAtMost, now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
+	err = l.locked(func() error { return l.catchUp() })
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-// load reads every line from the start of the file into l.seen.
-func (l *File) load() error {
-	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("audit log: read %s: %w", l.path, err)
+// locked runs fn holding the exclusive lock on the file.
+func (l *File) locked(fn func() error) error {
+	if err := lockFile(l.f); err != nil {
+		return fmt.Errorf("audit log: lock %s: %w", l.path, err)
 	}
-	r := bufio.NewReaderSize(l.f, 64<<10)
+	defer func() { _ = unlockFile(l.f) }()
+	return fn()
+}
+
+// catchUp reads the lines appended since l.offset (by this process or
+// another) into l.seen. The caller holds the file lock, so a last line
+// without its newline is torn for good.
+func (l *File) catchUp() error {
+	st, err := l.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit log: stat %s: %w", l.path, err)
+	}
+	size := st.Size()
+	if size < l.offset {
+		return fmt.Errorf("audit log: %s shrank from %d to %d bytes; it must only be appended to", l.path, l.offset, size)
+	}
+	if size == l.offset {
+		return nil
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(l.f, l.offset, size-l.offset), 64<<10)
+	cutoff := l.now().Add(-l.window)
 	for {
 		line, err := r.ReadBytes('\n')
 		if len(line) > 0 {
-			complete := line[len(line)-1] == '\n'
+			l.torn = line[len(line)-1] != '\n'
 			var rec Record
 			if json.Unmarshal(bytes.TrimSpace(line), &rec) == nil && rec.EventID != "" {
-				l.seen[rec.EventID] = struct{}{}
-			}
-			if !complete {
-				l.torn = true
+				if rec.RecordedAt.IsZero() { // age unknown: remember it as new
+					rec.RecordedAt = l.now()
+				}
+				if rec.RecordedAt.After(cutoff) {
+					l.remember(rec.EventID, rec.RecordedAt)
+				}
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
 			return fmt.Errorf("audit log: read %s: %w", l.path, err)
 		}
 	}
+	l.offset = size
+	return nil
+}
+
+// remember adds id and forgets what falls out of the window or the cap.
+func (l *File) remember(id string, at time.Time) {
+	l.seen[id] = at
+	l.order = append(l.order, remembered{id: id, at: at})
+	cutoff := l.now().Add(-l.window)
+	for l.head < len(l.order) && (len(l.order)-l.head > l.max || l.order[l.head].at.Before(cutoff)) {
+		old := l.order[l.head]
+		if l.seen[old.id].Equal(old.at) { // not remembered again since
+			delete(l.seen, old.id)
+		}
+		l.order[l.head] = remembered{}
+		l.head++
+	}
+	if l.head > 1024 && l.head > len(l.order)/2 { // reclaim the forgotten prefix
+		l.order = append(l.order[:0:0], l.order[l.head:]...)
+		l.head = 0
+	}
+}
+
+// known reports whether id is remembered as recorded within the window.
+func (l *File) known(id string) bool {
+	at, ok := l.seen[id]
+	return ok && at.After(l.now().Add(-l.window))
+}
+
+// Remembered is the number of event IDs the sink remembers now.
+func (l *File) Remembered() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seen)
 }
 
 // WriteAudit appends e as one line and fsyncs, unless e.EventID is already
@@ -95,27 +203,38 @@ func (l *File) WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.seen[e.EventID]; ok {
+	if l.known(e.EventID) {
 		return nil
 	}
-	b, err := json.Marshal(Record{AuditLogCreated: e, RecordedAt: time.Now().UTC()})
-	if err != nil {
-		return fmt.Errorf("audit log: encode %s: %w: %w", e.EventID, err, asynq.SkipRetry)
-	}
-	b = append(b, '\n')
-	if l.torn {
-		b = append([]byte{'\n'}, b...)
-	}
-	if _, err := l.f.Write(b); err != nil {
-		l.torn = true
-		return fmt.Errorf("audit log: write %s to %s: %w", e.EventID, l.path, err)
-	}
-	l.torn = false
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("audit log: sync %s: %w", l.path, err)
-	}
-	l.seen[e.EventID] = struct{}{}
-	return nil
+	return l.locked(func() error {
+		if err := l.catchUp(); err != nil {
+			return err
+		}
+		if l.known(e.EventID) { // another process wrote it
+			return nil
+		}
+		now := l.now().UTC()
+		b, err := json.Marshal(Record{AuditLogCreated: e, RecordedAt: now})
+		if err != nil {
+			return fmt.Errorf("audit log: encode %s: %w: %w", e.EventID, err, asynq.SkipRetry)
+		}
+		b = append(b, '\n')
+		if l.torn {
+			b = append([]byte{'\n'}, b...)
+		}
+		n, err := l.f.Write(b)
+		l.offset += int64(n) // O_APPEND under the lock: the bytes went to l.offset
+		if err != nil {
+			l.torn = n > 0 && b[n-1] != '\n' || l.torn && n == 0
+			return fmt.Errorf("audit log: write %s to %s: %w", e.EventID, l.path, err)
+		}
+		l.torn = false
+		if err := l.f.Sync(); err != nil {
+			return fmt.Errorf("audit log: sync %s: %w", l.path, err)
+		}
+		l.remember(e.EventID, now)
+		return nil
+	})
 }
 
 // Close closes the file.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ func NewResend(cfg ResendConfig, log *slog.Logger) (*Resend, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("RESEND_API_BASE %q: want an http(s) URL such as %s", base, DefaultResendBaseURL)
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("RESEND_API_BASE %s: want https (plain http only for a loopback test peer such as http://127.0.0.1:port)", u.Redacted())
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/" // the client resolves "emails" against it
@@ -151,4 +155,15 @@ func (s statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 	}
 	return resp, err
+}
+
+// loopbackHost reports whether host (from a URL, without port) is a
+// loopback address or the name localhost: the only hosts a plain-http base
+// URL may point at, since the requests carry the API key.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -61,12 +61,19 @@ func ParseSMTPURL(raw string) (SMTPServer, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the whole URL, password included: keep its cause only.
+		// url.Error repeats the whole URL, and its cause quotes the part it
+		// choked on, which may be the password: keep the cause's words only.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return SMTPServer{}, fmt.Errorf("SMTP_URL is not a valid URL (%w): %s", err, want)
+		cause, _, _ := strings.Cut(err.Error(), `"`)
+		return SMTPServer{}, fmt.Errorf("SMTP_URL is not a valid URL (%s; percent-encode special characters of the user name and password): %s", strings.TrimSpace(cause), want)
+	}
+	if u.User == nil && strings.Contains(raw, "@") {
+		// A '/', '?' or '#' in an unencoded password ends the host early:
+		// the password would then be read as host, port, path or query.
+		return SMTPServer{}, fmt.Errorf("SMTP_URL is not a valid URL (an '@' after the host: percent-encode '/', '?', '#' and '%%' in the user name and password, e.g. / as %%2F): %s", want)
 	}
 	var s SMTPServer
 	switch u.Scheme {
@@ -78,39 +85,39 @@ func ParseSMTPURL(raw string) (SMTPServer, error) {
 		return SMTPServer{}, fmt.Errorf("SMTP_URL: scheme %q is not supported: %s", u.Scheme, want)
 	}
 	if u.Opaque != "" || u.Host == "" {
-		return SMTPServer{}, fmt.Errorf("SMTP_URL %s has no host: %s", u.Redacted(), want)
+		return SMTPServer{}, fmt.Errorf("SMTP_URL has no host: %s", want)
 	}
 	if u.Path != "" && u.Path != "/" || u.Fragment != "" {
-		return SMTPServer{}, fmt.Errorf("SMTP_URL %s: a path or fragment is not allowed: %s", u.Redacted(), want)
+		return SMTPServer{}, fmt.Errorf("SMTP_URL: a path or fragment is not allowed: %s", want)
 	}
 	s.Host = u.Hostname()
 	if s.Host == "" {
-		return SMTPServer{}, fmt.Errorf("SMTP_URL %s has no host: %s", u.Redacted(), want)
+		return SMTPServer{}, fmt.Errorf("SMTP_URL has no host: %s", want)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return SMTPServer{}, fmt.Errorf("SMTP_URL %s: query: %w", u.Redacted(), err)
+		return SMTPServer{}, fmt.Errorf("SMTP_URL: the query is not valid (%s)", strings.SplitN(err.Error(), `"`, 2)[0])
 	}
 	for k, vs := range q {
 		if k != "tls" {
-			return SMTPServer{}, fmt.Errorf("SMTP_URL %s: unknown parameter %q (only tls=none is known)", u.Redacted(), k)
+			return SMTPServer{}, fmt.Errorf("SMTP_URL: unknown parameter %q (only tls=none is known)", k)
 		}
 		switch {
 		case len(vs) != 1:
-			return SMTPServer{}, fmt.Errorf("SMTP_URL %s: tls given %d times", u.Redacted(), len(vs))
+			return SMTPServer{}, fmt.Errorf("SMTP_URL: tls given %d times", len(vs))
 		case vs[0] == "none" && s.TLS == StartTLS:
 			s.TLS, s.Port = NoTLS, 25
 		case vs[0] == "starttls" && s.TLS == StartTLS:
 		case vs[0] == "none" || vs[0] == "starttls":
-			return SMTPServer{}, fmt.Errorf("SMTP_URL %s: tls=%s contradicts smtps://, which is always TLS", u.Redacted(), vs[0])
+			return SMTPServer{}, fmt.Errorf("SMTP_URL: tls=%s contradicts smtps://, which is always TLS", vs[0])
 		default:
-			return SMTPServer{}, fmt.Errorf("SMTP_URL %s: tls=%q is not supported (want tls=none for a local relay, or no tls parameter for STARTTLS)", u.Redacted(), vs[0])
+			return SMTPServer{}, fmt.Errorf("SMTP_URL: tls=%q is not supported (want tls=none for a local relay, or no tls parameter for STARTTLS)", vs[0])
 		}
 	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return SMTPServer{}, fmt.Errorf("SMTP_URL %s: port %q is not a number from 1 to 65535", u.Redacted(), p)
+			return SMTPServer{}, fmt.Errorf("SMTP_URL: port %q is not a number from 1 to 65535", p)
 		}
 		s.Port = n
 	}
@@ -118,7 +125,7 @@ func ParseSMTPURL(raw string) (SMTPServer, error) {
 		s.Username = u.User.Username()
 		s.Password, _ = u.User.Password()
 		if s.Username == "" {
-			return SMTPServer{}, fmt.Errorf("SMTP_URL %s: a password needs a user name", u.Redacted())
+			return SMTPServer{}, fmt.Errorf("SMTP_URL: a password needs a user name")
 		}
 	}
 	return s, nil

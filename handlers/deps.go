@@ -51,6 +51,10 @@ type Refund struct {
 	PaymentIntentID string
 	// Amount in minor units; 0 refunds what remains.
 	Amount int64
+	// RefundID is the caller's reference of a partial refund (required
+	// when Amount is set, optional for a full one). The provider stores it
+	// on the refund; a refund carrying it is this refund, already done.
+	RefundID string
 	// Reason is empty or one of Stripe's refund reasons.
 	Reason string
 }

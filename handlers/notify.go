@@ -8,6 +8,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // Notify fans a resolved dispute out into typed jobs, each with its own
@@ -49,7 +50,7 @@ func (n *Notify) FanOut(p payloads.NotifyDisputeResolved) ([]*tasks.Task, error)
 	}
 	if p.PartnerID != "" {
 		t, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
-			EventID: "dispute-" + p.DisputeID + "-resolved", PartnerID: p.PartnerID, TransactionID: p.TransactionID,
+			EventID: disputeResolvedEventID(p.DisputeID), PartnerID: p.PartnerID, TransactionID: p.TransactionID,
 			PreviousStatus: payloads.StatusDisputed, Status: payloads.StatusResolved,
 			OccurredAt: n.now().UTC().Format(time.RFC3339),
 		})
@@ -61,10 +62,16 @@ func (n *Notify) FanOut(p payloads.NotifyDisputeResolved) ([]*tasks.Task, error)
 	return out, nil
 }
 
-// Resolved handles notify_dispute_resolved.
+// Resolved handles notify_dispute_resolved. A child job that fails
+// validation is a permanent failure (asynq.SkipRetry): a retry would build
+// the same invalid job again.
 func (n *Notify) Resolved(ctx context.Context, p payloads.NotifyDisputeResolved) error {
 	ts, err := n.FanOut(p)
 	if err != nil {
+		var ve *payloads.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("notify %s: %w: %w", p.DisputeID, err, asynq.SkipRetry)
+		}
 		return fmt.Errorf("notify %s: %w", p.DisputeID, err)
 	}
 	for _, t := range ts {

@@ -28,7 +28,7 @@ func (s *Payment) Capture(ctx context.Context, p payloads.StripeCapturePayment) 
 // Refund handles stripe_refund_payment.
 func (s *Payment) Refund(ctx context.Context, p payloads.StripeRefundPayment) error {
 	res, err := s.payments.Refund(ctx, Refund{
-		JobID: jobID(ctx), TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, Reason: p.Reason,
+		JobID: jobID(ctx), TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, RefundID: p.RefundID, Reason: p.Reason,
 	})
 	return done(ctx, res, err)
 }

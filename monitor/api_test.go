@@ -14,7 +14,8 @@ import (
 )
 
 func TestAPIRefusesMissingOrWrongToken(t *testing.T) {
-	f := setup(t)
+	// many wrong tokens from one client: the throttle has its own test
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = 1000 })
 	id := f.enqueue(t, "esc-auth")
 	routes := []struct{ method, path, body string }{
 		{"POST", "/api/v1/jobs", enqueueBody("send_release_email", releasePayload("esc-auth-2", rawEmail))},
@@ -151,6 +152,7 @@ func TestEnqueueRejects(t *testing.T) {
 		{"unknown payload field", enqueueBody("send_release_email", `{"transactionId":"esc-1","recipientEmail":"a@example.com","amount":1,"currency":"USD","cc":"x"}`), nil, 400, "invalid_payload", []string{"cc"}},
 		{"payload not an object", enqueueBody("send_release_email", `"hello"`), nil, 400, "invalid_payload", []string{"payload"}},
 		{"unknown type", enqueueBody("send_fax", `{}`), nil, 400, "unknown_type", []string{"type"}},
+		{"partial refund without refundId", enqueueBody("stripe_refund_payment", `{"transactionId":"esc-1","paymentIntentId":"pi_1","amount":500}`), nil, 400, "invalid_payload", []string{"refundId"}},
 		{"missing type and payload", `{}`, nil, 400, "invalid_payload", []string{"type", "payload"}},
 		{"null payload", `{"type":"send_release_email","payload":null}`, nil, 400, "invalid_payload", []string{"payload"}},
 		{"negative processIn", enqueueBody("send_release_email", releasePayload("esc-1", rawEmail), `"processIn":"-5s"`), nil, 400, "invalid_payload", []string{"processIn"}},

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-
-	"github.com/escrowjobs/escrowjobs/payloads"
 )
 
 // secretEqual compares in constant time, whatever the lengths: both sides
@@ -21,18 +19,20 @@ func secretEqual(given, want string) bool {
 
 // requireBearer guards h with "Authorization: Bearer <token>". An empty
 // token (loopback mode only; New checks) lets every request through.
-func requireBearer(token string, log *slog.Logger, h http.Handler) http.Handler {
+// A client that sent too many wrong tokens is answered 429 (throttle).
+func requireBearer(token string, throttle *loginThrottle, h http.Handler) http.Handler {
 	if token == "" {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if throttle.refuse(w, r) {
+			return
+		}
 		given, ok := bearer(r.Header.Get("Authorization"))
 		if !ok || !secretEqual(given, token) {
-			reason := "wrong token"
-			if !ok {
-				reason = "no bearer token"
+			if ok {
+				throttle.fail(r, "api")
 			}
-			log.Warn("monitor: unauthorized API request", "reason", reason, "method", r.Method, "path", payloads.MaskEmailsString(r.URL.Path), "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="escrowjobs"`)
 			writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or wrong bearer token (Authorization: Bearer $JOB_PROCESSOR_SECRET_TOKEN)")
 			return
@@ -51,18 +51,22 @@ func bearer(header string) (string, bool) {
 }
 
 // requireBasic guards h with HTTP Basic auth. Empty credentials (loopback
-// mode only) let every request through.
-func requireBasic(user, pass string, log *slog.Logger, h http.Handler) http.Handler {
+// mode only) let every request through. A client that sent too many wrong
+// credentials is answered 429 (throttle).
+func requireBasic(user, pass string, throttle *loginThrottle, h http.Handler) http.Handler {
 	if user == "" && pass == "" {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if throttle.refuse(w, r) {
+			return
+		}
 		u, p, ok := r.BasicAuth()
 		// Both compares always run, so the time says nothing about which failed.
 		userOK, passOK := secretEqual(u, user), secretEqual(p, pass)
 		if !ok || !userOK || !passOK {
 			if ok {
-				log.Warn("monitor: unauthorized UI request", "reason", "wrong credentials", "method", r.Method, "path", payloads.MaskEmailsString(r.URL.Path), "remote", r.RemoteAddr)
+				throttle.fail(r, "ui")
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="escrowjobs monitor", charset="UTF-8"`)
 			writeError(w, http.StatusUnauthorized, codeUnauthorized, "log in with MONITOR_USERNAME and MONITOR_PASSWORD")
@@ -77,7 +81,7 @@ func requireBasic(user, pass string, log *slog.Logger, h http.Handler) http.Hand
 func loopbackOnly(log *slog.Logger, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isLoopbackAddr(r.RemoteAddr) || !isLoopbackHost(r.Host) {
-			log.Warn("monitor: refused a non-loopback request in loopback mode", "remote", r.RemoteAddr, "path", payloads.MaskEmailsString(r.URL.Path))
+			log.Warn("monitor: refused a non-loopback request in loopback mode", "remote", r.RemoteAddr, "path", maskPath(r.URL))
 			writeError(w, http.StatusForbidden, codeForbidden, "this monitor serves loopback clients only")
 			return
 		}

@@ -5,16 +5,22 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
-// MinTokenLength is the shortest API token accepted outside loopback mode
-// (e.g. `openssl rand -hex 32` gives 64 characters).
+// MinTokenLength is the shortest API token accepted, in bytes, also in
+// loopback mode when one is set (e.g. `openssl rand -hex 32` gives 64).
 const MinTokenLength = 32
 
-// MinPasswordLength is the shortest Basic-auth password accepted.
+// MinPasswordLength is the shortest Basic-auth password accepted, in
+// characters. Neither a password nor a token may start or end with
+// whitespace (a copy-and-paste accident, or a password of blanks).
 const MinPasswordLength = 12
 
 // MaxBodyBytes bounds a request body; a larger one is answered 413.
@@ -25,6 +31,9 @@ const MaxBodyBytes = 64 << 10
 type Config struct {
 	// RedisOpt is the Redis of the queues (REDIS_URL or REDIS_CLUSTER_ADDRS).
 	RedisOpt asynq.RedisConnOpt
+	// ClientOptions configure the client of POST /api/v1/jobs and requeues
+	// (e.g. tasks.WaitReplicas from REDIS_WAIT_REPLICAS).
+	ClientOptions []tasks.ClientOption
 	// APIToken is the bearer token of /api/v1 (JOB_PROCESSOR_SECRET_TOKEN),
 	// at least MinTokenLength characters.
 	APIToken string
@@ -41,6 +50,12 @@ type Config struct {
 	// (DEAD_LETTER_DATABASE_URL, else DEAD_LETTER_PATH): the same one the
 	// workers record into. Without it the dead-letter routes answer 503.
 	DeadLetters deadletter.Ledger
+	// LoginFailures is how many wrong credentials one client (remote IP)
+	// may send in LoginWindow before it is answered 429 until the window
+	// ends; 0 is DefaultLoginFailures.
+	LoginFailures int
+	// LoginWindow is the throttle's window; 0 is DefaultLoginWindow.
+	LoginWindow time.Duration
 	// Logger gets one line per request and every failure; nil discards.
 	Logger *slog.Logger
 }
@@ -64,12 +79,16 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("monitor: MONITOR_USERNAME is not set (the Basic-auth user of /monitor/)%s", hint))
 	case strings.ContainsAny(c.Username, ":\r\n"):
 		errs = append(errs, errors.New("monitor: MONITOR_USERNAME must not contain ':' or line breaks"))
+	case strings.TrimSpace(c.Username) != c.Username:
+		errs = append(errs, errors.New("monitor: MONITOR_USERNAME must not start or end with whitespace"))
 	}
 	switch {
 	case c.Username == "" && c.Password == "" && c.LoopbackNoAuth:
 	case c.Password == "":
 		errs = append(errs, fmt.Errorf("monitor: MONITOR_PASSWORD is not set (the Basic-auth password of /monitor/)%s", hint))
-	case len(c.Password) < MinPasswordLength:
+	case strings.TrimSpace(c.Password) != c.Password:
+		errs = append(errs, errors.New("monitor: MONITOR_PASSWORD must not start or end with whitespace (nor be whitespace only)"))
+	case utf8.RuneCountInString(c.Password) < MinPasswordLength:
 		errs = append(errs, fmt.Errorf("monitor: MONITOR_PASSWORD is too short: want at least %d characters", MinPasswordLength))
 	}
 	switch {
@@ -77,10 +96,13 @@ func (c Config) Validate() error {
 		// the API is open to loopback clients
 	case c.APIToken == "":
 		errs = append(errs, fmt.Errorf("monitor: JOB_PROCESSOR_SECRET_TOKEN is not set (the bearer token of /api/v1, at least %d characters, e.g. openssl rand -hex 32)%s", MinTokenLength, hint))
-	case len(c.APIToken) < MinTokenLength && !c.LoopbackNoAuth:
-		errs = append(errs, fmt.Errorf("monitor: JOB_PROCESSOR_SECRET_TOKEN is too short: want at least %d characters (e.g. openssl rand -hex 32)", MinTokenLength))
-	case strings.ContainsAny(c.APIToken, " \t\r\n"):
-		errs = append(errs, errors.New("monitor: JOB_PROCESSOR_SECRET_TOKEN must not contain spaces or line breaks"))
+	case strings.ContainsFunc(c.APIToken, unicode.IsSpace):
+		errs = append(errs, errors.New("monitor: JOB_PROCESSOR_SECRET_TOKEN must not contain whitespace (nor be whitespace only)"))
+	case len(c.APIToken) < MinTokenLength:
+		errs = append(errs, fmt.Errorf("monitor: JOB_PROCESSOR_SECRET_TOKEN is too short: want at least %d bytes (e.g. openssl rand -hex 32)", MinTokenLength))
+	}
+	if c.LoginFailures < 0 || c.LoginWindow < 0 {
+		errs = append(errs, errors.New("monitor: Config.LoginFailures and Config.LoginWindow must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
 )
@@ -23,6 +22,7 @@ type Monitor struct {
 	inspector *tasks.Inspector
 	desk      *tasks.DeadLetters
 	ui        *asynqmon.HTTPHandler
+	throttle  *loginThrottle
 	handler   http.Handler
 	closeOnce sync.Once
 	closeErr  error
@@ -43,7 +43,7 @@ func New(cfg Config) (*Monitor, error) {
 	m := &Monitor{
 		cfg:       cfg,
 		log:       log,
-		client:    tasks.NewClient(cfg.RedisOpt),
+		client:    tasks.NewClient(cfg.RedisOpt, cfg.ClientOptions...),
 		inspector: tasks.NewInspector(cfg.RedisOpt),
 	}
 	var ledger deadletter.Ledger = noLedger{}
@@ -51,6 +51,7 @@ func New(cfg Config) (*Monitor, error) {
 		ledger = cfg.DeadLetters
 	}
 	m.desk = tasks.NewDeadLetters(m.inspector, ledger)
+	m.throttle = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow, log)
 	m.ui = newUI(m)
 	m.handler = m.routes()
 	return m, nil
@@ -72,7 +73,7 @@ func (m *Monitor) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", methods(m.healthz, http.MethodGet, http.MethodHead))
 	mux.Handle("/metrics", methods(m.metricsHandler().ServeHTTP, http.MethodGet, http.MethodHead))
-	mux.Handle("/api/", requireBearer(m.cfg.APIToken, m.log, m.apiRoutes()))
+	mux.Handle("/api/", requireBearer(m.cfg.APIToken, m.throttle, m.apiRoutes()))
 	mux.Handle(RootPath+"/", m.uiRoutes())
 	mux.Handle("GET /{$}", http.RedirectHandler(RootPath+"/", http.StatusFound))
 	mux.HandleFunc("/", notFound)
@@ -102,8 +103,12 @@ func limitBody(h http.Handler) http.Handler {
 	})
 }
 
+// secureHeaders sets the headers every answer carries, whoever writes it
+// (a 401 or 429 of the guards included): no framing (clickjacking), no
+// content sniffing, no referrer.
 func secureHeaders(h http.Handler) http.Handler {
-	return withHeaders(h, "X-Content-Type-Options", "nosniff", "Referrer-Policy", "no-referrer")
+	return withHeaders(h, "X-Content-Type-Options", "nosniff", "Referrer-Policy", "no-referrer",
+		"X-Frame-Options", "DENY", "Content-Security-Policy", "frame-ancestors 'none'")
 }
 
 // withHeaders sets the headers kv (name, value, name, value, …) on every
@@ -128,13 +133,14 @@ func (m *Monitor) logRequests(h http.Handler) http.Handler {
 		switch {
 		case sw.status >= 500:
 			level = slog.LevelError
-		case sw.status == http.StatusUnauthorized:
+		case sw.status == http.StatusUnauthorized, sw.status == http.StatusTooManyRequests:
 			// a browser's first try before it sends credentials; a wrong
-			// credential is logged at Warn where it is checked
+			// credential and a throttled client are logged, bounded, by
+			// the throttle
 		case sw.status >= 400:
 			level = slog.LevelInfo
 		}
-		m.log.Log(r.Context(), level, "monitor: request", "method", r.Method, "path", payloads.MaskEmailsString(r.URL.Path),
+		m.log.Log(r.Context(), level, "monitor: request", "method", r.Method, "path", maskPath(r.URL),
 			"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
 	})
 }

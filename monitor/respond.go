@@ -22,6 +22,7 @@ const (
 	codeCannotRebuild    = "cannot_rebuild"
 	codeReadOnly         = "read_only"
 	codeUnavailable      = "unavailable"
+	codeTooManyRequests  = "too_many_requests"
 	codeInternal         = "internal"
 )
 
@@ -63,7 +64,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string, fields ...p
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotFound, codeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+	writeError(w, http.StatusNotFound, codeNotFound, "no route for "+r.Method+" "+maskPath(r.URL))
 }
 
 // methods admits only the given methods to h; others get a JSON 405.

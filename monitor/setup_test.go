@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -127,6 +128,7 @@ type request struct {
 	token        string // "" sends no Authorization header
 	header       map[string]string
 	user, pass   string
+	from         string // a loopback source address such as 127.0.2.7; "" lets the system choose
 }
 
 func (f *fixture) do(t *testing.T, r request) answer {
@@ -155,7 +157,12 @@ func (f *fixture) do(t *testing.T, r request) answer {
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if r.from != "" {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(r.from)}}
+		client = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", r.method, r.path, err)
 	}

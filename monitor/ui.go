@@ -2,10 +2,12 @@ package monitor
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
 )
 
@@ -16,12 +18,24 @@ const RootPath = "/monitor"
 // with every e-mail address masked.
 type maskingFormatter struct{}
 
+// FormatPayload decodes a JSON payload by its type, so address fields are
+// masked whatever they hold; anything else is masked as text.
 func (maskingFormatter) FormatPayload(taskType string, payload []byte) string {
-	return asynqmon.DefaultPayloadFormatter.FormatPayload(taskType, payloads.MaskEmails(payload))
+	if json.Valid(payload) {
+		payload = tasks.MaskPayload(taskType, payload)
+	} else {
+		payload = payloads.MaskEmails(payload)
+	}
+	return asynqmon.DefaultPayloadFormatter.FormatPayload(taskType, payload)
 }
 
 func (maskingFormatter) FormatResult(taskType string, result []byte) string {
-	return asynqmon.DefaultResultFormatter.FormatResult(taskType, payloads.MaskEmails(result))
+	if json.Valid(result) {
+		result = payloads.MaskedJSON(result)
+	} else {
+		result = payloads.MaskEmails(result)
+	}
+	return asynqmon.DefaultResultFormatter.FormatResult(taskType, result)
 }
 
 func newUI(m *Monitor) *asynqmon.HTTPHandler {
@@ -41,7 +55,7 @@ func (m *Monitor) uiRoutes() http.Handler {
 	if m.cfg.ReadOnly {
 		h = readOnly(h)
 	}
-	return requireBasic(m.cfg.Username, m.cfg.Password, m.log, frameDeny(h))
+	return requireBasic(m.cfg.Username, m.cfg.Password, m.throttle, h)
 }
 
 // readOnly refuses every request that could change something. asynqmon's
@@ -56,10 +70,6 @@ func readOnly(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-func frameDeny(h http.Handler) http.Handler {
-	return withHeaders(h, "X-Frame-Options", "DENY", "Content-Security-Policy", "frame-ancestors 'none'")
 }
 
 // maskAPIAnswers masks e-mail addresses in every answer of asynqmon's JSON
@@ -78,7 +88,13 @@ func maskAPIAnswers(h http.Handler) http.Handler {
 		w.Header().Del("Content-Length")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(bw.status)
-		_, _ = w.Write(payloads.MaskEmails(bw.body.Bytes()))
+		body := bw.body.Bytes()
+		if json.Valid(body) {
+			body = payloads.MaskedJSON(body)
+		} else {
+			body = payloads.MaskEmails(body)
+		}
+		_, _ = w.Write(body)
 	})
 }
 

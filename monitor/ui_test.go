@@ -49,7 +49,7 @@ func TestNewRefusesWithoutCredentials(t *testing.T) {
 	}
 	for _, cfg := range []monitor.Config{
 		{RedisOpt: opt, LoopbackNoAuth: true},
-		{RedisOpt: opt, LoopbackNoAuth: true, APIToken: "short-but-loopback"},
+		{RedisOpt: opt, LoopbackNoAuth: true, APIToken: testToken},
 		{RedisOpt: opt, Username: "ops", Password: testPassword, APIToken: testToken},
 	} {
 		m, err := monitor.New(cfg)
@@ -62,7 +62,8 @@ func TestNewRefusesWithoutCredentials(t *testing.T) {
 }
 
 func TestUIBasicAuth(t *testing.T) {
-	f := setup(t)
+	// many wrong passwords from one client: the throttle has its own test
+	f := setup(t, func(c *monitor.Config) { c.LoginFailures = 1000 })
 	id := f.enqueue(t, "esc-700")
 	f.archive(t, id)
 	lastByte := testPassword[:len(testPassword)-1] + string(testPassword[len(testPassword)-1]^1)

@@ -18,7 +18,7 @@ func valid() []payloads.Payload {
 		payloads.SendDisputeEmail{TransactionID: "esc-1", DisputeID: "d.1", RecipientEmail: "a@example.com", Reason: "r"},
 		payloads.SendPaymentConfirmedEmail{TransactionID: "esc_1", PaymentIntentID: "pi_3MtwBwLkdIwHu7ix28a3tqPa", RecipientEmail: "a@example.com", Amount: 1, Currency: "EUR"},
 		payloads.StripeCapturePayment{TransactionID: "esc-1", PaymentIntentID: "pi_1"},
-		payloads.StripeRefundPayment{TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: 5, Reason: "fraudulent"},
+		payloads.StripeRefundPayment{TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: 5, RefundID: "rf-1", Reason: "fraudulent"},
 		payloads.WebhookEscrowStatusChanged{EventID: "e", PartnerID: "p", TransactionID: "t", PreviousStatus: "pending", Status: "cancelled", OccurredAt: "2026-11-29T10:00:00.123+01:00"},
 		payloads.NotifyDisputeResolved{DisputeID: "d", TransactionID: "t", Resolution: "refund_to_buyer", BuyerEmail: "b@example.com", SellerEmail: "s@example.com"},
 		payloads.AuditLogCreated{EventID: "e", Actor: "a", Action: "x.y", OccurredAt: at, Metadata: []byte(`{"k":[1,2]}`)},

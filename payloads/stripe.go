@@ -34,23 +34,30 @@ const (
 
 // StripeRefundPayment refunds a PaymentIntent. Amount 0 (omitted) refunds
 // whatever remains of it.
+//
+// A partial refund (Amount set) requires RefundID, the caller's reference
+// for this refund (1-64 letters, digits, '-', '_', '.'): it goes into the
+// dedupe key, the Stripe idempotency key and the refund's metadata, so two
+// legitimate refunds of the same amount on one PaymentIntent are two
+// refunds, and a replay of one of them is recognised by its reference.
 type StripeRefundPayment struct {
-	TransactionID   string `json:"transactionId"    validate:"required,escrowid"`
-	PaymentIntentID string `json:"paymentIntentId"  validate:"required,paymentintent"`
-	Amount          int64  `json:"amount,omitempty" validate:"gte=0,lte=100000000000"`
-	Reason          string `json:"reason,omitempty" validate:"omitempty,oneof=duplicate fraudulent requested_by_customer"`
+	TransactionID   string `json:"transactionId"      validate:"required,escrowid"`
+	PaymentIntentID string `json:"paymentIntentId"    validate:"required,paymentintent"`
+	Amount          int64  `json:"amount,omitempty"   validate:"gte=0,lte=100000000000"`
+	RefundID        string `json:"refundId,omitempty" validate:"required_unless=Amount 0,omitempty,escrowid"`
+	Reason          string `json:"reason,omitempty"   validate:"omitempty,oneof=duplicate fraudulent requested_by_customer"`
 }
 
 // TaskType is the asynq task type. It never changes after a deploy.
 func (StripeRefundPayment) TaskType() string { return "stripe_refund_payment" }
 
-// DedupeKey is refund-<paymentIntentId>-<amount or "full">.
+// DedupeKey is refund-<paymentIntentId>-full for a full refund and
+// refund-<paymentIntentId>-<amount>-<refundId> for a partial one.
 func (p StripeRefundPayment) DedupeKey() string {
-	amount := "full"
-	if p.Amount > 0 {
-		amount = strconv.FormatInt(p.Amount, 10)
+	if p.Amount <= 0 {
+		return "refund-" + p.PaymentIntentID + "-full"
 	}
-	return "refund-" + p.PaymentIntentID + "-" + amount
+	return "refund-" + p.PaymentIntentID + "-" + strconv.FormatInt(p.Amount, 10) + "-" + p.RefundID
 }
 
 // Queue is the queue the task is processed from.

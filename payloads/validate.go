@@ -82,10 +82,12 @@ var validate = sync.OnceValue(func() *validator.Validate {
 		"escrowid":      func(fl validator.FieldLevel) bool { return idPattern.MatchString(fl.Field().String()) },
 		"paymentintent": func(fl validator.FieldLevel) bool { return paymentIntentPattern.MatchString(fl.Field().String()) },
 		"noheaderbreak": func(fl validator.FieldLevel) bool {
-			return !strings.ContainsFunc(fl.Field().String(), unicode.IsControl)
+			return !strings.ContainsFunc(fl.Field().String(), func(r rune) bool { return unicode.IsControl(r) || invisible(r) })
 		},
 		"bodytext": func(fl validator.FieldLevel) bool {
-			return !strings.ContainsFunc(fl.Field().String(), func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' })
+			return !strings.ContainsFunc(fl.Field().String(), func(r rune) bool {
+				return unicode.IsControl(r) && r != '\n' && r != '\t' || invisible(r)
+			})
 		},
 		"escrowstatus": func(fl validator.FieldLevel) bool {
 			s := fl.Field().String()
@@ -117,10 +119,30 @@ var validate = sync.OnceValue(func() *validator.Validate {
 	return v
 })
 
+// invisible reports whether r changes how text reads without being seen:
+// bidi embeddings, overrides, isolates and marks, zero-width and other
+// format characters (Unicode category Cf), and the line and paragraph
+// separators. The zero-width (non-)joiners U+200C and U+200D are allowed:
+// Persian, Indic scripts and emoji sequences need them.
+func invisible(r rune) bool {
+	switch r {
+	case '\u200c', '\u200d':
+		return false
+	case '\u2028', '\u2029':
+		return true
+	}
+	return unicode.Is(unicode.Cf, r)
+}
+
 func message(fe validator.FieldError) string {
 	switch fe.Tag() {
 	case "required":
 		return "is required"
+	case "required_unless":
+		if fe.Field() == "refundId" {
+			return "is required for a partial refund (amount set): the caller's reference for this refund"
+		}
+		return "is required unless " + lowerFirst(fe.Param())
 	case "escrowid":
 		return "must be 1-64 characters of letters, digits, '-', '_' or '.'"
 	case "paymentintent":
@@ -128,9 +150,9 @@ func message(fe validator.FieldError) string {
 	case "email":
 		return "must be a valid e-mail address"
 	case "noheaderbreak":
-		return "must not contain line breaks or control characters"
+		return "must not contain line breaks, control characters or invisible formatting characters (such as bidi overrides)"
 	case "bodytext":
-		return "must not contain control characters"
+		return "must not contain control characters or invisible formatting characters (such as bidi overrides)"
 	case "iso4217":
 		return "must be an upper-case ISO 4217 currency code"
 	case "escrowstatus":

@@ -13,10 +13,14 @@
 //     already happened: the result is its latest charge, AlreadyDone.
 //     "requires_capture" is captured. "processing" is retried later. Any
 //     other status (canceled, requires_payment_method, …) is permanent.
-//   - Refund lists the PaymentIntent's refunds. One whose metadata
-//     [MetadataJob] is the job's key is this job's refund: the result is that
-//     refund, AlreadyDone. Otherwise a refund is created carrying that
-//     metadata and [MetadataTransaction].
+//   - Refund lists the PaymentIntent's refunds. For a refund with the
+//     caller's reference (RefundID, required for a partial refund) the one
+//     whose metadata [MetadataRefund] is that reference is this refund;
+//     for a full refund without one, the one whose [MetadataJob] is the
+//     job's key. A found refund is the result, AlreadyDone (a reference
+//     found on a refund of another amount is a permanent error). Otherwise
+//     a refund is created carrying [MetadataJob], [MetadataRefund] and
+//     [MetadataTransaction].
 //
 // # Errors
 //

@@ -11,6 +11,9 @@ const (
 	MetadataJob = "escrowjobs_job"
 	// MetadataTransaction is the metadata key holding the escrow transaction ID.
 	MetadataTransaction = "transaction_id"
+	// MetadataRefund is the metadata key, on a refund, holding the caller's
+	// refund reference (payloads.StripeRefundPayment.RefundID).
+	MetadataRefund = "escrowjobs_refund"
 )
 
 // maxIdempotencyKey is the longest Idempotency-Key Stripe accepts.

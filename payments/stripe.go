@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("STRIPE_API_BASE %q: want an http(s) URL such as %s", base, DefaultAPIBase)
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("STRIPE_API_BASE %s: want https (plain http only for a loopback test peer such as http://127.0.0.1:port)", u.Redacted())
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -139,23 +143,45 @@ func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (h
 
 // Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
 // Idempotency-Key IdempotencyKey(r.JobID). It first lists the
-// PaymentIntent's refunds: one whose MetadataJob is that key is this job's
-// refund, AlreadyDone (or a permanent error when it failed or was
-// canceled). A new refund carries MetadataJob and MetadataTransaction. The
-// result ID is the refund ID.
+// PaymentIntent's refunds to find this one already made: for a partial
+// refund the one whose MetadataRefund is its reference (r.RefundID,
+// required), for a full refund the one whose MetadataJob is the key. A
+// found refund is AlreadyDone (a permanent error when it failed or was
+// canceled, or when the reference was used for another amount: the
+// caller reused a reference, and neither refunding again nor reporting
+// success would be right). A new refund carries MetadataJob,
+// MetadataRefund and MetadataTransaction. The result ID is the refund ID.
 func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.PaymentResult, error) {
 	what := "refund " + r.PaymentIntentID
+	if r.RefundID != "" {
+		what += " (refundId " + r.RefundID + ")"
+	}
 	if err := check(r.JobID, r.PaymentIntentID, r.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
+	if r.Amount > 0 && r.RefundID == "" {
+		return handlers.PaymentResult{}, permanent(what, errors.New("a partial refund needs a refundId (the caller's reference)"))
+	}
 	key := IdempotencyKey(r.JobID)
-	found, err := s.findRefund(ctx, r.PaymentIntentID, key)
+	// A partial refund is found by its reference; a full refund (one per
+	// PaymentIntent) by its job, whatever reference it carries, so a full
+	// refund is never taken for an earlier partial one with that reference.
+	reference := ""
+	if r.Amount > 0 {
+		reference = r.RefundID
+	}
+	found, err := s.findRefund(ctx, r.PaymentIntentID, key, reference)
 	if err != nil {
 		return handlers.PaymentResult{}, err
 	}
 	if found != nil {
 		if found.Status == stripe.RefundStatusFailed || found.Status == stripe.RefundStatusCanceled {
 			return handlers.PaymentResult{}, permanent(what, fmt.Errorf("this job's refund %s is %s", found.ID, found.Status))
+		}
+		if reference != "" && found.Amount != r.Amount {
+			return handlers.PaymentResult{}, permanent(what, fmt.Errorf(
+				"refundId %s was already used for refund %s of %d, not %d: use a new refundId for another refund",
+				r.RefundID, found.ID, found.Amount, r.Amount))
 		}
 		res := handlers.PaymentResult{ID: found.ID, Status: string(found.Status), AlreadyDone: true}
 		s.logDone(ctx, "stripe refund", key, r.TransactionID, r.PaymentIntentID, res)
@@ -170,6 +196,9 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 		params.Reason = stripe.String(r.Reason)
 	}
 	params.AddMetadata(MetadataJob, key)
+	if r.RefundID != "" {
+		params.AddMetadata(MetadataRefund, r.RefundID)
+	}
 	if r.TransactionID != "" {
 		params.AddMetadata(MetadataTransaction, r.TransactionID)
 	}
@@ -182,15 +211,17 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 	return res, nil
 }
 
-// findRefund returns the refund of payment intent pi whose MetadataJob is
-// key, or nil.
-func (s *Stripe) findRefund(ctx context.Context, pi, key string) (*stripe.Refund, error) {
+// findRefund returns the refund of payment intent pi that is this one, or
+// nil: the one whose MetadataRefund is refundID when refundID is set, else
+// the one whose MetadataJob is key.
+func (s *Stripe) findRefund(ctx context.Context, pi, key, refundID string) (*stripe.Refund, error) {
 	it := s.api.Refunds.List(&stripe.RefundListParams{
 		ListParams:    stripe.ListParams{Context: ctx, Limit: stripe.Int64(100)},
 		PaymentIntent: stripe.String(pi),
 	})
 	for it.Next() {
-		if ref := it.Refund(); ref.Metadata[MetadataJob] == key {
+		ref := it.Refund()
+		if refundID != "" && ref.Metadata[MetadataRefund] == refundID || refundID == "" && ref.Metadata[MetadataJob] == key {
 			return ref, nil
 		}
 	}
@@ -224,4 +255,15 @@ func chargeID(pi *stripe.PaymentIntent) string {
 		return pi.LatestCharge.ID
 	}
 	return pi.ID
+}
+
+// loopbackHost reports whether host (from a URL, without port) is a
+// loopback address or the name localhost: the only hosts a plain-http base
+// URL may point at, since the requests carry the API key.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

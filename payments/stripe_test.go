@@ -211,6 +211,9 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 				fx.fake.Inject(ft)
 			}
 			req := handlers.Refund{JobID: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount, Reason: tc.reason}
+			if tc.amount > 0 {
+				req.RefundID = "rf-1"
+			}
 			refund := func() (handlers.PaymentResult, error) { return fx.pay.Refund(context.Background(), req) }
 
 			res, n := attempts(t, refund)
@@ -257,8 +260,8 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 func TestRefundOfAnotherJobIsANewRefund(t *testing.T) {
 	fx := setup(t)
 	fx.fake.AddIntent("pi_1", "succeeded", 5000)
-	for i, job := range []string{"stripe_refund_payment:refund-pi_1-1000", "stripe_refund_payment:refund-pi_1-2000"} {
-		res, err := fx.pay.Refund(context.Background(), handlers.Refund{JobID: job, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: int64(1000 * (i + 1))})
+	for i, job := range []string{"stripe_refund_payment:refund-pi_1-1000-rf-1", "stripe_refund_payment:refund-pi_1-2000-rf-2"} {
+		res, err := fx.pay.Refund(context.Background(), handlers.Refund{JobID: job, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: int64(1000 * (i + 1)), RefundID: "rf-" + string(rune('1'+i))})
 		if err != nil {
 			t.Fatalf("refund %s: got error %v, want nil", job, err)
 		}

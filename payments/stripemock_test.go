@@ -35,7 +35,7 @@ func TestStripeMockRefund(t *testing.T) {
 		r    handlers.Refund
 	}{
 		{name: "full", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-full", TransactionID: "esc-1", PaymentIntentID: "pi_123"}},
-		{name: "partial with reason", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-500", TransactionID: "esc-1", PaymentIntentID: "pi_123", Amount: 500, Reason: "requested_by_customer"}},
+		{name: "partial with reason", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-500-rf-1", TransactionID: "esc-1", PaymentIntentID: "pi_123", Amount: 500, RefundID: "rf-1", Reason: "requested_by_customer"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// stripe-mock's refund list fixture carries no metadata, so no

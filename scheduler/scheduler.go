@@ -26,6 +26,9 @@ const (
 type Config struct {
 	// Redis is where jobs are enqueued and queues inspected.
 	Redis asynq.RedisConnOpt
+	// ClientOptions configure the client that enqueues the periodic jobs
+	// (e.g. tasks.WaitReplicas from REDIS_WAIT_REPLICAS).
+	ClientOptions []tasks.ClientOption
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Entries are the periodic jobs (see Periodic and LoadEntries).
@@ -51,6 +54,7 @@ type Config struct {
 // Scheduler runs the periodic jobs and the dead-letter watchdog.
 type Scheduler struct {
 	redis     asynq.RedisConnOpt
+	clientOpt []tasks.ClientOption
 	log       *slog.Logger
 	entries   []entry
 	interval  time.Duration
@@ -64,7 +68,7 @@ type Scheduler struct {
 // Scheduler ready to Run.
 func New(cfg Config) (*Scheduler, error) {
 	s := &Scheduler{
-		redis: cfg.Redis, log: cfg.Logger, interval: cfg.WatchdogInterval,
+		redis: cfg.Redis, clientOpt: cfg.ClientOptions, log: cfg.Logger, interval: cfg.WatchdogInterval,
 		threshold: cfg.ArchivedThreshold, now: cfg.Now,
 	}
 	if s.redis == nil {
@@ -125,7 +129,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("scheduler: Run called twice")
 	}
-	client := tasks.NewClient(s.redis)
+	client := tasks.NewClient(s.redis, s.clientOpt...)
 	defer client.Close()
 	insp := tasks.NewInspector(s.redis)
 	defer insp.Close()

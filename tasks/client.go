@@ -21,18 +21,29 @@ var ErrDuplicate = errors.New("duplicate job")
 
 // Client enqueues jobs. It is safe for concurrent use.
 type Client struct {
-	rc      redis.UniversalClient
-	c       *asynq.Client
-	timeout time.Duration
+	rc           redis.UniversalClient
+	c            *asynq.Client
+	timeout      time.Duration
+	waitReplicas int
 }
 
 // NewClient connects to Redis (asynq.RedisClientOpt, RedisFailoverClientOpt
 // or RedisClusterClientOpt; see RedisFromEnv). Close it when done.
-func NewClient(r asynq.RedisConnOpt) *Client {
+func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
 	rc.AddHook(newWakePublisher(rc)) // wake idle workers in the enqueue's round trip
-	return &Client{rc: rc, c: asynq.NewClientFromRedisClient(rc), timeout: EnqueueTimeout}
+	c := &Client{rc: rc, timeout: EnqueueTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.waitReplicas > 0 {
+		// After the wake publisher, so inside it: WAIT joins the pipeline
+		// that carries the enqueue script and the wake-up.
+		installWaitHook(rc, c.waitReplicas)
+	}
+	c.c = asynq.NewClientFromRedisClient(rc)
+	return c
 }
 
 // honourDeadlines makes every command give up at the caller's context
@@ -49,18 +60,38 @@ func honourDeadlines(rc redis.UniversalClient) {
 }
 
 // Enqueue stores t and returns its job ID. On a duplicate it returns the
-// existing job's ID and an error that errors.Is ErrDuplicate.
+// existing job's ID and an error that errors.Is ErrDuplicate. With
+// WaitReplicas(n) it returns nil (or ErrDuplicate) only once n replicas
+// hold the job, else the job's ID and an error that errors.Is
+// ErrNotReplicated.
 func (c *Client) Enqueue(ctx context.Context, t *Task) (string, error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	var rw *replicaWait
+	if c.waitReplicas > 0 {
+		rw = &replicaWait{acked: -1}
+		ctx = context.WithValue(ctx, replicaWaitKey{}, rw)
+	}
 	if _, err := c.c.EnqueueContext(ctx, t.Task); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
+			if rw != nil {
+				// With WaitReplicas a duplicate is reported only once the
+				// existing job is known to be on the replicas too.
+				if err := notReplicated(t.ID, c.waitReplicas, rw); err != nil {
+					return t.ID, err
+				}
+			}
 			return t.ID, fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
 		}
 		return "", fmt.Errorf("enqueue %s: %w", t.ID, err)
+	}
+	if rw != nil {
+		if err := notReplicated(t.ID, c.waitReplicas, rw); err != nil {
+			return t.ID, err
+		}
 	}
 	return t.ID, nil
 }

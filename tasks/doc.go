@@ -10,7 +10,7 @@
 //	send_dispute_email             default   dispute-<disputeId>-<recipient hash>
 //	send_payment_confirmed_email   default   payment-<paymentIntentId>-<recipient hash>
 //	stripe_capture_payment         critical  capture-<paymentIntentId>
-//	stripe_refund_payment          critical  refund-<paymentIntentId>-<amount or full>
+//	stripe_refund_payment          critical  refund-<paymentIntentId>-full, or -<amount>-<refundId> (partial)
 //	webhook_escrow_status_changed  default   event-<eventId>
 //	notify_dispute_resolved        default   dispute-<disputeId>-resolved
 //	audit_log_created              low       audit-<eventId>

@@ -5,6 +5,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
 )
 
 func ExampleNewSendReleaseEmailTask() {
@@ -57,4 +58,23 @@ func ExampleFromJSON() {
 	// Output:
 	// stripe_capture_payment:capture-pi_3MtwBw critical
 	// invalid stripe_capture_payment payload: amount: is not a field of stripe_capture_payment
+}
+
+func ExampleWaitReplicas() {
+	// REDIS_WAIT_REPLICAS=1: an enqueue succeeds only once one replica
+	// holds the job; otherwise the error says it may not be durable.
+	opts, err := tasks.ClientOptionsFromEnv(func(k string) string {
+		if k == "REDIS_WAIT_REPLICAS" {
+			return "1"
+		}
+		return ""
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client := tasks.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}, opts...)
+	defer client.Close()
+	fmt.Println(len(opts), "option")
+	// Output: 1 option
 }

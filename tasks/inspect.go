@@ -98,7 +98,7 @@ func jobFrom(t *asynq.TaskInfo) Job {
 		ID: t.ID, Type: t.Type, Queue: t.Queue, State: t.State.String(),
 		Attempts: attempts, MaxRetry: t.MaxRetry, LastError: payloads.MaskEmailsString(t.LastErr),
 		LastFailedAt: timePtr(t.LastFailedAt), NextProcessAt: timePtr(t.NextProcessAt), CompletedAt: timePtr(t.CompletedAt),
-		Payload: payloads.MaskedJSON(t.Payload),
+		Payload: MaskPayload(t.Type, t.Payload),
 	}
 	if len(t.Result) > 0 {
 		j.Result = payloads.MaskedJSON(t.Result)

@@ -33,6 +33,9 @@ type Type struct {
 	// Sample returns a typical valid payload of the type, for demos, load
 	// runs and tests. seq (letters, digits, '-') makes its IDs unique.
 	Sample func(seq string) Payload
+	// MaskPayload is the payload for display: addresses masked, the
+	// type's address fields whatever they hold (payloads.MaskPayload).
+	MaskPayload func(raw []byte) json.RawMessage
 }
 
 // define is one registry entry: everything is read from payload type P,
@@ -50,7 +53,8 @@ func define[P Payload](sample func(seq string) P) Type {
 			}
 			return New(p, opts...)
 		},
-		Sample: func(seq string) Payload { return sample(seq) },
+		Sample:      func(seq string) Payload { return sample(seq) },
+		MaskPayload: func(raw []byte) json.RawMessage { return payloads.MaskPayload(zero, raw) },
 	}
 }
 
@@ -79,7 +83,7 @@ var registry = []Type{
 		return payloads.StripeCapturePayment{TransactionID: "esc-" + s, PaymentIntentID: samplePI(s), AmountToCapture: 125000}
 	}),
 	define(func(s string) payloads.StripeRefundPayment {
-		return payloads.StripeRefundPayment{TransactionID: "esc-" + s, PaymentIntentID: samplePI(s), Amount: 4999, Reason: payloads.RefundRequestedByCustomer}
+		return payloads.StripeRefundPayment{TransactionID: "esc-" + s, PaymentIntentID: samplePI(s), Amount: 4999, RefundID: "rf-" + s, Reason: payloads.RefundRequestedByCustomer}
 	}),
 	define(func(s string) payloads.WebhookEscrowStatusChanged {
 		return payloads.WebhookEscrowStatusChanged{EventID: "evt-" + s, PartnerID: "partner-acme", TransactionID: "esc-" + s,
@@ -172,7 +176,7 @@ func Lookup(name string) (Type, error) {
 	for _, t := range registry {
 		names = append(names, t.Name)
 	}
-	return Type{}, fmt.Errorf("%w %q: want one of %s", ErrUnknownType, name, strings.Join(names, ", "))
+	return Type{}, fmt.Errorf("%w %q: want one of %s", ErrUnknownType, echoName(name), strings.Join(names, ", "))
 }
 
 // FromJSON builds a task of the named type from a JSON payload: strict
@@ -207,14 +211,14 @@ func decodeError(taskType string, err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		field, msg = te.Field, "must be a JSON "+jsonKind(te.Type.Kind().String())
+		field, msg = echoName(te.Field), "must be a JSON "+jsonKind(te.Type.Kind().String())
 		if field == "" {
 			field = "payload"
 		}
 	case errors.As(err, &se):
 		msg = fmt.Sprintf("is not valid JSON (offset %d)", se.Offset)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field, msg = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a field of "+taskType
+		field, msg = echoName(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)), "is not a field of "+taskType
 	case errors.Is(err, io.EOF):
 		msg = "is empty"
 	}

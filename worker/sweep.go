@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
@@ -26,6 +27,11 @@ const sweepMarkKey = "escrowjobs:deadletter:sweep-mark:"
 // sweepOverlap is re-read below the mark each sweep: workers' clocks
 // differ, and a worker behind archives with an older score.
 const sweepOverlap = 2 * time.Minute
+
+// leaseExpired is asynq's error for a job whose worker died; when that was
+// the job's last attempt, asynq's recoverer archives it directly and no
+// error handler runs.
+var leaseExpired = asynq.ErrLeaseExpired.Error()
 
 // sweepPage is how many archived jobs one Redis round trip reads; the
 // sweep holds no more than one page in memory.
@@ -80,6 +86,18 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			}
 			if t.State != asynq.TaskStateArchived {
 				continue
+			}
+			if strings.Contains(t.LastErr, leaseExpired) {
+				if n, err := w.rc.Exists(ctx, doneKey(t.ID)).Result(); err == nil && n > 0 {
+					// It finished; only its outcome was lost in a Redis
+					// outage (done.go). Not a dead letter: drop asynq's
+					// archive entry.
+					if err := insp.DeleteTask(q, t.ID); err == nil {
+						w.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job archived by asynq after it had finished (outcome lost in a Redis outage); removed from the archive",
+							slog.String("task_type", t.Type), slog.String("task_id", t.ID), slog.String("queue", t.Queue))
+					}
+					continue
+				}
 			}
 			e := tasks.EntryFromTask(t)
 			e.Error = payloads.MaskEmailsString(e.Error)

@@ -26,12 +26,18 @@
 //   - Durable dead letters. Every job asynq archives (retries exhausted or a
 //     permanent failure) is recorded in the dead-letter ledger, with its
 //     exact payload.
-//   - No rerun after a Redis blip: a job that finishes while Redis is down
-//     is held until Redis answers, so asynq's one write of its outcome lands.
+//   - No effect twice after a Redis outage: a job that finishes while Redis
+//     is down is held until Redis answers, so asynq's one write of its
+//     outcome lands, but never past shortly before the job's deadline; if
+//     Redis is still down then, a completion marker is written as soon as
+//     it is back, and asynq's rerun of the job finds it and does nothing
+//     (done.go).
 //   - A sweep every 30 s pages through asynq's archive from a persisted
 //     high-water mark and records what the ledger lacks: the jobs asynq's
 //     recoverer archived itself (their worker died during the last
-//     attempt), or any archival whose record was lost.
+//     attempt), or any archival whose record was lost. A job archived after
+//     it had finished (its completion marker exists) is not a dead letter:
+//     the sweep drops it from the archive.
 //   - Logs with task_type, task_id, queue and attempt, e-mails masked.
 package worker
 
@@ -121,6 +127,7 @@ type Worker struct {
 	once    sync.Once
 
 	redisOK atomic.Int64 // unix nanos of the last PING answered
+	done    *doneMarkers // completion markers waiting for Redis
 
 	sweepEvery time.Duration
 	stopSweep  context.CancelFunc
@@ -165,7 +172,7 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	for q := range cfg.Queues {
 		names = append(names, q)
 	}
-	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval}
+	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: newDoneMarkers()}
 	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
 	rc.AddHook(w.idle)
 	if !cfg.DisableWake {
@@ -218,7 +225,10 @@ func (w *Worker) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopSweep, w.swept = cancel, make(chan struct{})
-	go func() { defer close(w.swept); w.sweepLoop(ctx) }()
+	var bg sync.WaitGroup
+	bg.Go(func() { w.sweepLoop(ctx) })
+	bg.Go(func() { w.flushDone(ctx) })
+	go func() { bg.Wait(); close(w.swept) }()
 	w.cfg.Logger.Info("worker started", "concurrency", w.cfg.Concurrency, "fetch_loops", len(w.servers), "queues", w.cfg.Queues)
 	return nil
 }
@@ -227,10 +237,6 @@ func (w *Worker) Start() error {
 // ones and returns the rest to their queues. It is safe to call twice.
 func (w *Worker) Shutdown() {
 	w.once.Do(func() {
-		if w.stopSweep != nil {
-			w.stopSweep()
-			<-w.swept
-		}
 		w.idle.close() // release fetch loops waiting for a wake-up
 		var wg sync.WaitGroup
 		for _, s := range w.servers {
@@ -238,6 +244,12 @@ func (w *Worker) Shutdown() {
 			go func() { defer wg.Done(); s.Shutdown() }()
 		}
 		wg.Wait()
+		// After the servers: jobs finishing during shutdown may still
+		// leave completion markers to write.
+		if w.stopSweep != nil {
+			w.stopSweep()
+			<-w.swept
+		}
 		w.stopSubscriber()
 		_ = w.rc.Close()
 		w.cfg.Logger.Info("worker stopped")
@@ -302,13 +314,24 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 }
 
 // retryGate holds a retry until the exact time handleError recorded for it
-// (asynq releases retries at whole seconds, up to a second early), and
-// holds a finished job until Redis can record it (awaitRedis).
+// (asynq releases retries at whole seconds, up to a second early), returns
+// at once for a rerun of a job that already finished (its completion
+// marker, see done.go), and settles a finished job (settle).
 func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
 			id, _ := asynq.GetTaskID(ctx)
-			if v, err := w.rc.Get(ctx, retryKey(id)).Result(); err == nil {
+			// One round trip; a pipeline, not MGET, as the two keys may
+			// be on different Cluster shards.
+			pipe := w.rc.Pipeline()
+			retryAt, done := pipe.Get(ctx, retryKey(id)), pipe.Exists(ctx, doneKey(id))
+			_, _ = pipe.Exec(ctx)
+			if n, err := done.Result(); err == nil && n > 0 {
+				w.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "job had finished before its outcome was lost; not running it again",
+					handlers.TaskAttrs(ctx, t.Type())...)
+				return nil
+			}
+			if v, err := retryAt.Result(); err == nil {
 				if ns, perr := strconv.ParseInt(v, 10, 64); perr == nil {
 					if wait := time.Until(time.Unix(0, ns)); wait > 0 {
 						timer := time.NewTimer(wait)
@@ -323,7 +346,7 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 			}
 		}
 		err := next.ProcessTask(ctx, t)
-		w.awaitRedis(t)
+		w.settle(ctx, t, err)
 		return err
 	})
 }
@@ -333,39 +356,31 @@ const (
 	// redisFresh: a PING this recent vouches for Redis; under load that is
 	// at most one extra PING per 20 ms per process.
 	redisFresh = 20 * time.Millisecond
-	// maxHold stays inside asynq's 30 s lease, so a job held here is never
-	// also recovered and rerun by another worker.
+	// maxHold bounds the hold of a job without a deadline; it stays inside
+	// asynq's 30 s lease.
 	maxHold = 20 * time.Second
 )
 
-// awaitRedis returns when Redis answers (or after maxHold). A job returns
-// to asynq right after its handler, and asynq writes "done" (or the retry)
-// once: when Redis is down at that moment, asynq v0.26 queues the write
-// with a context that is already cancelled, so it never lands, the job
-// stays active, and the recoverer runs its side effect again a minute or
-// two later. Holding the finished job until Redis is back lets that one
-// write land.
-func (w *Worker) awaitRedis(t *asynq.Task) {
-	if time.Since(time.Unix(0, w.redisOK.Load())) < redisFresh {
-		return
-	}
-	deadline := time.Now().Add(maxHold)
+// awaitRedis returns true when Redis answers, or false at until. A job
+// returns to asynq right after its handler, and asynq writes "done" (or
+// the retry) once: holding the finished job until Redis is back lets that
+// one write land (see done.go for when it cannot).
+func (w *Worker) awaitRedis(t *asynq.Task, until time.Time) bool {
 	for warned := false; ; {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), min(500*time.Millisecond, max(time.Until(until), 10*time.Millisecond)))
 		err := w.rc.Ping(ctx).Err()
 		cancel()
 		if err == nil {
 			w.redisOK.Store(time.Now().UnixNano())
-			return
+			return true
 		}
-		if time.Now().After(deadline) {
-			w.cfg.Logger.Error("Redis still unreachable; returning the finished job, asynq may run it again after its lease", "task_type", t.Type(), "error", err)
-			return
+		if !time.Now().Before(until) {
+			return false
 		}
 		if !warned {
-			w.cfg.Logger.Warn("Redis unreachable; holding a finished job until it is back so it is recorded as done", "task_type", t.Type(), "error", err)
+			w.cfg.Logger.Warn("Redis unreachable; holding a finished job until it is back (at most until shortly before the job's deadline)", "task_type", t.Type(), "error", err)
 			warned = true
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(min(100*time.Millisecond, max(time.Until(until), 0)))
 	}
 }

@@ -59,7 +59,7 @@ func (c *cli) enqueue(args []string) error {
 	if err != nil {
 		return err
 	}
-	client := tasks.NewClient(cfg.redis)
+	client := tasks.NewClient(cfg.redis, cfg.clientOpts...)
 	defer client.Close()
 	id, err := client.Enqueue(c.ctx, t)
 	dup := errors.Is(err, tasks.ErrDuplicate)

@@ -116,7 +116,8 @@ type cli struct {
 
 // config is jobctl's configuration, read from the environment.
 type config struct {
-	redis asynq.RedisConnOpt
+	redis      asynq.RedisConnOpt
+	clientOpts []tasks.ClientOption // REDIS_WAIT_REPLICAS
 }
 
 func (c *cli) config() (config, error) {
@@ -124,7 +125,11 @@ func (c *cli) config() (config, error) {
 	if err != nil {
 		return config{}, err
 	}
-	return config{redis: r}, nil
+	opts, err := tasks.ClientOptionsFromEnv(c.getenv)
+	if err != nil {
+		return config{}, err
+	}
+	return config{redis: r, clientOpts: opts}, nil
 }
 
 func (c *cli) dispatch(args []string) error {

@@ -532,6 +532,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unset", map[string]string{}, []string{"REDIS_URL"}},
 		{"not a Redis URL", map[string]string{"REDIS_URL": "http://:hunter22@example.com"}, []string{"REDIS_URL"}},
+		{"bad replica count", map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_WAIT_REPLICAS": "-2"}, []string{"REDIS_WAIT_REPLICAS"}},
 	} {
 		for _, args := range commands {
 			t.Run(tc.name+"/"+args[0], func(t *testing.T) {

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
+	"github.com/escrowjobs/escrowjobs/internal/logbridge"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -45,8 +47,11 @@ import (
 )
 
 func main() {
-	// go-redis logs every failed dial to os.Stderr; /healthz and the
-	// request log report an unreachable Redis instead.
+	// asynqmon and net/http log through the standard log package: make
+	// those lines JSON like the rest.
+	logbridge.Install(cmdenv.NewLogger(os.Stderr, os.Getenv("LOG_LEVEL")))
+	// go-redis logs every failed dial; /healthz and the request log report
+	// an unreachable Redis instead.
 	redis.SetLogger(quietLogger{})
 	cmdenv.Main("escrowjobs monitor", run)
 }
@@ -84,7 +89,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.monitor.LoopbackNoAuth = c.loopback
 	c.monitor.Username = getenv("MONITOR_USERNAME")
 	c.monitor.Password = getenv("MONITOR_PASSWORD")
-	c.monitor.APIToken = strings.TrimSpace(getenv("JOB_PROCESSOR_SECRET_TOKEN"))
+	c.monitor.APIToken = getenv("JOB_PROCESSOR_SECRET_TOKEN") // not trimmed: Validate refuses surrounding whitespace
 
 	addrVar := "MONITOR_ADDR"
 	c.addr = getenv("MONITOR_ADDR")
@@ -105,6 +110,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	c.monitor.RedisOpt = r
 	if c.ledger, err = ledgerenv.Load(getenv); err != nil {
+		errs = append(errs, err)
+	}
+	if c.monitor.ClientOptions, err = tasks.ClientOptionsFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
 	check := c.monitor

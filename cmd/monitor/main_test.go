@@ -41,6 +41,7 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 		{"short password", nil, full(map[string]string{"MONITOR_PASSWORD": "hunter2"}), []string{"MONITOR_PASSWORD"}, []string{"hunter2"}},
 		{"bad booleans", nil, full(map[string]string{"MONITOR_READ_ONLY": "maybe", "MONITOR_LOOPBACK_NO_AUTH": "sure"}), []string{"MONITOR_READ_ONLY", "MONITOR_LOOPBACK_NO_AUTH"}, nil},
 		{"bad address", nil, full(map[string]string{"MONITOR_ADDR": "8080"}), []string{"MONITOR_ADDR"}, nil},
+		{"bad replica count", nil, full(map[string]string{"REDIS_WAIT_REPLICAS": "one"}), []string{"REDIS_WAIT_REPLICAS"}, nil},
 		{"bad -addr", []string{"-addr", "localhost:http-alt"}, full(nil), []string{"-addr"}, nil},
 		{"loopback mode on a public address", []string{"-loopback-no-auth"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "MONITOR_ADDR": "0.0.0.0:8080"}, []string{"MONITOR_ADDR", "loopback"}, nil},
 		{"loopback mode on a public -addr", []string{"-addr", "10.1.2.3:8080"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "MONITOR_LOOPBACK_NO_AUTH": "true"}, []string{"-addr", "loopback"}, nil},

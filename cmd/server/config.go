@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
@@ -15,6 +17,7 @@ import (
 // config is the worker process's configuration, from the environment.
 type config struct {
 	redis           asynq.RedisConnOpt
+	clientOpts      []tasks.ClientOption // REDIS_WAIT_REPLICAS
 	concurrency     int
 	fetchLoops      int
 	pollInterval    time.Duration
@@ -46,6 +49,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.redis, err = tasks.RedisFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
+	if c.clientOpts, err = tasks.ClientOptionsFromEnv(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	c.concurrency = cmdenv.Int(getenv, "WORKER_CONCURRENCY", worker.DefaultConcurrency, 1, 10000, &errs)
 	c.fetchLoops = cmdenv.Int(getenv, "WORKER_FETCH_LOOPS", worker.DefaultFetchLoops, 1, 64, &errs)
 	c.pollInterval = cmdenv.Duration(getenv, "WORKER_POLL_INTERVAL", worker.DefaultPollInterval, &errs)
@@ -68,9 +74,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case c.mailFrom == "":
 		errs = append(errs, errors.New("MAIL_FROM is required (the sender address of customer e-mails)"))
 	}
+	if c.resendKey != "" {
+		checkSecret("RESEND_API_KEY", c.resendKey, &errs)
+	}
 	c.stripeKey, c.stripeBase = getenv("STRIPE_SECRET_KEY"), getenv("STRIPE_API_BASE")
 	if c.stripeKey == "" {
 		errs = append(errs, errors.New("STRIPE_SECRET_KEY is required for stripe_capture_payment and stripe_refund_payment"))
+	} else {
+		checkSecret("STRIPE_SECRET_KEY", c.stripeKey, &errs)
 	}
 	c.webhookFile = getenv("WEBHOOK_ENDPOINTS_FILE")
 	if c.webhookFile == "" {
@@ -84,4 +95,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.scheduleFile = getenv("SCHEDULE_FILE")
 	c.alertURL, c.alertToken = getenv("ALERT_WEBHOOK_URL"), getenv("ALERT_WEBHOOK_SECRET")
 	return c, errors.Join(errs...)
+}
+
+// MinSecretBytes is the shortest API key accepted (real Stripe and Resend
+// keys are far longer; a shorter one is a placeholder or a typo).
+const MinSecretBytes = 16
+
+// checkSecret refuses a blank, padded or short secret. The error names
+// the variable, never the value.
+func checkSecret(name, v string, errs *[]error) {
+	switch {
+	case strings.TrimSpace(v) == "":
+		*errs = append(*errs, fmt.Errorf("%s: is whitespace only", name))
+	case strings.ContainsFunc(v, unicode.IsSpace):
+		*errs = append(*errs, fmt.Errorf("%s: must not contain whitespace (a stray space or line break from copy and paste?)", name))
+	case len(v) < MinSecretBytes:
+		*errs = append(*errs, fmt.Errorf("%s: is %d bytes, want at least %d", name, len(v), MinSecretBytes))
+	}
 }

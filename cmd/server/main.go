@@ -17,11 +17,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/internal/logbridge"
 )
 
-func main() { cmdenv.Main("escrowjobs server", run) }
+func main() {
+	// Libraries that log through the standard log package or go-redis's
+	// logger get the same lines (JSON, or text on a terminal) as run's own
+	// logger.
+	logbridge.Install(cmdenv.NewLogger(os.Stderr, os.Getenv("LOG_LEVEL")))
+	cmdenv.Main("escrowjobs server", run)
+}
 
 type flags struct {
 	dev          bool
@@ -49,6 +57,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if f.demo && !f.dev {
 		return errors.New("-demo needs -dev: it enqueues sample events that fail on purpose")
+	}
+	if f.dev {
+		if err := checkDevRedisAddr(f.devRedisAddr); err != nil {
+			return err
+		}
 	}
 	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
 	if f.dev {

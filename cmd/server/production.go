@@ -116,7 +116,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		return err
 	}
 
-	client := tasks.NewClient(cfg.redis)
+	client := tasks.NewClient(cfg.redis, cfg.clientOpts...)
 	cleanup.add(func() { client.Close() })
 	deps.Enqueuer = client
 	mux, err := handlers.NewServeMux(deps)
@@ -168,7 +168,7 @@ func startScheduler(ctx context.Context, f flags, cfg config, log *slog.Logger) 
 		}
 	}
 	s, err := scheduler.New(scheduler.Config{
-		Redis: cfg.redis, Logger: log.With("component", "scheduler"), Entries: entries,
+		Redis: cfg.redis, ClientOptions: cfg.clientOpts, Logger: log.With("component", "scheduler"), Entries: entries,
 		AlertURL: cfg.alertURL, AlertSecret: cfg.alertToken,
 	})
 	if err != nil {

@@ -193,7 +193,7 @@ func (h *harness) enqueueMix(t *testing.T, series string, captures, refunds, hoo
 			pi := fmt.Sprintf("pi_pf%s%sref%d", series, tag("refund", i), i)
 			h.stripe.AddIntent(pi, "succeeded", 5000)
 			task, err := tasks.NewStripeRefundPaymentTask(payloads.StripeRefundPayment{
-				TransactionID: fmt.Sprintf("esc-%s-r%d", series, i), PaymentIntentID: pi, Amount: 1200, Reason: payloads.RefundRequestedByCustomer})
+				TransactionID: fmt.Sprintf("esc-%s-r%d", series, i), PaymentIntentID: pi, Amount: 1200, RefundID: "rf-" + pi, Reason: payloads.RefundRequestedByCustomer})
 			add("refund", pi, task, err)
 		}
 		if i < hooks {

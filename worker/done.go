@@ -1,0 +1,162 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// A finished job whose outcome asynq may not record.
+//
+// asynq v0.26 records a job's outcome once, right after the handler
+// returns, with a deadline of the job's lease; when Redis is down at that
+// moment it queues a retry of the write whose context is already
+// cancelled, so the write never lands. If the handler returns after the
+// job's own deadline (its Timeout), asynq counts the attempt as failed
+// whatever the handler returned. Either way the job stays "active" (or is
+// scheduled for a retry) and runs again: asynq's recoverer, in any worker
+// process, retries a job whose lease expired more than 30 s ago (once a
+// minute), counting the lost outcome as a failed attempt.
+//
+// The worker therefore (settle) holds a finished job until Redis answers,
+// but never past a moment shortly before the job's deadline. When it had
+// to hold a successful job at all, or the job finished too close to its
+// deadline, it records a completion marker, doneKey(id), in Redis — at
+// once when Redis answers, else as soon as it is back (the marker writer
+// keeps trying, well before the recoverer can run the job again, which
+// needs Redis and a lease that expired 30 s earlier). A rerun of the job
+// (retry count > 0: the recoverer counted one failure) that finds the
+// marker returns success without running the handler: the effect happened
+// exactly once.
+//
+// The marker lives doneTTL: long enough for the recoverer's rerun (1-2
+// minutes after Redis is back, while a worker runs) and far shorter than
+// the hour a completed job ID is kept, so a later job under the same ID
+// can never be mistaken for this one.
+const (
+	doneTTL = 15 * time.Minute
+	// settleMargin is how long before the job's deadline the hold ends,
+	// so the handler's result reaches asynq before the deadline does.
+	settleMargin = time.Second
+	// markerRetry is how often pending markers are retried.
+	markerRetry = 100 * time.Millisecond
+)
+
+func doneKey(id string) string { return "escrowjobs:done:" + id }
+
+// doneMarkers are completion markers not yet written because Redis was down.
+type doneMarkers struct {
+	mu      sync.Mutex
+	pending map[string]string // job ID -> task type (for logs)
+	wake    chan struct{}
+}
+
+func newDoneMarkers() *doneMarkers {
+	return &doneMarkers{pending: map[string]string{}, wake: make(chan struct{}, 1)}
+}
+
+func (d *doneMarkers) add(id, typ string) {
+	d.mu.Lock()
+	d.pending[id] = typ
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *doneMarkers) snapshot() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]string, len(d.pending))
+	for k, v := range d.pending {
+		out[k] = v
+	}
+	return out
+}
+
+func (d *doneMarkers) remove(id string) {
+	d.mu.Lock()
+	delete(d.pending, id)
+	d.mu.Unlock()
+}
+
+// markDone records that job id finished, in Redis now or, when Redis does
+// not answer, as soon as it is back.
+func (w *Worker) markDone(id, typ string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := w.rc.Set(ctx, doneKey(id), "1", doneTTL).Err(); err == nil {
+		return
+	}
+	w.cfg.Logger.Warn("Redis unreachable; the job's completion is kept in memory and written to Redis when it is back, so asynq's rerun does not repeat its effect",
+		"task_type", typ, "task_id", id)
+	w.done.add(id, typ)
+}
+
+// flushDone writes pending completion markers until ctx is done.
+func (w *Worker) flushDone(ctx context.Context) {
+	t := time.NewTicker(markerRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.flushOnce(context.Background(), 2*time.Second)
+			if left := w.done.snapshot(); len(left) > 0 {
+				for id, typ := range left {
+					w.cfg.Logger.Error("stopping with a job's completion unrecorded (Redis unreachable); asynq may run it again",
+						"task_type", typ, "task_id", id)
+				}
+			}
+			return
+		case <-w.done.wake:
+		case <-t.C:
+		}
+		w.flushOnce(ctx, 500*time.Millisecond)
+	}
+}
+
+func (w *Worker) flushOnce(ctx context.Context, timeout time.Duration) {
+	for id, typ := range w.done.snapshot() {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err := w.rc.Set(cctx, doneKey(id), "1", doneTTL).Err()
+		cancel()
+		if err != nil {
+			return // still down; try again later
+		}
+		w.done.remove(id)
+		w.cfg.Logger.Info("job completion recorded after the Redis outage", "task_type", typ, "task_id", id)
+	}
+}
+
+// settle runs after the handler returned err: it holds the job until Redis
+// answers so asynq's one write of the outcome lands, but only until
+// settleMargin before the job's deadline; a successful job that had to be
+// held, or finished too close to its deadline, gets a completion marker.
+func (w *Worker) settle(ctx context.Context, t *asynq.Task, err error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(maxHold)
+	}
+	holdUntil := deadline.Add(-settleMargin)
+	if time.Since(time.Unix(0, w.redisOK.Load())) < redisFresh && time.Now().Before(holdUntil) {
+		return // Redis just answered and asynq has time to write the outcome
+	}
+	answered := w.awaitRedis(t, holdUntil)
+	if err != nil {
+		return // a failed attempt runs again anyway; nothing to mark
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	if answered && time.Now().Before(holdUntil) && time.Since(time.Unix(0, w.redisOK.Load())) < redisFresh {
+		// Redis is back in time for asynq's write; mark anyway, in case
+		// Redis fails again before the write lands.
+		w.markDone(id, t.Type())
+		return
+	}
+	w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "a finished job may not be recorded as done before its deadline; a completion marker keeps a rerun from repeating its effect",
+		slog.String("task_type", t.Type()), slog.String("task_id", id))
+	w.markDone(id, t.Type())
+}
