@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
@@ -27,8 +28,9 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 
-	deadLetterPath string
-	deadLetterDB   string
+	deadLetterPath      string
+	deadLetterDB        string
+	deadLetterRetention time.Duration
 
 	smtpURL, mailFrom, resendKey, resendBase string
 	stripeKey, stripeBase                    string
@@ -66,8 +68,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.shutdownTimeout = cmdenv.Duration(getenv, "WORKER_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, &errs)
 	c.logLevel = strings.ToLower(getenv("LOG_LEVEL"))
 
-	c.deadLetterPath = cmdenv.Or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")
-	c.deadLetterDB = cmdenv.Or(getenv("DEAD_LETTER_DATABASE_URL"), getenv("AUDIT_DATABASE_URL"))
+	if lc, err := ledgerenv.Load(getenv); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.deadLetterPath, c.deadLetterDB, c.deadLetterRetention = lc.Path, lc.DatabaseURL, lc.Retention
+	}
 
 	c.smtpURL, c.mailFrom = getenv("SMTP_URL"), getenv("MAIL_FROM")
 	c.resendKey, c.resendBase = getenv("RESEND_API_KEY"), getenv("RESEND_API_BASE")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
@@ -31,7 +32,7 @@ type partners struct {
 	poll       time.Duration
 }
 
-func newPartners(ctx context.Context, cfg config, log *slog.Logger) (*partners, error) {
+func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, log *slog.Logger) (*partners, error) {
 	watcher, err := webhook.NewWatcher(cfg.webhookFile, cfg.webhookAllowPrivate, log.With("component", "registry"))
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
@@ -55,7 +56,7 @@ func newPartners(ctx context.Context, cfg config, log *slog.Logger) (*partners, 
 	}
 	insp := tasks.NewInspector(cfg.redis)
 	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
-		Redis: rc, DeadLetters: webhook.InspectorDeadLetters{Inspector: insp, Logger: log}, State: state,
+		Redis: rc, DeadLetters: webhook.LedgerDeadLetters{Desk: tasks.NewDeadLetters(insp, dl)}, State: state,
 		Registry: watcher.Registry, Schedule: cfg.webhookSchedule, Alert: alert, Logger: log,
 	})
 	if err != nil {
