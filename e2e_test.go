@@ -63,7 +63,7 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 		"SMTP_URL=" + mail.SMTPURL(), "MAIL_FROM=" + e2eMailFrom,
 		"STRIPE_SECRET_KEY=" + e2eStripeKey, "STRIPE_API_BASE=" + stripe.URL,
 		"WEBHOOK_ENDPOINTS_FILE=" + registry, "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true",
-		"AUDIT_DATABASE_URL=" + db,
+		"AUDIT_DATABASE_URL=" + db, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead-letters-spill.jsonl"),
 	}
 	srv := testenv.Start(t, testenv.Binary(t, "./cmd/server"), env)
 	t.Cleanup(func() {

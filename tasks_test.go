@@ -265,22 +265,22 @@ func TestFailingJobRetries2s4s8sThenDeadLetters(t *testing.T) {
 	if j.Attempts != 4 || j.MaxRetry != 3 || !strings.Contains(j.LastError, "attempt 4") {
 		t.Errorf("archived job: got attempts %d, maxRetry %d, lastError %q; want 4, 3, attempt 4", j.Attempts, j.MaxRetry, j.LastError)
 	}
-	dls, err := e.dl.List(context.Background(), 10)
+	page, err := e.dl.List(context.Background(), deadletter.Filter{}, "", 10)
+	dls := page.Entries
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("dead-letter log: got %d entries (%v), want 1", len(dls), err)
 	}
-	if d := dls[0]; d.ID != id || d.Attempts != 4 || d.Permanent || d.Queue != "critical" || !strings.Contains(string(d.Payload), "pi_retry") {
+	if d := dls[0]; d.ID != id || d.Attempts != 4 || d.Why != deadletter.WhyExhausted || d.Queue != "critical" || !strings.Contains(string(d.Payload), "pi_retry") {
 		t.Errorf("dead-letter entry: got %+v", d)
 	}
 
 	// Requeue gives the full budget back: four more attempts on the same schedule.
 	e.rec.Forget(id)
-	rj, err := e.insp.Requeue(context.Background(), id)
-	if err != nil {
+	if _, err := tasks.NewDeadLetters(e.insp, e.dl).Requeue(context.Background(), id, "test", ""); err != nil {
 		t.Fatalf("requeue: %v", err)
 	}
-	if rj.MaxRetry != 3 || rj.Attempts != 0 {
-		t.Errorf("requeued: got maxRetry %d attempts %d, want 3 and 0", rj.MaxRetry, rj.Attempts)
+	if rj, err := e.insp.Status(context.Background(), id); err != nil || rj.MaxRetry != 3 || rj.Attempts > 1 {
+		t.Errorf("requeued: got %+v (%v), want maxRetry 3 and the budget unspent", rj, err)
 	}
 	e.waitState(t, id, "archived", 25*time.Second)
 	checkGaps(t, e.rec.Attempts(id))
@@ -297,9 +297,9 @@ func TestPermanentFailuresArchiveAfterOneAttempt(t *testing.T) {
 	if got := e.rec.Calls(id); got != 1 || j.Attempts != 1 {
 		t.Errorf("got %d handler calls and %d attempts, want 1 and 1", got, j.Attempts)
 	}
-	dls, _ := e.dl.List(context.Background(), 10)
-	if len(dls) != 1 || !dls[0].Permanent {
-		t.Errorf("dead-letter log: got %+v, want one permanent entry", dls)
+	page, _ := e.dl.List(context.Background(), deadletter.Filter{}, "", 10)
+	if dls := page.Entries; len(dls) != 1 || dls[0].Why != deadletter.WhyPermanent {
+		t.Errorf("dead-letter log: got %+v, want one permanent entry", page.Entries)
 	}
 }
 

@@ -1,116 +1,282 @@
-// Package deadletter keeps a durable record of every archived job.
+// Package deadletter is the ledger of dead letters: every job that failed
+// for good, with its exact payload, and what was done about it.
 //
 // asynq's archive is capped (10,000 jobs per queue, oldest dropped silently)
-// and lives in Redis. Every job the worker archives is therefore also
-// written here: to an append-only JSON-lines file by default ([File]), or to
-// PostgreSQL (package postgres). Payloads and errors are stored with e-mail
-// addresses masked; the job itself stays requeueable from asynq's archive.
+// and lives in Redis; it is only a cache. The ledger is the source of truth:
+// an append-only JSON-lines file by default ([File]), or PostgreSQL
+// (package postgres). Both implement [Ledger], and both pass the same
+// conformance suite (package deadletter/ledgertest).
+//
+// # Records
+//
+// An [Entry] is one failure: job ID, type, queue, the exact payload (so the
+// job can be rebuilt; mask it with [Entry.Masked] before showing it), the
+// last error, attempts, when it failed and why ([WhyPermanent],
+// [WhyExhausted], [WhyCrashed]), and its fate: [StateOpen] until an
+// operator requeues ([StateRequeued]) or discards ([StateDiscarded]) it,
+// with when, by whom and why.
+//
+// # The same failure twice
+//
+// A failure is identified by its job ID and its run: the value of the
+// [RunHeader] task header, which every requeue sets afresh (a job enqueued
+// by a client has none). Record is a no-op when the ledger already holds
+// that failure: a record with the same job ID and run that is still open,
+// or that was resolved at or after the failure. So the worker's error
+// handler and the archive sweep may both report one archival, any number
+// of times, in any order; the same job failing again after a requeue is a
+// new record.
 package deadletter
 
 import (
-	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"sync"
+	"strconv"
+	"strings"
 	"time"
 )
 
-// Entry is one archived job.
+// RunHeader is the task header that tells one run of a job ID from the
+// next: a requeue sets it to a fresh value, so a failure after a requeue
+// is a new dead letter, not the old one again.
+const RunHeader = "escrowjobs-run"
+
+// Why a job became a dead letter.
+const (
+	// WhyPermanent: the handler said retrying cannot help (asynq.SkipRetry).
+	WhyPermanent = "permanent"
+	// WhyExhausted: every attempt failed.
+	WhyExhausted = "exhausted"
+	// WhyCrashed: its worker died during the last attempt and asynq's
+	// recoverer archived it.
+	WhyCrashed = "crashed"
+)
+
+// States of a dead letter.
+const (
+	StateOpen      = "open"
+	StateRequeued  = "requeued"
+	StateDiscarded = "discarded"
+)
+
+// MaxPayloadBytes is the most of a payload the ledger keeps. It is far
+// above the largest valid payload (handlers refuse more than 64 KiB); a
+// larger one is garbage that was put in a queue, kept cut.
+const MaxPayloadBytes = 256 << 10
+
+// ErrNotFound is returned when the ledger holds no dead letter of the job.
+var ErrNotFound = errors.New("dead letter not found")
+
+// ErrNotOpen is returned when a requeue or discard finds the job's dead
+// letter already resolved.
+var ErrNotOpen = errors.New("dead letter is not open")
+
+// ErrBadCursor is returned by List for a cursor it did not hand out.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// Entry is one dead letter: one failure of one job and its fate.
 type Entry struct {
-	ID         string          `json:"id"`
-	Type       string          `json:"type"`
-	Queue      string          `json:"queue"`
-	Payload    json.RawMessage `json:"payload"`
-	LastError  string          `json:"lastError"`
-	Attempts   int             `json:"attempts"`
-	Permanent  bool            `json:"permanent"`
-	ArchivedAt time.Time       `json:"archivedAt"`
+	// ID is the job ID (several entries share it when a requeued job
+	// failed again).
+	ID    string `json:"id"`
+	Type  string `json:"type"`
+	Queue string `json:"queue"`
+	// Run is the job's RunHeader value ("" for a job never requeued).
+	Run string `json:"run,omitempty"`
+	// State is open, requeued or discarded.
+	State string `json:"state"`
+	// Error is the last attempt's error (addresses masked).
+	Error    string    `json:"error"`
+	Attempts int       `json:"attempts"`
+	FailedAt time.Time `json:"failedAt"`
+	// Why is permanent, exhausted or crashed.
+	Why string `json:"why"`
+	// Payload is the job's exact payload. Show Masked().Payload instead.
+	Payload json.RawMessage `json:"payload"`
+	// PayloadInexact is set when Payload is not the job's exact payload:
+	// records written before the ledger (addresses masked), and payloads
+	// over MaxPayloadBytes (cut; no handler accepts them). Such a record
+	// cannot rebuild its job.
+	PayloadInexact bool `json:"payloadInexact,omitempty"`
+	// Actor, Reason and ResolvedAt say who requeued or discarded it, why
+	// and when.
+	Actor      string     `json:"actor,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	ResolvedAt *time.Time `json:"resolvedAt,omitempty"`
+	// Seq orders entries that failed at the same instant; the store sets it.
+	Seq int64 `json:"-"`
 }
 
-// Log is a durable dead-letter log.
-type Log interface {
-	// Record appends e. It must be durable when it returns nil.
-	Record(ctx context.Context, e Entry) error
-	// List returns up to limit entries, newest first.
-	List(ctx context.Context, limit int) ([]Entry, error)
+// Masked returns e with e-mail addresses masked in its payload, error and
+// reason: the form every API, CLI and log shows.
+func (e Entry) Masked() Entry {
+	if len(e.Payload) > 0 {
+		e.Payload = maskPayload(e.Payload)
+	}
+	e.Error = maskText(e.Error)
+	e.Reason = maskText(e.Reason)
+	return e
 }
 
-// File is a Log in an append-only JSON-lines file, fsynced on every record.
-type File struct {
-	mu   sync.Mutex
-	path string
-	f    *os.File
+// Resolution is what an operator did about a dead letter.
+type Resolution struct {
+	// Actor is who did it: "api", the UI's Basic-auth user, the CLI's
+	// --actor (default the OS user).
+	Actor  string
+	Reason string
+	At     time.Time
+	// Run is the RunHeader value of the rerun a requeue started: open
+	// entries of that run failed after the requeue and stay open. Empty
+	// spares nothing.
+	Run string
 }
 
-// OpenFile opens (creating if needed) the dead-letter file at path.
-func OpenFile(path string) (*File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("dead-letter log: open %s: %w", path, err)
-	}
-	// A crash mid-write leaves a torn last line: start on a fresh one, so
-	// the next record is not glued to it.
-	if st, err := f.Stat(); err == nil && st.Size() > 0 {
-		last := make([]byte, 1)
-		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
-			if _, err := f.Write([]byte("\n")); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("dead-letter log: repair %s: %w", path, err)
-			}
-		}
-	}
-	return &File{path: path, f: f}, nil
+// Filter selects dead letters. Zero fields match everything.
+type Filter struct {
+	Type, Queue string
+	// TransactionID and PartnerID match the payload's transactionId and
+	// partnerId.
+	TransactionID, PartnerID string
+	// State is open, requeued or discarded.
+	State string
+	// Since and Until bound FailedAt: Since <= FailedAt < Until.
+	Since, Until time.Time
 }
 
-// Record appends e as one line and fsyncs.
-func (l *File) Record(_ context.Context, e Entry) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("dead-letter log: encode %s: %w", e.ID, err)
+// Validate names the first bad field of f.
+func (f Filter) Validate() error {
+	switch f.State {
+	case "", StateOpen, StateRequeued, StateDiscarded:
+	default:
+		return fmt.Errorf("state %q: want open, requeued or discarded", f.State)
 	}
-	b = append(b, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, err := l.f.Write(b); err != nil {
-		return fmt.Errorf("dead-letter log: write %s: %w", l.path, err)
-	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("dead-letter log: sync %s: %w", l.path, err)
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return errors.New("until must be after since")
 	}
 	return nil
 }
 
-// List reads the file and returns up to limit entries, newest first.
-// A line that does not decode (a torn write after a crash) is skipped.
-func (l *File) List(_ context.Context, limit int) ([]Entry, error) {
-	f, err := os.Open(l.path)
-	if err != nil {
-		return nil, fmt.Errorf("dead-letter log: open %s: %w", l.path, err)
+// Match reports whether e passes f.
+func (f Filter) Match(e Entry) bool {
+	switch {
+	case f.Type != "" && e.Type != f.Type,
+		f.Queue != "" && e.Queue != f.Queue,
+		f.State != "" && e.State != f.State,
+		!f.Since.IsZero() && e.FailedAt.Before(f.Since),
+		!f.Until.IsZero() && !e.FailedAt.Before(f.Until):
+		return false
 	}
-	defer f.Close()
-	var all []Entry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var e Entry
-		if json.Unmarshal(sc.Bytes(), &e) == nil {
-			all = append(all, e)
-		}
+	if f.TransactionID == "" && f.PartnerID == "" {
+		return true
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("dead-letter log: read %s: %w", l.path, err)
+	var p struct {
+		TransactionID string `json:"transactionId"`
+		PartnerID     string `json:"partnerId"`
 	}
-	out := make([]Entry, 0, min(limit, len(all)))
-	for i := len(all) - 1; i >= 0 && len(out) < limit; i-- {
-		out = append(out, all[i])
-	}
-	return out, nil
+	_ = json.Unmarshal(e.Payload, &p)
+	return (f.TransactionID == "" || p.TransactionID == f.TransactionID) &&
+		(f.PartnerID == "" || p.PartnerID == f.PartnerID)
 }
 
-// Close closes the file.
-func (l *File) Close() error { return l.f.Close() }
+// Page is one page of List: entries most recent failure first, and the
+// cursor of the next page ("" on the last).
+type Page struct {
+	Entries []Entry
+	Next    string
+}
 
-// Path is the file's path.
-func (l *File) Path() string { return l.path }
+// Ledger is a durable dead-letter ledger.
+type Ledger interface {
+	// Record stores e as an open dead letter, durably when it returns nil.
+	// It reports false, and changes nothing, when the ledger already holds
+	// this failure (see the package doc).
+	Record(ctx context.Context, e Entry) (bool, error)
+	// List returns up to limit entries matching f, most recent failure
+	// first, starting after cursor ("" for the first page).
+	List(ctx context.Context, f Filter, cursor string, limit int) (Page, error)
+	// Get returns the job's most recent dead letter, or ErrNotFound.
+	Get(ctx context.Context, id string) (Entry, error)
+	// MarkRequeued resolves the job's open dead letters (except those of
+	// run r.Run) as requeued. It returns how many it changed.
+	MarkRequeued(ctx context.Context, id string, r Resolution) (int, error)
+	// MarkDiscarded resolves the job's open dead letters as discarded.
+	MarkDiscarded(ctx context.Context, id string, r Resolution) (int, error)
+	// Purge deletes requeued and discarded entries resolved before
+	// before; open ones are never purged. It returns how many it deleted.
+	Purge(ctx context.Context, before time.Time) (int, error)
+}
+
+// Cursor is the position after an entry in List's order.
+type Cursor struct {
+	FailedAt time.Time
+	Seq      int64
+}
+
+// EncodeCursor makes the opaque cursor that follows e.
+func EncodeCursor(e Entry) string {
+	raw := strconv.FormatInt(e.FailedAt.UnixNano(), 10) + "." + strconv.FormatInt(e.Seq, 10)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// DecodeCursor reads a cursor of EncodeCursor; "" is the start.
+func DecodeCursor(s string) (Cursor, bool, error) {
+	if s == "" {
+		return Cursor{}, false, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, false, ErrBadCursor
+	}
+	ns, seq, ok := strings.Cut(string(raw), ".")
+	if !ok {
+		return Cursor{}, false, ErrBadCursor
+	}
+	n, err1 := strconv.ParseInt(ns, 10, 64)
+	q, err2 := strconv.ParseInt(seq, 10, 64)
+	if err1 != nil || err2 != nil {
+		return Cursor{}, false, ErrBadCursor
+	}
+	return Cursor{FailedAt: time.Unix(0, n).UTC(), Seq: q}, true, nil
+}
+
+// After reports whether e comes after c in List's order (older, or as old
+// with a smaller Seq).
+func (c Cursor) After(e Entry) bool {
+	if e.FailedAt.Equal(c.FailedAt) {
+		return e.Seq < c.Seq
+	}
+	return e.FailedAt.Before(c.FailedAt)
+}
+
+// sameFailure reports whether a new report n is a failure old already
+// holds: same job and run, and old is open or was resolved at or after n
+// failed.
+func sameFailure(old, n Entry) bool {
+	if old.ID != n.ID || old.Run != n.Run {
+		return false
+	}
+	return old.State == StateOpen || (old.ResolvedAt != nil && !old.ResolvedAt.Before(n.FailedAt))
+}
+
+// SameFailure is the rule of the package doc, for other stores.
+func SameFailure(old, n Entry) bool { return sameFailure(old, n) }
+
+// Normalize checks e before it is stored: it needs an ID and a failure
+// time; it becomes open, its times UTC.
+func Normalize(e Entry) (Entry, error) {
+	if e.ID == "" {
+		return e, errors.New("dead letter: empty job ID")
+	}
+	if e.FailedAt.IsZero() {
+		return e, fmt.Errorf("dead letter %s: no failure time", e.ID)
+	}
+	e.FailedAt = e.FailedAt.UTC().Truncate(time.Microsecond) // what PostgreSQL keeps
+	if len(e.Payload) > MaxPayloadBytes {
+		e.Payload, e.PayloadInexact = e.Payload[:MaxPayloadBytes], true
+	}
+	e.State, e.Actor, e.Reason, e.ResolvedAt = StateOpen, "", "", nil
+	return e, nil
+}

@@ -1,61 +1,38 @@
 package deadletter
 
-import (
-	"context"
-	"encoding/json"
-	"errors"
-	"io/fs"
-	"os"
-)
+import "context"
 
-// MaxScan is how many of the newest entries Scan reads to find one
-// escrow's dead letters.
-const MaxScan = 100_000
+// MaxScan bounds how many entries ForTransaction returns for one escrow.
+const MaxScan = 10_000
 
-// Lister is a dead-letter log that lists its newest entries (File, the
-// PostgreSQL log).
+// Lister is the part of a Ledger that TransactionFinder needs.
 type Lister interface {
-	List(ctx context.Context, limit int) ([]Entry, error)
+	List(ctx context.Context, f Filter, cursor string, limit int) (Page, error)
 }
 
-// Scan finds the dead letters of one escrow by reading the newest MaxScan
-// entries of a log and keeping those whose payload's transactionId
-// matches. It serves tasks.Inspector.History until the log can filter by
-// transactionId itself (a ledger with an index implements the same
-// ForTransaction method directly).
-type Scan struct{ log Lister }
+// TransactionFinder finds the dead letters of one escrow in a ledger (its
+// List filtered by the payload's transactionId), for
+// tasks.Inspector.History.
+type TransactionFinder struct{ l Lister }
 
-// ScanForTransaction returns the Scan of l.
-func ScanForTransaction(l Lister) Scan { return Scan{log: l} }
+// ForTransactionOf returns the TransactionFinder of l.
+func ForTransactionOf(l Lister) TransactionFinder { return TransactionFinder{l: l} }
 
-// ForTransaction returns the entries of transactionID, newest first.
-func (s Scan) ForTransaction(ctx context.Context, transactionID string) ([]Entry, error) {
-	all, err := s.log.List(ctx, MaxScan)
-	if err != nil {
-		return nil, err
-	}
+// ForTransaction returns every entry of transactionID (all states), most
+// recent failure first, up to MaxScan.
+func (f TransactionFinder) ForTransaction(ctx context.Context, transactionID string) ([]Entry, error) {
 	var out []Entry
-	for _, e := range all {
-		var p struct {
-			TransactionID string `json:"transactionId"`
+	cursor := ""
+	for len(out) < MaxScan {
+		p, err := f.l.List(ctx, Filter{TransactionID: transactionID}, cursor, 500)
+		if err != nil {
+			return nil, err
 		}
-		if json.Unmarshal(e.Payload, &p) == nil && p.TransactionID == transactionID {
-			out = append(out, e)
+		out = append(out, p.Entries...)
+		if p.Next == "" {
+			break
 		}
+		cursor = p.Next
 	}
 	return out, nil
-}
-
-// FileReader reads the dead-letter file at path without opening it for
-// writing (the monitor and jobctl, next to the worker that writes it). A
-// missing file lists nothing.
-func FileReader(path string) Lister { return fileReader{path} }
-
-type fileReader struct{ path string }
-
-func (r fileReader) List(ctx context.Context, limit int) ([]Entry, error) {
-	if _, err := os.Stat(r.path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return (&File{path: r.path}).List(ctx, limit)
 }

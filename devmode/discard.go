@@ -21,7 +21,9 @@ var (
 	_ handlers.Sender    = Discard{}
 	_ handlers.AuditSink = Discard{}
 	_ handlers.Enqueuer  = Discard{}
-	_ deadletter.Log     = Discard{}
+	_ interface {
+		Record(context.Context, deadletter.Entry) (bool, error)
+	} = Discard{} // worker.Recorder
 )
 
 // SendMail does nothing.
@@ -46,8 +48,5 @@ func (Discard) WriteAudit(context.Context, payloads.AuditLogCreated) error { ret
 // Enqueue returns the job's ID and enqueues nothing.
 func (Discard) Enqueue(_ context.Context, t *tasks.Task) (string, error) { return t.ID, nil }
 
-// Record does nothing.
-func (Discard) Record(context.Context, deadletter.Entry) error { return nil }
-
-// List returns no dead letters.
-func (Discard) List(context.Context, int) ([]deadletter.Entry, error) { return nil, nil }
+// Record records nothing and reports it as recorded.
+func (Discard) Record(context.Context, deadletter.Entry) (bool, error) { return true, nil }

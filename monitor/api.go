@@ -9,7 +9,6 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,9 +18,6 @@ import (
 
 // MaxProcessIn is the longest delay POST /api/v1/jobs accepts.
 const MaxProcessIn = 365 * 24 * time.Hour
-
-// MaxDeadLetters is the largest limit of GET /api/v1/dead-letters.
-const MaxDeadLetters = 1000
 
 // maxIDLength bounds a job ID in a path; longer cannot exist (a type plus a
 // dedupe key of at most 200 characters).
@@ -48,8 +44,7 @@ func (m *Monitor) apiRoutes() http.Handler {
 	mux.Handle("/api/v1/jobs", methods(m.enqueue, http.MethodPost))
 	mux.Handle("/api/v1/jobs/{id}", methods(m.status, http.MethodGet))
 	mux.Handle("/api/v1/stats", methods(m.stats, http.MethodGet))
-	mux.Handle("/api/v1/dead-letters", methods(m.deadLetters, http.MethodGet))
-	mux.Handle("/api/v1/dead-letters/{id}/requeue", methods(m.requeue, http.MethodPost))
+	m.deadLetterRoutes(mux)
 	mux.Handle("/api/v1/transactions/{transactionId}/jobs", methods(m.history, http.MethodGet))
 	m.partnerRoutes(mux)
 	mux.HandleFunc("/", notFound)
@@ -259,46 +254,11 @@ func (m *Monitor) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, qs)
 }
 
-func (m *Monitor) deadLetters(w http.ResponseWriter, r *http.Request) {
-	limit := 50
-	if v := r.URL.Query().Get("limit"); v != "" || r.URL.Query().Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxDeadLetters {
-			fe := payloads.FieldError{Field: "limit", Message: fmt.Sprintf("must be a whole number from 1 to %d", MaxDeadLetters)}
-			writeError(w, http.StatusBadRequest, codeInvalidRequest, "limit: "+fe.Message, fe)
-			return
-		}
-		limit = n
-	}
-	jobs, err := m.inspector.DeadLetters(r.Context(), limit)
-	if err != nil {
-		m.inspectError(w, "dead letters", "", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, jobs)
-}
-
-func (m *Monitor) requeue(w http.ResponseWriter, r *http.Request) {
-	id, ok := jobID(w, r)
-	if !ok {
-		return
-	}
-	j, err := m.inspector.Requeue(r.Context(), id)
-	if err != nil {
-		m.inspectError(w, "requeue", id, err)
-		return
-	}
-	m.log.Info("monitor: dead letter requeued", "job_id", id, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, j)
-}
-
 // inspectError maps the Inspector's errors to answers.
 func (m *Monitor) inspectError(w http.ResponseWriter, op, id string, err error) {
 	switch {
 	case errors.Is(err, tasks.ErrNotFound):
 		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("job %s not found", truncate(id, 100)))
-	case errors.Is(err, tasks.ErrNotArchived):
-		writeError(w, http.StatusConflict, codeNotArchived, payloads.MaskEmailsString(err.Error())+"; only an archived job (a dead letter) can be requeued")
 	default:
 		m.log.Error("monitor: "+op, "job_id", payloads.MaskEmailsString(id), "err", payloads.MaskEmailsString(err.Error()))
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "the job store (Redis) is unavailable; try again")

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -45,6 +46,10 @@ type Config struct {
 	// loopback clients only (MONITOR_LOOPBACK_NO_AUTH, cmd/server -dev).
 	// Credentials that are set are still required.
 	LoopbackNoAuth bool
+	// DeadLetters is the dead-letter ledger the API lists and repairs
+	// (DEAD_LETTER_DATABASE_URL, else DEAD_LETTER_PATH): the same one the
+	// workers record into. Without it the dead-letter routes answer 503.
+	DeadLetters deadletter.Ledger
 	// LoginFailures is how many wrong credentials one client (remote IP)
 	// may send in LoginWindow before it is answered 429 until the window
 	// ends; 0 is DefaultLoginFailures.
@@ -53,10 +58,6 @@ type Config struct {
 	LoginWindow time.Duration
 	// Logger gets one line per request and every failure; nil discards.
 	Logger *slog.Logger
-	// DeadLetters finds an escrow's durable dead letters for
-	// /api/v1/transactions/{transactionId}/jobs (DEAD_LETTER_PATH or
-	// DEAD_LETTER_DATABASE_URL); nil lists only what Redis still holds.
-	DeadLetters tasks.DeadLetterFinder
 }
 
 // Validate returns every problem of c at once, each naming its variable.

@@ -8,8 +8,12 @@
 //	POST /api/v1/jobs                        enqueue {type, payload, dedupeKey?, processIn?}
 //	GET  /api/v1/jobs/{id}                   a job's state (tasks.Job)
 //	GET  /api/v1/stats                       queue counts ([]tasks.QueueStats)
-//	GET  /api/v1/dead-letters?limit=N        archived jobs, newest first (N 1..1000, default 50)
-//	POST /api/v1/dead-letters/{id}/requeue   an archived job back with its full retry budget
+//	GET  /api/v1/dead-letters?limit=&cursor=&type=&queue=&transactionId=&partnerId=&state=&since=&until=
+//	                                         the dead-letter ledger, newest failure first: {"items": […], "next": cursor|null}
+//	GET  /api/v1/dead-letters/{id}           the job's latest dead letter
+//	POST /api/v1/dead-letters/{id}/requeue   {reason?}: the job runs again with its full retry budget
+//	POST /api/v1/dead-letters/{id}/discard   {reason}: resolved without a rerun
+//	POST /api/v1/dead-letters/requeue        {filter, dryRun?, reason?}: every open dead letter matching
 //	GET  /healthz                            Redis PING: 200 {"status":"ok"} or 503
 //	GET  /metrics                            Prometheus text (unauthenticated)
 //
@@ -21,8 +25,13 @@
 //
 // with fields only for validation errors. Codes: unauthorized, forbidden,
 // not_found, method_not_allowed, invalid_request, invalid_payload,
-// unknown_type, payload_too_large, unsupported_media_type, not_archived,
-// read_only, unavailable, internal.
+// unknown_type, payload_too_large, unsupported_media_type, not_open,
+// cannot_rebuild, read_only, unavailable, internal.
+//
+// Dead letters come from the ledger (Config.DeadLetters, package
+// deadletter), not from asynq's capped archive; repairs go through
+// tasks.DeadLetters, and the UI's Run of archived jobs does too, recording
+// the Basic-auth user as the actor.
 //
 // # Privacy
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
@@ -12,7 +13,11 @@ import (
 // of the escrow, oldest first (tasks.EscrowHistory).
 func (m *Monitor) history(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("transactionId")
-	jobs, err := m.inspector.History(r.Context(), id, m.cfg.DeadLetters)
+	var dl tasks.DeadLetterFinder
+	if m.cfg.DeadLetters != nil {
+		dl = deadletter.ForTransactionOf(m.cfg.DeadLetters)
+	}
+	jobs, err := m.inspector.History(r.Context(), id, dl)
 	var ve *payloads.ValidationError
 	switch {
 	case errors.As(err, &ve):

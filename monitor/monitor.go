@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
 )
@@ -19,6 +20,7 @@ type Monitor struct {
 	log       *slog.Logger
 	client    *tasks.Client
 	inspector *tasks.Inspector
+	desk      *tasks.DeadLetters
 	ui        *asynqmon.HTTPHandler
 	throttle  *loginThrottle
 	handler   http.Handler
@@ -44,6 +46,11 @@ func New(cfg Config) (*Monitor, error) {
 		client:    tasks.NewClient(cfg.RedisOpt, cfg.ClientOptions...),
 		inspector: tasks.NewInspector(cfg.RedisOpt),
 	}
+	var ledger deadletter.Ledger = noLedger{}
+	if cfg.DeadLetters != nil {
+		ledger = cfg.DeadLetters
+	}
+	m.desk = tasks.NewDeadLetters(m.inspector, ledger)
 	m.throttle = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow, log)
 	m.ui = newUI(m)
 	m.handler = m.routes()

@@ -28,7 +28,7 @@ func (m *Monitor) partnerState() (*webhook.State, *webhook.Redelivery, error) {
 	}
 	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
 		Redis: m.inspector.Redis(), State: st, Logger: m.log,
-		DeadLetters: webhook.InspectorDeadLetters{Inspector: m.inspector, Logger: m.log},
+		DeadLetters: webhook.LedgerDeadLetters{Desk: m.desk},
 	})
 	return st, rd, err
 }

@@ -3,6 +3,7 @@ package monitor_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,9 +11,12 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/worker"
 )
 
 // archiveWebhook enqueues a webhook for partner and lets a worker fail it
@@ -30,13 +34,22 @@ func (f *fixture) archiveWebhook(t *testing.T, event, partner string, lastErr er
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := asynq.NewServer(f.redisOpt, asynq.Config{Concurrency: 1, Queues: map[string]int{payloads.QueueDefault: 1},
-		TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel})
-	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return fmt.Errorf("%w: %w", lastErr, asynq.SkipRetry) })); err != nil {
+	// A real worker, so the dead letter is in the ledger as in production.
+	w, err := worker.New(worker.Config{Redis: f.redisOpt, DeadLetters: f.ledger, Concurrency: 1, FetchLoops: 1,
+		Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second},
+		asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return fmt.Errorf("%w: %w", lastErr, asynq.SkipRetry) }))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
 	f.waitState(t, id, "archived")
+	testkit.Eventually(t, id+" in the ledger", 10*time.Second, func() bool {
+		e, err := f.ledger.Get(context.Background(), id)
+		return err == nil && e.State == deadletter.StateOpen
+	})
 	return id
 }
 

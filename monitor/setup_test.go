@@ -9,15 +9,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
 
@@ -35,6 +38,7 @@ type fixture struct {
 	redisOpt  asynq.RedisConnOpt
 	client    *tasks.Client
 	inspector *tasks.Inspector
+	ledger    deadletter.Ledger
 	logs      *testenv.Buffer
 }
 
@@ -53,8 +57,13 @@ func setup(t *testing.T, change ...func(*monitor.Config)) *fixture {
 func setupOn(t *testing.T, opt asynq.RedisConnOpt, change ...func(*monitor.Config)) *fixture {
 	t.Helper()
 	logs := &testenv.Buffer{}
+	ledger, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dead-letters.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
 	cfg := monitor.Config{
-		RedisOpt: opt, APIToken: testToken, Username: testUser, Password: testPassword,
+		RedisOpt: opt, APIToken: testToken, Username: testUser, Password: testPassword, DeadLetters: ledger,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, c := range change {
@@ -65,7 +74,7 @@ func setupOn(t *testing.T, opt asynq.RedisConnOpt, change ...func(*monitor.Confi
 		t.Fatalf("monitor.New: %v", err)
 	}
 	srv := httptest.NewServer(m.Handler())
-	f := &fixture{url: srv.URL, redisOpt: opt, client: tasks.NewClient(opt), inspector: tasks.NewInspector(opt), logs: logs}
+	f := &fixture{url: srv.URL, redisOpt: opt, client: tasks.NewClient(opt), inspector: tasks.NewInspector(opt), ledger: cfg.DeadLetters, logs: logs}
 	t.Cleanup(func() {
 		srv.Close()
 		m.Close()
@@ -196,26 +205,29 @@ func (f *fixture) enqueue(t *testing.T, tx string) string {
 	return id
 }
 
-// archive runs a worker whose handler fails every job permanently, with
-// the recipient's raw address in the error, until the jobs are archived.
+// archive runs a real worker (one job at a time, so they fail in the order
+// given) whose handler fails every job permanently, with the recipient's
+// raw address in the error, until the jobs are archived and in the ledger.
 func (f *fixture) archive(t *testing.T, ids ...string) {
 	t.Helper()
-	srv := asynq.NewServer(f.redisOpt, asynq.Config{
-		Concurrency:              2,
-		Queues:                   map[string]int{payloads.QueueCritical: 6, payloads.QueueDefault: 3, payloads.QueueLow: 1},
-		TaskCheckInterval:        10 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		LogLevel:                 asynq.FatalLevel,
-	})
-	h := asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-		return fmt.Errorf("smtp: mailbox %s refused the message: %w", rawEmail, asynq.SkipRetry)
-	})
-	if err := srv.Start(h); err != nil {
+	w, err := worker.New(worker.Config{Redis: f.redisOpt, DeadLetters: f.ledger, Concurrency: 1, FetchLoops: 1,
+		Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second},
+		asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+			return fmt.Errorf("smtp: mailbox %s refused the message: %w", rawEmail, asynq.SkipRetry)
+		}))
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Shutdown()
 	for _, id := range ids {
 		f.waitState(t, id, "archived")
+		testkit.Eventually(t, id+" in the ledger", 10*time.Second, func() bool {
+			e, err := f.ledger.Get(context.Background(), id)
+			return err == nil && e.State == deadletter.StateOpen
+		})
 	}
 }
 

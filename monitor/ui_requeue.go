@@ -6,15 +6,23 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/hibiken/asynq"
 )
 
+// uiActor is the actor recorded for the UI when it has no login (loopback
+// mode).
+const uiActor = "monitor-ui"
+
+// uiReason is the reason recorded for a requeue from the UI.
+const uiReason = "Run in the monitor UI"
+
 // requeueFromUI makes asynqmon's "Run" of archived jobs (one job, a
-// selection, or all of a queue) a full requeue: asynq's own run keeps the
-// spent retry budget and so gives a dead letter a single attempt, while the
-// API and jobctl give it one attempt plus three retries. The UI now does
-// the same. Other routes pass through.
+// selection, or all of a queue) the same requeue as the API's and
+// jobctl's: the full retry budget, no window where the job exists nowhere,
+// and the ledger records the Basic-auth user as the actor. (asynq's own
+// run keeps the spent retry budget and so gives a dead letter a single
+// attempt, and tells the ledger nothing.) Other routes pass through.
 func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 	prefix := RootPath + "/api/queues/"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -28,10 +36,24 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		actor := uiActor
+		if u, _, ok := r.BasicAuth(); ok && u != "" {
+			actor = u
+		}
+		desk := m.deadLetterDesk()
+		requeue := func(id string) error {
+			_, err := desk.Requeue(r.Context(), id, actor, uiReason)
+			if err != nil {
+				m.log.Warn("monitor: requeue from the UI failed", "task_id", id, "actor", actor, "error", err.Error())
+			} else {
+				m.log.Info("monitor: dead letter requeued", "task_id", id, "actor", actor, "remote", r.RemoteAddr)
+			}
+			return err
+		}
 		switch {
 		case strings.HasPrefix(action, "/") && strings.HasSuffix(action, ":run"):
 			id := strings.TrimSuffix(strings.TrimPrefix(action, "/"), ":run")
-			if _, err := m.inspector.Requeue(r.Context(), id); err != nil {
+			if err := requeue(id); err != nil {
 				http.Error(w, err.Error(), uiStatus(err))
 				return
 			}
@@ -51,8 +73,7 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 				ErrorIDs   []string `json:"error_ids"`
 			}{PendingIDs: []string{}, ErrorIDs: []string{}}
 			for _, id := range req.TaskIDs {
-				if _, err := m.inspector.Requeue(r.Context(), id); err != nil {
-					m.log.Warn("monitor: requeue from the UI failed", "task_id", id, "error", err)
+				if err := requeue(id); err != nil {
 					resp.ErrorIDs = append(resp.ErrorIDs, id)
 					continue
 				}
@@ -60,27 +81,15 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 			}
 			writeJSON(w, http.StatusOK, resp)
 		case action == ":run_all":
-			n := 0
-			for {
-				ts, err := m.inspector.Asynq().ListArchivedTasks(queue, asynq.PageSize(100))
-				if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-					http.Error(w, err.Error(), http.StatusInternalServerError)
-					return
-				}
-				requeued := 0
-				for _, t := range ts {
-					if _, err := m.inspector.Requeue(r.Context(), t.ID); err == nil {
-						requeued++
-					}
-				}
-				n += requeued
-				if len(ts) < 100 || requeued == 0 {
-					break
-				}
+			b, err := desk.RequeueMatching(r.Context(), deadletter.Filter{Queue: queue}, false, actor, uiReason)
+			if err != nil {
+				http.Error(w, err.Error(), uiStatus(err))
+				return
 			}
+			m.log.Info("monitor: run all from the UI", "queue", queue, "actor", actor, "requeued", b.Requeued, "failed", len(b.Failed))
 			writeJSON(w, http.StatusOK, struct {
 				Scheduled int `json:"scheduled"`
-			}{n})
+			}{b.Requeued})
 		default:
 			next.ServeHTTP(w, r)
 		}
@@ -89,9 +98,9 @@ func (m *Monitor) requeueFromUI(next http.Handler) http.Handler {
 
 func uiStatus(err error) int {
 	switch {
-	case errors.Is(err, tasks.ErrNotFound):
+	case errors.Is(err, deadletter.ErrNotFound), errors.Is(err, tasks.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, tasks.ErrNotArchived):
+	case errors.Is(err, deadletter.ErrNotOpen), errors.Is(err, tasks.ErrCannotRebuild):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/monitor"
@@ -102,7 +101,7 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	want[later.ID] = "scheduled"
 
 	mon, err := monitor.New(monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, APIToken: apiToken, Logger: discardLogger(),
-		DeadLetters: deadletter.ScanForTransaction(dl)})
+		DeadLetters: dl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +151,7 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	}
 	for _, j := range got.Jobs {
 		if j.ID == auditID {
-			if !j.DeadLetter.Permanent || !strings.Contains(j.LastError, "injected audit failure") || j.Attempts != 1 {
+			if j.DeadLetter.Why != "permanent" || !strings.Contains(j.LastError, "injected audit failure") || j.Attempts != 1 {
 				t.Errorf("dead letter: got %+v (attempts %d, last error %q), want permanent after 1 attempt with the injected error", j.DeadLetter, j.Attempts, j.LastError)
 			}
 		}

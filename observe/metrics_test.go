@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/observe"
@@ -127,11 +128,11 @@ func TestWorkerMetricsCountEachTypeExactly(t *testing.T) {
 	if _, ok := got[`asynq_tasks_enqueued_total{queue="critical",state="archived"}`]; !ok {
 		t.Errorf("no asynq_tasks_enqueued_total for the critical queue's archived jobs in the scrape")
 	}
-	entries, err := p.deadFile.List(t.Context(), 1000)
+	page, err := p.deadFile.List(t.Context(), deadletter.Filter{}, "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dead, want := len(entries), 2*len(typeNames()); dead != want {
+	if dead, want := len(page.Entries), 2*len(typeNames()); dead != want {
 		t.Errorf("dead-letter log: got %d entries, want %d (metrics must agree with it)", dead, want)
 	}
 }

@@ -7,13 +7,16 @@
 //	defer db.Close()
 //	if err := db.Migrate(ctx); err != nil { … }
 //	sink := db.AuditSink()      // a handlers.AuditSink
-//	dead := db.DeadLetters()    // a deadletter.Log
+//	dead := db.DeadLetters()    // a deadletter.Ledger
 //
 // # Tables
 //
 // [DB.Migrate] creates audit_events (keyed by event_id, so writing an event
-// twice stores it once) and dead_letters (one row per archived job, indexed
-// by archived_at) when they are absent. It never alters or drops anything.
+// twice stores it once) and dead_letters (the dead-letter ledger: one row
+// per failure, a unique index on open (job_id, run) so recording a failure
+// twice stores it once) when they are absent, and adds the ledger's columns
+// (exact payload, why, state, actor, reason, resolved_at) to a
+// dead_letters table of an older version. It never drops anything.
 //
 // # Errors
 //

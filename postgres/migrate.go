@@ -32,6 +32,24 @@ var schema = []string{
 		archived_at timestamptz NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_archived_at_idx ON dead_letters (archived_at)`,
+	// The ledger (SPEC §9): exact payload, why, fate, and one open row per
+	// failure. archived_at is the failure time.
+	`ALTER TABLE dead_letters
+		ADD COLUMN IF NOT EXISTS run         text        NOT NULL DEFAULT '',
+		ADD COLUMN IF NOT EXISTS payload_raw bytea,
+		ADD COLUMN IF NOT EXISTS payload_inexact boolean NOT NULL DEFAULT false,
+		ADD COLUMN IF NOT EXISTS why         text        NOT NULL DEFAULT '',
+		ADD COLUMN IF NOT EXISTS state       text        NOT NULL DEFAULT 'open',
+		ADD COLUMN IF NOT EXISTS actor       text        NOT NULL DEFAULT '',
+		ADD COLUMN IF NOT EXISTS reason      text        NOT NULL DEFAULT '',
+		ADD COLUMN IF NOT EXISTS resolved_at timestamptz`,
+	`UPDATE dead_letters SET why = CASE WHEN permanent THEN 'permanent' ELSE 'exhausted' END WHERE why = ''`,
+	// The same failure twice: at most one open row per job and run (Record
+	// inserts with ON CONFLICT DO NOTHING against it).
+	`CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_open_failure_key ON dead_letters (job_id, run) WHERE state = 'open'`,
+	`CREATE INDEX IF NOT EXISTS dead_letters_job_idx ON dead_letters (job_id)`,
+	`CREATE INDEX IF NOT EXISTS dead_letters_list_idx ON dead_letters (archived_at DESC, id DESC)`,
+	`CREATE INDEX IF NOT EXISTS dead_letters_resolved_idx ON dead_letters (resolved_at) WHERE state <> 'open'`,
 }
 
 // Migrate creates the tables and indexes that are absent, in one

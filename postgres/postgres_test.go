@@ -23,7 +23,7 @@ import (
 
 var (
 	_ handlers.AuditSink = (*postgres.AuditSink)(nil)
-	_ deadletter.Log     = (*postgres.DeadLetters)(nil)
+	_ deadletter.Ledger  = (*postgres.DeadLetters)(nil)
 )
 
 // setup opens a fresh database for this test, migrated, closed at cleanup.
@@ -235,103 +235,6 @@ func TestAuditErrors(t *testing.T) {
 			t.Errorf("got %v, want a transient (retryable) error", err)
 		}
 	})
-}
-
-func TestDeadLetters(t *testing.T) {
-	base := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	entry := func(id string, minutes int) deadletter.Entry {
-		return deadletter.Entry{
-			ID: id, Type: "send_release_email", Queue: "critical",
-			Payload:   json.RawMessage(`{"transactionId":"esc-1","recipientEmail":"j***@example.com"}`),
-			LastError: "smtp: 550 mailbox unavailable", Attempts: 4, Permanent: true,
-			ArchivedAt: base.Add(time.Duration(minutes) * time.Minute),
-		}
-	}
-	// Recorded out of order; ids say their archive minute.
-	recorded := []deadletter.Entry{entry("m3", 3), entry("m1", 1), entry("m5", 5), entry("m2", 2), entry("m4", 4)}
-	tests := []struct {
-		limit   int
-		wantIDs []string
-	}{
-		{3, []string{"m5", "m4", "m3"}},
-		{1, []string{"m5"}},
-		{5, []string{"m5", "m4", "m3", "m2", "m1"}},
-		{100, []string{"m5", "m4", "m3", "m2", "m1"}},
-		{0, nil},
-		{-1, nil},
-	}
-	dl := setup(t).DeadLetters()
-	ctx := context.Background()
-	for _, e := range recorded {
-		if err := dl.Record(ctx, e); err != nil {
-			t.Fatalf("Record(%s): %v", e.ID, err)
-		}
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("limit %d", tt.limit), func(t *testing.T) {
-			got, err := dl.List(ctx, tt.limit)
-			if err != nil {
-				t.Fatalf("List: %v", err)
-			}
-			var ids []string
-			for _, e := range got {
-				ids = append(ids, e.ID)
-			}
-			if fmt.Sprint(ids) != fmt.Sprint(tt.wantIDs) {
-				t.Errorf("got %v, want %v", ids, tt.wantIDs)
-			}
-			if got == nil {
-				t.Errorf("got nil slice, want an empty one")
-			}
-		})
-	}
-
-	t.Run("fields round-trip", func(t *testing.T) {
-		got, err := dl.List(ctx, 1)
-		if err != nil || len(got) != 1 {
-			t.Fatalf("List: %v, %d entries", err, len(got))
-		}
-		want := entry("m5", 5)
-		g := got[0]
-		if g.ID != want.ID || g.Type != want.Type || g.Queue != want.Queue || g.LastError != want.LastError ||
-			g.Attempts != want.Attempts || g.Permanent != want.Permanent || !g.ArchivedAt.Equal(want.ArchivedAt) || !jsonEqual(g.Payload, want.Payload) {
-			t.Errorf("got %+v, want %+v", g, want)
-		}
-	})
-}
-
-func TestDeadLettersOddPayloads(t *testing.T) {
-	tests := []struct {
-		name        string
-		payload     json.RawMessage
-		lastError   string
-		wantPayload string
-		wantError   string
-	}{
-		{"json object", json.RawMessage(`{"a":1}`), "boom", `{"a": 1}`, "boom"},
-		{"empty payload is NULL", nil, "boom", ``, "boom"},
-		{"not json becomes a string", json.RawMessage(`not json`), "boom", `"not json"`, "boom"},
-		{"jsonb-refused escape becomes a string", json.RawMessage(`{"a":"\u0000"}`), "boom", `"{\"a\":\"\\u0000\"}"`, "boom"},
-		{"NUL and bad UTF-8 in text", json.RawMessage(`{}`), "a\x00b\xffc", `{}`, "a\uFFFDb\uFFFDc"},
-	}
-	dl := setup(t).DeadLetters()
-	ctx := context.Background()
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e := deadletter.Entry{ID: fmt.Sprintf("job-%d", i), Type: "t", Queue: "q", Payload: tt.payload,
-				LastError: tt.lastError, Attempts: 1, ArchivedAt: time.Now().Add(time.Duration(i) * time.Hour)}
-			if err := dl.Record(ctx, e); err != nil {
-				t.Fatalf("Record: %v", err)
-			}
-			got, err := dl.List(ctx, 1)
-			if err != nil || len(got) != 1 {
-				t.Fatalf("List: %v, %d entries", err, len(got))
-			}
-			if string(got[0].Payload) != tt.wantPayload || got[0].LastError != tt.wantError {
-				t.Errorf("got payload %s, error %q; want %s, %q", got[0].Payload, got[0].LastError, tt.wantPayload, tt.wantError)
-			}
-		})
-	}
 }
 
 func TestOpenErrors(t *testing.T) {

@@ -80,8 +80,7 @@ func storedTransactionID(payload []byte) string {
 }
 
 // DeadLetterFinder finds the durable dead letters of one escrow
-// (deadletter.ScanForTransaction over a deadletter.Log today; a ledger that
-// filters by transactionId itself can implement it directly).
+// (deadletter.ForTransactionOf over the dead-letter ledger).
 type DeadLetterFinder interface {
 	ForTransaction(ctx context.Context, transactionID string) ([]deadletter.Entry, error)
 }
@@ -97,12 +96,16 @@ type HistoryJob struct {
 	DeadLetter *DeadLetterRecord `json:"deadLetter,omitempty"`
 }
 
-// DeadLetterRecord is what the durable dead-letter log holds of a job.
+// DeadLetterRecord is what the dead-letter ledger holds of a job (its
+// latest entry).
 type DeadLetterRecord struct {
-	ArchivedAt time.Time `json:"archivedAt"`
-	Attempts   int       `json:"attempts"`
-	Permanent  bool      `json:"permanent"`
-	LastError  string    `json:"lastError,omitempty"`
+	FailedAt time.Time `json:"failedAt"`
+	Attempts int       `json:"attempts"`
+	// Why is permanent, exhausted or crashed; State is open, requeued or
+	// discarded (deadletter.Entry).
+	Why       string `json:"why"`
+	State     string `json:"state"`
+	LastError string `json:"lastError,omitempty"`
 }
 
 // StateExpired is the state of a job that is in the escrow's index but no
@@ -130,7 +133,7 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 			return nil, fmt.Errorf("history of %s: dead letters: %w", transactionID, err)
 		}
 		for _, e := range entries {
-			if old, ok := dead[e.ID]; !ok || e.ArchivedAt.After(old.ArchivedAt) {
+			if old, ok := dead[e.ID]; !ok || e.FailedAt.After(old.FailedAt) {
 				dead[e.ID] = e // a job requeued and archived again: its latest record
 			}
 		}
@@ -171,14 +174,14 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 		}
 		e, isDead := dead[id]
 		if isDead {
-			h.DeadLetter = &DeadLetterRecord{ArchivedAt: e.ArchivedAt.UTC(), Attempts: e.Attempts, Permanent: e.Permanent, LastError: e.LastError}
+			h.DeadLetter = &DeadLetterRecord{FailedAt: e.FailedAt.UTC(), Attempts: e.Attempts, Why: e.Why, State: e.State, LastError: payloads.MaskEmailsString(e.Error)}
 		}
 		switch {
 		case info != nil:
 			h.Job = jobFrom(info)
 		case isDead:
 			h.Job = Job{ID: id, Type: e.Type, Queue: e.Queue, State: asynq.TaskStateArchived.String(),
-				Attempts: e.Attempts, MaxRetry: -1, LastError: e.LastError, Payload: e.Payload}
+				Attempts: e.Attempts, MaxRetry: -1, LastError: payloads.MaskEmailsString(e.Error), Payload: payloads.MaskedJSON(e.Payload)}
 		default:
 			typ, _, _ := strings.Cut(id, ":")
 			h.Job = Job{ID: id, Type: typ, Queue: r.queue, State: StateExpired, MaxRetry: -1}
@@ -197,7 +200,7 @@ func (h HistoryJob) sortTime() time.Time {
 	case h.EnqueuedAt != nil:
 		return *h.EnqueuedAt
 	case h.DeadLetter != nil:
-		return h.DeadLetter.ArchivedAt
+		return h.DeadLetter.FailedAt
 	}
 	return time.Time{}
 }

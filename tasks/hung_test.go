@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -53,14 +54,22 @@ func hungRedis(t *testing.T) asynq.RedisClientOpt {
 func TestInspectorOnAHungRedisGivesUpAtTheDeadline(t *testing.T) {
 	in := tasks.NewInspector(hungRedis(t))
 	defer in.Close()
+	ledger := openLedger(t, "file")
+	if _, err := ledger.Record(context.Background(), deadletter.Entry{ID: "audit_log_created:audit-x", Type: "audit_log_created", Queue: "low", Payload: []byte(`{}`), FailedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	d := tasks.NewDeadLetters(in, ledger)
 	calls := []struct {
 		name string
 		call func(ctx context.Context) error
 	}{
 		{"Status", func(ctx context.Context) error { _, err := in.Status(ctx, "audit_log_created:audit-x"); return err }},
 		{"Stats", func(ctx context.Context) error { _, err := in.Stats(ctx); return err }},
-		{"DeadLetters", func(ctx context.Context) error { _, err := in.DeadLetters(ctx, 10); return err }},
-		{"Requeue", func(ctx context.Context) error { _, err := in.Requeue(ctx, "audit_log_created:audit-x"); return err }},
+		{"DeadLetters.Requeue", func(ctx context.Context) error {
+			_, err := d.Requeue(ctx, "audit_log_created:audit-x", "t", "")
+			return err
+		}},
+		{"DeadLetters.Get of a job only asynq may hold", func(ctx context.Context) error { _, err := d.Get(ctx, "audit_log_created:audit-y"); return err }},
 	}
 	for _, c := range calls {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

@@ -10,16 +10,12 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
 // ErrNotFound is returned when no job has the given ID.
 var ErrNotFound = errors.New("job not found")
-
-// ErrNotArchived is returned by Requeue for a job that is not archived.
-var ErrNotArchived = errors.New("job is not archived")
 
 // Inspector reads job state and repairs dead letters, over asynq's Inspector.
 type Inspector struct {
@@ -227,88 +223,4 @@ func mergeQueues(known []string) []string {
 		}
 	}
 	return qs
-}
-
-// DeadLetters lists up to limit archived jobs of all queues, most recently
-// failed first (an empty list, not nil, when there are none), or returns
-// an error when ctx ends first. These are the jobs
-// Requeue can bring back.
-func (in *Inspector) DeadLetters(ctx context.Context, limit int) ([]Job, error) {
-	return within(ctx, "dead letters", func() ([]Job, error) { return in.deadLetters(limit) })
-}
-
-func (in *Inspector) deadLetters(limit int) ([]Job, error) {
-	if limit <= 0 {
-		limit = 50
-	}
-	known, err := in.i.Queues()
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: list queues: %w", err)
-	}
-	out := []Job{}
-	for _, q := range known {
-		// asynq lists the archive newest first; a page of limit per queue
-		// is enough to merge the newest limit overall.
-		ts, err := in.i.ListArchivedTasks(q, asynq.PageSize(limit))
-		if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-			return nil, fmt.Errorf("dead letters: queue %s: %w", q, err)
-		}
-		for _, t := range ts {
-			out = append(out, jobFrom(t))
-		}
-	}
-	slices.SortStableFunc(out, func(a, b Job) int {
-		return lastFailed(b).Compare(lastFailed(a))
-	})
-	return out[:min(limit, len(out))], nil
-}
-
-func lastFailed(j Job) time.Time {
-	if j.LastFailedAt == nil {
-		return time.Time{}
-	}
-	return *j.LastFailedAt
-}
-
-// Requeue brings an archived job back with its full retry budget (one
-// attempt plus three retries) under the same ID. asynq's own "run" keeps the
-// spent budget and so gives a single attempt; Requeue instead deletes the
-// archived copy and enqueues a fresh one with the same ID, payload, queue,
-// timeout and retention. It returns an error when ctx ends first; a
-// requeue already under way still runs to its end (and if its enqueue
-// fails, the payload is in the durable dead-letter log).
-func (in *Inspector) Requeue(ctx context.Context, id string) (Job, error) {
-	return within(ctx, "requeue "+id, func() (Job, error) { return in.requeue(id) })
-}
-
-func (in *Inspector) requeue(id string) (Job, error) {
-	t, err := in.find(id)
-	if err != nil {
-		return Job{}, fmt.Errorf("requeue: %w", err)
-	}
-	if t.State != asynq.TaskStateArchived {
-		return Job{}, fmt.Errorf("requeue %s: state is %s: %w", id, t.State, ErrNotArchived)
-	}
-	opts := []asynq.Option{asynq.TaskID(t.ID), asynq.Queue(t.Queue), asynq.MaxRetry(retry.Max), asynq.Retention(Retention)}
-	if t.Timeout > 0 {
-		opts = append(opts, asynq.Timeout(t.Timeout))
-	}
-	if !t.Deadline.IsZero() && t.Deadline.After(time.Now()) {
-		opts = append(opts, asynq.Deadline(t.Deadline))
-	}
-	fresh := asynq.NewTaskWithHeaders(t.Type, t.Payload, t.Headers, opts...)
-	if err := in.i.DeleteTask(t.Queue, t.ID); err != nil {
-		return Job{}, fmt.Errorf("requeue %s: remove archived copy: %w", id, err)
-	}
-	var enqErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		var info *asynq.TaskInfo
-		// The job as enqueued: a worker woken by the enqueue may already
-		// be running it by the time a fresh read would answer.
-		if info, enqErr = in.c.Enqueue(fresh); enqErr == nil {
-			return jobFrom(info), nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return Job{}, fmt.Errorf("requeue %s: archived copy removed but enqueue failed (its payload is in the dead-letter log): %w", id, enqErr)
 }

@@ -54,7 +54,7 @@
 // attempt nor keeps a slot for it. [Redelivery] requeues webhook dead
 // letters: transient ones on a schedule spanning days, those of a disabled
 // or unknown partner when it comes back. [DeadLetters] is the small
-// interface it needs of the dead-letter store; [InspectorDeadLetters]
-// implements it over asynq's archive. [Collector] exports the per-partner
+// interface it needs of the dead-letter store; [LedgerDeadLetters]
+// implements it over the dead-letter ledger. [Collector] exports the per-partner
 // metrics from Redis.
 package webhook

@@ -54,9 +54,8 @@ type DeadLetter struct {
 // shortly.
 var ErrStillRunning = errors.New("job is not archived yet")
 
-// DeadLetters is what Redelivery needs of the dead-letter store: today
-// InspectorDeadLetters over asynq's archive; the dead-letter ledger
-// implements it as well.
+// DeadLetters is what Redelivery needs of the dead-letter store;
+// LedgerDeadLetters implements it over the dead-letter ledger.
 type DeadLetters interface {
 	// ListOpen returns the open dead letters of taskType for partner
 	// (every partner when "").

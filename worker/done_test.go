@@ -119,9 +119,9 @@ func TestSweepSkipsFinishedJobs(t *testing.T) {
 	if got := w.sweep(context.Background(), insp); got != 1 {
 		t.Errorf("sweep: got %d recorded, want 1 (crashed)", got)
 	}
-	entries, _ := dl.List(context.Background(), 10)
-	if len(entries) != 1 || entries[0].ID != "crashed" {
-		t.Errorf("dead letters: got %+v, want only crashed", entries)
+	page, _ := dl.List(context.Background(), deadletter.Filter{}, "", 10)
+	if entries := page.Entries; len(entries) != 1 || entries[0].ID != "crashed" || entries[0].Why != deadletter.WhyCrashed {
+		t.Errorf("dead letters: got %+v, want only crashed", page.Entries)
 	}
 	if _, err := insp.GetTaskInfo("default", "finished"); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("finished: got %v, want it gone from the archive", err)

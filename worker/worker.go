@@ -24,15 +24,20 @@
 //     until then, so retries run 2 s, 4 s and 8 s after each failure, never
 //     early and only milliseconds late (or after the peer's Retry-After).
 //   - Durable dead letters. Every job asynq archives (retries exhausted or a
-//     permanent failure) is also written to a deadletter.Log.
+//     permanent failure) is recorded in the dead-letter ledger, with its
+//     exact payload.
 //   - No effect twice after a Redis outage: a job that finishes while Redis
 //     is down is held until Redis answers, so asynq's one write of its
 //     outcome lands, but never past shortly before the job's deadline; if
 //     Redis is still down then, a completion marker is written as soon as
 //     it is back, and asynq's rerun of the job finds it and does nothing
 //     (done.go).
-//   - A sweep every 30 s writes to the dead-letter log the jobs asynq's
-//     recoverer archived itself (their worker died during the last attempt).
+//   - A sweep every 30 s pages through asynq's archive from a persisted
+//     high-water mark and records what the ledger lacks: the jobs asynq's
+//     recoverer archived itself (their worker died during the last
+//     attempt), or any archival whose record was lost. A job archived after
+//     it had finished (its completion marker exists) is not a dead letter:
+//     the sweep drops it from the archive.
 //   - Logs with task_type, task_id, queue and attempt, e-mails masked.
 package worker
 
@@ -96,13 +101,20 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Queues overrides the queue weights (nil: Queues()).
 	Queues map[string]int
-	// DeadLetters receives every archived job. Required.
-	DeadLetters deadletter.Log
+	// DeadLetters records every archived job (a deadletter.Ledger).
+	// Required.
+	DeadLetters Recorder
 	// Archived, when set, is told about every archived job after it is in
 	// DeadLetters, with its last error (webhook redelivery).
 	Archived func(ctx context.Context, id, taskType string, payload []byte, err error)
 	// Logger is required.
 	Logger *slog.Logger
+}
+
+// Recorder records dead letters; recording one twice is a no-op
+// (deadletter.Ledger).
+type Recorder interface {
+	Record(ctx context.Context, e deadletter.Entry) (bool, error)
 }
 
 // Worker processes jobs until Shutdown.
@@ -291,17 +303,20 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	}
 	permanent := errors.Is(err, asynq.SkipRetry)
 	if permanent || retried >= maxRetry {
-		e := deadletter.Entry{
-			ID: id, Type: t.Type(), Queue: queue, Payload: maskedPayload(t.Payload()),
-			LastError: payloads.MaskEmailsString(err.Error()), Attempts: retried + 1, Permanent: permanent,
-			ArchivedAt: time.Now().UTC(),
+		why := deadletter.WhyExhausted
+		if permanent {
+			why = deadletter.WhyPermanent
 		}
-		if derr := w.cfg.DeadLetters.Record(ctx, e); derr != nil {
-			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter log write failed; the job is still in asynq's archive",
-				append(attrs, slog.String("error", derr.Error()))...)
+		e := deadletter.Entry{
+			ID: id, Type: t.Type(), Queue: queue, Run: t.Headers()[deadletter.RunHeader], Payload: t.Payload(),
+			Error: payloads.MaskEmailsString(err.Error()), Attempts: retried + 1, Why: why, FailedAt: time.Now(),
+		}
+		if _, derr := w.cfg.DeadLetters.Record(ctx, e); derr != nil {
+			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter ledger write failed; the job is still in asynq's archive and the sweep will record it",
+				append(attrs, slog.String("error", payloads.MaskEmailsString(derr.Error())))...)
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived", append(attrs,
-			slog.Bool("permanent", permanent), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+			slog.String("why", why), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
 		if w.cfg.Archived != nil {
 			w.cfg.Archived(ctx, id, t.Type(), t.Payload(), err)
 		}
@@ -385,10 +400,4 @@ func (w *Worker) awaitRedis(t *asynq.Task, until time.Time) bool {
 		}
 		time.Sleep(min(100*time.Millisecond, max(time.Until(until), 0)))
 	}
-}
-
-// maskedPayload is the payload as the dead-letter log keeps it: e-mails
-// masked, and cut at MaxPayloadBytes (an oversized payload is garbage).
-func maskedPayload(b []byte) []byte {
-	return payloads.MaskedJSON(b[:min(len(b), handlers.MaxPayloadBytes)])
 }

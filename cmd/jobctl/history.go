@@ -6,12 +6,12 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
 // history prints every job of one escrow, oldest first: from Redis (the
-// escrow's index and asynq) and the durable dead-letter log
+// escrow's index and asynq) and the dead-letter ledger
 // (DEAD_LETTER_DATABASE_URL or DEAD_LETTER_PATH, as the worker's). --json
 // prints the API's shape (tasks.EscrowHistory).
 func (c *cli) history(args []string) error {
@@ -20,11 +20,12 @@ func (c *cli) history(args []string) error {
 		return err
 	}
 	txID := pos[0]
-	dl, closeDL, err := cmdenv.DeadLetterFinder(c.ctx, c.getenv)
+	st, err := c.ledger()
 	if err != nil {
 		return err
 	}
-	defer closeDL()
+	defer st.Close()
+	dl := deadletter.ForTransactionOf(st.Ledger)
 	return inspect(c, func(ctx context.Context, in *tasks.Inspector) (tasks.EscrowHistory, error) {
 		jobs, err := in.History(ctx, txID, dl)
 		return tasks.EscrowHistory{TransactionID: txID, Jobs: jobs}, err
@@ -43,7 +44,7 @@ func writeHistory(w io.Writer, h tasks.EscrowHistory) error {
 	for _, j := range h.Jobs {
 		state := j.State
 		if j.DeadLetter != nil {
-			state += " (dead letter " + stamp(&j.DeadLetter.ArchivedAt) + ")"
+			state += " (dead letter " + j.DeadLetter.Why + " " + stamp(&j.DeadLetter.FailedAt) + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", stamp(j.EnqueuedAt), j.Type, state, strconv.Itoa(j.Attempts), j.ID, truncate(cell(j.LastError), lastErrorWidth))
 	}

@@ -11,10 +11,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
-// maxDLQLimit is the largest --limit: asynq keeps at most 10,000 archived
-// jobs per queue.
-const maxDLQLimit = 10000
-
 // pingTimeout bounds the reachability check before Inspector calls.
 const pingTimeout = 2 * time.Second
 
@@ -97,22 +93,4 @@ func (c *cli) stats(args []string) error {
 	return inspect(c, func(ctx context.Context, in *tasks.Inspector) ([]tasks.QueueStats, error) {
 		return in.Stats(ctx)
 	}, writeStats)
-}
-
-func (c *cli) dlqList(args []string) error {
-	fs := c.flags("dlq list")
-	limit := fs.Int("limit", 50, "")
-	if _, err := c.parse(fs, args, 0, ""); err != nil {
-		return err
-	}
-	if *limit < 1 || *limit > maxDLQLimit {
-		return usagef("dlq list: --limit must be 1-%d, got %d", maxDLQLimit, *limit)
-	}
-	return inspect(c, func(ctx context.Context, in *tasks.Inspector) ([]tasks.Job, error) {
-		return in.DeadLetters(ctx, *limit)
-	}, writeDeadLetters)
-}
-
-func (c *cli) dlqRequeue(args []string) error {
-	return c.onJob("dlq requeue", "requeue: ", "requeued %s", args, (*tasks.Inspector).Requeue)
 }

@@ -9,8 +9,12 @@
 //	enqueue <type> --payload JSON|@file|- [--dedupe-key K] [--in 10s]
 //	status <id>
 //	stats
-//	dlq list [--limit N]
-//	dlq requeue <id>
+//	dlq list [--limit N] [--cursor C] [--type T] [--queue Q] [--transaction-id X]
+//	         [--partner-id P] [--state open|requeued|discarded] [--since 1h] [--until T]
+//	dlq show <id>
+//	dlq requeue <id> [--reason R] [--actor A]
+//	dlq requeue --type T --since 2h [--queue Q] [--partner-id P] [--transaction-id X] [--until T] [--dry-run]
+//	dlq discard <id> --reason R [--actor A]
 //	partners list
 //	partners enable <id> [--actor A]
 //	partners disable <id> [--reason R] [--actor A]
@@ -25,9 +29,16 @@
 // standard error and exits 0.
 //
 // --json, before or after the command, prints the HTTP API's JSON shapes:
-// {"id": …} (plus "duplicate": true) for enqueue, the job for status and
-// dlq requeue, the list of queue counts for stats, the list of jobs for
-// dlq list. Without it the output is a table or "key: value" lines.
+// {"id": …} (plus "duplicate": true) for enqueue, the job for status, the
+// list of queue counts for stats, {"items": […], "next": cursor|null} for
+// dlq list, the dead letter for dlq show, requeue and discard, and
+// {"matched", "requeued", "ids"} for a bulk requeue. Without it the output
+// is a table or "key: value" lines.
+//
+// Dead letters come from the ledger (DEAD_LETTER_DATABASE_URL, else
+// AUDIT_DATABASE_URL, else the file DEAD_LETTER_PATH, default
+// dead-letters.jsonl), the one the workers record into; dlq list and show
+// need no Redis. --actor defaults to the OS user.
 // E-mail addresses are masked in everything shown.
 //
 // Redis is REDIS_URL (redis://, rediss://, redis-sentinel://) or
@@ -153,18 +164,7 @@ func (c *cli) command(cmd string, rest []string) error {
 	case "stats":
 		return c.stats(rest)
 	case "dlq":
-		if len(rest) == 0 {
-			return usagef("dlq: want a subcommand: list or requeue")
-		}
-		switch rest[0] {
-		case "list":
-			return c.dlqList(rest[1:])
-		case "requeue":
-			return c.dlqRequeue(rest[1:])
-		case "help", "-h", "-help", "--help":
-			return c.usage()
-		}
-		return usagef("dlq: unknown subcommand %q: want list or requeue", rest[0])
+		return c.dlq(rest)
 	case "partners":
 		return c.partners(rest)
 	case "history":
@@ -186,7 +186,8 @@ func (c *cli) flags(name string) *flag.FlagSet {
 
 // parse parses flags and positional arguments in any order ("status ID
 // --json" as well as "status --json ID"); "--" ends the flags. It returns
-// the positional arguments, exactly want of them.
+// the positional arguments, exactly want of them (any number when want is
+// negative).
 func (c *cli) parse(fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
 	var pos []string
 	for {
@@ -208,6 +209,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, want int, names string) ([]
 		args = rest[1:]
 	}
 	switch {
+	case want < 0:
 	case len(pos) < want:
 		return nil, usagef("%s: missing %s", fs.Name(), names)
 	case len(pos) > want && want == 0:
@@ -230,8 +232,15 @@ Commands:
     	validate and enqueue a job; prints its ID (a duplicate prints the existing ID)
   status <id>	one job: state, attempts, last error, next run
   stats	job counts per queue
-  dlq list [--limit N]	dead letters (archived jobs), latest failure first (default 50)
-  dlq requeue <id>	bring a dead letter back with its full retry budget
+  dlq list [--limit N] [--cursor C] [filters] [--state S]
+    	dead letters from the ledger, latest failure first (default 50)
+  dlq show <id>	one dead letter: error, payload (masked), fate
+  dlq requeue <id> [--reason R] [--actor A]
+    	run a dead letter again with its full retry budget, same job ID
+  dlq requeue [filters] [--dry-run] [--reason R] [--actor A]
+    	requeue every open dead letter matching the filters
+  dlq discard <id> --reason R [--actor A]
+    	resolve a dead letter without running it again
   partners list	webhook partners: state (healthy, open, disabled), failures, last success, waiting
   partners enable <id> [--actor A]	turn a partner back on and redeliver what waited
   partners disable <id> [--reason R] [--actor A]	turn a partner off: its deliveries become dead letters
@@ -243,6 +252,8 @@ Flags:
   --payload	inline JSON, @file to read a file, - to read standard input
   --dedupe-key	replaces the type's default dedupe key; the job ID is <type>:<key>
   --in	delay the first attempt (Go duration: 90s, 10m, 2h)
+  filters	--type T --queue Q --transaction-id X --partner-id P --since 1h --until RFC3339
+  --actor	who is recorded in the ledger (default: the OS user)
 
 Job types:
 `)
@@ -254,8 +265,8 @@ Environment:
   REDIS_URL	redis://[:password@]host:port/db, rediss://…, redis-sentinel://…
   REDIS_CLUSTER_ADDRS	host:port,host:port of a Redis Cluster (instead of REDIS_URL)
   REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS
-  DEAD_LETTER_PATH	the worker's dead-letter file, for history (default dead-letters.jsonl)
-  DEAD_LETTER_DATABASE_URL	the worker's dead-letter table in PostgreSQL, for history
+  DEAD_LETTER_DATABASE_URL	the dead-letter ledger in PostgreSQL (else AUDIT_DATABASE_URL)
+  DEAD_LETTER_PATH	the file ledger without a database (default dead-letters.jsonl)
 
 Exit status: 0 ok (a duplicate enqueue too), 1 error, 2 usage error.
 `)

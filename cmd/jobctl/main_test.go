@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -41,7 +44,8 @@ func setup(t *testing.T) *fixture {
 	}
 	in := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = in.Close() })
-	return &fixture{t: t, url: url, env: map[string]string{"REDIS_URL": url}, inspector: in}
+	env := map[string]string{"REDIS_URL": url, "DEAD_LETTER_PATH": filepath.Join(t.TempDir(), "dead-letters.jsonl")}
+	return &fixture{t: t, url: url, env: env, inspector: in}
 }
 
 // result is one run of jobctl.
@@ -166,7 +170,12 @@ func TestUsageErrors(t *testing.T) {
 		{"status without id", []string{"status"}, "missing the job ID"},
 		{"status two ids", []string{"status", "a:1", "b:2"}, "extra"},
 		{"stats with argument", []string{"stats", "default"}, "takes no arguments"},
-		{"dlq without subcommand", []string{"dlq"}, "list or requeue"},
+		{"dlq without subcommand", []string{"dlq"}, "list, show, requeue or discard"},
+		{"dlq list bad state", []string{"dlq", "list", "--state", "closed"}, "--state"},
+		{"dlq list bad since", []string{"dlq", "list", "--since", "yesterday"}, "--since"},
+		{"dlq list unknown type", []string{"dlq", "list", "--type", "send_mail"}, "--type"},
+		{"dlq requeue id and filters", []string{"dlq", "requeue", "a:b", "--type", "audit_log_created"}, "not both"},
+		{"dlq discard without reason", []string{"dlq", "discard", "a:b"}, "--reason is required"},
 		{"dlq unknown subcommand", []string{"dlq", "purge"}, `"purge"`},
 		{"dlq list zero limit", []string{"dlq", "list", "--limit", "0"}, "--limit must be"},
 		{"dlq list bad limit", []string{"dlq", "list", "--limit", "many"}, "-limit"},
@@ -473,138 +482,49 @@ func TestStats(t *testing.T) {
 	})
 }
 
-// archive makes id a dead letter the way production does: a worker whose
-// handler fails permanently.
-func (f *fixture) archive(id string) {
+// archive makes ids dead letters the way production does: a worker whose
+// handler fails permanently records them in the ledger (one at a time, so
+// they fail in the order given).
+func (f *fixture) archive(ids ...string) {
 	f.t.Helper()
 	opt, err := asynq.ParseRedisURI(f.url)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	srv := asynq.NewServer(opt, asynq.Config{
-		Concurrency: 1, Queues: map[string]int{"default": 1},
-		TaskCheckInterval: 20 * time.Millisecond, LogLevel: asynq.FatalLevel,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc("send_release_email", func(ctx context.Context, t *asynq.Task) error {
-		return fmt.Errorf("smtp: 550 mailbox jane.doe@example.com unavailable: %w", asynq.SkipRetry)
-	})
-	if err := srv.Start(mux); err != nil {
+	l, err := deadletter.OpenFile(f.env["DEAD_LETTER_PATH"])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := worker.New(worker.Config{Redis: opt, DeadLetters: l, Concurrency: 1, FetchLoops: 1, Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second},
+		asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			return fmt.Errorf("smtp: 550 mailbox jane.doe@example.com unavailable: %w", asynq.SkipRetry)
+		}))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
 		f.t.Fatalf("start worker: %v", err)
 	}
-	defer srv.Shutdown()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ti, err := f.inspector.GetTaskInfo("default", id)
-		if err == nil && ti.State == asynq.TaskStateArchived {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("job %s: not archived within 10s (last %v, %v)", id, ti, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func TestDeadLetters(t *testing.T) {
-	f := setup(t)
-	p := releasePayload("esc-dead", "jane.doe@example.com")
-	id := wantID(t, "send_release_email", p)
-
-	if r := f.run("dlq", "list"); r.code != 0 || strings.TrimSpace(r.stdout) != "no dead letters" {
-		t.Fatalf("empty dlq list: got exit %d stdout %q, want 0 and %q", r.code, r.stdout, "no dead letters")
-	}
-	if r := f.run("dlq", "list", "--json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
-		t.Fatalf("empty dlq list --json: got exit %d stdout %q, want 0 and []", r.code, r.stdout)
-	}
-	if r := f.run("enqueue", "send_release_email", "--payload", p); r.code != 0 {
-		t.Fatalf("enqueue: got exit %d, want 0 (stderr %q)", r.code, r.stderr)
-	}
-	if r := f.run("dlq", "requeue", id); r.code != 1 {
-		t.Errorf("requeue of a pending job: got exit %d, want 1", r.code)
-	} else {
-		checkOneLine(t, r, "not archived")
-	}
-	f.archive(id)
-
-	t.Run("list table", func(t *testing.T) {
-		r := f.run("dlq", "list", "--limit", "10")
-		if r.code != 0 {
-			t.Fatalf("exit: got %d, want 0 (stderr %q)", r.code, r.stderr)
-		}
-		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-		if len(lines) != 2 {
-			t.Fatalf("stdout: got %d lines, want a header and one job:\n%s", len(lines), r.stdout)
-		}
-		for _, col := range []string{"ID", "TYPE", "QUEUE", "ATTEMPTS", "LAST ERROR", "FAILED AT"} {
-			if !strings.Contains(lines[0], col) {
-				t.Errorf("header: got %q, want column %s", lines[0], col)
+	defer w.Shutdown()
+	for _, id := range ids {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			e, err := l.Get(context.Background(), id)
+			if err == nil && e.State == deadletter.StateOpen {
+				break
 			}
+			if time.Now().After(deadline) {
+				f.t.Fatalf("job %s: not a dead letter within 10s (last %+v, %v)", id, e, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		row := strings.Fields(lines[1])
-		if row[0] != id || row[1] != "send_release_email" || row[2] != "default" || row[3] != "1" {
-			t.Errorf("row: got %q, want %s send_release_email default 1 …", lines[1], id)
-		}
-		if !strings.Contains(lines[1], "j***@example.com") || strings.Contains(r.stdout, "jane.doe@example.com") {
-			t.Errorf("row: got %q, want the e-mail address masked", lines[1])
-		}
-		if !strings.Contains(lines[1], time.Now().UTC().Format("2006-01-02")) {
-			t.Errorf("row: got %q, want today's failure time", lines[1])
-		}
-	})
-
-	t.Run("list json", func(t *testing.T) {
-		r := f.run("--json", "dlq", "list")
-		if r.code != 0 {
-			t.Fatalf("exit: got %d, want 0 (stderr %q)", r.code, r.stderr)
-		}
-		jobs := decode[[]tasks.Job](t, r.stdout)
-		if len(jobs) != 1 || jobs[0].ID != id || jobs[0].State != "archived" || jobs[0].LastFailedAt == nil {
-			t.Fatalf("dlq list --json: got %+v, want one archived job %s with lastFailedAt", jobs, id)
-		}
-		if strings.Contains(r.stdout, "jane.doe@example.com") || !strings.Contains(jobs[0].LastError, "j***@example.com") {
-			t.Errorf("dlq list --json: got %s, want e-mail addresses masked", r.stdout)
-		}
-	})
-
-	t.Run("requeue", func(t *testing.T) {
-		r := f.run("dlq", "requeue", id, "--json")
-		if r.code != 0 {
-			t.Fatalf("exit: got %d, want 0 (stderr %q)", r.code, r.stderr)
-		}
-		j := decode[tasks.Job](t, r.stdout)
-		if j.ID != id || j.State != "pending" || j.Attempts != 0 || j.MaxRetry != 3 || j.LastError != "" {
-			t.Errorf("requeued: got %+v, want %s pending, 0 attempts, maxRetry 3, no last error", j, id)
-		}
-		ti := f.taskInfo("default", id)
-		if ti.State != asynq.TaskStatePending || ti.Retried != 0 || ti.MaxRetry != 3 {
-			t.Errorf("in Redis: got state %s retried %d maxRetry %d, want pending 0 3", ti.State, ti.Retried, ti.MaxRetry)
-		}
-		if r := f.run("dlq", "list"); strings.TrimSpace(r.stdout) != "no dead letters" {
-			t.Errorf("dlq list after requeue: got %q, want %q", r.stdout, "no dead letters")
-		}
-	})
-
-	t.Run("requeue text and unknown id", func(t *testing.T) {
-		f.archive(id)
-		r := f.run("dlq", "requeue", id)
-		if r.code != 0 {
-			t.Fatalf("exit: got %d, want 0 (stderr %q)", r.code, r.stderr)
-		}
-		if !strings.HasPrefix(r.stdout, "requeued "+id+"\n") || !strings.Contains(r.stdout, "pending") {
-			t.Errorf("stdout: got %q, want \"requeued %s\" and the pending job", r.stdout, id)
-		}
-		r = f.run("dlq", "requeue", "send_release_email:escrow-nope")
-		if r.code != 1 {
-			t.Fatalf("unknown id: got exit %d, want 1", r.code)
-		}
-		checkOneLine(t, r, "not found")
-	})
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
 	p := releasePayload("esc-cfg", "jane.doe@example.com")
-	commands := [][]string{{"enqueue", "send_release_email", "--payload", p}, {"status", "a:b"}, {"stats"}, {"dlq", "list"}, {"dlq", "requeue", "a:b"}}
+	commands := [][]string{{"enqueue", "send_release_email", "--payload", p}, {"status", "a:b"}, {"stats"}, {"dlq", "requeue", "a:b"}}
 	for _, tc := range []struct {
 		name  string
 		env   map[string]string
@@ -636,7 +556,6 @@ func TestRedisDown(t *testing.T) {
 		{"enqueue", "send_release_email", "--payload", releasePayload("esc-down", "jane.doe@example.com")},
 		{"status", "send_release_email:escrow-x"},
 		{"stats"},
-		{"--json", "dlq", "list"},
 		{"dlq", "requeue", "send_release_email:escrow-x"},
 	} {
 		t.Run(strings.Join(args[:min(2, len(args))], " "), func(t *testing.T) {

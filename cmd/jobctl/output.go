@@ -75,21 +75,6 @@ func writeStats(w io.Writer, qs []tasks.QueueStats) error {
 	return tw.Flush()
 }
 
-// writeDeadLetters prints the dead-letter table.
-func writeDeadLetters(w io.Writer, jobs []tasks.Job) error {
-	if len(jobs) == 0 {
-		_, err := fmt.Fprintln(w, "no dead letters")
-		return err
-	}
-	tw := table(w)
-	fmt.Fprintln(tw, "ID\tTYPE\tQUEUE\tATTEMPTS\tLAST ERROR\tFAILED AT")
-	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n",
-			j.ID, j.Type, j.Queue, j.Attempts, truncate(cell(j.LastError), lastErrorWidth), stamp(j.LastFailedAt))
-	}
-	return tw.Flush()
-}
-
 // cell puts s on one line without tabs, so it stays in its column.
 func cell(s string) string {
 	return strings.Join(strings.Fields(s), " ")

@@ -32,21 +32,22 @@ func (c *cli) partners(rest []string) error {
 // partnerTools connects to Redis and returns the partner state and the
 // redelivery that enable uses; close releases them.
 func (c *cli) partnerTools() (st *webhook.State, rd *webhook.Redelivery, closeFn func(), err error) {
-	in, err := c.inspector()
+	desk, closeDesk, err := c.desk()
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	in := desk.Inspector()
 	st, err = webhook.NewState(webhook.StateConfig{Redis: in.Redis()})
 	if err == nil {
 		rd, err = webhook.NewRedelivery(webhook.RedeliveryConfig{
-			Redis: in.Redis(), State: st, DeadLetters: webhook.InspectorDeadLetters{Inspector: in},
+			Redis: in.Redis(), State: st, DeadLetters: webhook.LedgerDeadLetters{Desk: desk},
 		})
 	}
 	if err != nil {
-		in.Close()
+		closeDesk()
 		return nil, nil, nil, err
 	}
-	return st, rd, func() { in.Close() }, nil
+	return st, rd, closeDesk, nil
 }
 
 func (c *cli) partnersList(args []string) error {

@@ -14,6 +14,8 @@
 //	JOB_PROCESSOR_SECRET_TOKEN        bearer token of /api/v1 (at least 32 characters)
 //	MONITOR_READ_ONLY=true            the UI cannot change anything (-read-only)
 //	MONITOR_LOOPBACK_NO_AUTH=true     as -loopback-no-auth
+//	DEAD_LETTER_DATABASE_URL          the dead-letter ledger in PostgreSQL (else AUDIT_DATABASE_URL)
+//	DEAD_LETTER_PATH                  the file ledger without a database (default dead-letters.jsonl)
 //	LOG_LEVEL                         debug, info (default), warn, error
 //
 // Without the credentials it refuses to start, naming each missing
@@ -33,8 +35,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/internal/logbridge"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -62,6 +66,7 @@ type config struct {
 	addr     string
 	loopback bool
 	monitor  monitor.Config
+	ledger   ledgerenv.Config
 }
 
 // loadConfig reads flags and environment. Every error names its variable.
@@ -104,6 +109,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		errs = append(errs, errors.New(redactURLs(err.Error())))
 	}
 	c.monitor.RedisOpt = r
+	if c.ledger, err = ledgerenv.Load(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	if c.monitor.ClientOptions, err = tasks.ClientOptionsFromEnv(getenv); err != nil {
 		errs = append(errs, err)
 	}
@@ -158,12 +166,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := cmdenv.NewLogger(stderr, getenv("LOG_LEVEL"))
 	cfg.monitor.Logger = log
-	dl, closeDL, err := cmdenv.DeadLetterFinder(ctx, getenv)
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	store, err := cfg.ledger.Open(octx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	defer closeDL()
-	cfg.monitor.DeadLetters = dl
+	defer store.Close()
+	cfg.monitor.DeadLetters = store.Ledger
 	m, err := monitor.New(cfg.monitor)
 	if err != nil {
 		return err

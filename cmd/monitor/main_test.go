@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -86,6 +87,9 @@ var listening = regexp.MustCompile(`monitor listening on (http://\S+)`)
 func start(t *testing.T, args []string, env map[string]string) *started {
 	t.Helper()
 	s := &started{out: &testenv.Buffer{}, errOut: &testenv.Buffer{}, done: make(chan error, 1)}
+	if _, ok := env["DEAD_LETTER_PATH"]; !ok {
+		env["DEAD_LETTER_PATH"] = filepath.Join(t.TempDir(), "dead-letters.jsonl")
+	}
 	var ctx context.Context
 	ctx, s.cancel = context.WithCancel(context.Background())
 	go func() { s.done <- run(ctx, args, envOf(env), s.out, s.errOut) }()

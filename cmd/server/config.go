@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
@@ -28,8 +29,9 @@ type config struct {
 	logLevel        string
 	metricsAddr     string
 
-	deadLetterPath string
-	deadLetterDB   string
+	deadLetterPath      string
+	deadLetterDB        string
+	deadLetterRetention time.Duration
 
 	smtpURL, mailFrom, resendKey, resendBase string
 	stripeKey, stripeBase                    string
@@ -70,8 +72,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, err)
 	}
 
-	c.deadLetterPath = cmdenv.Or(getenv("DEAD_LETTER_PATH"), "dead-letters.jsonl")
-	c.deadLetterDB = cmdenv.Or(getenv("DEAD_LETTER_DATABASE_URL"), getenv("AUDIT_DATABASE_URL"))
+	if lc, err := ledgerenv.Load(getenv); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.deadLetterPath, c.deadLetterDB, c.deadLetterRetention = lc.Path, lc.DatabaseURL, lc.Retention
+	}
 
 	c.smtpURL, c.mailFrom = getenv("SMTP_URL"), getenv("MAIL_FROM")
 	c.resendKey, c.resendBase = getenv("RESEND_API_KEY"), getenv("RESEND_API_BASE")

@@ -75,7 +75,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	}
 	defer stopOutbox()
 
-	mon, err := monitor.New(monitor.Config{RedisOpt: redisOpt, LoopbackNoAuth: true, Logger: log.With("component", "monitor")})
+	mon, err := monitor.New(monitor.Config{RedisOpt: redisOpt, LoopbackNoAuth: true, DeadLetters: dl, Logger: log.With("component", "monitor")})
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	fmt.Fprint(stdout, devBanner)
 	fmt.Fprintf(stdout, "\n  monitor: http://%s/monitor/   (API: http://%s/api/v1, no login on loopback)", ln.Addr(), ln.Addr())
 	fmt.Fprintf(stdout, "\n  export REDIS_URL=%s   # for jobctl and the monitor\n", store.URL())
-	fmt.Fprintf(stdout, "  dead letters: %s (deleted on exit)\n\n", dl.Path())
+	fmt.Fprintf(stdout, "  export DEAD_LETTER_PATH=%s   # the dead-letter ledger, for jobctl dlq (deleted on exit)\n\n", dl.Path())
 	log.Warn("dev mode: in-memory store, nothing survives a restart", "redis_url", store.URL())
 
 	if f.demo {

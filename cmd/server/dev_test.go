@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
@@ -155,19 +156,32 @@ func TestDemoShowsRetriesAndDeadLetters(t *testing.T) {
 	if j.Attempts != 1 || !strings.Contains(j.LastError, "demo failure") {
 		t.Errorf("declined refund: got attempts %d, last error %q; want 1 and the demo failure", j.Attempts, j.LastError)
 	}
-	dead, err := d.insp.DeadLetters(context.Background(), 10)
+	// The dead-letter ledger the dev server printed lists it.
+	m := regexp.MustCompile(`export DEAD_LETTER_PATH=(\S+)`).FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no DEAD_LETTER_PATH printed: %q", d.out.String())
+	}
+	ledger, err := deadletter.OpenFile(m[1])
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ledger.Close()
 	var ids []string
-	for _, dl := range dead {
-		ids = append(ids, dl.ID)
-		if !strings.Contains(dl.ID, "flaky") && !strings.Contains(dl.ID, "declined") {
-			t.Errorf("dead letter %s: not a job marked to fail", dl.ID)
+	testkit.Eventually(t, declined+" in the ledger", 15*time.Second, func() bool {
+		page, err := ledger.List(context.Background(), deadletter.Filter{}, "", 10)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !slices.Contains(ids, declined) {
-		t.Errorf("dead letters: got %q, want %s among them", ids, declined)
+		ids = ids[:0]
+		for _, dl := range page.Entries {
+			ids = append(ids, dl.ID)
+		}
+		return slices.Contains(ids, declined)
+	})
+	for _, id := range ids {
+		if !strings.Contains(id, "flaky") && !strings.Contains(id, "declined") {
+			t.Errorf("dead letter %s: not a job marked to fail", id)
+		}
 	}
 }
 

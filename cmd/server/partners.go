@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
@@ -36,7 +37,7 @@ type partners struct {
 
 // wrap wraps the sender's HTTP transport (tracing); the per-partner
 // delivery figures go on reg, read from Redis at most every 5 s.
-func newPartners(ctx context.Context, cfg config, wrap func(http.RoundTripper) http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) (*partners, error) {
+func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap func(http.RoundTripper) http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) (*partners, error) {
 	watcher, err := webhook.NewWatcher(cfg.webhookFile, cfg.webhookAllowPrivate, log.With("component", "registry"))
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
@@ -60,7 +61,7 @@ func newPartners(ctx context.Context, cfg config, wrap func(http.RoundTripper) h
 	}
 	insp := tasks.NewInspector(cfg.redis)
 	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
-		Redis: rc, DeadLetters: webhook.InspectorDeadLetters{Inspector: insp, Logger: log}, State: state,
+		Redis: rc, DeadLetters: webhook.LedgerDeadLetters{Desk: tasks.NewDeadLetters(insp, dl)}, State: state,
 		Registry: watcher.Registry, Schedule: cfg.webhookSchedule, Alert: alert, Logger: log,
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
@@ -566,8 +567,13 @@ func (e *partnerEnv) redelivery() *webhook.Redelivery {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	ledger, err := deadletter.OpenFile(e.env["DEAD_LETTER_PATH"])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { ledger.Close() })
 	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
-		Redis: e.rc, DeadLetters: webhook.InspectorDeadLetters{Inspector: e.insp}, State: st, Registry: w.Registry,
+		Redis: e.rc, DeadLetters: webhook.LedgerDeadLetters{Desk: tasks.NewDeadLetters(e.insp, ledger)}, State: st, Registry: w.Registry,
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -42,7 +42,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	cleanup.add(func() { tel.close(log) })
 
 	deps := handlers.Deps{Logger: log}
-	var dl deadletter.Log
+	var dl deadletter.Ledger
 	var dbs = map[string]*postgres.DB{}
 	openDB := func(url string) (*postgres.DB, error) {
 		if db, ok := dbs[url]; ok {
@@ -68,7 +68,19 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		if err != nil {
 			return fmt.Errorf("DEAD_LETTER_DATABASE_URL: %w", err)
 		}
-		dl = db.DeadLetters()
+		// A database write that fails or hangs goes to the spill file
+		// (DEAD_LETTER_PATH) and moves to the database once it answers.
+		spill, err := deadletter.OpenFile(cfg.deadLetterPath)
+		if err != nil {
+			return fmt.Errorf("DEAD_LETTER_PATH (spill file of the dead-letter database): %w", err)
+		}
+		cleanup.add(func() { spill.Close() })
+		fb := &deadletter.Fallback{Primary: db.DeadLetters(), Spill: spill, Timeout: deadletter.DefaultWriteTimeout, Logger: log.With("component", "deadletter")}
+		fctx, stop := context.WithCancel(ctx)
+		flushed := make(chan struct{})
+		go func() { defer close(flushed); fb.Run(fctx, spillFlushInterval) }()
+		cleanup.add(func() { stop(); <-flushed })
+		dl = fb
 	} else {
 		file, err := deadletter.OpenFile(cfg.deadLetterPath)
 		if err != nil {
@@ -77,6 +89,10 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		cleanup.add(func() { file.Close() })
 		dl = file
 	}
+	pctx, stopPurge := context.WithCancel(ctx)
+	purged := make(chan struct{})
+	go func() { defer close(purged); purgeLoop(pctx, dl, cfg.deadLetterRetention, log) }()
+	cleanup.add(func() { stopPurge(); <-purged })
 
 	if cfg.auditDB != "" {
 		db, err := openDB(cfg.auditDB)
@@ -93,7 +109,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		deps.Audit = file
 	}
 
-	partners, err := newPartners(ctx, cfg, func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }, tel.reg, log)
+	partners, err := newPartners(ctx, cfg, dl, func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }, tel.reg, log)
 	if err != nil {
 		return err
 	}
@@ -178,4 +194,32 @@ func startScheduler(ctx context.Context, f flags, cfg config, log *slog.Logger) 
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(sctx) }()
 	return func() { cancel(); <-done }, nil
+}
+
+// spillFlushInterval is how often the spill file is moved to the database.
+const spillFlushInterval = 30 * time.Second
+
+// purgeInterval is how often resolved dead letters past retention go.
+const purgeInterval = time.Hour
+
+// purgeLoop deletes requeued and discarded dead letters resolved longer
+// than retention ago, on start and then hourly; open ones are never
+// purged. Every server process may run it (a purge is idempotent).
+func purgeLoop(ctx context.Context, l deadletter.Ledger, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(purgeInterval)
+	defer t.Stop()
+	for {
+		n, err := l.Purge(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("dead-letter retention: purge failed; next try in an hour", "error", err.Error())
+		case n > 0:
+			log.Info("dead-letter retention: purged resolved dead letters", "purged", n, "retention", retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

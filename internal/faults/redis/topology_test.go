@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/monitor"
@@ -104,15 +105,13 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	if j := testkit.AwaitState(t, insp, permanent.ID, "archived", 15*time.Second); j.Attempts != 1 || !strings.Contains(j.LastError, "card declined") {
 		t.Errorf("permanent failure: got attempts %d, lastError %q; want 1 and card declined", j.Attempts, j.LastError)
 	}
-	dead, err := insp.DeadLetters(context.Background(), 10)
+	desk := tasks.NewDeadLetters(insp, dl)
+	dead, err := desk.List(ctx, deadletter.Filter{}, "", 10)
 	if err != nil {
 		t.Fatalf("dead letters: %v", err)
 	}
-	if len(dead) != 1 || dead[0].ID != permanent.ID || dead[0].Queue != "critical" {
-		t.Errorf("dead letters: got %+v, want only %s in critical", dead, permanent.ID)
-	}
-	if logged, err := dl.List(ctx, 10); err != nil || len(logged) != 1 || logged[0].ID != permanent.ID || !logged[0].Permanent {
-		t.Errorf("dead-letter log: got %+v (%v), want one permanent entry for %s", logged, err, permanent.ID)
+	if logged := dead.Entries; len(logged) != 1 || logged[0].ID != permanent.ID || logged[0].Queue != "critical" || logged[0].Why != deadletter.WhyPermanent {
+		t.Errorf("dead letters: got %+v, want one permanent entry for %s in critical", logged, permanent.ID)
 	}
 
 	// Stats show each queue with the exact counts.
@@ -135,16 +134,15 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	}
 
 	// Requeue gives the archived job a fresh budget; it succeeds this time.
-	rj, err := insp.Requeue(context.Background(), permanent.ID)
-	if err != nil {
-		t.Fatalf("requeue: %v", err)
+	if rj, err := desk.Requeue(ctx, permanent.ID, "test", "card updated"); err != nil || rj.State != deadletter.StateRequeued {
+		t.Fatalf("requeue: got %+v, %v", rj, err)
 	}
-	if rj.MaxRetry != retry.Max || rj.Attempts != 0 {
-		t.Errorf("requeued: got maxRetry %d attempts %d, want %d and 0", rj.MaxRetry, rj.Attempts, retry.Max)
+	if j, err := insp.Status(ctx, permanent.ID); err != nil || j.MaxRetry != retry.Max || j.Attempts > 1 {
+		t.Errorf("requeued: got %+v (%v), want maxRetry %d and the budget unspent", j, err, retry.Max)
 	}
 	testkit.AwaitState(t, insp, permanent.ID, "completed", 15*time.Second)
-	if dead, err := insp.DeadLetters(context.Background(), 10); err != nil || len(dead) != 0 {
-		t.Errorf("dead letters after requeue: got %+v (%v), want none", dead, err)
+	if dead, err := desk.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 10); err != nil || len(dead.Entries) != 0 {
+		t.Errorf("open dead letters after requeue: got %+v (%v), want none", dead.Entries, err)
 	}
 
 	// A duplicate is refused with the existing job's ID.
@@ -154,7 +152,7 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 		}
 	}
 
-	apiJobs := monitorAPIOverCluster(t, opt, apiPermanent.ID)
+	apiJobs := monitorAPIOverCluster(t, opt, dl, apiPermanent.ID)
 	withEffect = append(withEffect, transient.ID, permanent.ID)
 	withEffect = append(withEffect, apiJobs...)
 	// Final count: nothing is left leased for asynq's recoverer to rerun.
@@ -178,10 +176,10 @@ var apiCapture = payloads.StripeCapturePayment{TransactionID: "esc-api", Payment
 // monitorAPIOverCluster drives the monitor's JSON API against the cluster:
 // enqueue (and its duplicate), status, stats, dead letters and requeue of
 // permanentID, which the adapters fail once. It returns the IDs it enqueued.
-func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, permanentID string) []string {
+func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, dl deadletter.Ledger, permanentID string) []string {
 	t.Helper()
 	const token = "cluster-test-token-0123456789abcdef0123"
-	m, err := monitor.New(monitor.Config{RedisOpt: opt, APIToken: token, Username: "ops", Password: "cluster-test-password"})
+	m, err := monitor.New(monitor.Config{RedisOpt: opt, APIToken: token, Username: "ops", Password: "cluster-test-password", DeadLetters: dl})
 	if err != nil {
 		t.Fatalf("monitor: %v", err)
 	}
@@ -245,9 +243,12 @@ func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, permanentID str
 	awaitAPIState(auditID, "completed")
 	awaitAPIState(permanentID, "archived")
 
-	var dead []tasks.Job
-	if code := call(http.MethodGet, "/api/v1/dead-letters?limit=10", "", true, &dead); code != http.StatusOK || len(dead) != 1 || dead[0].ID != permanentID {
-		t.Errorf("GET /api/v1/dead-letters: got %d %+v, want only %s", code, dead, permanentID)
+	var dead monitor.DeadLetterList
+	testkit.Eventually(t, "the ledger records "+permanentID, 15*time.Second, func() bool {
+		return call(http.MethodGet, "/api/v1/dead-letters?limit=10&state=open", "", true, &dead) == http.StatusOK && len(dead.Items) == 1
+	})
+	if dead.Items[0].ID != permanentID {
+		t.Errorf("GET /api/v1/dead-letters: got %+v, want only %s open", dead, permanentID)
 	}
 	var stats []tasks.QueueStats
 	if code := call(http.MethodGet, "/api/v1/stats", "", true, &stats); code != http.StatusOK {
@@ -260,8 +261,8 @@ func monitorAPIOverCluster(t *testing.T, opt asynq.RedisConnOpt, permanentID str
 	if got["critical"].Archived != 1 || got["low"].Completed < 1 {
 		t.Errorf("GET /api/v1/stats: got %+v, want critical with 1 archived and low with completed jobs", stats)
 	}
-	var requeued tasks.Job
-	if code := call(http.MethodPost, "/api/v1/dead-letters/"+url.PathEscape(permanentID)+"/requeue", "", true, &requeued); code != http.StatusOK || requeued.ID != permanentID {
+	var requeued deadletter.Entry
+	if code := call(http.MethodPost, "/api/v1/dead-letters/"+url.PathEscape(permanentID)+"/requeue", "", true, &requeued); code != http.StatusOK || requeued.ID != permanentID || requeued.State != deadletter.StateRequeued {
 		t.Fatalf("POST requeue: got %d %+v", code, requeued)
 	}
 	awaitAPIState(permanentID, "completed")

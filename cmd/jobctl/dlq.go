@@ -1,0 +1,382 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
+	"github.com/escrowjobs/escrowjobs/tasks"
+)
+
+// maxDLQLimit is the largest --limit of dlq list.
+const maxDLQLimit = 10000
+
+// bulkTimeout bounds a bulk requeue (each job is one Redis transaction and
+// one ledger write).
+const bulkTimeout = 5 * time.Minute
+
+// deadLetterList is dlq list --json: the shape of GET /api/v1/dead-letters.
+type deadLetterList struct {
+	Items []deadletter.Entry `json:"items"`
+	Next  *string            `json:"next"`
+}
+
+// ledger opens the dead-letter ledger of the environment (the one the
+// workers record into).
+func (c *cli) ledger() (*ledgerenv.Store, error) {
+	lc, err := ledgerenv.Load(c.getenv)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
+	defer cancel()
+	return lc.Open(ctx)
+}
+
+// desk opens Redis and the ledger for a repair.
+func (c *cli) desk() (*tasks.DeadLetters, func(), error) {
+	in, err := c.inspector()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := c.ledger()
+	if err != nil {
+		in.Close()
+		return nil, nil, err
+	}
+	return tasks.NewDeadLetters(in, st.Ledger), func() { st.Close(); in.Close() }, nil
+}
+
+// filterFlags are the filter flags of dlq list and a bulk dlq requeue.
+type filterFlags struct {
+	typ, queue, transactionID, partnerID, state, since, until string
+}
+
+func (ff *filterFlags) add(fs *flag.FlagSet, withState bool) {
+	fs.StringVar(&ff.typ, "type", "", "")
+	fs.StringVar(&ff.queue, "queue", "", "")
+	fs.StringVar(&ff.transactionID, "transaction-id", "", "")
+	fs.StringVar(&ff.partnerID, "partner-id", "", "")
+	fs.StringVar(&ff.since, "since", "", "")
+	fs.StringVar(&ff.until, "until", "", "")
+	if withState {
+		fs.StringVar(&ff.state, "state", "", "")
+	}
+}
+
+func (ff filterFlags) any() bool {
+	return ff.typ != "" || ff.queue != "" || ff.transactionID != "" || ff.partnerID != "" || ff.since != "" || ff.until != ""
+}
+
+// filter checks the flags; errors are usage errors naming the flag.
+func (ff filterFlags) filter(cmd string) (deadletter.Filter, error) {
+	f := deadletter.Filter{Type: ff.typ, Queue: ff.queue, TransactionID: ff.transactionID, PartnerID: ff.partnerID, State: ff.state}
+	if f.Type != "" {
+		if _, err := tasks.Lookup(f.Type); err != nil {
+			return f, usagef("%s: --type: %v", cmd, err)
+		}
+	}
+	switch f.State {
+	case "", deadletter.StateOpen, deadletter.StateRequeued, deadletter.StateDiscarded:
+	default:
+		return f, usagef("%s: --state must be open, requeued or discarded, got %q", cmd, f.State)
+	}
+	for _, tf := range []struct {
+		name, v string
+		dst     *time.Time
+	}{{"since", ff.since, &f.Since}, {"until", ff.until, &f.Until}} {
+		if tf.v == "" {
+			continue
+		}
+		t, err := parseTime(tf.v, time.Now())
+		if err != nil {
+			return f, usagef("%s: --%s %q: %v", cmd, tf.name, tf.v, err)
+		}
+		*tf.dst = t
+	}
+	if err := f.Validate(); err != nil {
+		return f, usagef("%s: %v", cmd, err)
+	}
+	return f, nil
+}
+
+// parseTime reads an RFC 3339 time or a duration back from now ("2h").
+func parseTime(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, errors.New("want a positive duration")
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, errors.New(`want an RFC 3339 time or a duration back from now, like 1h`)
+	}
+	return t, nil
+}
+
+// osActor is the default --actor: the OS user.
+func (c *cli) osActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := c.getenv("USER"); u != "" {
+		return u
+	}
+	return "jobctl"
+}
+
+func (c *cli) dlq(rest []string) error {
+	if len(rest) == 0 {
+		return usagef("dlq: want a subcommand: list, show, requeue or discard")
+	}
+	switch rest[0] {
+	case "list":
+		return c.dlqList(rest[1:])
+	case "show":
+		return c.dlqShow(rest[1:])
+	case "requeue":
+		return c.dlqRequeue(rest[1:])
+	case "discard":
+		return c.dlqDiscard(rest[1:])
+	case "help", "-h", "-help", "--help":
+		return c.usage()
+	}
+	return usagef("dlq: unknown subcommand %q: want list, show, requeue or discard", rest[0])
+}
+
+func (c *cli) dlqList(args []string) error {
+	fs := c.flags("dlq list")
+	limit := fs.Int("limit", 50, "")
+	cursor := fs.String("cursor", "", "")
+	var ff filterFlags
+	ff.add(fs, true)
+	if _, err := c.parse(fs, args, 0, ""); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > maxDLQLimit {
+		return usagef("dlq list: --limit must be 1-%d, got %d", maxDLQLimit, *limit)
+	}
+	f, err := ff.filter("dlq list")
+	if err != nil {
+		return err
+	}
+	st, err := c.ledger()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
+	defer cancel()
+	page, err := st.Ledger.List(ctx, f, *cursor, *limit)
+	if errors.Is(err, deadletter.ErrBadCursor) {
+		return usagef("dlq list: --cursor is not a cursor jobctl or the API handed out")
+	}
+	if err != nil {
+		return fmt.Errorf("dlq list: %w", err)
+	}
+	out := deadLetterList{Items: make([]deadletter.Entry, len(page.Entries))}
+	for i, e := range page.Entries {
+		out.Items[i] = e.Masked()
+	}
+	if page.Next != "" {
+		out.Next = &page.Next
+	}
+	if c.json {
+		return writeJSON(c.stdout, out)
+	}
+	return writeDeadLetters(c.stdout, out)
+}
+
+func (c *cli) dlqShow(args []string) error {
+	pos, err := c.parse(c.flags("dlq show"), args, 1, "the job ID")
+	if err != nil {
+		return err
+	}
+	st, err := c.ledger()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
+	defer cancel()
+	e, err := st.Ledger.Get(ctx, pos[0])
+	if errors.Is(err, deadletter.ErrNotFound) {
+		return fmt.Errorf("no dead letter of job %s", pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return writeJSON(c.stdout, e.Masked())
+	}
+	return writeDeadLetter(c.stdout, e.Masked())
+}
+
+func (c *cli) dlqRequeue(args []string) error {
+	fs := c.flags("dlq requeue")
+	reason := fs.String("reason", "", "")
+	actor := fs.String("actor", "", "")
+	dryRun := fs.Bool("dry-run", false, "")
+	var ff filterFlags
+	ff.add(fs, false)
+	pos, err := c.parse(fs, args, -1, "")
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 1:
+		return usagef("dlq requeue: want one job ID, got %q", strings.Join(pos, " "))
+	case len(pos) == 1 && (ff.any() || *dryRun):
+		return usagef("dlq requeue: give a job ID or filters (--type, --since, …), not both")
+	case len(pos) == 0 && !ff.any():
+		return usagef("dlq requeue: missing the job ID (or filters for a bulk requeue: --type, --queue, --partner-id, --transaction-id, --since, --until)")
+	}
+	if *actor == "" {
+		*actor = c.osActor()
+	}
+	d, done, err := c.desk()
+	if err != nil {
+		return err
+	}
+	defer done()
+	if len(pos) == 1 {
+		ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
+		defer cancel()
+		e, err := d.Requeue(ctx, pos[0], *actor, *reason)
+		if err != nil {
+			return repairError(pos[0], err)
+		}
+		if c.json {
+			return writeJSON(c.stdout, e.Masked())
+		}
+		fmt.Fprintf(c.stdout, "requeued %s\n", e.ID)
+		return writeDeadLetter(c.stdout, e.Masked())
+	}
+	f, err := ff.filter("dlq requeue")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, bulkTimeout)
+	defer cancel()
+	b, err := d.RequeueMatching(ctx, f, *dryRun, *actor, *reason)
+	if err != nil {
+		return fmt.Errorf("dlq requeue: %w", err)
+	}
+	if c.json {
+		if err := writeJSON(c.stdout, b); err != nil {
+			return err
+		}
+	} else {
+		verb := "requeued"
+		if *dryRun {
+			verb = "would requeue (dry run)"
+		}
+		fmt.Fprintf(c.stdout, "matched %d, %s %d\n", b.Matched, verb, max(b.Requeued, len(b.IDs)))
+		for _, id := range b.IDs {
+			fmt.Fprintln(c.stdout, id)
+		}
+		for id, why := range b.Failed {
+			fmt.Fprintf(c.stdout, "failed %s: %s\n", id, oneLine(why))
+		}
+	}
+	if len(b.Failed) > 0 {
+		return fmt.Errorf("dlq requeue: %d of %d not requeued (see above; run it again to retry them)", len(b.Failed), b.Matched)
+	}
+	return nil
+}
+
+func (c *cli) dlqDiscard(args []string) error {
+	fs := c.flags("dlq discard")
+	reason := fs.String("reason", "", "")
+	actor := fs.String("actor", "", "")
+	pos, err := c.parse(fs, args, 1, "the job ID")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("dlq discard: --reason is required (why the job will not run again)")
+	}
+	if *actor == "" {
+		*actor = c.osActor()
+	}
+	d, done, err := c.desk()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
+	defer cancel()
+	e, err := d.Discard(ctx, pos[0], *actor, *reason)
+	if err != nil {
+		return repairError(pos[0], err)
+	}
+	if c.json {
+		return writeJSON(c.stdout, e.Masked())
+	}
+	fmt.Fprintf(c.stdout, "discarded %s\n", e.ID)
+	return writeDeadLetter(c.stdout, e.Masked())
+}
+
+func repairError(id string, err error) error {
+	switch {
+	case errors.Is(err, deadletter.ErrNotFound), errors.Is(err, tasks.ErrNotFound):
+		return fmt.Errorf("no dead letter of job %s (not found)", id)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: no answer within %s (nothing is lost: the job is archived or back in its queue; run the command again)", id, inspectTimeout)
+	}
+	return err
+}
+
+// writeDeadLetters prints the dead-letter table, newest failure first.
+func writeDeadLetters(w io.Writer, l deadLetterList) error {
+	if len(l.Items) == 0 {
+		_, err := fmt.Fprintln(w, "no dead letters")
+		return err
+	}
+	tw := table(w)
+	fmt.Fprintln(tw, "ID\tTYPE\tQUEUE\tSTATE\tWHY\tATTEMPTS\tFAILED AT\tERROR")
+	for _, e := range l.Items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+			e.ID, e.Type, e.Queue, e.State, e.Why, e.Attempts, stamp(&e.FailedAt), truncate(cell(e.Error), lastErrorWidth))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if l.Next != nil {
+		_, err := fmt.Fprintf(w, "more: --cursor %s\n", *l.Next)
+		return err
+	}
+	return nil
+}
+
+// writeDeadLetter prints one dead letter as "key: value" lines.
+func writeDeadLetter(w io.Writer, e deadletter.Entry) error {
+	tw := table(w)
+	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	line("id", e.ID)
+	line("type", e.Type)
+	line("queue", e.Queue)
+	line("state", e.State)
+	line("why", e.Why)
+	line("attempts", strconv.Itoa(e.Attempts))
+	line("failed at", stamp(&e.FailedAt))
+	line("error", cell(e.Error))
+	if e.ResolvedAt != nil {
+		line("resolved at", stamp(e.ResolvedAt))
+		line("by", e.Actor)
+		if e.Reason != "" {
+			line("reason", cell(e.Reason))
+		}
+	}
+	line("payload", cell(string(e.Payload)))
+	return tw.Flush()
+}

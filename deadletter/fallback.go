@@ -1,0 +1,143 @@
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// DefaultWriteTimeout bounds one Record in the primary ledger of a
+// Fallback: a hung database must not hold a worker slot or stall SIGTERM.
+const DefaultWriteTimeout = 3 * time.Second
+
+// flushActor marks spilled entries that reached the primary ledger.
+const flushActor = "ledger-flush"
+
+// Fallback is a Ledger over a primary (PostgreSQL) whose writes are
+// bounded by a deadline. A Record that fails or times out is written to
+// the spill ledger (a local file) instead, with a log line saying so, and
+// Flush (run periodically by Run) moves spilled records to the primary
+// once it answers again. Reads and resolutions go to the primary.
+type Fallback struct {
+	Primary Ledger
+	Spill   Ledger
+	// Timeout bounds a primary write (DefaultWriteTimeout when zero).
+	Timeout time.Duration
+	Logger  *slog.Logger
+
+	flushMu sync.Mutex
+}
+
+// Record writes e to the primary within Timeout, else to the spill.
+func (f *Fallback) Record(ctx context.Context, e Entry) (bool, error) {
+	timeout := f.Timeout
+	if timeout <= 0 {
+		timeout = DefaultWriteTimeout
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	ok, err := f.Primary.Record(pctx, e)
+	cancel()
+	if err == nil {
+		return ok, nil
+	}
+	ok, serr := f.Spill.Record(context.WithoutCancel(ctx), e)
+	if serr != nil {
+		return false, fmt.Errorf("dead letter %s: primary ledger: %w; spill ledger: %w", e.ID, err, serr)
+	}
+	f.log().Warn("dead-letter ledger write failed; kept in the spill file, moved to the ledger once it answers",
+		"task_id", e.ID, "task_type", e.Type, "queue", e.Queue, "error", err.Error())
+	return ok, nil
+}
+
+func (f *Fallback) log() *slog.Logger {
+	if f.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return f.Logger
+}
+
+// Flush moves every spilled record to the primary. It returns how many it
+// moved; the first failure stops it (the rest wait for the next Flush).
+func (f *Fallback) Flush(ctx context.Context) (int, error) {
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	n := 0
+	for {
+		page, err := f.Spill.List(ctx, Filter{State: StateOpen}, "", 100)
+		if err != nil {
+			return n, err
+		}
+		for _, e := range page.Entries {
+			if _, err := f.Primary.Record(ctx, e); err != nil {
+				return n, fmt.Errorf("dead-letter flush %s: %w", e.ID, err)
+			}
+			if _, err := f.Spill.MarkDiscarded(ctx, e.ID, Resolution{Actor: flushActor, Reason: "moved to the ledger", At: time.Now()}); err != nil && !errors.Is(err, ErrNotOpen) {
+				return n, err
+			}
+			n++
+		}
+		if page.Next == "" {
+			break
+		}
+	}
+	if n > 0 {
+		if _, err := f.Spill.Purge(ctx, time.Now().Add(time.Second)); err != nil {
+			return n, err
+		}
+		f.log().Info("dead-letter spill flushed to the ledger", "moved", n)
+	}
+	return n, nil
+}
+
+// Run flushes every interval until ctx is done.
+func (f *Fallback) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := f.Flush(ctx); err != nil && ctx.Err() == nil {
+			f.log().Warn("dead-letter spill not flushed yet", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// List lists the primary.
+func (f *Fallback) List(ctx context.Context, flt Filter, cursor string, limit int) (Page, error) {
+	return f.Primary.List(ctx, flt, cursor, limit)
+}
+
+// Get reads the primary, then the spill.
+func (f *Fallback) Get(ctx context.Context, id string) (Entry, error) {
+	e, err := f.Primary.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		if se, serr := f.Spill.Get(ctx, id); serr == nil && se.State == StateOpen {
+			return se, nil
+		}
+	}
+	return e, err
+}
+
+// MarkRequeued resolves in the primary, after flushing the spill so that a
+// spilled failure of the job is resolved too.
+func (f *Fallback) MarkRequeued(ctx context.Context, id string, r Resolution) (int, error) {
+	_, _ = f.Flush(ctx)
+	return f.Primary.MarkRequeued(ctx, id, r)
+}
+
+// MarkDiscarded resolves in the primary, after flushing the spill.
+func (f *Fallback) MarkDiscarded(ctx context.Context, id string, r Resolution) (int, error) {
+	_, _ = f.Flush(ctx)
+	return f.Primary.MarkDiscarded(ctx, id, r)
+}
+
+// Purge purges the primary.
+func (f *Fallback) Purge(ctx context.Context, before time.Time) (int, error) {
+	return f.Primary.Purge(ctx, before)
+}

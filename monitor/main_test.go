@@ -1,0 +1,11 @@
+package monitor_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
+)
+
+// TestMain stops the private PostgreSQL cluster after the tests.
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
