@@ -86,6 +86,9 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (string, error) {
 			}
 			return t.ID, fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return "", fmt.Errorf("enqueue %s: no answer from Redis: %w", t.ID, err)
+		}
 		return "", fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}
 	if rw != nil {
