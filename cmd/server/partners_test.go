@@ -260,6 +260,22 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"actor":"redelivery"`) {
 		t.Errorf("no requeue with actor redelivery in the log")
 	}
+	// The ledger records each redelivery: requeued by "redelivery", step 1.
+	ledger, err := deadletter.OpenFile(e.env["DEAD_LETTER_PATH"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close()
+	for _, j := range jobs {
+		got, err := ledger.Get(context.Background(), j)
+		if err != nil {
+			t.Errorf("ledger %s: %v", j, err)
+			continue
+		}
+		if got.State != deadletter.StateRequeued || got.Actor != webhook.ActorRedelivery || !strings.Contains(got.Reason, "step 1") {
+			t.Errorf("ledger %s: got %s by %q (%q), want requeued by %q at step 1", j, got.State, got.Actor, got.Reason, webhook.ActorRedelivery)
+		}
+	}
 }
 
 func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
