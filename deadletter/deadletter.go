@@ -37,6 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
 )
 
 // RunHeader is the task header that tells one run of a job ID from the
@@ -114,10 +116,10 @@ type Entry struct {
 // reason: the form every API, CLI and log shows.
 func (e Entry) Masked() Entry {
 	if len(e.Payload) > 0 {
-		e.Payload = maskPayload(e.Payload)
+		e.Payload = payloads.MaskedJSON(e.Payload)
 	}
-	e.Error = maskText(e.Error)
-	e.Reason = maskText(e.Reason)
+	e.Error = payloads.MaskEmailsString(e.Error)
+	e.Reason = payloads.MaskEmailsString(e.Reason)
 	return e
 }
 

@@ -40,6 +40,6 @@ func ExampleFile() {
 	fmt.Println(got.State, "by", got.Actor+":", got.Reason)
 	// Output:
 	// recorded: true false
-	// send_release_email:escrow-esc-1-release-ab12 open {"recipientEmail":"j***@example.com","transactionId":"esc-1"}
+	// send_release_email:escrow-esc-1-release-ab12 open {"transactionId":"esc-1","recipientEmail":"j***@example.com"}
 	// discarded by alice: refunded by hand
 }

