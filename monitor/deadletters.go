@@ -57,8 +57,8 @@ func (m *Monitor) deadLetterRoutes(mux *http.ServeMux) {
 	mux.Handle("/api/v1/dead-letters", methods(m.deadLetters, http.MethodGet))
 	mux.Handle("/api/v1/dead-letters/requeue", methods(m.bulkRequeue, http.MethodPost))
 	mux.Handle("/api/v1/dead-letters/{id}", methods(m.deadLetter, http.MethodGet))
-	mux.Handle("/api/v1/dead-letters/{id}/requeue", methods(m.requeue, http.MethodPost))
-	mux.Handle("/api/v1/dead-letters/{id}/discard", methods(m.discard, http.MethodPost))
+	mux.Handle("/api/v1/dead-letters/{id}/requeue", methods(m.resolveDeadLetter("requeue", m.deadLetterDesk().Requeue), http.MethodPost))
+	mux.Handle("/api/v1/dead-letters/{id}/discard", methods(m.resolveDeadLetter("discard", m.deadLetterDesk().Discard), http.MethodPost))
 }
 
 // ParseTime reads a time filter: RFC 3339, or a duration back from now.
@@ -209,40 +209,26 @@ func reasonFrom(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return strings.TrimSpace(req.Reason), true
 }
 
-func (m *Monitor) requeue(w http.ResponseWriter, r *http.Request) {
-	id, ok := jobID(w, r)
-	if !ok {
-		return
+// resolveDeadLetter answers POST /api/v1/dead-letters/{id}/<action>
+// {reason}: do resolves the dead letter (requeue or discard) as actor "api".
+func (m *Monitor) resolveDeadLetter(action string, do func(ctx context.Context, id, actor, reason string) (deadletter.Entry, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := jobID(w, r)
+		if !ok {
+			return
+		}
+		reason, ok := reasonFrom(w, r)
+		if !ok {
+			return
+		}
+		e, err := do(r.Context(), id, apiActor, reason)
+		if err != nil {
+			m.deadLetterError(w, action, id, err)
+			return
+		}
+		m.log.Info("monitor: dead letter "+e.State, "task_id", id, "actor", apiActor, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, e.Masked())
 	}
-	reason, ok := reasonFrom(w, r)
-	if !ok {
-		return
-	}
-	e, err := m.deadLetterDesk().Requeue(r.Context(), id, apiActor, reason)
-	if err != nil {
-		m.deadLetterError(w, "requeue", id, err)
-		return
-	}
-	m.log.Info("monitor: dead letter requeued", "task_id", id, "actor", apiActor, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, e.Masked())
-}
-
-func (m *Monitor) discard(w http.ResponseWriter, r *http.Request) {
-	id, ok := jobID(w, r)
-	if !ok {
-		return
-	}
-	reason, ok := reasonFrom(w, r)
-	if !ok {
-		return
-	}
-	e, err := m.deadLetterDesk().Discard(r.Context(), id, apiActor, reason)
-	if err != nil {
-		m.deadLetterError(w, "discard", id, err)
-		return
-	}
-	m.log.Info("monitor: dead letter discarded", "task_id", id, "actor", apiActor, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, e.Masked())
 }
 
 func (m *Monitor) bulkRequeue(w http.ResponseWriter, r *http.Request) {
