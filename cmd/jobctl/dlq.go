@@ -249,17 +249,7 @@ func (c *cli) dlqRequeue(args []string) error {
 	}
 	defer done()
 	if len(pos) == 1 {
-		ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
-		defer cancel()
-		e, err := d.Requeue(ctx, pos[0], *actor, *reason)
-		if err != nil {
-			return repairError(pos[0], err)
-		}
-		if c.json {
-			return writeJSON(c.stdout, e.Masked())
-		}
-		fmt.Fprintf(c.stdout, "requeued %s\n", e.ID)
-		return writeDeadLetter(c.stdout, e.Masked())
+		return c.resolve(pos[0], *actor, *reason, d.Requeue)
 	}
 	f, err := ff.filter("dlq requeue")
 	if err != nil {
@@ -313,16 +303,22 @@ func (c *cli) dlqDiscard(args []string) error {
 		return err
 	}
 	defer done()
+	return c.resolve(pos[0], *actor, *reason, d.Discard)
+}
+
+// resolve requeues or discards dead letter id (do) and prints the record:
+// "requeued <id>" or "discarded <id>" and the record, or the record as JSON.
+func (c *cli) resolve(id, actor, reason string, do func(ctx context.Context, id, actor, reason string) (deadletter.Entry, error)) error {
 	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
 	defer cancel()
-	e, err := d.Discard(ctx, pos[0], *actor, *reason)
+	e, err := do(ctx, id, actor, reason)
 	if err != nil {
-		return repairError(pos[0], err)
+		return repairError(id, err)
 	}
 	if c.json {
 		return writeJSON(c.stdout, e.Masked())
 	}
-	fmt.Fprintf(c.stdout, "discarded %s\n", e.ID)
+	fmt.Fprintf(c.stdout, "%s %s\n", e.State, e.ID)
 	return writeDeadLetter(c.stdout, e.Masked())
 }
 
