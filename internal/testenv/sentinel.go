@@ -37,6 +37,14 @@ func StartSentinel(t testing.TB) *Sentinel {
 	s := &Sentinel{Master: StartRedis(t)}
 	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))
 
+	s.start(t, bin, 5000)
+	return s
+}
+
+// start writes the sentinel's configuration (failover timeout in ms) and
+// runs it until it monitors s.Master and sees s.Replica.
+func (s *Sentinel) start(t testing.TB, bin string, failoverTimeoutMS int) {
+	t.Helper()
 	s.Port = FreePort(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
@@ -49,8 +57,8 @@ loglevel notice
 sentinel resolve-hostnames no
 sentinel monitor %s 127.0.0.1 %d 1
 sentinel down-after-milliseconds %s 1000
-sentinel failover-timeout %s 5000
-`, s.Port, dir, SentinelMasterName, s.Master.Port, SentinelMasterName, SentinelMasterName)
+sentinel failover-timeout %s %d
+`, s.Port, dir, SentinelMasterName, s.Master.Port, SentinelMasterName, SentinelMasterName, failoverTimeoutMS)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatalf("write sentinel config: %v", err)
 	}
@@ -61,7 +69,6 @@ sentinel failover-timeout %s 5000
 	if err := s.waitReplica(s.Replica.Addr(), 20*time.Second); err != nil {
 		t.Fatalf("%v\nsentinel output:\n%s", err, s.sentinel.Output())
 	}
-	return s
 }
 
 // Addr is the sentinel's host:port.

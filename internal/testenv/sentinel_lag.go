@@ -2,11 +2,8 @@ package testenv
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,30 +39,7 @@ func StartLaggingSentinel(t testing.TB) *LaggingSentinel {
 	p := startLagProxy(t, s.Master.Addr())
 	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(p.port))
 
-	s.Port = FreePort(t)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "sentinel.conf")
-	body := fmt.Sprintf(`port %d
-bind 127.0.0.1
-protected-mode no
-daemonize no
-dir %s
-loglevel notice
-sentinel resolve-hostnames no
-sentinel monitor %s 127.0.0.1 %d 1
-sentinel down-after-milliseconds %s 1000
-sentinel failover-timeout %s 180000
-`, s.Port, dir, SentinelMasterName, s.Master.Port, SentinelMasterName, SentinelMasterName)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatalf("write sentinel config: %v", err)
-	}
-	s.sentinel = Start(t, bin, nil, conf, "--sentinel")
-	if err := WaitRedis(s.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("sentinel on %s: %v\n%s", s.Addr(), err, s.sentinel.Output())
-	}
-	if err := s.waitReplica(s.Replica.Addr(), 20*time.Second); err != nil {
-		t.Fatalf("%v\nsentinel output:\n%s", err, s.sentinel.Output())
-	}
+	s.start(t, bin, 180000)
 	return &LaggingSentinel{Sentinel: s, proxy: p}
 }
 
