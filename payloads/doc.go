@@ -7,6 +7,11 @@
 //   - TaskType: the asynq task type, the only place that string is written;
 //   - DedupeKey: the default deduplication key, before it is namespaced by type.
 //
+// The rules several payloads share, the recipient address and the money
+// amounts, are validator aliases written once (recipient, amount,
+// amountorall in validate.go); a failure inside one is reported as the
+// plain rule that failed.
+//
 // Two more are optional, for a type whose processing defaults differ from
 // the house defaults ([QueueOf], [TimeoutOf]):
 //

@@ -3,8 +3,8 @@ package payloads
 // SendReleaseEmail asks for the "funds released" e-mail to one party of an escrow.
 type SendReleaseEmail struct {
 	TransactionID  string `json:"transactionId"           validate:"required,escrowid"`
-	RecipientEmail string `json:"recipientEmail"          validate:"required,max=254,email,noheaderbreak"`
-	Amount         int64  `json:"amount"                  validate:"gt=0,lte=100000000000"`
+	RecipientEmail string `json:"recipientEmail"          validate:"recipient"`
+	Amount         int64  `json:"amount"                  validate:"amount"`
 	Currency       string `json:"currency"                validate:"required,iso4217"`
 	RecipientName  string `json:"recipientName,omitempty" validate:"omitempty,max=100,noheaderbreak"`
 }
@@ -20,8 +20,8 @@ func (p SendReleaseEmail) DedupeKey() string {
 // SendRefundEmail asks for the "refund issued" e-mail to one party of an escrow.
 type SendRefundEmail struct {
 	TransactionID  string `json:"transactionId"    validate:"required,escrowid"`
-	RecipientEmail string `json:"recipientEmail"   validate:"required,max=254,email,noheaderbreak"`
-	Amount         int64  `json:"amount"           validate:"gt=0,lte=100000000000"`
+	RecipientEmail string `json:"recipientEmail"   validate:"recipient"`
+	Amount         int64  `json:"amount"           validate:"amount"`
 	Currency       string `json:"currency"         validate:"required,iso4217"`
 	Reason         string `json:"reason,omitempty" validate:"omitempty,max=500,bodytext"`
 }
@@ -39,7 +39,7 @@ func (p SendRefundEmail) DedupeKey() string {
 type SendDisputeEmail struct {
 	TransactionID  string `json:"transactionId"  validate:"required,escrowid"`
 	DisputeID      string `json:"disputeId"      validate:"required,escrowid"`
-	RecipientEmail string `json:"recipientEmail" validate:"required,max=254,email,noheaderbreak"`
+	RecipientEmail string `json:"recipientEmail" validate:"recipient"`
 	Reason         string `json:"reason"         validate:"required,max=1000,bodytext"`
 }
 
@@ -55,8 +55,8 @@ func (p SendDisputeEmail) DedupeKey() string {
 type SendPaymentConfirmedEmail struct {
 	TransactionID   string `json:"transactionId"   validate:"required,escrowid"`
 	PaymentIntentID string `json:"paymentIntentId" validate:"required,paymentintent"`
-	RecipientEmail  string `json:"recipientEmail"  validate:"required,max=254,email,noheaderbreak"`
-	Amount          int64  `json:"amount"          validate:"gt=0,lte=100000000000"`
+	RecipientEmail  string `json:"recipientEmail"  validate:"recipient"`
+	Amount          int64  `json:"amount"          validate:"amount"`
 	Currency        string `json:"currency"        validate:"required,iso4217"`
 }
 

@@ -49,8 +49,8 @@ type NotifyDisputeResolved struct {
 	DisputeID     string `json:"disputeId"           validate:"required,escrowid"`
 	TransactionID string `json:"transactionId"       validate:"required,escrowid"`
 	Resolution    string `json:"resolution"          validate:"required,oneof=release_to_seller refund_to_buyer split"`
-	BuyerEmail    string `json:"buyerEmail"          validate:"required,max=254,email,noheaderbreak"`
-	SellerEmail   string `json:"sellerEmail"         validate:"required,max=254,email,noheaderbreak"`
+	BuyerEmail    string `json:"buyerEmail"          validate:"recipient"`
+	SellerEmail   string `json:"sellerEmail"         validate:"recipient"`
 	PartnerID     string `json:"partnerId,omitempty" validate:"omitempty,escrowid"`
 }
 

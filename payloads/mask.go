@@ -113,7 +113,8 @@ func MaskedJSON(b []byte) json.RawMessage { return maskJSON(b, nil) }
 func MaskPayload(p Payload, b []byte) json.RawMessage { return maskJSON(b, AddressFields(p)) }
 
 // AddressFields lists the JSON names of p's e-mail address fields: the
-// fields its struct validates with the `email` rule.
+// fields its struct validates with the `email` rule (also through an
+// alias such as `recipient`).
 func AddressFields(p Payload) []string {
 	t := reflect.TypeOf(p)
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -125,7 +126,7 @@ func AddressFields(p Payload) []string {
 	var fields []string
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if slices.Contains(strings.Split(f.Tag.Get("validate"), ","), "email") {
+		if slices.Contains(rules(f.Tag.Get("validate")), "email") {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 			if name == "" {
 				name = f.Name

@@ -10,7 +10,7 @@ import (
 type StripeCapturePayment struct {
 	TransactionID   string `json:"transactionId"             validate:"required,escrowid"`
 	PaymentIntentID string `json:"paymentIntentId"           validate:"required,paymentintent"`
-	AmountToCapture int64  `json:"amountToCapture,omitempty" validate:"gte=0,lte=100000000000"`
+	AmountToCapture int64  `json:"amountToCapture,omitempty" validate:"amountorall"`
 }
 
 // TaskType is the asynq task type. It never changes after a deploy.
@@ -43,7 +43,7 @@ const (
 type StripeRefundPayment struct {
 	TransactionID   string `json:"transactionId"      validate:"required,escrowid"`
 	PaymentIntentID string `json:"paymentIntentId"    validate:"required,paymentintent"`
-	Amount          int64  `json:"amount,omitempty"   validate:"gte=0,lte=100000000000"`
+	Amount          int64  `json:"amount,omitempty"   validate:"amountorall"`
 	RefundID        string `json:"refundId,omitempty" validate:"required_unless=Amount 0,omitempty,escrowid"`
 	Reason          string `json:"reason,omitempty"   validate:"omitempty,oneof=duplicate fraudulent requested_by_customer"`
 }

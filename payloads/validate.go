@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,39 @@ var (
 
 var statuses = []string{StatusPending, StatusFunded, StatusReleased, StatusRefunded, StatusDisputed, StatusResolved, StatusCancelled}
 
+// maxAmount caps every money amount, in minor units (one billion of a
+// two-decimal currency): anything larger is a producer's bug, not a payment.
+const maxAmount = 100_000_000_000
+
+// aliases name the rules several payloads share, so each is written once:
+//
+//   - recipient: a customer's e-mail address: required, at most 254
+//     characters, a valid address, nothing that could break a mail header;
+//   - amount: a money amount in minor units, above 0, at most maxAmount;
+//   - amountorall: the same or 0 (omitted), which means all of it (the
+//     full authorised amount, or whatever remains to refund).
+//
+// A failure is reported as the rule inside the alias that failed
+// ([message] reads the actual tag), so the messages are the plain rules'.
+// Never written after start.
+var aliases = map[string]string{
+	"recipient":   "required,max=254,email,noheaderbreak",
+	"amount":      "gt=0,lte=" + strconv.FormatInt(maxAmount, 10),
+	"amountorall": "gte=0,lte=" + strconv.FormatInt(maxAmount, 10),
+}
+
+// rules lists the rules of a validate tag, aliases expanded.
+func rules(tag string) []string {
+	var out []string
+	for _, r := range strings.Split(tag, ",") {
+		if expanded, ok := aliases[r]; ok {
+			r = expanded
+		}
+		out = append(out, strings.Split(r, ",")...)
+	}
+	return out
+}
+
 // validate builds the validator once; it is never changed afterwards.
 var validate = sync.OnceValue(func() *validator.Validate {
 	v := validator.New(validator.WithRequiredStructEnabled())
@@ -116,6 +150,9 @@ var validate = sync.OnceValue(func() *validator.Validate {
 			panic(err) // a programming error in the table above
 		}
 	}
+	for alias, tags := range aliases {
+		v.RegisterAlias(alias, tags)
+	}
 	return v
 })
 
@@ -134,8 +171,10 @@ func invisible(r rune) bool {
 	return unicode.Is(unicode.Cf, r)
 }
 
+// message says what the rule that failed wants (the rule itself, also
+// inside an alias).
 func message(fe validator.FieldError) string {
-	switch fe.Tag() {
+	switch fe.ActualTag() {
 	case "required":
 		return "is required"
 	case "required_unless":
@@ -174,7 +213,7 @@ func message(fe validator.FieldError) string {
 	case "max":
 		return "must be at most " + fe.Param() + " characters"
 	}
-	return "failed " + fe.Tag()
+	return "failed " + fe.ActualTag()
 }
 
 func lowerFirst(s string) string {
