@@ -92,3 +92,33 @@ func TestRecipientHashIsStableAndCaseInsensitive(t *testing.T) {
 		t.Errorf("got %q and %q, want equal 16-hex hashes", a, b)
 	}
 }
+
+// TestSharedRulesReportThePlainRule: a failure inside an alias (recipient,
+// amount, amountorall) names the field and says what the plain rule that
+// failed wants, as if it were written out in the tag.
+func TestSharedRulesReportThePlainRule(t *testing.T) {
+	long := strings.Repeat("a", 250) + "@example.com"
+	cases := []struct {
+		p            payloads.Payload
+		field, wantM string
+	}{
+		{payloads.SendDisputeEmail{TransactionID: "t", DisputeID: "d", Reason: "r"}, "recipientEmail", "is required"},
+		{payloads.SendPaymentConfirmedEmail{TransactionID: "t", PaymentIntentID: "pi_1", RecipientEmail: long, Amount: 1, Currency: "USD"}, "recipientEmail", "must be at most 254 characters"},
+		{payloads.NotifyDisputeResolved{DisputeID: "d", TransactionID: "t", Resolution: "split", BuyerEmail: "b@example.com", SellerEmail: "nope"}, "sellerEmail", "must be a valid e-mail address"},
+		{payloads.SendReleaseEmail{TransactionID: "t", RecipientEmail: "a@example.com\u202e", Amount: 1, Currency: "USD"}, "recipientEmail", "must not contain line breaks, control characters or invisible formatting characters (such as bidi overrides)"},
+		{payloads.SendRefundEmail{TransactionID: "t", RecipientEmail: "a@example.com", Amount: -1, Currency: "USD"}, "amount", "must be greater than 0"},
+		{payloads.SendPaymentConfirmedEmail{TransactionID: "t", PaymentIntentID: "pi_1", RecipientEmail: "a@example.com", Amount: 100000000001, Currency: "USD"}, "amount", "must be at most 100000000000"},
+		{payloads.StripeCapturePayment{TransactionID: "t", PaymentIntentID: "pi_1", AmountToCapture: -1}, "amountToCapture", "must be at least 0"},
+		{payloads.StripeRefundPayment{TransactionID: "t", PaymentIntentID: "pi_1", Amount: 100000000001, RefundID: "rf-1"}, "amount", "must be at most 100000000000"},
+	}
+	for _, c := range cases {
+		err := payloads.Validate(c.p)
+		var ve *payloads.ValidationError
+		if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0] != (payloads.FieldError{Field: c.field, Message: c.wantM}) {
+			t.Errorf("%s: got %v, want one bad field %s: %s", c.p.TaskType(), err, c.field, c.wantM)
+		}
+	}
+	if got := payloads.AddressFields(payloads.SendRefundEmail{}); len(got) != 1 || got[0] != "recipientEmail" {
+		t.Errorf("AddressFields(SendRefundEmail): got %v, want [recipientEmail]", got)
+	}
+}
