@@ -25,26 +25,33 @@ func auditTask(t testing.TB, id string, opts ...tasks.Option) *tasks.Task {
 	return task
 }
 
-// TestWaitReplicas: with WaitReplicas(n), Enqueue succeeds only when n
-// replicas acknowledged the job; otherwise it returns the job ID and an
-// error that says the job may not be durable. The WAIT runs on the
-// connection (and, on a Cluster, the shard) that wrote the job.
-func TestWaitReplicas(t *testing.T) {
+// startReplicated starts a master with one replica and returns the master
+// once the replica is in sync with it.
+func startReplicated(t testing.TB) *testenv.RedisServer {
+	t.Helper()
 	master := testenv.StartRedis(t)
 	testenv.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
-	lone := testenv.StartRedis(t)
-	cluster := testenv.StartCluster(t)
 	rc := redis.NewClient(&redis.Options{Addr: master.Addr()})
 	defer rc.Close()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		info, _ := rc.Info(context.Background(), "replication").Result()
 		if strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") {
-			break
+			return master
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("replica not in sync within 20 s:\n%s", info)
 		}
 	}
+}
+
+// TestWaitReplicas: with WaitReplicas(n), Enqueue succeeds only when n
+// replicas acknowledged the job; otherwise it returns the job ID and an
+// error that says the job may not be durable. The WAIT runs on the
+// connection (and, on a Cluster, the shard) that wrote the job.
+func TestWaitReplicas(t *testing.T) {
+	master := startReplicated(t)
+	lone := testenv.StartRedis(t)
+	cluster := testenv.StartCluster(t)
 	masterOpt := asynq.RedisClientOpt{Addr: master.Addr()}
 	cases := []struct {
 		name    string
