@@ -8,6 +8,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/hibiken/asynq"
 )
 
@@ -31,7 +32,7 @@ func BenchmarkDeadLetterList(b *testing.B) {
 	}
 	for _, store := range stores {
 		b.Run(store, func(b *testing.B) {
-			l := openLedger(b, store)
+			l := testkit.Ledger(b, store)
 			for i := range benchDeadLetters {
 				if _, err := l.Record(ctx, entry(i)); err != nil {
 					b.Fatal(err)

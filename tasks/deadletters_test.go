@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
-	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -32,27 +30,6 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
 
 // stores are the two ledgers every requeue test runs against.
 var stores = []string{"file", "postgres"}
-
-func openLedger(t testing.TB, store string) deadletter.Ledger {
-	t.Helper()
-	if store == "file" {
-		l, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dl.jsonl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		return l
-	}
-	db, err := postgres.Open(context.Background(), testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return db.DeadLetters()
-}
 
 // env is real Redis, a ledger, the repair desk and a real worker whose
 // handler fails every job permanently while fail is set, and otherwise
@@ -77,28 +54,36 @@ func setup(t *testing.T, store string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{opt: opt, in: tasks.NewInspector(opt), l: openLedger(t, store), ai: asynq.NewInspector(opt), c: asynq.NewClient(opt),
+	e := &env{opt: opt, in: tasks.NewInspector(opt), l: testkit.Ledger(t, store), ai: asynq.NewInspector(opt), c: asynq.NewClient(opt),
 		runs: map[string]int{}, payload: map[string]string{}}
 	e.d = tasks.NewDeadLetters(e.in, e.l)
 	t.Cleanup(func() { e.in.Close(); e.ai.Close(); e.c.Close() })
 	return e
 }
 
+// startWorker starts the real worker over e's Redis and ledger with the
+// counting handler of env.
 func (e *env) startWorker(t *testing.T) {
 	t.Helper()
+	e.runWorker(t, 8, func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		if e.fail.Load() {
+			return fmt.Errorf("peer refused %s: %w", id, asynq.SkipRetry)
+		}
+		e.mu.Lock()
+		e.runs[id]++
+		e.payload[id] = string(t.Payload())
+		e.mu.Unlock()
+		return nil
+	})
+}
+
+// runWorker starts the real worker over e's Redis and ledger with h,
+// stopped at cleanup.
+func (e *env) runWorker(t *testing.T, concurrency int, h asynq.HandlerFunc) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := worker.New(worker.Config{Redis: e.opt, DeadLetters: e.l, Logger: log, Concurrency: 8, FetchLoops: 1, ShutdownTimeout: 2 * time.Second},
-		asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			id, _ := asynq.GetTaskID(ctx)
-			if e.fail.Load() {
-				return fmt.Errorf("peer refused %s: %w", id, asynq.SkipRetry)
-			}
-			e.mu.Lock()
-			e.runs[id]++
-			e.payload[id] = string(t.Payload())
-			e.mu.Unlock()
-			return nil
-		}))
+	w, err := worker.New(worker.Config{Redis: e.opt, DeadLetters: e.l, Logger: log, Concurrency: concurrency, FetchLoops: 1, ShutdownTimeout: 2 * time.Second}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +91,30 @@ func (e *env) startWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Shutdown)
+}
+
+// archived waits until asynq holds job id archived in queue.
+func (e *env) archived(t *testing.T, queue, id string) {
+	t.Helper()
+	testkit.Eventually(t, id+" archived", 30*time.Second, func() bool {
+		ti, err := e.ai.GetTaskInfo(queue, id)
+		return err == nil && ti.State == asynq.TaskStateArchived
+	})
+}
+
+// ranOnce waits until each of ids has run, gives a doubled run the time to
+// show up (waitOut), and fails the test for each that ran more than once.
+func (e *env) ranOnce(t *testing.T, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		testkit.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
+	}
+	waitOut()
+	for _, id := range ids {
+		if n := e.ran(id); n != 1 {
+			t.Errorf("%s: got %d runs, want 1", id, n)
+		}
+	}
 }
 
 func (e *env) ran(id string) int {
@@ -129,10 +138,7 @@ func (e *env) deadLetters(t *testing.T, typ, payload string, ids ...string) {
 			got, err := e.l.Get(context.Background(), id)
 			return err == nil && got.State == deadletter.StateOpen
 		})
-		testkit.Eventually(t, id+" archived", 30*time.Second, func() bool {
-			ti, err := e.ai.GetTaskInfo("default", id)
-			return err == nil && ti.State == asynq.TaskStateArchived
-		})
+		e.archived(t, "default", id)
 	}
 	e.fail.Store(false)
 }
@@ -157,10 +163,7 @@ func TestRequeueGivesTheFullBudgetBack(t *testing.T) {
 			if _, err := e.c.Enqueue(asynq.NewTask("stripe_capture_payment", []byte(`{"transactionId":"tx-1","paymentIntentId":"pi_123"}`), asynq.TaskID(id), asynq.Queue("critical"), asynq.MaxRetry(3))); err != nil {
 				t.Fatal(err)
 			}
-			testkit.Eventually(t, "archived", 30*time.Second, func() bool {
-				ti, err := e.ai.GetTaskInfo("critical", id)
-				return err == nil && ti.State == asynq.TaskStateArchived
-			})
+			e.archived(t, "critical", id)
 			srv.Shutdown()
 			before, _ := e.ai.GetTaskInfo("critical", id)
 			if before.Retried != 3 {
@@ -310,15 +313,7 @@ func TestRequeueSurvivesFailuresBetweenItsSteps(t *testing.T) {
 					t.Errorf("retry of %s: got %+v, %v; want requeued by ops", id, got, err)
 				}
 			}
-			for _, id := range ids {
-				testkit.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
-			}
-			waitOut()
-			for _, id := range ids {
-				if n := e.ran(id); n != 1 {
-					t.Errorf("%s: got %d runs, want 1", id, n)
-				}
-			}
+			e.ranOnce(t, ids)
 		})
 	}
 }
@@ -366,15 +361,7 @@ func TestBulkRequeueByTypeWithADryRunFirst(t *testing.T) {
 			if real.Matched != 100 || real.Requeued != 100 || !slices.Equal(real.IDs, hooks) || len(real.Failed) != 0 {
 				t.Errorf("real run: got %+v; want 100 matched and requeued, the webhook jobs", real)
 			}
-			for _, id := range hooks {
-				testkit.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
-			}
-			waitOut()
-			for _, id := range hooks {
-				if n := e.ran(id); n != 1 {
-					t.Errorf("%s: got %d runs, want 1", id, n)
-				}
-			}
+			e.ranOnce(t, hooks)
 			for _, id := range others {
 				if n := e.ran(id); n != 0 {
 					t.Errorf("%s: got %d runs, want 0 (not matched)", id, n)
@@ -450,20 +437,11 @@ func TestRequeueOfAJobNotArchivedYetChangesNothing(t *testing.T) {
 	e := setup(t, "file")
 	ctx := context.Background()
 	release, started := make(chan struct{}), make(chan struct{}, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := worker.New(worker.Config{Redis: e.opt, DeadLetters: e.l, Logger: log, Concurrency: 1, FetchLoops: 1, ShutdownTimeout: 2 * time.Second},
-		asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-			started <- struct{}{}
-			<-release
-			return fmt.Errorf("peer refused: %w", asynq.SkipRetry)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Shutdown)
+	e.runWorker(t, 1, func(ctx context.Context, t *asynq.Task) error {
+		started <- struct{}{}
+		<-release
+		return fmt.Errorf("peer refused: %w", asynq.SkipRetry)
+	})
 	const id = "audit_log_created:audit-still-active"
 	if _, err := e.c.Enqueue(asynq.NewTask("audit_log_created", []byte(`{}`), asynq.TaskID(id), asynq.Queue("default"), asynq.MaxRetry(retry.Max))); err != nil {
 		t.Fatal(err)
@@ -474,18 +452,14 @@ func TestRequeueOfAJobNotArchivedYetChangesNothing(t *testing.T) {
 		Payload: []byte(`{}`), Error: "peer refused", Attempts: 1, FailedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.d.Requeue(ctx, id, "api", "too early")
-	if !errors.Is(err, tasks.ErrStillActive) {
+	if _, err := e.d.Requeue(ctx, id, "api", "too early"); !errors.Is(err, tasks.ErrStillActive) {
 		t.Errorf("requeue while active: got %v, want ErrStillActive", err)
 	}
 	if got, _ := e.l.Get(ctx, id); got.State != deadletter.StateOpen {
 		t.Errorf("ledger: got %s, want open", got.State)
 	}
 	close(release)
-	testkit.Eventually(t, id+" archived", 30*time.Second, func() bool {
-		ti, err := e.ai.GetTaskInfo("default", id)
-		return err == nil && ti.State == asynq.TaskStateArchived
-	})
+	e.archived(t, "default", id)
 	if _, err := e.d.Requeue(ctx, id, "api", "now"); err != nil {
 		t.Fatalf("requeue once archived: %v", err)
 	}
