@@ -31,6 +31,14 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
 // stores are the two ledgers every requeue test runs against.
 var stores = []string{"file", "postgres"}
 
+// eachStore runs test once per ledger store, as a subtest named after the
+// store, with its own env.
+func eachStore(t *testing.T, test func(t *testing.T, e *env)) {
+	for _, store := range stores {
+		t.Run(store, func(t *testing.T) { test(t, setup(t, store)) })
+	}
+}
+
 // env is real Redis, a ledger, the repair desk and a real worker whose
 // handler fails every job permanently while fail is set, and otherwise
 // counts each run and keeps the payload it got.
@@ -150,83 +158,77 @@ func waitOut() { time.Sleep(1500 * time.Millisecond) }
 // A dead letter that spent its whole budget comes back with all of it,
 // under the same ID, by one Redis transaction; the ledger says who and why.
 func TestRequeueGivesTheFullBudgetBack(t *testing.T) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			e := setup(t, store)
-			// A plain asynq server with instant retries spends the budget.
-			srv := asynq.NewServer(e.opt, asynq.Config{Concurrency: 1, TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
-				LogLevel: asynq.FatalLevel, Queues: map[string]int{"critical": 1}, RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond }})
-			if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("stripe: 503") })); err != nil {
-				t.Fatal(err)
-			}
-			id := "stripe_capture_payment:capture-pi_123"
-			if _, err := e.c.Enqueue(asynq.NewTask("stripe_capture_payment", []byte(`{"transactionId":"tx-1","paymentIntentId":"pi_123"}`), asynq.TaskID(id), asynq.Queue("critical"), asynq.MaxRetry(3))); err != nil {
-				t.Fatal(err)
-			}
-			e.archived(t, "critical", id)
-			srv.Shutdown()
-			before, _ := e.ai.GetTaskInfo("critical", id)
-			if before.Retried != 3 {
-				t.Fatalf("got retried %d before the requeue, want 3", before.Retried)
-			}
-			// The ledger never heard of it (no worker of ours archived it):
-			// Requeue records it from asynq's archive first.
-			got, err := e.d.Requeue(context.Background(), id, "alice", "Stripe is back")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.State != deadletter.StateRequeued || got.Actor != "alice" || got.Reason != "Stripe is back" || got.Why != deadletter.WhyExhausted || got.Attempts != 4 {
-				t.Errorf("ledger: got %+v; want requeued by alice, exhausted after 4 attempts", got)
-			}
-			ti, err := e.ai.GetTaskInfo("critical", id)
-			if err != nil || ti.State != asynq.TaskStatePending || ti.Retried != 0 || ti.MaxRetry != 3 || ti.LastErr != "" || ti.Headers[deadletter.RunHeader] == "" || string(ti.Payload) != string(before.Payload) {
-				t.Errorf("asynq: got %+v (%v); want pending, 0 of 3 retries spent, no last error, a run header, the same payload", ti, err)
-			}
-			if qi, _ := e.ai.GetQueueInfo("critical"); qi.Archived != 0 || qi.Pending != 1 {
-				t.Errorf("got %d archived, %d pending; want 0 and 1", qi.Archived, qi.Pending)
-			}
-			if _, err := e.d.Requeue(context.Background(), id, "bob", ""); !errors.Is(err, deadletter.ErrNotOpen) {
-				t.Errorf("second requeue: got %v, want ErrNotOpen", err)
-			}
-			e.startWorker(t)
-			testkit.Eventually(t, "the rerun", 30*time.Second, func() bool { return e.ran(id) == 1 })
-		})
-	}
+	eachStore(t, func(t *testing.T, e *env) {
+		// A plain asynq server with instant retries spends the budget.
+		srv := asynq.NewServer(e.opt, asynq.Config{Concurrency: 1, TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
+			LogLevel: asynq.FatalLevel, Queues: map[string]int{"critical": 1}, RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return 10 * time.Millisecond }})
+		if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("stripe: 503") })); err != nil {
+			t.Fatal(err)
+		}
+		id := "stripe_capture_payment:capture-pi_123"
+		if _, err := e.c.Enqueue(asynq.NewTask("stripe_capture_payment", []byte(`{"transactionId":"tx-1","paymentIntentId":"pi_123"}`), asynq.TaskID(id), asynq.Queue("critical"), asynq.MaxRetry(3))); err != nil {
+			t.Fatal(err)
+		}
+		e.archived(t, "critical", id)
+		srv.Shutdown()
+		before, _ := e.ai.GetTaskInfo("critical", id)
+		if before.Retried != 3 {
+			t.Fatalf("got retried %d before the requeue, want 3", before.Retried)
+		}
+		// The ledger never heard of it (no worker of ours archived it):
+		// Requeue records it from asynq's archive first.
+		got, err := e.d.Requeue(context.Background(), id, "alice", "Stripe is back")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != deadletter.StateRequeued || got.Actor != "alice" || got.Reason != "Stripe is back" || got.Why != deadletter.WhyExhausted || got.Attempts != 4 {
+			t.Errorf("ledger: got %+v; want requeued by alice, exhausted after 4 attempts", got)
+		}
+		ti, err := e.ai.GetTaskInfo("critical", id)
+		if err != nil || ti.State != asynq.TaskStatePending || ti.Retried != 0 || ti.MaxRetry != 3 || ti.LastErr != "" || ti.Headers[deadletter.RunHeader] == "" || string(ti.Payload) != string(before.Payload) {
+			t.Errorf("asynq: got %+v (%v); want pending, 0 of 3 retries spent, no last error, a run header, the same payload", ti, err)
+		}
+		if qi, _ := e.ai.GetQueueInfo("critical"); qi.Archived != 0 || qi.Pending != 1 {
+			t.Errorf("got %d archived, %d pending; want 0 and 1", qi.Archived, qi.Pending)
+		}
+		if _, err := e.d.Requeue(context.Background(), id, "bob", ""); !errors.Is(err, deadletter.ErrNotOpen) {
+			t.Errorf("second requeue: got %v, want ErrNotOpen", err)
+		}
+		e.startWorker(t)
+		testkit.Eventually(t, "the rerun", 30*time.Second, func() bool { return e.ran(id) == 1 })
+	})
 }
 
 // A job asynq dropped from its archive (as its trim would) is still
 // listed, and a requeue rebuilds it from the ledger's exact payload; a
 // real worker runs it.
 func TestRequeueRebuildsAJobAsynqDropped(t *testing.T) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			e := setup(t, store)
-			e.startWorker(t)
-			id := "send_release_email:escrow-" + strings.Repeat("9", 36) + "-release-abcdef"
-			payload := `{"transactionId":"tx-1", "recipientEmail":"\"jane doe\"@example.com","amount":100,"currency":"EUR"}`
-			e.deadLetters(t, "send_release_email", payload, id)
-			if err := e.ai.DeleteTask("default", id); err != nil { // asynq's trim
-				t.Fatal(err)
-			}
-			p, err := e.d.List(context.Background(), deadletter.Filter{TransactionID: "tx-1"}, "", 10)
-			if err != nil || len(p.Entries) != 1 || p.Entries[0].ID != id {
-				t.Fatalf("List: got %+v, %v; want %s", p, err, id)
-			}
-			if _, err := e.d.Requeue(context.Background(), id, "api", "mail relay fixed"); err != nil {
-				t.Fatal(err)
-			}
-			testkit.Eventually(t, "the rebuilt job's run", 30*time.Second, func() bool { return e.ran(id) == 1 })
-			e.mu.Lock()
-			got := e.payload[id]
-			e.mu.Unlock()
-			if got != payload {
-				t.Errorf("got payload %q, want exactly %q", got, payload)
-			}
-			if ti, err := e.ai.GetTaskInfo("default", id); err != nil || ti.MaxRetry != retry.Max || ti.Timeout == 0 {
-				t.Errorf("rebuilt task: got %+v, %v; want MaxRetry %d and the type's timeout", ti, err, retry.Max)
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, e *env) {
+		e.startWorker(t)
+		id := "send_release_email:escrow-" + strings.Repeat("9", 36) + "-release-abcdef"
+		payload := `{"transactionId":"tx-1", "recipientEmail":"\"jane doe\"@example.com","amount":100,"currency":"EUR"}`
+		e.deadLetters(t, "send_release_email", payload, id)
+		if err := e.ai.DeleteTask("default", id); err != nil { // asynq's trim
+			t.Fatal(err)
+		}
+		p, err := e.d.List(context.Background(), deadletter.Filter{TransactionID: "tx-1"}, "", 10)
+		if err != nil || len(p.Entries) != 1 || p.Entries[0].ID != id {
+			t.Fatalf("List: got %+v, %v; want %s", p, err, id)
+		}
+		if _, err := e.d.Requeue(context.Background(), id, "api", "mail relay fixed"); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, "the rebuilt job's run", 30*time.Second, func() bool { return e.ran(id) == 1 })
+		e.mu.Lock()
+		got := e.payload[id]
+		e.mu.Unlock()
+		if got != payload {
+			t.Errorf("got payload %q, want exactly %q", got, payload)
+		}
+		if ti, err := e.ai.GetTaskInfo("default", id); err != nil || ti.MaxRetry != retry.Max || ti.Timeout == 0 {
+			t.Errorf("rebuilt task: got %+v, %v; want MaxRetry %d and the type's timeout", ti, err, retry.Max)
+		}
+	})
 }
 
 // failOn is a go-redis hook that fails the named commands while on.
@@ -261,150 +263,141 @@ func (f *failOn) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 // always in asynq or the ledger (open), and requeueing again completes it;
 // it runs once.
 func TestRequeueSurvivesFailuresBetweenItsSteps(t *testing.T) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			e := setup(t, store)
-			hook := &failOn{cmds: []string{"exec", "evalsha", "eval"}}
-			tasks.AddRedisHook(e.in, hook)
-			e.startWorker(t)
-			ctx := context.Background()
-			ids := []string{"audit_log_created:audit-move-fails", "audit_log_created:audit-ledger-fails", "audit_log_created:audit-rebuild-fails"}
-			e.deadLetters(t, "audit_log_created", `{"eventId":"e","actor":"a","action":"x","occurredAt":"2026-01-01T00:00:00Z"}`, ids...)
+	eachStore(t, func(t *testing.T, e *env) {
+		hook := &failOn{cmds: []string{"exec", "evalsha", "eval"}}
+		tasks.AddRedisHook(e.in, hook)
+		e.startWorker(t)
+		ctx := context.Background()
+		ids := []string{"audit_log_created:audit-move-fails", "audit_log_created:audit-ledger-fails", "audit_log_created:audit-rebuild-fails"}
+		e.deadLetters(t, "audit_log_created", `{"eventId":"e","actor":"a","action":"x","occurredAt":"2026-01-01T00:00:00Z"}`, ids...)
 
-			// 1. The move's transaction fails: still archived, still open.
-			hook.on.Store(true)
-			if _, err := e.d.Requeue(ctx, ids[0], "api", ""); err == nil {
-				t.Fatal("got nil error with Redis failing the move")
-			}
-			hook.on.Store(false)
-			if ti, err := e.ai.GetTaskInfo("default", ids[0]); err != nil || ti.State != asynq.TaskStateArchived {
-				t.Errorf("after a failed move: got %+v, %v; want archived", ti, err)
-			}
+		// 1. The move's transaction fails: still archived, still open.
+		hook.on.Store(true)
+		if _, err := e.d.Requeue(ctx, ids[0], "api", ""); err == nil {
+			t.Fatal("got nil error with Redis failing the move")
+		}
+		hook.on.Store(false)
+		if ti, err := e.ai.GetTaskInfo("default", ids[0]); err != nil || ti.State != asynq.TaskStateArchived {
+			t.Errorf("after a failed move: got %+v, %v; want archived", ti, err)
+		}
 
-			// 2. Moved, then the ledger write fails: the job is pending and
-			// runs; the record is open until the retry completes it.
-			tasks.SetAfterMove(e.d, func() error { return errors.New("ledger unreachable (injected)") })
-			if _, err := e.d.Requeue(ctx, ids[1], "api", ""); err == nil || !strings.Contains(err.Error(), "requeue again") {
-				t.Errorf("got %v, want the error to say the job is back and to requeue again", err)
-			}
-			tasks.SetAfterMove(e.d, nil)
-			if got, _ := e.l.Get(ctx, ids[1]); got.State != deadletter.StateOpen {
-				t.Errorf("ledger after the failed mark: got %s, want open", got.State)
-			}
+		// 2. Moved, then the ledger write fails: the job is pending and
+		// runs; the record is open until the retry completes it.
+		tasks.SetAfterMove(e.d, func() error { return errors.New("ledger unreachable (injected)") })
+		if _, err := e.d.Requeue(ctx, ids[1], "api", ""); err == nil || !strings.Contains(err.Error(), "requeue again") {
+			t.Errorf("got %v, want the error to say the job is back and to requeue again", err)
+		}
+		tasks.SetAfterMove(e.d, nil)
+		if got, _ := e.l.Get(ctx, ids[1]); got.State != deadletter.StateOpen {
+			t.Errorf("ledger after the failed mark: got %s, want open", got.State)
+		}
 
-			// 3. Asynq dropped it and the rebuild's enqueue fails: the
-			// ledger still has it, open.
-			if err := e.ai.DeleteTask("default", ids[2]); err != nil {
-				t.Fatal(err)
-			}
-			hook.on.Store(true)
-			if _, err := e.d.Requeue(ctx, ids[2], "api", ""); err == nil {
-				t.Fatal("got nil error with Redis failing the rebuild")
-			}
-			hook.on.Store(false)
-			if got, err := e.l.Get(ctx, ids[2]); err != nil || got.State != deadletter.StateOpen || len(got.Payload) == 0 {
-				t.Errorf("ledger after a failed rebuild: got %+v, %v; want open with its payload", got, err)
-			}
+		// 3. Asynq dropped it and the rebuild's enqueue fails: the
+		// ledger still has it, open.
+		if err := e.ai.DeleteTask("default", ids[2]); err != nil {
+			t.Fatal(err)
+		}
+		hook.on.Store(true)
+		if _, err := e.d.Requeue(ctx, ids[2], "api", ""); err == nil {
+			t.Fatal("got nil error with Redis failing the rebuild")
+		}
+		hook.on.Store(false)
+		if got, err := e.l.Get(ctx, ids[2]); err != nil || got.State != deadletter.StateOpen || len(got.Payload) == 0 {
+			t.Errorf("ledger after a failed rebuild: got %+v, %v; want open with its payload", got, err)
+		}
 
-			// Retries complete every one; each job runs exactly once.
-			for _, id := range ids {
-				got, err := e.d.Requeue(ctx, id, "ops", "retry")
-				if err != nil || got.State != deadletter.StateRequeued || got.Actor != "ops" {
-					t.Errorf("retry of %s: got %+v, %v; want requeued by ops", id, got, err)
-				}
+		// Retries complete every one; each job runs exactly once.
+		for _, id := range ids {
+			got, err := e.d.Requeue(ctx, id, "ops", "retry")
+			if err != nil || got.State != deadletter.StateRequeued || got.Actor != "ops" {
+				t.Errorf("retry of %s: got %+v, %v; want requeued by ops", id, got, err)
 			}
-			e.ranOnce(t, ids)
-		})
-	}
+		}
+		e.ranOnce(t, ids)
+	})
 }
 
 // Bulk requeue by type: a dry run changes nothing; the real run requeues
 // exactly the 100 matching jobs and each runs once.
 func TestBulkRequeueByTypeWithADryRunFirst(t *testing.T) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			e := setup(t, store)
-			e.startWorker(t)
-			ctx := context.Background()
-			var hooks, others []string
-			for i := range 100 {
-				hooks = append(hooks, fmt.Sprintf("webhook_escrow_status_changed:event-%03d", i))
-			}
-			for i := range 10 {
-				others = append(others, fmt.Sprintf("audit_log_created:audit-%03d", i))
-			}
-			since := time.Now().Add(-time.Second)
-			e.deadLetters(t, "webhook_escrow_status_changed", `{"eventId":"e","partnerId":"p-1"}`, hooks...)
-			e.deadLetters(t, "audit_log_created", `{"eventId":"e"}`, others...)
-			f := deadletter.Filter{Type: "webhook_escrow_status_changed", Since: since}
+	eachStore(t, func(t *testing.T, e *env) {
+		e.startWorker(t)
+		ctx := context.Background()
+		var hooks, others []string
+		for i := range 100 {
+			hooks = append(hooks, fmt.Sprintf("webhook_escrow_status_changed:event-%03d", i))
+		}
+		for i := range 10 {
+			others = append(others, fmt.Sprintf("audit_log_created:audit-%03d", i))
+		}
+		since := time.Now().Add(-time.Second)
+		e.deadLetters(t, "webhook_escrow_status_changed", `{"eventId":"e","partnerId":"p-1"}`, hooks...)
+		e.deadLetters(t, "audit_log_created", `{"eventId":"e"}`, others...)
+		f := deadletter.Filter{Type: "webhook_escrow_status_changed", Since: since}
 
-			dry, err := e.d.RequeueMatching(ctx, f, true, "api", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			slices.Sort(dry.IDs)
-			if dry.Matched != 100 || dry.Requeued != 0 || !slices.Equal(dry.IDs, hooks) {
-				t.Errorf("dry run: got matched %d, requeued %d, ids %v; want 100, 0, the 100 webhook jobs", dry.Matched, dry.Requeued, dry.IDs)
-			}
-			if qi, _ := e.ai.GetQueueInfo("default"); qi.Archived != 110 {
-				t.Errorf("after the dry run: got %d archived, want 110", qi.Archived)
-			}
-			if p, _ := e.l.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 1000); len(p.Entries) != 110 {
-				t.Errorf("after the dry run: got %d open, want 110", len(p.Entries))
-			}
+		dry, err := e.d.RequeueMatching(ctx, f, true, "api", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(dry.IDs)
+		if dry.Matched != 100 || dry.Requeued != 0 || !slices.Equal(dry.IDs, hooks) {
+			t.Errorf("dry run: got matched %d, requeued %d, ids %v; want 100, 0, the 100 webhook jobs", dry.Matched, dry.Requeued, dry.IDs)
+		}
+		if qi, _ := e.ai.GetQueueInfo("default"); qi.Archived != 110 {
+			t.Errorf("after the dry run: got %d archived, want 110", qi.Archived)
+		}
+		if p, _ := e.l.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 1000); len(p.Entries) != 110 {
+			t.Errorf("after the dry run: got %d open, want 110", len(p.Entries))
+		}
 
-			real, err := e.d.RequeueMatching(ctx, f, false, "api", "partner back")
-			if err != nil {
-				t.Fatal(err)
+		real, err := e.d.RequeueMatching(ctx, f, false, "api", "partner back")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(real.IDs)
+		if real.Matched != 100 || real.Requeued != 100 || !slices.Equal(real.IDs, hooks) || len(real.Failed) != 0 {
+			t.Errorf("real run: got %+v; want 100 matched and requeued, the webhook jobs", real)
+		}
+		e.ranOnce(t, hooks)
+		for _, id := range others {
+			if n := e.ran(id); n != 0 {
+				t.Errorf("%s: got %d runs, want 0 (not matched)", id, n)
 			}
-			slices.Sort(real.IDs)
-			if real.Matched != 100 || real.Requeued != 100 || !slices.Equal(real.IDs, hooks) || len(real.Failed) != 0 {
-				t.Errorf("real run: got %+v; want 100 matched and requeued, the webhook jobs", real)
+			if got, _ := e.l.Get(ctx, id); got.State != deadletter.StateOpen {
+				t.Errorf("%s: got %s, want open", id, got.State)
 			}
-			e.ranOnce(t, hooks)
-			for _, id := range others {
-				if n := e.ran(id); n != 0 {
-					t.Errorf("%s: got %d runs, want 0 (not matched)", id, n)
-				}
-				if got, _ := e.l.Get(ctx, id); got.State != deadletter.StateOpen {
-					t.Errorf("%s: got %s, want open", id, got.State)
-				}
-			}
-			if p, _ := e.l.List(ctx, deadletter.Filter{State: deadletter.StateRequeued, Type: f.Type}, "", 1000); len(p.Entries) != 100 || p.Entries[0].Reason != "partner back" {
-				t.Errorf("got %d requeued records, want 100 with the reason", len(p.Entries))
-			}
-		})
-	}
+		}
+		if p, _ := e.l.List(ctx, deadletter.Filter{State: deadletter.StateRequeued, Type: f.Type}, "", 1000); len(p.Entries) != 100 || p.Entries[0].Reason != "partner back" {
+			t.Errorf("got %d requeued records, want 100 with the reason", len(p.Entries))
+		}
+	})
 }
 
 // Discard needs a reason, resolves the record, and frees the job ID in
 // asynq; a discarded dead letter cannot be requeued.
 func TestDiscard(t *testing.T) {
-	for _, store := range stores {
-		t.Run(store, func(t *testing.T) {
-			e := setup(t, store)
-			e.startWorker(t)
-			ctx := context.Background()
-			id := "notify_dispute_resolved:dispute-1-resolved"
-			e.deadLetters(t, "notify_dispute_resolved", `{"disputeId":"1"}`, id)
-			if _, err := e.d.Discard(ctx, id, "bob", " "); !errors.Is(err, tasks.ErrReasonRequired) {
-				t.Errorf("no reason: got %v, want ErrReasonRequired", err)
-			}
-			got, err := e.d.Discard(ctx, id, "bob", "resolved by hand")
-			if err != nil || got.State != deadletter.StateDiscarded || got.Actor != "bob" || got.Reason != "resolved by hand" || got.ResolvedAt == nil {
-				t.Errorf("got %+v, %v; want discarded by bob", got, err)
-			}
-			if _, err := e.ai.GetTaskInfo("default", id); !errors.Is(err, asynq.ErrTaskNotFound) {
-				t.Errorf("asynq: got %v, want the archived copy gone", err)
-			}
-			if _, err := e.d.Requeue(ctx, id, "api", ""); !errors.Is(err, deadletter.ErrNotOpen) {
-				t.Errorf("requeue after discard: got %v, want ErrNotOpen", err)
-			}
-			if _, err := e.d.Requeue(ctx, "audit_log_created:nope", "api", ""); !errors.Is(err, deadletter.ErrNotFound) {
-				t.Errorf("requeue of an unknown job: got %v, want ErrNotFound", err)
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, e *env) {
+		e.startWorker(t)
+		ctx := context.Background()
+		id := "notify_dispute_resolved:dispute-1-resolved"
+		e.deadLetters(t, "notify_dispute_resolved", `{"disputeId":"1"}`, id)
+		if _, err := e.d.Discard(ctx, id, "bob", " "); !errors.Is(err, tasks.ErrReasonRequired) {
+			t.Errorf("no reason: got %v, want ErrReasonRequired", err)
+		}
+		got, err := e.d.Discard(ctx, id, "bob", "resolved by hand")
+		if err != nil || got.State != deadletter.StateDiscarded || got.Actor != "bob" || got.Reason != "resolved by hand" || got.ResolvedAt == nil {
+			t.Errorf("got %+v, %v; want discarded by bob", got, err)
+		}
+		if _, err := e.ai.GetTaskInfo("default", id); !errors.Is(err, asynq.ErrTaskNotFound) {
+			t.Errorf("asynq: got %v, want the archived copy gone", err)
+		}
+		if _, err := e.d.Requeue(ctx, id, "api", ""); !errors.Is(err, deadletter.ErrNotOpen) {
+			t.Errorf("requeue after discard: got %v, want ErrNotOpen", err)
+		}
+		if _, err := e.d.Requeue(ctx, "audit_log_created:nope", "api", ""); !errors.Is(err, deadletter.ErrNotFound) {
+			t.Errorf("requeue of an unknown job: got %v, want ErrNotFound", err)
+		}
+	})
 }
 
 // A record that does not hold the exact payload (cut because it was
