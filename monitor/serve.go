@@ -5,20 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/httpserve"
 )
 
-// HTTP server limits of Serve.
+// Limits of Serve beyond httpserve.Server's timeouts.
 const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 15 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 64 << 10
-	shutdownTimeout   = 10 * time.Second
+	maxHeaderBytes  = 64 << 10
+	shutdownTimeout = 10 * time.Second
 )
 
 // Serve serves the monitor on ln until ctx is done, then shuts down
@@ -28,16 +23,10 @@ func (m *Monitor) Serve(ctx context.Context, ln net.Listener) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv := &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	srv := httpserve.Server(m.Handler())
+	srv.MaxHeaderBytes = maxHeaderBytes
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	if err := httpserve.Serve(ctx, srv, ln, shutdownTimeout); err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}

@@ -65,9 +65,7 @@ func writeStatus(w http.ResponseWriter, code int, status, reason string) {
 
 // Serve serves h on ln until ctx is done, then shuts down within 5 s.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
-	if err := httpserve.Serve(ctx, srv, ln, 5*time.Second); err != nil {
+	if err := httpserve.Serve(ctx, httpserve.Server(h), ln, 5*time.Second); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil

@@ -1,6 +1,6 @@
-// Package httpserve runs an HTTP server on a listener until its context is
-// done and then shuts it down gracefully: the one serve-until-done loop of
-// the monitor and of the worker's metrics endpoints.
+// Package httpserve is what the monitor and the worker's metrics endpoints
+// share to serve HTTP: the server limits (Server) and the loop that serves
+// until the context is done and then shuts down gracefully (Serve).
 package httpserve
 
 import (
@@ -11,6 +11,23 @@ import (
 	"net/http"
 	"time"
 )
+
+// Limits of a Server: a client must send its headers within
+// ReadHeaderTimeout and its request within ReadTimeout, an answer must be
+// written within WriteTimeout, and an idle keep-alive connection is closed
+// after IdleTimeout.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 15 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 60 * time.Second
+)
+
+// Server is an HTTP server of h with the limits above.
+func Server(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+		WriteTimeout: WriteTimeout, IdleTimeout: IdleTimeout}
+}
 
 // Serve serves srv on ln until ctx is done, then shuts srv down, giving the
 // requests in flight at most grace to finish (and closing what is left

@@ -22,7 +22,7 @@ func start(ctx context.Context, t *testing.T, h http.Handler, grace time.Duratio
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- httpserve.Serve(ctx, &http.Server{Handler: h, ReadHeaderTimeout: time.Second}, ln, grace) }()
+	go func() { done <- httpserve.Serve(ctx, httpserve.Server(h), ln, grace) }()
 	return "http://" + ln.Addr().String(), done
 }
 
@@ -34,6 +34,27 @@ func wait(t *testing.T, done <-chan error) error {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return within 10 s of the cancel")
 		return nil
+	}
+}
+
+func TestServerHasTheLimits(t *testing.T) {
+	h := http.NotFoundHandler()
+	srv := httpserve.Server(h)
+	for _, c := range []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"ReadHeaderTimeout", srv.ReadHeaderTimeout, 5 * time.Second},
+		{"ReadTimeout", srv.ReadTimeout, 15 * time.Second},
+		{"WriteTimeout", srv.WriteTimeout, 30 * time.Second},
+		{"IdleTimeout", srv.IdleTimeout, 60 * time.Second},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %s, want %s", c.name, c.got, c.want)
+		}
+	}
+	if srv.Handler == nil {
+		t.Error("Handler: got nil, want h")
 	}
 }
 
