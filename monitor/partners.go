@@ -15,8 +15,8 @@ import (
 // partnerRoutes adds the partner routes (SPEC §10) to the API tree.
 func (m *Monitor) partnerRoutes(mux *http.ServeMux) {
 	mux.Handle("/api/v1/partners", methods(m.partners, http.MethodGet))
-	mux.Handle("/api/v1/partners/{id}/enable", methods(m.enablePartner, http.MethodPost))
-	mux.Handle("/api/v1/partners/{id}/disable", methods(m.disablePartner, http.MethodPost))
+	mux.Handle("/api/v1/partners/{id}/enable", methods(m.onPartner(m.enablePartner), http.MethodPost))
+	mux.Handle("/api/v1/partners/{id}/disable", methods(m.onPartner(m.disablePartner), http.MethodPost))
 }
 
 // partnerState builds the partner state and redelivery over the
@@ -83,18 +83,24 @@ func (m *Monitor) partnerID(w http.ResponseWriter, r *http.Request, st *webhook.
 	return "", false
 }
 
+// onPartner is the handler of a route on partner {id}: it builds the
+// partner state, checks the ID (partnerID) and calls h with them.
+func (m *Monitor) onPartner(h func(w http.ResponseWriter, r *http.Request, id string, st *webhook.State, rd *webhook.Redelivery)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		st, rd, err := m.partnerState()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
+			return
+		}
+		if id, ok := m.partnerID(w, r, st); ok {
+			h(w, r, id, st, rd)
+		}
+	}
+}
+
 // enablePartner answers POST /api/v1/partners/{id}/enable: the partner is
 // turned back on and its waiting dead letters redelivered.
-func (m *Monitor) enablePartner(w http.ResponseWriter, r *http.Request) {
-	st, rd, err := m.partnerState()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
-		return
-	}
-	id, ok := m.partnerID(w, r, st)
-	if !ok {
-		return
-	}
+func (m *Monitor) enablePartner(w http.ResponseWriter, r *http.Request, id string, st *webhook.State, rd *webhook.Redelivery) {
 	n, err := rd.Enable(r.Context(), id, "api")
 	if err != nil {
 		m.log.Error("monitor: enable partner", "partner", id, "err", err.Error())
@@ -108,16 +114,7 @@ func (m *Monitor) enablePartner(w http.ResponseWriter, r *http.Request) {
 
 // disablePartner answers POST /api/v1/partners/{id}/disable {reason?}:
 // deliveries to the partner become dead letters until it is enabled.
-func (m *Monitor) disablePartner(w http.ResponseWriter, r *http.Request) {
-	st, _, err := m.partnerState()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
-		return
-	}
-	id, ok := m.partnerID(w, r, st)
-	if !ok {
-		return
-	}
+func (m *Monitor) disablePartner(w http.ResponseWriter, r *http.Request, id string, st *webhook.State, _ *webhook.Redelivery) {
 	var body struct {
 		Reason string `json:"reason"`
 	}

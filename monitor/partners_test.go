@@ -3,24 +3,17 @@ package monitor_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/hibiken/asynq"
-
-	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
-	"github.com/escrowjobs/escrowjobs/worker"
 )
 
 // archiveWebhook enqueues a webhook for partner and lets a worker fail it
-// permanently with lastErr.
+// permanently with lastErr (fail).
 func (f *fixture) archiveWebhook(t *testing.T, event, partner string, lastErr error) string {
 	t.Helper()
 	task, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
@@ -34,22 +27,7 @@ func (f *fixture) archiveWebhook(t *testing.T, event, partner string, lastErr er
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A real worker, so the dead letter is in the ledger as in production.
-	w, err := worker.New(worker.Config{Redis: f.redisOpt, DeadLetters: f.ledger, Concurrency: 1, FetchLoops: 1,
-		Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second},
-		asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return fmt.Errorf("%w: %w", lastErr, asynq.SkipRetry) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Shutdown()
-	f.waitState(t, id, "archived")
-	testkit.Eventually(t, id+" in the ledger", 10*time.Second, func() bool {
-		e, err := f.ledger.Get(context.Background(), id)
-		return err == nil && e.State == deadletter.StateOpen
-	})
+	f.fail(t, lastErr, id)
 	return id
 }
 
@@ -146,15 +124,4 @@ func TestPartnersListEnableDisable(t *testing.T) {
 			a.apiError(t)
 		}
 	}
-}
-
-// grep keeps the lines of s that contain sub.
-func grep(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -155,13 +155,13 @@ func TestFailedLoginLogIsBounded(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		f.do(t, bad("127.0.2.7"))
 	}
-	if got := warnLines(f.logs.String()); got != 1 {
+	if got := linesAtLeast(f.logs.String(), "WARN"); got != 1 {
 		t.Errorf("300 failures of one client: got %d warning lines, want 1 per window", got)
 	}
 	for i := 0; i < 300; i++ {
 		f.do(t, bad(fmt.Sprintf("127.9.%d.%d", i/250, 1+i%250)))
 	}
-	if got, want := warnLines(f.logs.String()), monitor.MaxLoginFailureLines+1; got != want {
+	if got, want := linesAtLeast(f.logs.String(), "WARN"), monitor.MaxLoginFailureLines+1; got != want {
 		t.Errorf("300 clients failing once each: got %d warning lines, want %d (the budget of a window and one line saying the rest are dropped)", got, want)
 	}
 	// A throttled client hammering on: its 429s add no line above debug.
@@ -174,7 +174,7 @@ func TestFailedLoginLogIsBounded(t *testing.T) {
 	}
 	a := f.do(t, request{method: "GET", path: "/metrics"})
 	if !strings.Contains(string(a.body), `escrowjobs_monitor_login_failures_total{surface="api"} 600`) {
-		t.Errorf("got metrics without escrowjobs_monitor_login_failures_total{surface=\"api\"} 600:\n%s", grepLines(string(a.body), "login"))
+		t.Errorf("got metrics without escrowjobs_monitor_login_failures_total{surface=\"api\"} 600:\n%s", grep(string(a.body), "login"))
 	}
 }
 
@@ -189,28 +189,6 @@ func linesAtLeast(logs, level string) int {
 		}
 	}
 	return n
-}
-
-// warnLines counts the log lines at WARN or above.
-func warnLines(logs string) int {
-	n := 0
-	for _, l := range strings.Split(logs, "\n") {
-		var rec struct{ Level string }
-		if json.Unmarshal([]byte(l), &rec) == nil && (rec.Level == "WARN" || rec.Level == "ERROR") {
-			n++
-		}
-	}
-	return n
-}
-
-func grepLines(s, word string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, word) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestHugeFieldNameIsNotEchoed: a 60 KB unknown field name in the payload

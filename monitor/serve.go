@@ -2,22 +2,18 @@ package monitor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/internal/httpserve"
 )
 
-// HTTP server limits of Serve.
+// Limits of Serve beyond httpserve.Server's timeouts.
 const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 15 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 60 * time.Second
-	maxHeaderBytes    = 64 << 10
-	shutdownTimeout   = 10 * time.Second
+	maxHeaderBytes  = 64 << 10
+	shutdownTimeout = 10 * time.Second
 )
 
 // Serve serves the monitor on ln until ctx is done, then shuts down
@@ -27,31 +23,12 @@ func (m *Monitor) Serve(ctx context.Context, ln net.Listener) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv := &http.Server{
-		Handler:           m.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("monitor: serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("monitor: shutdown: %w", err)
+	srv := httpserve.Server(m.Handler())
+	srv.MaxHeaderBytes = maxHeaderBytes
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	if err := httpserve.Serve(ctx, srv, ln, shutdownTimeout); err != nil {
+		return fmt.Errorf("monitor: %w", err)
 	}
 	return nil
 }

@@ -205,16 +205,21 @@ func (f *fixture) enqueue(t *testing.T, tx string) string {
 	return id
 }
 
-// archive runs a real worker (one job at a time, so they fail in the order
-// given) whose handler fails every job permanently, with the recipient's
-// raw address in the error, until the jobs are archived and in the ledger.
+// archive fails the jobs permanently (fail), with the recipient's raw
+// address in the error.
 func (f *fixture) archive(t *testing.T, ids ...string) {
+	t.Helper()
+	f.fail(t, fmt.Errorf("smtp: mailbox %s refused the message", rawEmail), ids...)
+}
+
+// fail runs a real worker (one job at a time, so they fail in the order
+// given) whose handler fails every job permanently with cause, until the
+// jobs are archived and in the ledger, as in production.
+func (f *fixture) fail(t *testing.T, cause error, ids ...string) {
 	t.Helper()
 	w, err := worker.New(worker.Config{Redis: f.redisOpt, DeadLetters: f.ledger, Concurrency: 1, FetchLoops: 1,
 		Logger: slog.New(slog.DiscardHandler), ShutdownTimeout: time.Second},
-		asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-			return fmt.Errorf("smtp: mailbox %s refused the message: %w", rawEmail, asynq.SkipRetry)
-		}))
+		asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return fmt.Errorf("%w: %w", cause, asynq.SkipRetry) }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,6 +234,17 @@ func (f *fixture) archive(t *testing.T, ids ...string) {
 			return err == nil && e.State == deadletter.StateOpen
 		})
 	}
+}
+
+// grep keeps the lines of s that contain sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (f *fixture) waitState(t *testing.T, id, want string) tasks.Job {

@@ -2,18 +2,15 @@ package observe_test
 
 import (
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/monitor"
-	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -49,24 +46,12 @@ func TestDashboardReferencesRegisteredMetrics(t *testing.T) {
 	// queue figures are all there.
 	redisURL := testenv.Redis(t)
 	opt, _ := asynq.ParseRedisURI(redisURL)
-	client := tasks.NewClient(opt)
-	defer client.Close()
-	for _, p := range testkit.All("dash") {
-		if _, err := client.Enqueue(t.Context(), testkit.Task(t, p, tasks.ProcessIn(time.Hour))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueEachLater(t, opt, "dash")
 	ad := testkit.NewAdapters()
 	worker := startInProcess(t, opt, ad.Deps(ad, discardLogger()))
-	mon, err := monitor.New(monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	monSrv := httptest.NewServer(mon.Handler())
-	defer monSrv.Close()
+	monURL := startMonitor(t, monitor.Config{RedisOpt: opt})
 	served := map[string]bool{}
-	for _, url := range []string{worker.url + "/metrics", monSrv.URL + "/metrics"} {
+	for _, url := range []string{worker.url + "/metrics", monURL + "/metrics"} {
 		for sample := range scrape(t, url) {
 			name, _, _ := strings.Cut(sample, "{")
 			served[name] = true

@@ -3,13 +3,13 @@ package observe
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/httpserve"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -65,19 +65,8 @@ func writeStatus(w http.ResponseWriter, code int, status, reason string) {
 
 // Serve serves h on ln until ctx is done, then shuts down within 5 s.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("metrics: serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
+	if err := httpserve.Serve(ctx, httpserve.Server(h), ln, 5*time.Second); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -100,17 +99,10 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	}
 	want[later.ID] = "scheduled"
 
-	mon, err := monitor.New(monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, APIToken: apiToken, Logger: discardLogger(),
-		DeadLetters: dl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	api := httptest.NewServer(mon.Handler())
-	defer api.Close()
+	api := startMonitor(t, monitor.Config{RedisOpt: opt, APIToken: apiToken, DeadLetters: dl})
 
 	var got tasks.EscrowHistory
-	raw := get(t, api.URL+"/api/v1/transactions/"+tx+"/jobs", apiToken, http.StatusOK)
+	raw := get(t, api+"/api/v1/transactions/"+tx+"/jobs", apiToken, http.StatusOK)
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatalf("answer %s: %v", raw, err)
 	}
@@ -158,8 +150,8 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	}
 
 	// Errors: no token, a bad ID.
-	get(t, api.URL+"/api/v1/transactions/"+tx+"/jobs", "", http.StatusUnauthorized)
-	get(t, api.URL+"/api/v1/transactions/"+strings.Repeat("x", 65)+"/jobs", apiToken, http.StatusBadRequest)
+	get(t, api+"/api/v1/transactions/"+tx+"/jobs", "", http.StatusUnauthorized)
+	get(t, api+"/api/v1/transactions/"+strings.Repeat("x", 65)+"/jobs", apiToken, http.StatusBadRequest)
 
 	// jobctl history --json prints the same answer.
 	jobctl := testenv.Binary(t, "./cmd/jobctl")

@@ -3,7 +3,6 @@ package observe_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"sync"
@@ -50,23 +49,11 @@ func TestConcurrentScrapesShareOneCollection(t *testing.T) {
 	rc := testkit.StartReceiver(t, webhookKey)
 	srv := startServer(t, redis.URL(), "http://127.0.0.1:1", rc.URL+"/hooks")
 	opt, _ := asynq.ParseRedisURI(redis.URL())
-	client := tasks.NewClient(opt)
-	defer client.Close()
 	insp := tasks.NewInspector(opt)
 	defer insp.Close()
 	// Jobs due in an hour in each queue: the figures stay put during the test.
-	for i, p := range testkit.All("scrape") {
-		if _, err := client.Enqueue(t.Context(), testkit.Task(t, p, tasks.ProcessIn(time.Hour))); err != nil {
-			t.Fatalf("job %d: %v", i, err)
-		}
-	}
-	mon, err := monitor.New(monitor.Config{RedisOpt: opt, LoopbackNoAuth: true, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
-	monSrv := httptest.NewServer(mon.Handler())
-	defer monSrv.Close()
+	enqueueEachLater(t, opt, "scrape")
+	monURL := startMonitor(t, monitor.Config{RedisOpt: opt})
 	counter := goredis.NewClient(&goredis.Options{Addr: redis.Addr()})
 	defer counter.Close()
 
@@ -81,7 +68,7 @@ func TestConcurrentScrapesShareOneCollection(t *testing.T) {
 
 	for _, target := range []struct{ name, url string }{
 		{"worker", srv.URL + "/metrics"},
-		{"monitor", monSrv.URL + "/metrics"},
+		{"monitor", monURL + "/metrics"},
 	} {
 		for round := range 2 {
 			before := queueReads(t, counter)

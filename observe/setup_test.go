@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -83,6 +86,34 @@ func startInProcess(t *testing.T, opt asynq.RedisConnOpt, deps handlers.Deps) *i
 	}
 	t.Cleanup(w.Shutdown)
 	return &inProcess{w: w, url: "http://" + ln.Addr().String(), deadFile: dl}
+}
+
+// startMonitor serves the monitor of cfg, open to loopback clients without
+// a login, until the test ends and returns its URL.
+func startMonitor(t *testing.T, cfg monitor.Config) string {
+	t.Helper()
+	cfg.LoopbackNoAuth, cfg.Logger = true, discardLogger()
+	mon, err := monitor.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mon.Close() })
+	srv := httptest.NewServer(mon.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// enqueueEachLater enqueues a job of each type (testkit.All(seq)), due in
+// an hour, so that the queue figures are all there and stay put.
+func enqueueEachLater(t *testing.T, opt asynq.RedisConnOpt, seq string) {
+	t.Helper()
+	client := tasks.NewClient(opt)
+	defer client.Close()
+	for _, p := range testkit.All(seq) {
+		if _, err := client.Enqueue(t.Context(), testkit.Task(t, p, tasks.ProcessIn(time.Hour))); err != nil {
+			t.Fatalf("%s: %v", p.TaskType(), err)
+		}
+	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -135,22 +135,7 @@ func (c *cli) osActor() string {
 }
 
 func (c *cli) dlq(rest []string) error {
-	if len(rest) == 0 {
-		return usagef("dlq: want a subcommand: list, show, requeue or discard")
-	}
-	switch rest[0] {
-	case "list":
-		return c.dlqList(rest[1:])
-	case "show":
-		return c.dlqShow(rest[1:])
-	case "requeue":
-		return c.dlqRequeue(rest[1:])
-	case "discard":
-		return c.dlqDiscard(rest[1:])
-	case "help", "-h", "-help", "--help":
-		return c.usage()
-	}
-	return usagef("dlq: unknown subcommand %q: want list, show, requeue or discard", rest[0])
+	return c.subcommand("dlq", rest, []command{{"list", c.dlqList}, {"show", c.dlqShow}, {"requeue", c.dlqRequeue}, {"discard", c.dlqDiscard}})
 }
 
 func (c *cli) dlqList(args []string) error {
@@ -169,31 +154,23 @@ func (c *cli) dlqList(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.ledger()
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
-	defer cancel()
-	page, err := st.Ledger.List(ctx, f, *cursor, *limit)
-	if errors.Is(err, deadletter.ErrBadCursor) {
-		return usagef("dlq list: --cursor is not a cursor jobctl or the API handed out")
-	}
-	if err != nil {
-		return fmt.Errorf("dlq list: %w", err)
-	}
-	out := deadLetterList{Items: make([]deadletter.Entry, len(page.Entries))}
-	for i, e := range page.Entries {
-		out.Items[i] = e.Masked()
-	}
-	if page.Next != "" {
-		out.Next = &page.Next
-	}
-	if c.json {
-		return writeJSON(c.stdout, out)
-	}
-	return writeDeadLetters(c.stdout, out)
+	return fromLedger(c, func(ctx context.Context, l deadletter.Ledger) (deadLetterList, error) {
+		page, err := l.List(ctx, f, *cursor, *limit)
+		if errors.Is(err, deadletter.ErrBadCursor) {
+			return deadLetterList{}, usagef("dlq list: --cursor is not a cursor jobctl or the API handed out")
+		}
+		if err != nil {
+			return deadLetterList{}, fmt.Errorf("dlq list: %w", err)
+		}
+		out := deadLetterList{Items: make([]deadletter.Entry, len(page.Entries))}
+		for i, e := range page.Entries {
+			out.Items[i] = e.Masked()
+		}
+		if page.Next != "" {
+			out.Next = &page.Next
+		}
+		return out, nil
+	}, writeDeadLetters)
 }
 
 func (c *cli) dlqShow(args []string) error {
@@ -201,24 +178,16 @@ func (c *cli) dlqShow(args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.ledger()
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
-	defer cancel()
-	e, err := st.Ledger.Get(ctx, pos[0])
-	if errors.Is(err, deadletter.ErrNotFound) {
-		return fmt.Errorf("no dead letter of job %s", pos[0])
-	}
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return writeJSON(c.stdout, e.Masked())
-	}
-	return writeDeadLetter(c.stdout, e.Masked())
+	return fromLedger(c, func(ctx context.Context, l deadletter.Ledger) (deadletter.Entry, error) {
+		e, err := l.Get(ctx, pos[0])
+		if errors.Is(err, deadletter.ErrNotFound) {
+			return e, fmt.Errorf("no dead letter of job %s", pos[0])
+		}
+		if err != nil {
+			return e, err
+		}
+		return e.Masked(), nil
+	}, writeDeadLetter)
 }
 
 func (c *cli) dlqRequeue(args []string) error {
@@ -240,24 +209,24 @@ func (c *cli) dlqRequeue(args []string) error {
 	case len(pos) == 0 && !ff.any():
 		return usagef("dlq requeue: missing the job ID (or filters for a bulk requeue: --type, --queue, --partner-id, --transaction-id, --since, --until)")
 	}
-	if *actor == "" {
-		*actor = c.osActor()
-	}
-	d, done, err := c.desk()
-	if err != nil {
-		return err
-	}
-	defer done()
-	if len(pos) == 1 {
-		return c.resolve(pos[0], *actor, *reason, d.Requeue)
-	}
+	return c.withDesk(actor, func(d *tasks.DeadLetters) error {
+		if len(pos) == 1 {
+			return c.resolve(pos[0], *actor, *reason, d.Requeue)
+		}
+		return c.bulkRequeue(d, ff, *dryRun, *actor, *reason)
+	})
+}
+
+// bulkRequeue requeues the open dead letters that ff selects and prints
+// what it matched and requeued.
+func (c *cli) bulkRequeue(d *tasks.DeadLetters, ff filterFlags, dryRun bool, actor, reason string) error {
 	f, err := ff.filter("dlq requeue")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, bulkTimeout)
 	defer cancel()
-	b, err := d.RequeueMatching(ctx, f, *dryRun, *actor, *reason)
+	b, err := d.RequeueMatching(ctx, f, dryRun, actor, reason)
 	if err != nil {
 		return fmt.Errorf("dlq requeue: %w", err)
 	}
@@ -267,7 +236,7 @@ func (c *cli) dlqRequeue(args []string) error {
 		}
 	} else {
 		verb := "requeued"
-		if *dryRun {
+		if dryRun {
 			verb = "would requeue (dry run)"
 		}
 		fmt.Fprintf(c.stdout, "matched %d, %s %d\n", b.Matched, verb, max(b.Requeued, len(b.IDs)))
@@ -295,6 +264,14 @@ func (c *cli) dlqDiscard(args []string) error {
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("dlq discard: --reason is required (why the job will not run again)")
 	}
+	return c.withDesk(actor, func(d *tasks.DeadLetters) error {
+		return c.resolve(pos[0], *actor, *reason, d.Discard)
+	})
+}
+
+// withDesk opens Redis and the ledger for a repair by *actor (the OS user
+// when not given) and runs do.
+func (c *cli) withDesk(actor *string, do func(*tasks.DeadLetters) error) error {
 	if *actor == "" {
 		*actor = c.osActor()
 	}
@@ -303,23 +280,22 @@ func (c *cli) dlqDiscard(args []string) error {
 		return err
 	}
 	defer done()
-	return c.resolve(pos[0], *actor, *reason, d.Discard)
+	return do(d)
 }
 
 // resolve requeues or discards dead letter id (do) and prints the record:
 // "requeued <id>" or "discarded <id>" and the record, or the record as JSON.
 func (c *cli) resolve(id, actor, reason string, do func(ctx context.Context, id, actor, reason string) (deadletter.Entry, error)) error {
-	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
-	defer cancel()
-	e, err := do(ctx, id, actor, reason)
-	if err != nil {
-		return repairError(id, err)
-	}
-	if c.json {
-		return writeJSON(c.stdout, e.Masked())
-	}
-	fmt.Fprintf(c.stdout, "%s %s\n", e.State, e.ID)
-	return writeDeadLetter(c.stdout, e.Masked())
+	return show(c, func(ctx context.Context) (deadletter.Entry, error) {
+		e, err := do(ctx, id, actor, reason)
+		if err != nil {
+			return e, repairError(id, err)
+		}
+		return e.Masked(), nil
+	}, func(w io.Writer, e deadletter.Entry) error {
+		fmt.Fprintf(w, "%s %s\n", e.State, e.ID)
+		return writeDeadLetter(w, e)
+	})
 }
 
 func repairError(id string, err error) error {
@@ -356,23 +332,22 @@ func writeDeadLetters(w io.Writer, l deadLetterList) error {
 
 // writeDeadLetter prints one dead letter as "key: value" lines.
 func writeDeadLetter(w io.Writer, e deadletter.Entry) error {
-	tw := table(w)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	line("id", e.ID)
-	line("type", e.Type)
-	line("queue", e.Queue)
-	line("state", e.State)
-	line("why", e.Why)
-	line("attempts", strconv.Itoa(e.Attempts))
-	line("failed at", stamp(&e.FailedAt))
-	line("error", cell(e.Error))
-	if e.ResolvedAt != nil {
-		line("resolved at", stamp(e.ResolvedAt))
-		line("by", e.Actor)
-		if e.Reason != "" {
-			line("reason", cell(e.Reason))
+	return writeFields(w, func(line func(k, v string)) {
+		line("id", e.ID)
+		line("type", e.Type)
+		line("queue", e.Queue)
+		line("state", e.State)
+		line("why", e.Why)
+		line("attempts", strconv.Itoa(e.Attempts))
+		line("failed at", stamp(&e.FailedAt))
+		line("error", cell(e.Error))
+		if e.ResolvedAt != nil {
+			line("resolved at", stamp(e.ResolvedAt))
+			line("by", e.Actor)
+			if e.Reason != "" {
+				line("reason", cell(e.Reason))
+			}
 		}
-	}
-	line("payload", cell(string(e.Payload)))
-	return tw.Flush()
+		line("payload", cell(string(e.Payload)))
+	})
 }

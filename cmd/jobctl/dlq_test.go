@@ -23,11 +23,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	var ids []string
 	for i := range 12 {
-		p := releasePayload(fmt.Sprintf("esc-dead-%02d", i), "jane.doe@example.com")
-		if r := f.run("enqueue", "send_release_email", "--payload", p); r.code != 0 {
-			t.Fatalf("enqueue: got exit %d (stderr %q)", r.code, r.stderr)
-		}
-		ids = append(ids, wantID(t, "send_release_email", p))
+		ids = append(ids, f.enqueueRelease(fmt.Sprintf("esc-dead-%02d", i)))
 	}
 	f.archive(ids...)
 	newest := slices.Clone(ids)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -39,17 +40,34 @@ func (c *cli) redisName() string {
 	return tasks.RedactURL(strings.TrimSpace(c.getenv("REDIS_URL")))
 }
 
-// inspect connects to Redis (after a ping), runs call within the
-// Inspector deadline and prints its result: JSON with --json, else text.
+// inspect connects to Redis (after a ping) and shows what call returns
+// from the Inspector.
 func inspect[T any](c *cli, call func(context.Context, *tasks.Inspector) (T, error), text func(io.Writer, T) error) error {
 	in, err := c.inspector()
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	return show(c, func(ctx context.Context) (T, error) { return call(ctx, in) }, text)
+}
+
+// fromLedger opens the dead-letter ledger and shows what call returns
+// from it.
+func fromLedger[T any](c *cli, call func(context.Context, deadletter.Ledger) (T, error), text func(io.Writer, T) error) error {
+	st, err := c.ledger()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return show(c, func(ctx context.Context) (T, error) { return call(ctx, st.Ledger) }, text)
+}
+
+// show runs call within the Inspector deadline and prints its result:
+// JSON with --json, else text.
+func show[T any](c *cli, call func(context.Context) (T, error), text func(io.Writer, T) error) error {
 	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
 	defer cancel()
-	v, err := call(ctx, in)
+	v, err := call(ctx)
 	if err != nil {
 		return err
 	}

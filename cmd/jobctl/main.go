@@ -156,23 +156,54 @@ func (c *cli) dispatch(args []string) error {
 }
 
 func (c *cli) command(cmd string, rest []string) error {
-	switch cmd {
-	case "enqueue":
-		return c.enqueue(rest)
-	case "status":
-		return c.status(rest)
-	case "stats":
-		return c.stats(rest)
-	case "dlq":
-		return c.dlq(rest)
-	case "partners":
-		return c.partners(rest)
-	case "history":
-		return c.history(rest)
-	case "help":
+	cmds := []command{{"enqueue", c.enqueue}, {"status", c.status}, {"stats", c.stats}, {"dlq", c.dlq},
+		{"partners", c.partners}, {"history", c.history}, {"help", func([]string) error { return c.usage() }}}
+	if run := pick(cmds, cmd); run != nil {
+		return run(rest)
+	}
+	return usagef("unknown command %q: want %s", cmd, names(cmds))
+}
+
+// command is one word of the command line and what runs it with the
+// arguments after that word.
+type command struct {
+	name string
+	run  func(args []string) error
+}
+
+// pick is the run of the command named name, or nil.
+func pick(cmds []command, name string) func([]string) error {
+	for _, cmd := range cmds {
+		if cmd.name == name {
+			return cmd.run
+		}
+	}
+	return nil
+}
+
+// names lists the command names for a usage error: "list, show or discard".
+func names(cmds []command) string {
+	s := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		s[i] = cmd.name
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// subcommand runs the subcommand of group (dlq, partners) that rest names;
+// "help" (or -h, --help) prints the usage.
+func (c *cli) subcommand(group string, rest []string, cmds []command) error {
+	if len(rest) == 0 {
+		return usagef("%s: want a subcommand: %s", group, names(cmds))
+	}
+	switch rest[0] {
+	case "help", "-h", "-help", "--help":
 		return c.usage()
 	}
-	return usagef("unknown command %q: want enqueue, status, stats, dlq, partners, history or help", cmd)
+	if run := pick(cmds, rest[0]); run != nil {
+		return run(rest[1:])
+	}
+	return usagef("%s: unknown subcommand %q: want %s", group, rest[0], names(cmds))
 }
 
 // flags is a flag set for one command, with the global --json.

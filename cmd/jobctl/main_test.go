@@ -105,6 +105,17 @@ func releasePayload(txID, email string) string {
 	return fmt.Sprintf(`{"transactionId":%q,"recipientEmail":%q,"amount":1000,"currency":"USD"}`, txID, email)
 }
 
+// enqueueRelease enqueues the release e-mail of escrow txID through jobctl
+// and returns its job ID.
+func (f *fixture) enqueueRelease(txID string) string {
+	f.t.Helper()
+	p := releasePayload(txID, "jane.doe@example.com")
+	if r := f.run("enqueue", "send_release_email", "--payload", p); r.code != 0 {
+		f.t.Fatalf("enqueue %s: got exit %d, want 0 (stderr %q)", txID, r.code, r.stderr)
+	}
+	return wantID(f.t, "send_release_email", p)
+}
+
 // wantID is the job ID the tasks package gives this payload.
 func wantID(t *testing.T, typ, payload string, opts ...tasks.Option) string {
 	t.Helper()
@@ -307,11 +318,8 @@ func TestEnqueueRejects(t *testing.T) {
 
 func TestEnqueueDuplicate(t *testing.T) {
 	f := setup(t)
+	id := f.enqueueRelease("esc-dup")
 	p := releasePayload("esc-dup", "jane.doe@example.com")
-	id := wantID(t, "send_release_email", p)
-	if r := f.run("enqueue", "send_release_email", "--payload", p); r.code != 0 {
-		t.Fatalf("first enqueue: got exit %d, want 0 (stderr %q)", r.code, r.stderr)
-	}
 
 	r := f.run("enqueue", "send_release_email", "--payload", p)
 	if r.code != 0 {
@@ -369,11 +377,7 @@ func TestEnqueueIn(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	f := setup(t)
-	p := releasePayload("esc-status", "jane.doe@example.com")
-	id := wantID(t, "send_release_email", p)
-	if r := f.run("enqueue", "send_release_email", "--payload", p); r.code != 0 {
-		t.Fatalf("enqueue: got exit %d, want 0 (stderr %q)", r.code, r.stderr)
-	}
+	id := f.enqueueRelease("esc-status")
 
 	t.Run("table", func(t *testing.T) {
 		r := f.run("status", id)
@@ -419,10 +423,7 @@ func TestStatus(t *testing.T) {
 func TestStats(t *testing.T) {
 	f := setup(t)
 	for i := range 2 {
-		p := releasePayload(fmt.Sprintf("esc-stats-%d", i), "jane.doe@example.com")
-		if r := f.run("enqueue", "send_release_email", "--payload", p); r.code != 0 {
-			t.Fatalf("enqueue: got exit %d, want 0 (stderr %q)", r.code, r.stderr)
-		}
+		f.enqueueRelease(fmt.Sprintf("esc-stats-%d", i))
 	}
 	if r := f.run("enqueue", "stripe_capture_payment", "--payload", `{"transactionId":"esc-s","paymentIntentId":"pi_stats"}`, "--in", "1m"); r.code != 0 {
 		t.Fatalf("enqueue: got exit %d, want 0 (stderr %q)", r.code, r.stderr)

@@ -24,39 +24,46 @@ func writeJSON(w io.Writer, v any) error {
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
+// writeFields prints "key: value" lines with the values in one column;
+// fill calls line once a line.
+func writeFields(w io.Writer, fill func(line func(k, v string))) error {
+	tw := table(w)
+	fill(func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) })
+	return tw.Flush()
+}
+
 // writeJob prints one job as "key: value" lines.
 func writeJob(w io.Writer, j tasks.Job) error {
-	tw := table(w)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	line("id", j.ID)
-	line("type", j.Type)
-	line("queue", j.Queue)
-	line("state", j.State)
-	line("attempts", strconv.Itoa(j.Attempts))
-	line("max retry", strconv.Itoa(j.MaxRetry))
-	if j.LastError != "" {
-		line("last error", cell(j.LastError))
-	}
-	if j.LastFailedAt != nil {
-		line("last failed at", stamp(j.LastFailedAt))
-	}
-	if j.NextProcessAt != nil && j.State != "completed" && j.State != "archived" {
-		v := stamp(j.NextProcessAt)
-		if d := time.Until(*j.NextProcessAt); d > 0 {
-			v += " (in " + d.Round(time.Second).String() + ")"
+	return writeFields(w, func(line func(k, v string)) {
+		line("id", j.ID)
+		line("type", j.Type)
+		line("queue", j.Queue)
+		line("state", j.State)
+		line("attempts", strconv.Itoa(j.Attempts))
+		line("max retry", strconv.Itoa(j.MaxRetry))
+		if j.LastError != "" {
+			line("last error", cell(j.LastError))
 		}
-		line("next process at", v)
-	}
-	if j.CompletedAt != nil {
-		line("completed at", stamp(j.CompletedAt))
-	}
-	if len(j.Payload) > 0 {
-		line("payload", cell(string(j.Payload)))
-	}
-	if len(j.Result) > 0 {
-		line("result", cell(string(j.Result)))
-	}
-	return tw.Flush()
+		if j.LastFailedAt != nil {
+			line("last failed at", stamp(j.LastFailedAt))
+		}
+		if j.NextProcessAt != nil && j.State != "completed" && j.State != "archived" {
+			v := stamp(j.NextProcessAt)
+			if d := time.Until(*j.NextProcessAt); d > 0 {
+				v += " (in " + d.Round(time.Second).String() + ")"
+			}
+			line("next process at", v)
+		}
+		if j.CompletedAt != nil {
+			line("completed at", stamp(j.CompletedAt))
+		}
+		if len(j.Payload) > 0 {
+			line("payload", cell(string(j.Payload)))
+		}
+		if len(j.Result) > 0 {
+			line("result", cell(string(j.Result)))
+		}
+	})
 }
 
 // writeStats prints the queues × counts table.

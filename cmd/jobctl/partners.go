@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"os/user"
 	"strconv"
 	"time"
 
@@ -13,20 +13,7 @@ import (
 
 // partners runs "partners list|enable|disable".
 func (c *cli) partners(rest []string) error {
-	if len(rest) == 0 {
-		return usagef("partners: want a subcommand: list, enable or disable")
-	}
-	switch rest[0] {
-	case "list":
-		return c.partnersList(rest[1:])
-	case "enable":
-		return c.partnersEnable(rest[1:])
-	case "disable":
-		return c.partnersDisable(rest[1:])
-	case "help", "-h", "-help", "--help":
-		return c.usage()
-	}
-	return usagef("partners: unknown subcommand %q: want list, enable or disable", rest[0])
+	return c.subcommand("partners", rest, []command{{"list", c.partnersList}, {"enable", c.partnersEnable}, {"disable", c.partnersDisable}})
 }
 
 // partnerTools connects to Redis and returns the partner state and the
@@ -89,44 +76,45 @@ func checkPartner(id string) error {
 	return nil
 }
 
-// defaultActor is the OS user, recorded with what an operator does.
-func defaultActor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	return "jobctl"
-}
-
 func (c *cli) partnersEnable(args []string) error {
 	fs := c.flags("partners enable")
-	actor := fs.String("actor", defaultActor(), "who enables the partner (recorded with each redelivery)")
-	pos, err := c.parse(fs, args, 1, "the partner ID")
-	if err != nil {
-		return err
-	}
-	if err := checkPartner(pos[0]); err != nil {
-		return err
-	}
-	_, rd, closeFn, err := c.partnerTools()
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	n, err := deadline(c, "partners enable "+pos[0], enableTimeout, func(ctx context.Context) (int, error) { return rd.Enable(ctx, pos[0], *actor) })
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return writeJSON(c.stdout, map[string]any{"id": pos[0], "state": webhook.StateHealthy, "redelivered": n})
-	}
-	fmt.Fprintf(c.stdout, "partner %s enabled; %s dead letter(s) scheduled for redelivery\n", pos[0], strconv.Itoa(n))
-	return nil
+	actor := fs.String("actor", c.osActor(), "who enables the partner (recorded with each redelivery)")
+	return c.onPartner(fs, args, func(id string, _ *webhook.State, rd *webhook.Redelivery) error {
+		n, err := deadline(c, "partners enable "+id, enableTimeout, func(ctx context.Context) (int, error) { return rd.Enable(ctx, id, *actor) })
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return writeJSON(c.stdout, map[string]any{"id": id, "state": webhook.StateHealthy, "redelivered": n})
+		}
+		fmt.Fprintf(c.stdout, "partner %s enabled; %s dead letter(s) scheduled for redelivery\n", id, strconv.Itoa(n))
+		return nil
+	})
 }
 
 func (c *cli) partnersDisable(args []string) error {
 	fs := c.flags("partners disable")
 	reason := fs.String("reason", "", "why (recorded)")
-	actor := fs.String("actor", defaultActor(), "who disables the partner (recorded)")
+	actor := fs.String("actor", c.osActor(), "who disables the partner (recorded)")
+	return c.onPartner(fs, args, func(id string, st *webhook.State, _ *webhook.Redelivery) error {
+		why := "disabled by " + *actor
+		if *reason != "" {
+			why += ": " + *reason
+		}
+		if _, err := deadline(c, "partners disable "+id, inspectTimeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, st.Disable(ctx, id, why) }); err != nil {
+			return err
+		}
+		if c.json {
+			return writeJSON(c.stdout, map[string]any{"id": id, "state": webhook.StateDisabled})
+		}
+		fmt.Fprintf(c.stdout, "partner %s disabled: its deliveries become dead letters until 'jobctl partners enable %s'\n", id, id)
+		return nil
+	})
+}
+
+// onPartner runs a command on one partner: it parses fs and the partner ID
+// of args, checks the ID, connects and calls do.
+func (c *cli) onPartner(fs *flag.FlagSet, args []string, do func(id string, st *webhook.State, rd *webhook.Redelivery) error) error {
 	pos, err := c.parse(fs, args, 1, "the partner ID")
 	if err != nil {
 		return err
@@ -134,23 +122,12 @@ func (c *cli) partnersDisable(args []string) error {
 	if err := checkPartner(pos[0]); err != nil {
 		return err
 	}
-	st, _, closeFn, err := c.partnerTools()
+	st, rd, closeFn, err := c.partnerTools()
 	if err != nil {
 		return err
 	}
 	defer closeFn()
-	why := "disabled by " + *actor
-	if *reason != "" {
-		why += ": " + *reason
-	}
-	if _, err := deadline(c, "partners disable "+pos[0], inspectTimeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, st.Disable(ctx, pos[0], why) }); err != nil {
-		return err
-	}
-	if c.json {
-		return writeJSON(c.stdout, map[string]any{"id": pos[0], "state": webhook.StateDisabled})
-	}
-	fmt.Fprintf(c.stdout, "partner %s disabled: its deliveries become dead letters until 'jobctl partners enable %s'\n", pos[0], pos[0])
-	return nil
+	return do(pos[0], st, rd)
 }
 
 // enableTimeout bounds "partners enable", which lists the partner's dead

@@ -35,22 +35,7 @@ var exportRedisURL = regexp.MustCompile(`export REDIS_URL=(\S+)`)
 func startDev(t *testing.T, args ...string) *devServer {
 	t.Helper()
 	d := &devServer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"-dev", "-monitor-addr", "127.0.0.1:0"}, args...), envOf(nil), &d.out, &d.errOut)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run returned %v, want nil after cancel", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("run did not return within 15 s of cancel")
-		}
-	})
+	runUntilCleanup(t, append([]string{"-dev", "-monitor-addr", "127.0.0.1:0"}, args...), envOf(nil), &d.out, &d.errOut, 15*time.Second)
 	testkit.Eventually(t, "the dev server prints its REDIS_URL", 15*time.Second, func() bool {
 		if m := exportRedisURL.FindStringSubmatch(d.out.String()); m != nil {
 			d.url = m[1]

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,27 @@ import (
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// runUntilCleanup runs the server (run) with args and env in the
+// background until the test ends; the cleanup cancels it and wants it to
+// return nil within wait.
+func runUntilCleanup(t *testing.T, args []string, env func(string) string, stdout, stderr io.Writer, wait time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, env, stdout, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: got %v after cancel, want nil", err)
+			}
+		case <-time.After(wait):
+			t.Errorf("run did not return within %s of cancel", wait)
+		}
+	})
+}
 
 func TestStartupErrorsNameTheVariable(t *testing.T) {
 	cases := []struct {

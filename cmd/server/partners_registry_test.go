@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,16 +22,7 @@ import (
 func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	t.Parallel()
 	recv := testkit.StartPartner(t)
-	var mu sync.Mutex
-	gone := true
-	recv.Answer(func(int) testkit.Answer {
-		mu.Lock()
-		defer mu.Unlock()
-		if gone {
-			return testkit.Answer{Status: http.StatusGone}
-		}
-		return testkit.Answer{}
-	})
+	heal := failUntilHealed(recv, http.StatusGone)
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}}, nil)
 	e.start()
 	first := e.enqueue("evt-gone-1", "acme")
@@ -55,9 +45,7 @@ func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 		t.Errorf("waiting: got %d, want 2 dead letters kept for the partner", st.Waiting)
 	}
 
-	mu.Lock()
-	gone = false
-	mu.Unlock()
+	heal()
 	rd := e.redelivery()
 	n, err := rd.Enable(context.Background(), "acme", "test-operator")
 	if err != nil {

@@ -96,26 +96,35 @@ func (e *partnerEnv) writeRegistry(partners map[string]regEntry) {
 	}
 }
 
+// failUntilHealed makes recv answer status to every request until heal is
+// called, and 204 after that.
+func failUntilHealed(recv *testkit.Partner, status int) (heal func()) {
+	var mu sync.Mutex
+	healed := false
+	recv.Answer(func(int) testkit.Answer {
+		mu.Lock()
+		defer mu.Unlock()
+		if healed {
+			return testkit.Answer{}
+		}
+		return testkit.Answer{Status: status}
+	})
+	return func() {
+		mu.Lock()
+		healed = true
+		mu.Unlock()
+	}
+}
+
 // start runs one worker process in-process until the test ends.
 func (e *partnerEnv) start() {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-no-scheduler"}, envOf(e.env), &e.logs, &e.logs) }()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				e.t.Errorf("server: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			e.t.Errorf("server did not stop within 30 s")
-		}
+	e.t.Cleanup(func() { // runs after the server stopped (cleanups run last first)
 		if e.t.Failed() {
 			e.t.Logf("server log (tail):\n%s", tail(e.logs.String(), 60))
 		}
 	})
+	runUntilCleanup(e.t, []string{"-no-scheduler"}, envOf(e.env), &e.logs, &e.logs, 30*time.Second)
 	// Started once the registry's partners are recorded in Redis.
 	testkit.Eventually(e.t, "the worker to start", 10*time.Second, func() bool {
 		n, _ := e.rc.SCard(context.Background(), "escrowjobs:partners").Result()
@@ -426,16 +435,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	t.Parallel()
 	const probe = 2 * time.Second
 	recv := testkit.StartPartner(t)
-	var mu sync.Mutex
-	healthy := false
-	recv.Answer(func(int) testkit.Answer {
-		mu.Lock()
-		defer mu.Unlock()
-		if healthy {
-			return testkit.Answer{}
-		}
-		return testkit.Answer{Status: http.StatusInternalServerError}
-	})
+	heal := failUntilHealed(recv, http.StatusInternalServerError)
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 4}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "5", "WEBHOOK_BREAKER_PROBE": probe.String(), "WEBHOOK_REDELIVERY_SCHEDULE": "1s,1s,1s,1s"})
 	// Two worker processes: the circuit and its probe are shared.
@@ -503,9 +503,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	// waiting deliveries flow, each once.
 	close(stopStream)
 	<-streamDone
-	mu.Lock()
-	healthy = true
-	mu.Unlock()
+	heal()
 	testkit.Eventually(e.t, "every event to be delivered after the circuit closed", 30*time.Second, func() bool {
 		return len(recv.Delivered()) == len(events)
 	})
