@@ -36,11 +36,7 @@ type env struct {
 func setup(t testing.TB, redisURL string) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := pgxpool.New(ctx, testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := testenv.PostgresPool(t)
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/deadletter/ledgertest"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/worker"
 )
 
@@ -86,42 +87,59 @@ func TestDeadLettersMigratesOldRows(t *testing.T) {
 	}
 }
 
-// A database that hangs (another session holds a lock on dead_letters)
-// does not hold the worker: the write gives up after the timeout, the
-// record goes to the spill file with a log line, and reaches PostgreSQL
-// once the lock is gone.
-func TestDeadLetterWriteToAHungDatabaseFallsBack(t *testing.T) {
+// hung is a dead-letter ledger in PostgreSQL whose table another session
+// holds locked, behind a Fallback to a spill file that gives up on it
+// after 300 ms.
+type hung struct {
+	db    *postgres.DB
+	fb    *deadletter.Fallback
+	spill *deadletter.File
+	logs  *testenv.Buffer // the Fallback's log (JSON)
+	lock  pgx.Tx          // Rollback releases the table; rolled back at cleanup
+}
+
+func hungLedger(t *testing.T) *hung {
+	t.Helper()
 	url := testenv.Postgres(t)
-	db := open(t, url)
-	if err := db.Migrate(context.Background()); err != nil {
+	h := &hung{db: open(t, url), logs: &testenv.Buffer{}}
+	if err := h.db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	spill, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "spill.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer spill.Close()
-	var logs testenv.Buffer
-	fb := &deadletter.Fallback{Primary: db.DeadLetters(), Spill: spill, Timeout: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+	t.Cleanup(func() { spill.Close() })
+	h.spill = spill
+	h.fb = &deadletter.Fallback{Primary: h.db.DeadLetters(), Spill: spill, Timeout: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, nil))}
 
 	locker, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer locker.Close(context.Background())
-	tx, err := locker.Begin(context.Background())
+	t.Cleanup(func() { locker.Close(context.Background()) })
+	h.lock, err = locker.Begin(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(context.Background(), `LOCK TABLE dead_letters IN ACCESS EXCLUSIVE MODE`); err != nil {
+	t.Cleanup(func() { h.lock.Rollback(context.Background()) })
+	if _, err := h.lock.Exec(context.Background(), `LOCK TABLE dead_letters IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
 
+// A database that hangs (another session holds a lock on dead_letters)
+// does not hold the worker: the write gives up after the timeout, the
+// record goes to the spill file with a log line, and reaches PostgreSQL
+// once the lock is gone.
+func TestDeadLetterWriteToAHungDatabaseFallsBack(t *testing.T) {
+	h := hungLedger(t)
 	e := deadletter.Entry{ID: "send_release_email:hung", Type: "send_release_email", Queue: "default",
 		Payload: json.RawMessage(`{"recipientEmail":"jane@bücher.de"}`), Why: deadletter.WhyExhausted, FailedAt: time.Now()}
 	done := make(chan error, 1)
-	go func() { _, err := fb.Record(context.Background(), e); done <- err }()
+	go func() { _, err := h.fb.Record(context.Background(), e); done <- err }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -130,32 +148,32 @@ func TestDeadLetterWriteToAHungDatabaseFallsBack(t *testing.T) {
 	case <-time.After(time.Minute): // a hang detector, not a timing claim
 		t.Fatal("Record still blocked on the locked table after a minute")
 	}
-	if !strings.Contains(logs.String(), "dead-letter ledger write failed; kept in the spill file") || strings.Contains(logs.String(), "jane@") {
-		t.Errorf("got logs %s, want the fallback said, without the address", logs.String())
+	if !strings.Contains(h.logs.String(), "dead-letter ledger write failed; kept in the spill file") || strings.Contains(h.logs.String(), "jane@") {
+		t.Errorf("got logs %s, want the fallback said, without the address", h.logs.String())
 	}
-	if got, err := spill.Get(context.Background(), e.ID); err != nil || string(got.Payload) != string(e.Payload) {
+	if got, err := h.spill.Get(context.Background(), e.ID); err != nil || string(got.Payload) != string(e.Payload) {
 		t.Fatalf("spill: got %+v, %v; want the record with its exact payload", got, err)
 	}
 	// Still hung: a flush fails and keeps the record.
 	fctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	if n, err := fb.Flush(fctx); err == nil || n != 0 {
+	if n, err := h.fb.Flush(fctx); err == nil || n != 0 {
 		t.Errorf("Flush while hung: got %d, %v; want 0 and an error", n, err)
 	}
 	cancel()
-	if err := tx.Rollback(context.Background()); err != nil {
+	if err := h.lock.Rollback(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := fb.Flush(context.Background()); err != nil || n != 1 {
+	if n, err := h.fb.Flush(context.Background()); err != nil || n != 1 {
 		t.Fatalf("Flush: got %d, %v; want 1, nil", n, err)
 	}
-	got, err := db.DeadLetters().Get(context.Background(), e.ID)
+	got, err := h.db.DeadLetters().Get(context.Background(), e.ID)
 	if err != nil || string(got.Payload) != string(e.Payload) || got.State != deadletter.StateOpen {
 		t.Errorf("PostgreSQL: got %+v, %v; want the open record", got, err)
 	}
-	if p, _ := spill.List(context.Background(), deadletter.Filter{}, "", 10); len(p.Entries) != 0 {
+	if p, _ := h.spill.List(context.Background(), deadletter.Filter{}, "", 10); len(p.Entries) != 0 {
 		t.Errorf("spill after flush: got %d entries, want none", len(p.Entries))
 	}
-	if ok, err := fb.Record(context.Background(), e); ok || err != nil {
+	if ok, err := h.fb.Record(context.Background(), e); ok || err != nil {
 		t.Errorf("recording it again: got %v, %v; want a no-op", ok, err)
 	}
 }
@@ -165,39 +183,12 @@ func TestDeadLetterWriteToAHungDatabaseFallsBack(t *testing.T) {
 // goes to the spill file after the write timeout, and the worker shuts
 // down without waiting for the database.
 func TestWorkerKeepsProcessingWhileTheLedgerDatabaseHangs(t *testing.T) {
-	url := testenv.Postgres(t)
-	db := open(t, url)
-	if err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	spill, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "spill.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spill.Close()
-	var logs testenv.Buffer
-	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	fb := &deadletter.Fallback{Primary: db.DeadLetters(), Spill: spill, Timeout: 300 * time.Millisecond, Logger: log}
-
-	locker, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close(context.Background())
-	tx, err := locker.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(context.Background(), `LOCK TABLE dead_letters IN ACCESS EXCLUSIVE MODE`); err != nil {
-		t.Fatal(err)
-	}
-
+	h := hungLedger(t)
 	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(worker.Config{Redis: opt, DeadLetters: fb, Logger: log, Concurrency: 1, FetchLoops: 1, ShutdownTimeout: time.Second},
+	w, err := worker.New(worker.Config{Redis: opt, DeadLetters: h.fb, Logger: h.fb.Logger, Concurrency: 1, FetchLoops: 1, ShutdownTimeout: time.Second},
 		asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return fmt.Errorf("refused: %w", asynq.SkipRetry) }))
 	if err != nil {
 		t.Fatal(err)
@@ -213,11 +204,11 @@ func TestWorkerKeepsProcessingWhileTheLedgerDatabaseHangs(t *testing.T) {
 		}
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) { // a hang detector
-		if p, _ := spill.List(context.Background(), deadletter.Filter{}, "", 10); len(p.Entries) == 3 {
+		if p, _ := h.spill.List(context.Background(), deadletter.Filter{}, "", 10); len(p.Entries) == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the spill file did not get the 3 records; logs:\n%s", logs.String())
+			t.Fatalf("the spill file did not get the 3 records; logs:\n%s", h.logs.String())
 		}
 	}
 	stopped := make(chan struct{})
@@ -227,7 +218,7 @@ func TestWorkerKeepsProcessingWhileTheLedgerDatabaseHangs(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the worker did not shut down while the database hangs")
 	}
-	if n := strings.Count(logs.String(), "dead-letter ledger write failed; kept in the spill file"); n != 3 {
+	if n := strings.Count(h.logs.String(), "dead-letter ledger write failed; kept in the spill file"); n != 3 {
 		t.Errorf("got %d fallback log lines, want 3", n)
 	}
 }

@@ -1,21 +1,16 @@
 package scheduler
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
 )
 
 func TestFileEntriesFillThePeriod(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "schedule.json")
-	body := `{"entries":[{"name":"nightly-audit","cron":"0 3 * * *","type":"audit_log_created",
-		"payload":{"eventId":"nightly-{{period}}","actor":"scheduler","action":"audit.nightly","occurredAt":"{{periodTime}}"}}]}`
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := LoadEntries(path)
+	entries, err := LoadEntries(testenv.TempFile(t, "schedule.json", `{"entries":[{"name":"nightly-audit","cron":"0 3 * * *","type":"audit_log_created",
+		"payload":{"eventId":"nightly-{{period}}","actor":"scheduler","action":"audit.nightly","occurredAt":"{{periodTime}}"}}]}`))
 	if err != nil {
 		t.Fatalf("LoadEntries: %v", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -29,11 +27,7 @@ func redisOpt(t *testing.T) asynq.RedisConnOpt {
 // writeFile writes content to a file in a temp dir and returns its path.
 func writeFile(t *testing.T, content string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "schedule.json")
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.TempFile(t, "schedule.json", content)
 }
 
 // record is one captured log line.

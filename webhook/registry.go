@@ -83,15 +83,21 @@ type registryEntry struct {
 // base64 of 24 to 64 bytes. Errors name the file, the partner and the
 // field, and never contain a secret.
 func LoadRegistry(path string, allowHTTP bool) (*Registry, error) {
+	reg, _, err := readRegistry(path, allowHTTP)
+	return reg, err
+}
+
+// readRegistry is LoadRegistry that also returns the file's contents.
+func readRegistry(path string, allowHTTP bool) (*Registry, []byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("webhook registry: %w", err)
+		return nil, nil, fmt.Errorf("webhook registry: %w", err)
 	}
 	reg, err := parseRegistry(data, allowHTTP)
 	if err != nil {
-		return nil, fmt.Errorf("webhook registry %s: %w", path, err)
+		return nil, nil, fmt.Errorf("webhook registry %s: %w", path, err)
 	}
-	return reg, nil
+	return reg, data, nil
 }
 
 // parseRegistry validates a registry file's contents.

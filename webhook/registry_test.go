@@ -2,21 +2,18 @@ package webhook
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
 )
 
 // writeRegistry writes a registry file into the test's temp dir.
 func writeRegistry(t *testing.T, content string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "endpoints.json")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.TempFile(t, "endpoints.json", content)
 }
 
 func TestLoadRegistry(t *testing.T) {

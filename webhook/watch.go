@@ -38,13 +38,9 @@ func NewWatcher(path string, allowHTTP bool, log *slog.Logger) (*Watcher, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{path: path, allowHTTP: allowHTTP, log: log}
-	data, err := os.ReadFile(path)
+	reg, data, err := readRegistry(path, allowHTTP)
 	if err != nil {
-		return nil, fmt.Errorf("webhook registry: %w", err)
-	}
-	reg, err := parseRegistry(data, allowHTTP)
-	if err != nil {
-		return nil, fmt.Errorf("webhook registry %s: %w", path, err)
+		return nil, err
 	}
 	w.cur.Store(reg)
 	w.sum = sha256.Sum256(data)

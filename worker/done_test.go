@@ -3,10 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,27 +12,13 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-func doneSetup(t *testing.T) (asynq.RedisConnOpt, *deadletter.File, *slog.Logger) {
-	t.Helper()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dl.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dl.Close() })
-	return opt, dl, slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // A rerun (retry count > 0) of a job whose completion marker is in Redis
 // completes without running the handler again; without the marker it runs.
 func TestRerunOfAFinishedJobDoesNothing(t *testing.T) {
-	opt, dl, log := doneSetup(t)
+	opt := redisOpt(t, testenv.Redis(t))
 	calls := map[string]*atomic.Int32{"marked": {}, "unmarked": {}}
 	var w *Worker
-	w, err := New(Config{Redis: opt, Concurrency: 2, FetchLoops: 1, DeadLetters: dl, Logger: log},
+	w = newWorker(t, Config{Redis: opt, Concurrency: 2, FetchLoops: 1},
 		asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 			id, _ := asynq.GetTaskID(ctx)
 			if calls[id].Add(1) == 1 {
@@ -49,13 +31,7 @@ func TestRerunOfAFinishedJobDoesNothing(t *testing.T) {
 			}
 			return nil
 		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Shutdown()
+	start(t, w)
 	c := asynq.NewClient(opt)
 	defer c.Close()
 	insp := asynq.NewInspector(opt)
@@ -66,14 +42,10 @@ func TestRerunOfAFinishedJobDoesNothing(t *testing.T) {
 		}
 	}
 	for id := range calls {
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if info, err := insp.GetTaskInfo("default", id); err == nil && info.State == asynq.TaskStateCompleted {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not completed within 20 s", id)
-			}
-		}
+		waitFor(t, id+" completed", func() bool {
+			info, err := insp.GetTaskInfo("default", id)
+			return err == nil && info.State == asynq.TaskStateCompleted
+		})
 	}
 	for id, want := range map[string]int32{"marked": 1, "unmarked": 2} {
 		if got := calls[id].Load(); got != want {
@@ -85,36 +57,14 @@ func TestRerunOfAFinishedJobDoesNothing(t *testing.T) {
 // A job asynq's recoverer archived although it had finished (its marker
 // is in Redis) is not a dead letter: the sweep drops it from the archive.
 func TestSweepSkipsFinishedJobs(t *testing.T) {
-	opt, dl, log := doneSetup(t)
-	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 1, TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel})
-	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-		return fmt.Errorf("%w: %w", asynq.ErrLeaseExpired, asynq.SkipRetry)
-	})); err != nil {
-		t.Fatal(err)
-	}
-	c := asynq.NewClient(opt)
-	defer c.Close()
-	for _, id := range []string{"finished", "crashed"} {
-		if _, err := c.Enqueue(asynq.NewTask("audit_log_created", []byte(`{}`), asynq.TaskID(id))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	opt := redisOpt(t, testenv.Redis(t))
+	dl := deadLetters(t)
+	archiveAsCrashed(t, opt, "default",
+		asynq.NewTask("audit_log_created", []byte(`{}`), asynq.TaskID("finished")),
+		asynq.NewTask("audit_log_created", []byte(`{}`), asynq.TaskID("crashed")))
 	insp := asynq.NewInspector(opt)
 	defer insp.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if qi, err := insp.GetQueueInfo("default"); err == nil && qi.Archived == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("jobs were not archived")
-		}
-	}
-	srv.Shutdown()
-	w, err := New(Config{Redis: opt, DeadLetters: dl, Logger: log}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.rc.Close()
+	w := sweeper(t, opt, dl)
 	w.markDone("finished", "audit_log_created")
 	if got := w.sweep(context.Background(), insp); got != 1 {
 		t.Errorf("sweep: got %d recorded, want 1 (crashed)", got)

@@ -44,12 +44,7 @@ const emptyFresh = time.Millisecond
 var dequeueLike = redis.NewScript(`return redis.call("RPOPLPUSH", KEYS[1], KEYS[3])`)
 
 func TestEmptyQueuesAnswerLikeTheScript(t *testing.T) {
-	opt, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := redis.NewClient(opt)
-	defer rc.Close()
+	rc := redisClient(t, testenv.Redis(t))
 	rc.AddHook(newEmptyQueues(rc, []string{"critical", "default", "low"}, emptyFresh, time.Minute))
 	ctx := context.Background()
 	queue := func(q string) []string {

@@ -3,9 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -32,13 +29,38 @@ func ledgerIDs(t *testing.T, l deadletter.Ledger) map[string]int {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// sweeper is a worker that is never started, for calling sweep by hand
+// as a worker process does; its Redis client closes at cleanup.
+func sweeper(t *testing.T, opt asynq.RedisConnOpt, dl deadletter.Ledger) *Worker {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for " + what)
+	w := newWorker(t, Config{Redis: opt, DeadLetters: dl}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
+	t.Cleanup(func() { w.rc.Close() })
+	return w
+}
+
+// archiveAsCrashed stands in for asynq's recoverer: a plain asynq server
+// (no ledger) fails each job with the lease error, so asynq archives it
+// as it does a job whose worker died. It returns once queue's archive
+// holds them all.
+func archiveAsCrashed(t *testing.T, opt asynq.RedisConnOpt, queue string, jobs ...*asynq.Task) {
+	t.Helper()
+	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 1, TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel, Queues: map[string]int{queue: 1}})
+	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return fmt.Errorf("%w: %w", asynq.ErrLeaseExpired, asynq.SkipRetry)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	c := asynq.NewClient(opt)
+	defer c.Close()
+	for _, job := range jobs {
+		if _, err := c.Enqueue(job, asynq.Queue(queue)); err != nil {
+			t.Fatal(err)
 		}
 	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	waitFor(t, "the crash archive", func() bool { qi, err := insp.GetQueueInfo(queue); return err == nil && qi.Archived == len(jobs) })
 }
 
 // The sweep covers every archived job however many (far more than one
@@ -47,32 +69,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // it is: each failure appears once, also when two workers sweep, and a
 // second sweep records nothing.
 func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dl.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dl.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	opt := redisOpt(t, testenv.Redis(t))
+	dl := deadLetters(t)
 	c := asynq.NewClient(opt)
 	defer c.Close()
 	insp := asynq.NewInspector(opt)
 	defer insp.Close()
 
 	// 1. Three permanent failures, recorded by the real worker's handler.
-	w, err := New(Config{Redis: opt, DeadLetters: dl, Logger: log, Concurrency: 2, FetchLoops: 1}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+	w := newWorker(t, Config{Redis: opt, DeadLetters: dl, Concurrency: 2, FetchLoops: 1}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
 		return fmt.Errorf("refused: %w", asynq.SkipRetry)
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	w.sweepEvery = time.Hour // this test sweeps by hand
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
+	start(t, w)
 	for i := range 3 {
 		if _, err := c.Enqueue(asynq.NewTask("audit_log_created", []byte(`{"eventId":"e"}`), asynq.TaskID(fmt.Sprint("handled-", i)))); err != nil {
 			t.Fatal(err)
@@ -81,19 +90,8 @@ func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
 	waitFor(t, "the handler's records", func() bool { return len(ledgerIDs(t, dl)) == 3 })
 	w.Shutdown()
 
-	// 2. A job asynq's recoverer archived: stand in with a plain asynq
-	// server failing it with the lease error (no ledger there).
-	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 1, TaskCheckInterval: 10 * time.Millisecond, LogLevel: asynq.FatalLevel, Queues: map[string]int{"crash": 1}})
-	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-		return fmt.Errorf("%w: %w", asynq.ErrLeaseExpired, asynq.SkipRetry)
-	})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Enqueue(asynq.NewTask("audit_log_created", []byte(`{"eventId":"e","actor":"jane@bücher.de"}`), asynq.TaskID("lease-1"), asynq.Queue("crash"))); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the crash archive", func() bool { qi, err := insp.GetQueueInfo("crash"); return err == nil && qi.Archived == 1 })
-	srv.Shutdown()
+	// 2. A job asynq's recoverer archived.
+	archiveAsCrashed(t, opt, "crash", asynq.NewTask("audit_log_created", []byte(`{"eventId":"e","actor":"jane@bücher.de"}`), asynq.TaskID("lease-1")))
 
 	// 3. 450 archived jobs the ledger never heard of (more than two pages).
 	for i := range 450 {
@@ -107,12 +105,7 @@ func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
 
 	total := 0
 	for range 2 { // two worker processes sweeping the same Redis
-		w, err := New(Config{Redis: opt, DeadLetters: dl, Logger: log}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		total += w.sweep(context.Background(), insp)
-		w.rc.Close()
+		total += sweeper(t, opt, dl).sweep(context.Background(), insp)
 	}
 	if total != 451 {
 		t.Errorf("got %d recorded by the sweeps, want 451 (450 parked + lease-1)", total)
@@ -133,8 +126,7 @@ func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
 	if h, err := dl.Get(context.Background(), "handled-0"); err != nil || h.Why != deadletter.WhyPermanent {
 		t.Errorf("handled-0: got %+v, %v; want the handler's permanent record", h, err)
 	}
-	w2, _ := New(Config{Redis: opt, DeadLetters: dl, Logger: log}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
-	defer w2.rc.Close()
+	w2 := sweeper(t, opt, dl)
 	if n := w2.sweep(context.Background(), insp); n != 0 {
 		t.Errorf("third sweep: got %d recorded, want 0", n)
 	}

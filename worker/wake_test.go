@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -122,12 +121,8 @@ func TestWakeUpsAcrossWorkerProcesses(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			url := testenv.Redis(t)
-			opt, err := tasks.RedisFromEnv(func(k string) string { return map[string]string{"REDIS_URL": url}[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			rc := opt.MakeRedisClient().(redis.UniversalClient)
-			defer rc.Close()
+			opt := redisOpt(t, url)
+			rc := redisClient(t, url)
 			dir := t.TempDir()
 			names := []string{"w1", "w2", "w3"}
 			var procs []*testenv.Process
@@ -146,14 +141,7 @@ func TestWakeUpsAcrossWorkerProcesses(t *testing.T) {
 			ctx := context.Background()
 			var ids []string
 			for i := range 12 { // every type, all three queues
-				task, err := sample.Build(sample.Payload(i, fmt.Sprintf("wake-%d", i)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				id, err := client.Enqueue(ctx, task)
-				if err != nil {
-					t.Fatal(err)
-				}
+				id := enqueue(t, client, build(t, i, fmt.Sprintf("wake-%d", i)))
 				ids = append(ids, id)
 				waitLen(t, rc, ranList, int64(i+1), fmt.Sprintf("job %d (%s)", i, id))
 			}
@@ -260,36 +248,54 @@ func (r *recorder) waitRuns(t *testing.T, n int, what string) {
 	}
 }
 
+// checkRuns fails the test unless the jobs started so far are want, in
+// order.
+func (r *recorder) checkRuns(t *testing.T, want []string) {
+	t.Helper()
+	if got := r.runs(); !slices.Equal(got, want) {
+		t.Errorf("runs, in order: got %v, want %v", got, want)
+	}
+}
+
+// build is the job of sample payload i (see sample.Payload) with opts.
+func build(t *testing.T, i int, seq string, opts ...tasks.Option) *tasks.Task {
+	t.Helper()
+	task, err := tasks.New(sample.Payload(i, seq), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+// enqueue enqueues task and returns its job ID.
+func enqueue(t *testing.T, client *tasks.Client, task *tasks.Task) string {
+	t.Helper()
+	id, err := client.Enqueue(context.Background(), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // startWorker runs an in-process worker on opt whose loops wait for
 // wake-ups with fallback poll; drop loses every wake-up. It returns once
 // the worker hears its channels.
 func startWorker(t *testing.T, opt asynq.RedisConnOpt, fallback time.Duration, drop bool, h asynq.Handler, queues ...string) (*Worker, *atomic.Int64) {
 	t.Helper()
-	dl, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dead.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Redis: opt, Concurrency: 4, FetchLoops: 2, FallbackPoll: fallback, ShutdownTimeout: 2 * time.Second,
-		DeadLetters: dl, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := Config{Redis: opt, Concurrency: 4, FetchLoops: 2, FallbackPoll: fallback, ShutdownTimeout: 2 * time.Second}
 	if len(queues) > 0 {
 		cfg.Queues = map[string]int{}
 		for _, q := range queues {
 			cfg.Queues[q] = 1
 		}
 	}
-	w, err := New(cfg, h)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newWorker(t, cfg, h)
 	heard := &atomic.Int64{}
 	w.sub.heard = func() { heard.Add(1) }
 	if drop {
 		w.sub.drop = func(string) bool { return true }
 	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Shutdown)
+	start(t, w)
 	for deadline := time.Now().Add(deliver); !w.idle.hearing(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the worker never heard its wake-up channels")
@@ -326,47 +332,25 @@ func TestWakeUpOnEveryTopology(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := &recorder{}
+			rec := &recorder{failOnce: build(t, 4, "topo-4").ID}
 			w, heard := startWorker(t, opt, noPoll, false, rec)
 			client := tasks.NewClient(opt)
 			defer client.Close()
-			ctx := context.Background()
 			var want []string
 			for i := range 9 {
-				task, err := sample.Build(sample.Payload(i, fmt.Sprintf("topo-%d", i)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if i == 4 {
-					rec.mu.Lock()
-					rec.failOnce = task.ID
-					rec.mu.Unlock()
-				}
-				id, err := client.Enqueue(ctx, task)
-				if err != nil {
-					t.Fatal(err)
-				}
+				id := enqueue(t, client, build(t, i, fmt.Sprintf("topo-%d", i)))
 				want = append(want, id)
-				if i == 4 { // the retry, about 2 s later
+				if id == rec.failOnce { // the retry, about 2 s later
 					want = append(want, id)
 					rec.waitRuns(t, len(want)-1, "job "+id)
 				}
 				rec.waitRuns(t, len(want), "job "+id)
 			}
-			sched, err := tasks.New(sample.Payload(9, "topo-scheduled"), tasks.ProcessIn(time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			id, err := client.Enqueue(ctx, sched)
-			if err != nil {
-				t.Fatal(err)
-			}
+			id := enqueue(t, client, build(t, 9, "topo-scheduled", tasks.ProcessIn(time.Second)))
 			want = append(want, id)
 			rec.waitRuns(t, len(want), "scheduled job "+id)
 			time.Sleep(300 * time.Millisecond)
-			if got := rec.runs(); !slices.Equal(got, want) {
-				t.Errorf("runs, in order: got %v, want %v", got, want)
-			}
+			rec.checkRuns(t, want)
 			if got := heard.Load(); got < 10 {
 				t.Errorf("wake-ups heard: got %d, want at least 10 (one per enqueue)", got)
 			}
@@ -394,39 +378,18 @@ func shutdownIsPrompt(t *testing.T, w *Worker) {
 // the forwarder's own look every delayedPoll.
 func TestLostWakeUpsStillRunEveryJob(t *testing.T) {
 	t.Parallel()
-	url := testenv.Redis(t)
-	opt, err := tasks.RedisFromEnv(func(k string) string { return map[string]string{"REDIS_URL": url}[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
+	opt := redisOpt(t, testenv.Redis(t))
+	pending := build(t, 4, "lost-pending")
+	rec := &recorder{failOnce: pending.ID}
 	w, heard := startWorker(t, opt, time.Second, true, rec)
 	client := tasks.NewClient(opt)
 	defer client.Close()
-	ctx := context.Background()
-	pending, err := sample.Build(sample.Payload(4, "lost-pending"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec.mu.Lock()
-	rec.failOnce = pending.ID
-	rec.mu.Unlock()
-	if _, err := client.Enqueue(ctx, pending); err != nil {
-		t.Fatal(err)
-	}
+	enqueue(t, client, pending)
 	rec.waitRuns(t, 2, "pending job and its retry")
-	sched, err := tasks.New(sample.Payload(8, "lost-scheduled"), tasks.ProcessIn(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.Enqueue(ctx, sched); err != nil {
-		t.Fatal(err)
-	}
+	sched := enqueue(t, client, build(t, 8, "lost-scheduled", tasks.ProcessIn(time.Second)))
 	rec.waitRuns(t, 3, "scheduled job")
 	time.Sleep(300 * time.Millisecond)
-	if got, want := rec.runs(), []string{pending.ID, pending.ID, sched.ID}; !slices.Equal(got, want) {
-		t.Errorf("runs: got %v, want %v", got, want)
-	}
+	rec.checkRuns(t, []string{pending.ID, pending.ID, sched})
 	if got := heard.Load(); got != 0 {
 		t.Errorf("wake-ups heard: got %d, want 0 (all dropped)", got)
 	}
@@ -466,11 +429,7 @@ func TestForwardedSetRecognisesOnlyAsynqForward(t *testing.T) {
 // and retried.
 func TestJobAfterALongIdleHasALiveLease(t *testing.T) {
 	t.Parallel()
-	url := testenv.Redis(t)
-	opt, err := tasks.RedisFromEnv(func(k string) string { return map[string]string{"REDIS_URL": url}[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
+	opt := redisOpt(t, testenv.Redis(t))
 	var mu sync.Mutex
 	var results []error
 	h := asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
@@ -488,13 +447,7 @@ func TestJobAfterALongIdleHasALiveLease(t *testing.T) {
 	time.Sleep(40 * time.Second)
 	client := tasks.NewClient(opt)
 	defer client.Close()
-	task, err := sample.Build(sample.Payload(8, "long-idle"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.Enqueue(context.Background(), task); err != nil {
-		t.Fatal(err)
-	}
+	enqueue(t, client, build(t, 8, "long-idle"))
 	for deadline := time.Now().Add(deliver); ; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
 		n := len(results)
@@ -516,52 +469,25 @@ func TestJobAfterALongIdleHasALiveLease(t *testing.T) {
 // PollInterval, and jobs run as before wake-ups existed.
 func TestWorkerWithoutChannelPermissionPolls(t *testing.T) {
 	t.Parallel()
-	u := testenv.Redis(t)
-	ro, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := redis.NewClient(ro)
-	defer admin.Close()
+	admin := redisClient(t, testenv.Redis(t))
 	ctx := context.Background()
 	if err := admin.Do(ctx, "ACL", "SETUSER", "worker", "on", ">s3cret", "~*", "+@all", "resetchannels").Err(); err != nil {
 		t.Fatal(err)
 	}
 	// asynq.ParseRedisURI (so REDIS_URL) drops a URL's user name: build
 	// the option by hand.
-	opt := asynq.RedisClientOpt{Addr: ro.Addr, Username: "worker", Password: "s3cret"}
-	dl, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dead.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	opt := asynq.RedisClientOpt{Addr: admin.Options().Addr, Username: "worker", Password: "s3cret"}
 	rec := &recorder{}
-	w, err := New(Config{Redis: opt, Concurrency: 2, FetchLoops: 2, FallbackPoll: noPoll, ShutdownTimeout: 2 * time.Second,
-		DeadLetters: dl, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Shutdown()
+	w := start(t, newWorker(t, Config{Redis: opt, Concurrency: 2, FetchLoops: 2, FallbackPoll: noPoll, ShutdownTimeout: 2 * time.Second}, rec))
 	client := tasks.NewClient(opt)
 	defer client.Close()
 	var want []string
 	for i := range 3 {
 		time.Sleep(300 * time.Millisecond) // idle: the loops are polling
-		task, err := sample.Build(sample.Payload(i*3, fmt.Sprintf("acl-%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := client.Enqueue(ctx, task); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, task.ID)
-		rec.waitRuns(t, len(want), "job "+task.ID)
+		want = append(want, enqueue(t, client, build(t, i*3, fmt.Sprintf("acl-%d", i))))
+		rec.waitRuns(t, len(want), "job "+want[i])
 	}
-	if got := rec.runs(); !slices.Equal(got, want) {
-		t.Errorf("runs: got %v, want %v", got, want)
-	}
+	rec.checkRuns(t, want)
 	if w.idle.hearing() {
 		t.Errorf("the worker hears wake-ups without permission to subscribe")
 	}
@@ -574,16 +500,8 @@ func TestWorkerWithoutChannelPermissionPolls(t *testing.T) {
 func TestKilledSubscriptionIsReplaced(t *testing.T) {
 	t.Parallel()
 	url := testenv.Redis(t)
-	opt, err := tasks.RedisFromEnv(func(k string) string { return map[string]string{"REDIS_URL": url}[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ro, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := redis.NewClient(ro)
-	defer admin.Close()
+	opt := redisOpt(t, url)
+	admin := redisClient(t, url)
 	rec := &recorder{}
 	w, heard := startWorker(t, opt, noPoll, false, rec)
 	client := tasks.NewClient(opt)
@@ -596,19 +514,10 @@ func TestKilledSubscriptionIsReplaced(t *testing.T) {
 			t.Fatalf("CLIENT KILL TYPE pubsub: got %d, %v; want our subscription killed", killed, err)
 		}
 		time.Sleep(time.Second) // idle after the kill
-		task, err := sample.Build(sample.Payload(i*4, fmt.Sprintf("killed-%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := client.Enqueue(ctx, task); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, task.ID)
-		rec.waitRuns(t, len(want), "job "+task.ID)
+		want = append(want, enqueue(t, client, build(t, i*4, fmt.Sprintf("killed-%d", i))))
+		rec.waitRuns(t, len(want), "job "+want[i])
 	}
-	if got := rec.runs(); !slices.Equal(got, want) {
-		t.Errorf("runs: got %v, want %v", got, want)
-	}
+	rec.checkRuns(t, want)
 	if !w.idle.hearing() || heard.Load() < 3 {
 		t.Errorf("after the kills: hearing %v, %d wake-ups heard; want true and at least 3", w.idle.hearing(), heard.Load())
 	}

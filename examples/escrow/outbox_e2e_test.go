@@ -24,6 +24,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 )
 
 const (
@@ -131,11 +132,11 @@ func (s *stack) post(t *testing.T, path, body string) int {
 // escrowOf is the i-th escrow of a series: quoted and non-ASCII addresses
 // for the first two, a 64-character ID for the third.
 func escrowOf(series string, i int) escrow {
-	e := escrow{
-		ID: fmt.Sprintf("esc-%s-%d", series, i), Status: "funded",
+	e := escrow{Status: "funded", terms: terms{
+		ID:         fmt.Sprintf("esc-%s-%d", series, i),
 		BuyerEmail: fmt.Sprintf("buyer-%s-%d@customers.example.com", series, i), SellerEmail: fmt.Sprintf("seller-%s-%d@customers.example.com", series, i),
 		Amount: int64(1000 + i), Currency: "EUR", PaymentIntentID: fmt.Sprintf("pi_%s%d", series, i), PartnerID: e2ePartner,
-	}
+	}}
 	switch i {
 	case 0:
 		e.BuyerEmail = fmt.Sprintf(`"buyer %s"@customers.example.com`, series)
@@ -155,8 +156,7 @@ func (s *stack) createAndRelease(t *testing.T, series string, n int) ([]escrow, 
 	var ids []string
 	for i := range n {
 		e := escrowOf(series, i)
-		body, _ := json.Marshal(createRequest{ID: e.ID, BuyerEmail: e.BuyerEmail, SellerEmail: e.SellerEmail,
-			Amount: e.Amount, Currency: e.Currency, PaymentIntentID: e.PaymentIntentID, PartnerID: e.PartnerID})
+		body, _ := json.Marshal(e.terms)
 		s.stripe.AddIntent(e.PaymentIntentID, "requires_capture", e.Amount)
 		if code := s.post(t, "/escrows", string(body)); code != http.StatusCreated {
 			t.Fatalf("create %s: got %d, want 201\n%s", e.ID, code, s.apiOut.String())
@@ -335,6 +335,36 @@ func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 	}
 }
 
+// outboxRow is one row waiting in the outbox table.
+type outboxRow struct{ jobID, queue string }
+
+// listOutbox is the rows waiting in the outbox table of db (a pool or a
+// connection), oldest first.
+func listOutbox(t *testing.T, db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) []outboxRow {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `SELECT job_id, queue FROM `+outbox.Table+` ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxRow, error) {
+		var r outboxRow
+		err := row.Scan(&r.jobID, &r.queue)
+		return r, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func pgxConnect(url string) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return pgx.Connect(ctx, url)
+}
+
 func (s *stack) outboxRows(t *testing.T) []outboxRow {
 	t.Helper()
 	db, err := pgxConnect(s.dbURL)
@@ -342,23 +372,8 @@ func (s *stack) outboxRows(t *testing.T) []outboxRow {
 		t.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	rows, err := db.Query(context.Background(), `SELECT job_id, queue FROM `+outbox.Table+` ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		if err := rows.Scan(&r.jobID, &r.queue); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-	return out
+	return listOutbox(t, db)
 }
-
-type outboxRow struct{ jobID, queue string }
 
 // (1) Redis is down while the service commits 50 escrow changes: the API
 // answers every request (the jobs are rows in its transactions), the relay

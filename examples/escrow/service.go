@@ -19,20 +19,25 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// terms are what POST /escrows asks for and the escrow keeps.
+type terms struct {
+	ID              string `json:"id"`
+	BuyerEmail      string `json:"buyerEmail"`
+	SellerEmail     string `json:"sellerEmail"`
+	Amount          int64  `json:"amount"`
+	Currency        string `json:"currency"`
+	PaymentIntentID string `json:"paymentIntentId"`
+	PartnerID       string `json:"partnerId,omitempty"`
+}
+
 // escrow is one row of the escrows table, and the GET answer.
 type escrow struct {
-	ID              string    `json:"id"`
-	Status          string    `json:"status"`
-	BuyerEmail      string    `json:"buyerEmail"`
-	SellerEmail     string    `json:"sellerEmail"`
-	Amount          int64     `json:"amount"`
-	Currency        string    `json:"currency"`
-	PaymentIntentID string    `json:"paymentIntentId"`
-	PartnerID       string    `json:"partnerId,omitempty"`
-	DisputeID       string    `json:"disputeId,omitempty"`
-	Resolution      string    `json:"resolution,omitempty"`
-	CreatedAt       time.Time `json:"createdAt"`
-	UpdatedAt       time.Time `json:"updatedAt"`
+	terms
+	Status     string    `json:"status"`
+	DisputeID  string    `json:"disputeId,omitempty"`
+	Resolution string    `json:"resolution,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
 }
 
 // Service is the escrow API.
@@ -50,13 +55,26 @@ func NewService(db *pgxpool.Pool, log *slog.Logger) *Service {
 // Handler routes the API.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /escrows", s.create)
+	mux.HandleFunc("POST /escrows", withBody(s, s.create))
 	mux.HandleFunc("GET /escrows/{id}", s.get)
-	mux.HandleFunc("POST /escrows/{id}/release", s.release)
-	mux.HandleFunc("POST /escrows/{id}/refund", s.refund)
-	mux.HandleFunc("POST /escrows/{id}/dispute", s.dispute)
-	mux.HandleFunc("POST /escrows/{id}/resolve", s.resolve)
+	mux.HandleFunc("POST /escrows/{id}/release", withBody(s, s.release))
+	mux.HandleFunc("POST /escrows/{id}/refund", withBody(s, s.refund))
+	mux.HandleFunc("POST /escrows/{id}/dispute", withBody(s, s.dispute))
+	mux.HandleFunc("POST /escrows/{id}/resolve", withBody(s, s.resolve))
 	return mux
+}
+
+// withBody decodes the request body into a Req (strictly, see decode: a
+// bad body is a 400) and hands it to h.
+func withBody[Req any](s *Service, h func(http.ResponseWriter, *http.Request, Req)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := decode(r, &req); err != nil {
+			s.fail(w, err)
+			return
+		}
+		h(w, r, req)
+	}
 }
 
 // requestError is a 400: the request's bad fields.
@@ -80,26 +98,9 @@ func (e *conflictError) Error() string { return e.msg }
 // errNotFound is returned when no escrow has the ID.
 var errNotFound = errors.New("escrow not found")
 
-type createRequest struct {
-	ID              string `json:"id"`
-	BuyerEmail      string `json:"buyerEmail"`
-	SellerEmail     string `json:"sellerEmail"`
-	Amount          int64  `json:"amount"`
-	Currency        string `json:"currency"`
-	PaymentIntentID string `json:"paymentIntentId"`
-	PartnerID       string `json:"partnerId,omitempty"`
-}
-
-func (s *Service) create(w http.ResponseWriter, r *http.Request) {
-	var req createRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, err)
-		return
-	}
+func (s *Service) create(w http.ResponseWriter, r *http.Request, req terms) {
 	now := s.now()
-	e := escrow{ID: req.ID, Status: payloads.StatusFunded, BuyerEmail: req.BuyerEmail, SellerEmail: req.SellerEmail,
-		Amount: req.Amount, Currency: req.Currency, PaymentIntentID: req.PaymentIntentID, PartnerID: req.PartnerID,
-		CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
+	e := escrow{terms: req, Status: payloads.StatusFunded, CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
 	jobs, err := createJobs(e, now)
 	if err != nil {
 		s.fail(w, err)
@@ -135,68 +136,53 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, e)
 }
 
-func (s *Service) release(w http.ResponseWriter, r *http.Request) {
-	if err := decode(r, &struct{}{}); err != nil {
-		s.fail(w, err)
-		return
-	}
+func (s *Service) release(w http.ResponseWriter, r *http.Request, _ struct{}) {
 	s.transition(w, r, "release", []string{payloads.StatusFunded}, payloads.StatusReleased,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) { return releaseJobs(e, at) }, nil)
+		func(e escrow, at time.Time) ([]*tasks.Task, error) { return releaseJobs(e, at) })
 }
 
-func (s *Service) refund(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Reason string `json:"reason,omitempty"`
-	}
-	if err := decode(r, &req); err != nil {
-		s.fail(w, err)
-		return
-	}
+type refundRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Service) refund(w http.ResponseWriter, r *http.Request, req refundRequest) {
 	s.transition(w, r, "refund", []string{payloads.StatusFunded}, payloads.StatusRefunded,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) { return refundJobs(e, req.Reason, at) }, nil)
+		func(e escrow, at time.Time) ([]*tasks.Task, error) { return refundJobs(e, req.Reason, at) })
 }
 
-func (s *Service) dispute(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		DisputeID string `json:"disputeId"`
-		Reason    string `json:"reason"`
-	}
-	if err := decode(r, &req); err != nil {
-		s.fail(w, err)
-		return
-	}
+type disputeRequest struct {
+	DisputeID string `json:"disputeId"`
+	Reason    string `json:"reason"`
+}
+
+func (s *Service) dispute(w http.ResponseWriter, r *http.Request, req disputeRequest) {
 	s.transition(w, r, "dispute", []string{payloads.StatusFunded}, payloads.StatusDisputed,
 		func(e escrow, at time.Time) ([]*tasks.Task, error) {
 			return disputeJobs(e, req.DisputeID, req.Reason, at)
 		},
-		func(ctx context.Context, tx pgx.Tx, id string) error {
-			_, err := tx.Exec(ctx, `UPDATE escrows SET dispute_id = $2 WHERE id = $1`, id, req.DisputeID)
-			return err
-		})
+		column{"dispute_id", req.DisputeID})
 }
 
-func (s *Service) resolve(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Resolution string `json:"resolution"`
-	}
-	if err := decode(r, &req); err != nil {
-		s.fail(w, err)
-		return
-	}
+type resolveRequest struct {
+	Resolution string `json:"resolution"`
+}
+
+func (s *Service) resolve(w http.ResponseWriter, r *http.Request, req resolveRequest) {
 	s.transition(w, r, "resolve", []string{payloads.StatusDisputed}, payloads.StatusResolved,
 		func(e escrow, at time.Time) ([]*tasks.Task, error) { return resolveJobs(e, req.Resolution, at) },
-		func(ctx context.Context, tx pgx.Tx, id string) error {
-			_, err := tx.Exec(ctx, `UPDATE escrows SET resolution = $2 WHERE id = $1`, id, req.Resolution)
-			return err
-		})
+		column{"resolution", req.Resolution})
 }
+
+// column is one more column of escrows a transition sets: its name (a
+// constant, never input) and its value from the request.
+type column struct{ name, value string }
 
 // transition moves escrow {id} from one of the statuses in from to to, and
 // adds the jobs build returns, in one transaction. A status outside from is
 // 409 (whatever the body says); then a field build's constructors reject is
-// 400. extra updates more columns in the same transaction.
+// 400. set updates more columns in the same transaction.
 func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string, from []string, to string,
-	build func(escrow, time.Time) ([]*tasks.Task, error), extra func(context.Context, pgx.Tx, string) error) {
+	build func(escrow, time.Time) ([]*tasks.Task, error), set ...column) {
 	ctx := r.Context()
 	var out escrow
 	var n int
@@ -217,8 +203,8 @@ func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string
 		if _, err := tx.Exec(ctx, `UPDATE escrows SET status = $2, updated_at = $3 WHERE id = $1`, e.ID, to, now.UTC()); err != nil {
 			return fmt.Errorf("update escrow: %w", err)
 		}
-		if extra != nil {
-			if err := extra(ctx, tx, e.ID); err != nil {
+		for _, c := range set {
+			if _, err := tx.Exec(ctx, `UPDATE escrows SET `+c.name+` = $2 WHERE id = $1`, e.ID, c.value); err != nil {
 				return fmt.Errorf("update escrow: %w", err)
 			}
 		}

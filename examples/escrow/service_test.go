@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/outbox"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -27,13 +25,8 @@ type api struct {
 
 func newAPI(t *testing.T) *api {
 	t.Helper()
-	ctx := context.Background()
-	db, err := pgxpool.New(ctx, testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if err := Migrate(ctx, db); err != nil {
+	db := testenv.PostgresPool(t)
+	if err := Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	a := &api{db: db, log: &testenv.Buffer{}}
@@ -76,20 +69,12 @@ func fieldNames(out map[string]any) []string {
 	return names
 }
 
+// outboxJobs is the job IDs waiting in the outbox, oldest first.
 func (a *api) outboxJobs(t *testing.T) []string {
 	t.Helper()
-	rows, err := a.db.Query(context.Background(), `SELECT job_id FROM `+outbox.Table+` ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+	for _, r := range listOutbox(t, a.db) {
+		ids = append(ids, r.jobID)
 	}
 	return ids
 }
@@ -216,10 +201,4 @@ func TestTransitionsAllowedByStatusElse409(t *testing.T) {
 	if log := a.log.String(); strings.Contains(log, "bücher") || strings.Contains(log, "jane doe") {
 		t.Errorf("the log shows a customer address:\n%s", log)
 	}
-}
-
-func pgxConnect(url string) (*pgx.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return pgx.Connect(ctx, url)
 }
