@@ -61,21 +61,6 @@ func (m *Monitor) deadLetterRoutes(mux *http.ServeMux) {
 	mux.Handle("/api/v1/dead-letters/{id}/discard", methods(m.resolveDeadLetter("discard", m.deadLetterDesk().Discard), http.MethodPost))
 }
 
-// ParseTime reads a time filter: RFC 3339, or a duration back from now.
-func ParseTime(v string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil {
-		if d < 0 {
-			return time.Time{}, errors.New("must not be a negative duration")
-		}
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}, errors.New(`must be an RFC 3339 time or a duration back from now, like "1h"`)
-	}
-	return t, nil
-}
-
 // filterFrom reads the filter fields of a query (or a bulk filter).
 func filterFrom(get func(string) string) (deadletter.Filter, []payloads.FieldError) {
 	f := deadletter.Filter{
@@ -95,7 +80,7 @@ func filterFrom(get func(string) string) (deadletter.Filter, []payloads.FieldErr
 		dst  *time.Time
 	}{{"since", &f.Since}, {"until", &f.Until}} {
 		if v := get(tf.name); v != "" {
-			t, err := ParseTime(v, time.Now())
+			t, err := deadletter.ParseTime(v, time.Now())
 			if err != nil {
 				bad = append(bad, payloads.FieldError{Field: tf.name, Message: err.Error()})
 				continue

@@ -11,27 +11,17 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/monitor"
-	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/hibiken/asynq"
 )
 
 // withStore runs the monitor over the file ledger or PostgreSQL.
 func withStore(t *testing.T, store string) func(*monitor.Config) {
 	return func(c *monitor.Config) {
-		if store != "postgres" {
-			return
+		if store == "postgres" {
+			c.DeadLetters = testkit.Ledger(t, store)
 		}
-		db, err := postgres.Open(context.Background(), testenv.Postgres(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		if err := db.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		c.DeadLetters = db.DeadLetters()
 	}
 }
 

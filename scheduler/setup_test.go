@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/hibiken/asynq"
 )
@@ -98,23 +99,5 @@ func start(t *testing.T, cfg scheduler.Config) *running {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: got %v, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &running{logs: l, stop: stop}
+	return &running{logs: l, stop: testkit.Start(t, "Run", 10*time.Second, s.Run).Stop}
 }

@@ -96,7 +96,7 @@ func (ff filterFlags) filter(cmd string) (deadletter.Filter, error) {
 		if tf.v == "" {
 			continue
 		}
-		t, err := parseTime(tf.v, time.Now())
+		t, err := deadletter.ParseTime(tf.v, time.Now())
 		if err != nil {
 			return f, usagef("%s: --%s %q: %v", cmd, tf.name, tf.v, err)
 		}
@@ -106,21 +106,6 @@ func (ff filterFlags) filter(cmd string) (deadletter.Filter, error) {
 		return f, usagef("%s: %v", cmd, err)
 	}
 	return f, nil
-}
-
-// parseTime reads an RFC 3339 time or a duration back from now ("2h").
-func parseTime(v string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(v); err == nil {
-		if d < 0 {
-			return time.Time{}, errors.New("want a positive duration")
-		}
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}, errors.New(`want an RFC 3339 time or a duration back from now, like 1h`)
-	}
-	return t, nil
 }
 
 // osActor is the default --actor: the OS user.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 )
 
 const (
@@ -78,60 +79,35 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 type started struct {
 	url         string
 	out, errOut *testenv.Buffer
-	cancel      context.CancelFunc
-	done        chan error
+	run         *testkit.Background
 }
 
 var listening = regexp.MustCompile(`monitor listening on (http://\S+)`)
 
 func start(t *testing.T, args []string, env map[string]string) *started {
 	t.Helper()
-	s := &started{out: &testenv.Buffer{}, errOut: &testenv.Buffer{}, done: make(chan error, 1)}
+	s := &started{out: &testenv.Buffer{}, errOut: &testenv.Buffer{}}
 	if _, ok := env["DEAD_LETTER_PATH"]; !ok {
 		env["DEAD_LETTER_PATH"] = filepath.Join(t.TempDir(), "dead-letters.jsonl")
 	}
-	var ctx context.Context
-	ctx, s.cancel = context.WithCancel(context.Background())
-	go func() { s.done <- run(ctx, args, envOf(env), s.out, s.errOut) }()
+	s.run = testkit.Start(t, "run", 5*time.Second, func(ctx context.Context) error { return run(ctx, args, envOf(env), s.out, s.errOut) })
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if m := listening.FindStringSubmatch(s.out.String()); m != nil {
 			s.url = m[1]
-			break
+			return s
 		}
-		select {
-		case err := <-s.done:
+		if err, done := s.run.Exited(); done {
 			t.Fatalf("run returned %v before listening; stderr %s", err, s.errOut.String())
-		default:
 		}
 	}
-	if s.url == "" {
-		s.cancel()
-		t.Fatalf("no listening line; stdout %q stderr %q", s.out.String(), s.errOut.String())
-	}
-	t.Cleanup(func() {
-		s.cancel()
-		select {
-		case <-s.done:
-		case <-time.After(15 * time.Second):
-			t.Error("run did not return after cancel")
-		}
-	})
-	return s
+	t.Fatalf("no listening line; stdout %q stderr %q", s.out.String(), s.errOut.String())
+	return nil
 }
 
 // stop cancels the context and wants a clean, quick return.
 func (s *started) stop(t *testing.T) {
 	t.Helper()
-	s.cancel()
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("run did not return within 5 s of cancel")
-	}
-	s.done <- nil // for the cleanup
+	s.run.Stop()
 }
 
 func get(t *testing.T, method, url string, header map[string]string, body string) (int, string) {

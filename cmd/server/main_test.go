@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -17,20 +18,7 @@ func envOf(m map[string]string) func(string) string { return func(k string) stri
 // return nil within wait.
 func runUntilCleanup(t *testing.T, args []string, env func(string) string, stdout, stderr io.Writer, wait time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, env, stdout, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: got %v after cancel, want nil", err)
-			}
-		case <-time.After(wait):
-			t.Errorf("run did not return within %s of cancel", wait)
-		}
-	})
+	testkit.Start(t, "run", wait, func(ctx context.Context) error { return run(ctx, args, env, stdout, stderr) })
 }
 
 func TestStartupErrorsNameTheVariable(t *testing.T) {

@@ -93,18 +93,10 @@ func (s *stack) startServer(t *testing.T, extra ...string) *testenv.Process {
 // startAPI runs this service in-process on a free port until the test ends.
 func (s *stack) startAPI(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	getenv := func(k string) string {
 		return map[string]string{"DATABASE_URL": s.dbURL, "ESCROW_ADDR": "127.0.0.1:0"}[k]
 	}
-	go func() { done <- run(ctx, nil, getenv, s.apiOut) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("escrow API: %v", err)
-		}
-	})
+	testkit.Start(t, "escrow API", time.Minute, func(ctx context.Context) error { return run(ctx, nil, getenv, s.apiOut) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out := s.apiOut.String()
