@@ -296,32 +296,7 @@ func enqueueStorm(t *testing.T, client *tasks.Client, series string, n int) (too
 // a hung Redis (stopped process, full network buffer, stuck proxy).
 func blackHole(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String()
+	return testenv.ServeTCP(t, func(net.Conn) {})
 }
 
 // TestEnqueueDuringRedisOutageFailsFastFor50Callers: with Redis down (killed:
