@@ -1,19 +1,17 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/escrowjobs/escrowjobs/internal/jsonl"
 	"github.com/escrowjobs/escrowjobs/payloads"
 )
 
@@ -51,28 +49,21 @@ func RememberFor(d time.Duration) FileOption { return func(l *File) { l.window =
 // RememberAtMost caps the event IDs remembered (DefaultRememberAtMost).
 func RememberAtMost(n int) FileOption { return func(l *File) { l.max = n } }
 
-// File is an audit sink in an append-only JSON-lines file. Writing an
-// eventId that is already in the file (within the remembered window) is a
-// no-op. It is safe for concurrent use, also by several processes on one
-// host sharing the file: every write takes an exclusive lock on the file
-// (flock), first reads what other writers appended since, and appends and
-// fsyncs while it holds the lock. (flock does not lock across hosts on
-// network file systems: use AUDIT_DATABASE_URL for workers on several
-// machines.)
+// File is an audit sink in an append-only JSON-lines file (internal/jsonl).
+// Writing an eventId that is already in the file (within the remembered
+// window) is a no-op. It is safe for concurrent use, also by several
+// processes on one host sharing the file: every write takes an exclusive
+// lock on the file (flock), first reads what other writers appended since,
+// and appends and fsyncs while it holds the lock. (flock does not lock
+// across hosts on network file systems: use AUDIT_DATABASE_URL for workers
+// on several machines.)
 type File struct {
 	mu     sync.Mutex
 	path   string
-	f      *os.File
+	file   *jsonl.File
 	window time.Duration
 	max    int
 	now    func() time.Time
-
-	// offset is how far this File has read the file; past it are lines
-	// other writers appended.
-	offset int64
-	// torn is set when the file does not end in a newline (a writer died
-	// mid-line); the next write starts a new line first.
-	torn bool
 
 	seen  map[string]time.Time // event ID -> when it was recorded
 	order []remembered         // the same, oldest first
@@ -89,18 +80,17 @@ type remembered struct {
 // is kept (the file is append-only) but not counted, and the next event
 // starts on a new line.
 func OpenFile(path string, opts ...FileOption) (*File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+	file, err := jsonl.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("audit log: open %s: %w", path, err)
+		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &File{path: path, f: f, seen: make(map[string]time.Time),
+	l := &File{path: path, file: file, seen: make(map[string]time.Time),
 		window: DefaultRememberFor, max: DefaultRememberAtMost, now: time.Now}
 	for _, o := range opts {
 		o(l)
 	}
-	err = l.locked(func() error { return l.catchUp() })
-	if err != nil {
-		f.Close()
+	if err := l.locked(l.catchUp); err != nil {
+		file.Close()
 		return nil, err
 	}
 	return l, nil
@@ -108,52 +98,36 @@ func OpenFile(path string, opts ...FileOption) (*File, error) {
 
 // locked runs fn holding the exclusive lock on the file.
 func (l *File) locked(fn func() error) error {
-	if err := lockFile(l.f); err != nil {
+	unlock, err := l.file.Lock()
+	if errors.Is(err, jsonl.ErrNoLock) {
+		err = fmt.Errorf("AUDIT_LOG_PATH: %w; use AUDIT_DATABASE_URL", err)
+	}
+	if err != nil {
 		return fmt.Errorf("audit log: lock %s: %w", l.path, err)
 	}
-	defer func() { _ = unlockFile(l.f) }()
+	defer unlock()
 	return fn()
 }
 
-// catchUp reads the lines appended since l.offset (by this process or
-// another) into l.seen. The caller holds the file lock, so a last line
-// without its newline is torn for good.
+// catchUp remembers the events of the lines appended since it last ran (by
+// this process or another), a torn last line included when it decodes. The
+// caller holds the file lock.
 func (l *File) catchUp() error {
-	st, err := l.f.Stat()
-	if err != nil {
-		return fmt.Errorf("audit log: stat %s: %w", l.path, err)
-	}
-	size := st.Size()
-	if size < l.offset {
-		return fmt.Errorf("audit log: %s shrank from %d to %d bytes; it must only be appended to", l.path, l.offset, size)
-	}
-	if size == l.offset {
-		return nil
-	}
-	r := bufio.NewReaderSize(io.NewSectionReader(l.f, l.offset, size-l.offset), 64<<10)
 	cutoff := l.now().Add(-l.window)
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			l.torn = line[len(line)-1] != '\n'
-			var rec Record
-			if json.Unmarshal(bytes.TrimSpace(line), &rec) == nil && rec.EventID != "" {
-				if rec.RecordedAt.IsZero() { // age unknown: remember it as new
-					rec.RecordedAt = l.now()
-				}
-				if rec.RecordedAt.After(cutoff) {
-					l.remember(rec.EventID, rec.RecordedAt)
-				}
+	err := l.file.ReadNew(func(line []byte) {
+		var rec Record
+		if json.Unmarshal(bytes.TrimSpace(line), &rec) == nil && rec.EventID != "" {
+			if rec.RecordedAt.IsZero() { // age unknown: remember it as new
+				rec.RecordedAt = l.now()
+			}
+			if rec.RecordedAt.After(cutoff) {
+				l.remember(rec.EventID, rec.RecordedAt)
 			}
 		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("audit log: read %s: %w", l.path, err)
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
 	}
-	l.offset = size
 	return nil
 }
 
@@ -218,19 +192,8 @@ func (l *File) WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error
 		if err != nil {
 			return fmt.Errorf("audit log: encode %s: %w: %w", e.EventID, err, asynq.SkipRetry)
 		}
-		b = append(b, '\n')
-		if l.torn {
-			b = append([]byte{'\n'}, b...)
-		}
-		n, err := l.f.Write(b)
-		l.offset += int64(n) // O_APPEND under the lock: the bytes went to l.offset
-		if err != nil {
-			l.torn = n > 0 && b[n-1] != '\n' || l.torn && n == 0
-			return fmt.Errorf("audit log: write %s to %s: %w", e.EventID, l.path, err)
-		}
-		l.torn = false
-		if err := l.f.Sync(); err != nil {
-			return fmt.Errorf("audit log: sync %s: %w", l.path, err)
+		if err := l.file.Append(b); err != nil {
+			return fmt.Errorf("audit log: event %s: %w", e.EventID, err)
 		}
 		l.remember(e.EventID, now)
 		return nil
@@ -241,7 +204,7 @@ func (l *File) WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error
 func (l *File) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.f.Close(); err != nil {
+	if err := l.file.Close(); err != nil {
 		return fmt.Errorf("audit log: close %s: %w", l.path, err)
 	}
 	return nil

@@ -6,21 +6,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/escrowjobs/escrowjobs/internal/jsonl"
 )
 
-// File is a Ledger in an append-only JSON-lines file: one line per event
-// (a failure recorded, dead letters resolved), folded into memory on read.
-// Every append is fsynced before it returns. A torn last line (a crash
-// mid-write) is skipped and the next event starts on a fresh line. Purge
-// compacts the file (write a new one, fsync, rename).
+// File is a Ledger in an append-only JSON-lines file (internal/jsonl): one
+// line per event (a failure recorded, dead letters resolved), folded into
+// memory on read. Every append is fsynced before it returns; when the
+// fsync fails the event is not taken as done, so a retried Record may
+// write the failure a second time. A torn last line (a crash mid-write) is
+// kept, and folded only if it decodes; the next event starts on a fresh
+// line. Purge compacts the file (write a new one, fsync, rename).
 //
 // Several processes may share the file (the worker records, the monitor
 // and jobctl resolve): every operation takes an flock on path+".lock" and
@@ -31,9 +33,8 @@ type File struct {
 	path string
 	lock *os.File
 
-	f       *os.File // the open file, O_APPEND
-	offset  int64    // bytes folded so far
-	entries []Entry  // by Seq order of appearance
+	f       *jsonl.File // the open file; nil before the first read and after a compaction
+	entries []Entry     // by Seq order of appearance
 	bySeq   map[int64]int
 	byID    map[string][]int
 	order   []int // indexes of entries, most recent failure first
@@ -94,10 +95,11 @@ func (l *File) Close() error {
 func (l *File) locked(f func() error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := syscall.Flock(int(l.lock.Fd()), syscall.LOCK_EX); err != nil {
+	unlock, err := jsonl.Lock(l.lock)
+	if err != nil {
 		return fmt.Errorf("dead-letter ledger: lock %s: %w", l.path, err)
 	}
-	defer syscall.Flock(int(l.lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	defer unlock()
 	if err := l.catchUp(); err != nil {
 		return err
 	}
@@ -107,46 +109,20 @@ func (l *File) locked(f func() error) error {
 // catchUp (re)opens the file if it is new or was replaced by a compaction,
 // and folds the lines appended since the last call.
 func (l *File) catchUp() error {
-	st, err := os.Stat(l.path)
-	if l.f != nil && err == nil {
-		if cur, err := l.f.Stat(); err == nil && !os.SameFile(st, cur) {
-			l.f.Close()
-			l.f = nil
-		}
+	if l.f != nil && l.f.Replaced() {
+		l.f.Close()
+		l.f = nil
 	}
 	if l.f == nil {
-		f, err := os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
+		f, err := jsonl.Open(l.path)
 		if err != nil {
-			return fmt.Errorf("dead-letter ledger: open %s: %w", l.path, err)
+			return fmt.Errorf("dead-letter ledger: %w", err)
 		}
-		l.f, l.offset, l.entries, l.maxSeq = f, 0, nil, 0
+		l.f, l.entries, l.maxSeq = f, nil, 0
 		l.bySeq, l.byID, l.order = map[int64]int{}, map[string][]int{}, nil
 	}
-	st, err = l.f.Stat()
-	if err != nil {
-		return fmt.Errorf("dead-letter ledger: stat %s: %w", l.path, err)
-	}
-	if st.Size() <= l.offset {
-		return nil
-	}
-	buf := make([]byte, st.Size()-l.offset)
-	if _, err := l.f.ReadAt(buf, l.offset); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("dead-letter ledger: read %s: %w", l.path, err)
-	}
-	for len(buf) > 0 {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			// A torn last line: we hold the lock, so no writer is
-			// mid-write; end it so the next event starts on a fresh line.
-			if _, err := l.f.Write([]byte("\n")); err != nil {
-				return fmt.Errorf("dead-letter ledger: repair %s: %w", l.path, err)
-			}
-			l.offset += int64(len(buf)) + 1
-			return nil
-		}
-		l.fold(buf[:i])
-		l.offset += int64(i) + 1
-		buf = buf[i+1:]
+	if err := l.f.ReadNew(l.fold); err != nil {
+		return fmt.Errorf("dead-letter ledger: %w", err)
 	}
 	return nil
 }
@@ -238,14 +214,9 @@ func (l *File) appendLine(ln fileLine) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter ledger: encode %s: %w", ln.ID, err)
 	}
-	b = append(b, '\n')
-	if _, err := l.f.Write(b); err != nil {
-		return fmt.Errorf("dead-letter ledger: write %s: %w", l.path, err)
+	if err := l.f.Append(b); err != nil {
+		return fmt.Errorf("dead-letter ledger: %w", err)
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("dead-letter ledger: sync %s: %w", l.path, err)
-	}
-	l.offset += int64(len(b))
 	return nil
 }
 

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/apiurl"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/resend/resend-go/v3"
@@ -55,16 +54,9 @@ func NewResend(cfg ResendConfig, log *slog.Logger) (*Resend, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultResendBaseURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("RESEND_API_BASE %q: want an http(s) URL such as %s", base, DefaultResendBaseURL)
-	}
-	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("RESEND_API_BASE %s: want https (plain http only for a loopback test peer such as http://127.0.0.1:port)", u.Redacted())
+	u, err := apiurl.Parse("RESEND_API_BASE", cfg.BaseURL, DefaultResendBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/" // the client resolves "emails" against it
@@ -155,15 +147,4 @@ func (s statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 	}
 	return resp, err
-}
-
-// loopbackHost reports whether host (from a URL, without port) is a
-// loopback address or the name localhost: the only hosts a plain-http base
-// URL may point at, since the requests carry the API key.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -238,78 +238,54 @@ func TestSMTPErrorMapping(t *testing.T) {
 // "." for the end of the data). An empty greeting reply means say nothing.
 func fakeSMTP(t *testing.T, replies map[string]string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	t.Cleanup(func() { l.Close() })
-	reply := func(cmd, ok string) string {
-		if r, found := replies[cmd]; found {
-			return r
-		}
-		return ok
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		lines := bufio.NewScanner(c)
+		say := func(s string) { _, _ = c.Write([]byte(s + "\r\n")) }
+		// answer says the reply to cmd, ok unless replies has another, and
+		// reports whether it was ok's kind (its first digit): whether the
+		// dialogue goes on as usual.
+		answer := func(cmd, ok string) bool {
+			a, found := replies[cmd]
+			if !found {
+				a = ok
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				r := bufio.NewReader(c)
-				say := func(s string) { _, _ = c.Write([]byte(s + "\r\n")) }
-				g := reply("greeting", "220 fake ESMTP")
-				if g == "" {
-					_, _ = r.ReadString('\n') // stay silent until the client gives up
-					return
-				}
-				say(g)
-				if !strings.HasPrefix(g, "2") {
-					return
-				}
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.ToUpper(strings.Fields(line + " x")[0])
-					switch cmd {
-					case "EHLO":
-						say("250-fake greets you")
-						say("250 8BITMIME")
-					case "HELO", "NOOP", "RSET":
-						say("250 ok")
-					case "MAIL", "RCPT":
-						say(reply(cmd, "250 ok"))
-					case "DATA":
-						d := reply("DATA", "354 go ahead")
-						say(d)
-						if !strings.HasPrefix(d, "3") {
-							continue
-						}
-						for {
-							l, err := r.ReadString('\n')
-							if err != nil {
-								return
-							}
-							if l == ".\r\n" {
-								break
-							}
-						}
-						say(reply(".", "250 queued"))
-					case "QUIT":
-						say("221 bye")
-						return
-					default:
-						say("502 not implemented")
-					}
-				}
-			}()
+			say(a)
+			return strings.HasPrefix(a, ok[:1])
 		}
-	}()
-	return l.Addr().String()
+		if g, found := replies["greeting"]; found && g == "" {
+			lines.Scan() // stay silent until the client gives up
+			return
+		}
+		if !answer("greeting", "220 fake ESMTP") {
+			return
+		}
+		for lines.Scan() {
+			cmd := strings.ToUpper(strings.Fields(lines.Text() + " x")[0])
+			switch cmd {
+			case "EHLO":
+				say("250-fake greets you")
+				say("250 8BITMIME")
+			case "HELO", "NOOP", "RSET":
+				say("250 ok")
+			case "MAIL", "RCPT":
+				answer(cmd, "250 ok")
+			case "DATA":
+				if !answer("DATA", "354 go ahead") {
+					continue
+				}
+				for lines.Scan() && lines.Text() != "." { // the message, up to the lone dot
+				}
+				answer(".", "250 queued")
+			case "QUIT":
+				say("221 bye")
+				return
+			default:
+				say("502 not implemented")
+			}
+		}
+	})
 }
 
 // selfSigned writes a certificate for 127.0.0.1 and its key to files and

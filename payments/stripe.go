@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/apiurl"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 )
@@ -53,16 +52,13 @@ func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
 	if !printable(key) || !(strings.HasPrefix(key, "sk_") || strings.HasPrefix(key, "rk_")) {
 		return nil, errors.New("STRIPE_SECRET_KEY: want a secret key (sk_…) or a restricted key (rk_…)")
 	}
-	base := cfg.APIBase
-	if base == "" {
-		base = DefaultAPIBase
+	u, err := apiurl.Parse("STRIPE_API_BASE", cfg.APIBase, DefaultAPIBase)
+	if err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("STRIPE_API_BASE %q: want an http(s) URL such as %s", base, DefaultAPIBase)
-	}
-	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("STRIPE_API_BASE %s: want https (plain http only for a loopback test peer such as http://127.0.0.1:port)", u.Redacted())
+	base := u.String()
+	if u.RawQuery != "" { // stripe-go appends the paths to the base as text
+		return nil, fmt.Errorf("STRIPE_API_BASE %q: want an http(s) URL without a query, such as %s", base, DefaultAPIBase)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -255,15 +251,4 @@ func chargeID(pi *stripe.PaymentIntent) string {
 		return pi.LatestCharge.ID
 	}
 	return pi.ID
-}
-
-// loopbackHost reports whether host (from a URL, without port) is a
-// loopback address or the name localhost: the only hosts a plain-http base
-// URL may point at, since the requests carry the API key.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -1,7 +1,6 @@
 package payments_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payments"
 	"github.com/escrowjobs/escrowjobs/retry"
@@ -26,28 +26,10 @@ const (
 	refundJob  = "stripe_refund_payment:refund-pi_1-full"
 )
 
-// logBuffer collects log output from concurrent writers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type fixture struct {
 	fake *testkit.Stripe
 	pay  *payments.Stripe
-	logs *logBuffer
+	logs *testenv.Buffer
 }
 
 // setup starts a fake Stripe and an adapter logging everything, down to
@@ -67,13 +49,13 @@ func newStripe(t *testing.T, base string, hc *http.Client) *payments.Stripe {
 	return p
 }
 
-var testLogs sync.Map // *testing.T → *logBuffer
+var testLogs sync.Map // *testing.T → *testenv.Buffer
 
 // logsOf is the log buffer of test t, checked at cleanup for the key.
-func logsOf(t *testing.T) *logBuffer {
+func logsOf(t *testing.T) *testenv.Buffer {
 	t.Helper()
-	v, loaded := testLogs.LoadOrStore(t, &logBuffer{})
-	l := v.(*logBuffer)
+	v, loaded := testLogs.LoadOrStore(t, &testenv.Buffer{})
+	l := v.(*testenv.Buffer)
 	if !loaded {
 		t.Cleanup(func() {
 			testLogs.Delete(t)
@@ -114,6 +96,53 @@ func attempts(t *testing.T, op func() (handlers.PaymentResult, error)) (handlers
 	return handlers.PaymentResult{}, 0
 }
 
+// once is what a capture or a refund job must do across retries and
+// replays: key is its job ID, the Idempotency-Key of every POST; id is the
+// result's ID; effect names what counted counts (captures or refunds
+// created), which must end at 1.
+type once struct {
+	key, id, effect string
+	counted         func() int
+	wantAttempts    int
+	wantDone        bool
+}
+
+// happensOnce runs op like asynq would and checks the attempts and the
+// result, then check (the operation's own effect), the Idempotency-Key of
+// every POST, and that op replayed within the key window and after it
+// (keys wiped) is AlreadyDone without a second effect.
+func happensOnce(t *testing.T, fx fixture, o once, op func() (handlers.PaymentResult, error), check func()) {
+	t.Helper()
+	res, n := attempts(t, op)
+	if n != o.wantAttempts {
+		t.Errorf("attempts: got %d, want %d", n, o.wantAttempts)
+	}
+	if want := (handlers.PaymentResult{ID: o.id, Status: "succeeded", AlreadyDone: o.wantDone}); res != want {
+		t.Errorf("result: got %+v, want %+v", res, want)
+	}
+	check()
+	for i, p := range fx.fake.Posts() {
+		if p.IdempotencyKey != o.key {
+			t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, o.key)
+		}
+	}
+	for _, wipe := range []bool{false, true} {
+		if wipe {
+			fx.fake.ForgetKeys()
+		}
+		res, err := op()
+		if err != nil {
+			t.Fatalf("replay (keys wiped %v): got error %v, want nil", wipe, err)
+		}
+		if want := (handlers.PaymentResult{ID: o.id, Status: "succeeded", AlreadyDone: true}); res != want {
+			t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
+		}
+	}
+	if got := o.counted(); got != 1 {
+		t.Errorf("%s: got %d, want 1", o.effect, got)
+	}
+}
+
 func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
@@ -142,41 +171,14 @@ func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 				fx.fake.Inject(ft)
 			}
 			req := handlers.Capture{JobID: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount}
-			capture := func() (handlers.PaymentResult, error) { return fx.pay.Capture(context.Background(), req) }
-
-			res, n := attempts(t, capture)
-			if n != tc.wantAttempts {
-				t.Errorf("attempts: got %d, want %d", n, tc.wantAttempts)
-			}
-			if want := (handlers.PaymentResult{ID: "ch_fake1", Status: "succeeded", AlreadyDone: tc.wantDone}); res != want {
-				t.Errorf("result: got %+v, want %+v", res, want)
-			}
-			if got := fx.fake.Intent("pi_1"); got.Received != tc.wantReceived || got.Metadata[payments.MetadataJob] != captureJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
-				t.Errorf("payment intent: got received %d, metadata %v; want received %d, metadata %s=%s %s=esc-1",
-					got.Received, got.Metadata, tc.wantReceived, payments.MetadataJob, captureJob, payments.MetadataTransaction)
-			}
-			for i, p := range fx.fake.Posts() {
-				if p.IdempotencyKey != captureJob {
-					t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, captureJob)
+			o := once{key: captureJob, id: "ch_fake1", effect: "captures", wantAttempts: tc.wantAttempts, wantDone: tc.wantDone,
+				counted: func() int { captures, _ := fx.fake.Counts(); return captures }}
+			happensOnce(t, fx, o, func() (handlers.PaymentResult, error) { return fx.pay.Capture(context.Background(), req) }, func() {
+				if got := fx.fake.Intent("pi_1"); got.Received != tc.wantReceived || got.Metadata[payments.MetadataJob] != captureJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
+					t.Errorf("payment intent: got received %d, metadata %v; want received %d, metadata %s=%s %s=esc-1",
+						got.Received, got.Metadata, tc.wantReceived, payments.MetadataJob, captureJob, payments.MetadataTransaction)
 				}
-			}
-
-			// Within the key window and after it: no second capture.
-			for _, wipe := range []bool{false, true} {
-				if wipe {
-					fx.fake.ForgetKeys()
-				}
-				res, err := capture()
-				if err != nil {
-					t.Fatalf("replay (keys wiped %v): got error %v, want nil", wipe, err)
-				}
-				if want := (handlers.PaymentResult{ID: "ch_fake1", Status: "succeeded", AlreadyDone: true}); res != want {
-					t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
-				}
-			}
-			if captures, _ := fx.fake.Counts(); captures != 1 {
-				t.Errorf("captures: got %d, want 1", captures)
-			}
+			})
 		})
 	}
 }
@@ -214,45 +216,19 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 			if tc.amount > 0 {
 				req.RefundID = "rf-1"
 			}
-			refund := func() (handlers.PaymentResult, error) { return fx.pay.Refund(context.Background(), req) }
-
-			res, n := attempts(t, refund)
-			if n != tc.wantAttempts {
-				t.Errorf("attempts: got %d, want %d", n, tc.wantAttempts)
-			}
-			if want := (handlers.PaymentResult{ID: "re_fake1", Status: "succeeded", AlreadyDone: tc.wantDone}); res != want {
-				t.Errorf("result: got %+v, want %+v", res, want)
-			}
-			refunds := fx.fake.Refunds()
-			if len(refunds) != 2 {
-				t.Fatalf("refunds: got %d, want the other job's and ours", len(refunds))
-			}
-			got := refunds[1]
-			if got.Amount != tc.wantAmount || got.Reason != tc.reason || got.Metadata[payments.MetadataJob] != refundJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
-				t.Errorf("refund: got %+v, want amount %d, reason %q, metadata %s=%s %s=esc-1",
-					got, tc.wantAmount, tc.reason, payments.MetadataJob, refundJob, payments.MetadataTransaction)
-			}
-			for i, p := range fx.fake.Posts() {
-				if p.IdempotencyKey != refundJob {
-					t.Errorf("POST %d %s: Idempotency-Key: got %q, want %q on every attempt", i, p.Path, p.IdempotencyKey, refundJob)
+			o := once{key: refundJob, id: "re_fake1", effect: "refunds created", wantAttempts: tc.wantAttempts, wantDone: tc.wantDone,
+				counted: func() int { _, created := fx.fake.Counts(); return created }}
+			happensOnce(t, fx, o, func() (handlers.PaymentResult, error) { return fx.pay.Refund(context.Background(), req) }, func() {
+				refunds := fx.fake.Refunds()
+				if len(refunds) != 2 {
+					t.Fatalf("refunds: got %d, want the other job's and ours", len(refunds))
 				}
-			}
-
-			for _, wipe := range []bool{false, true} {
-				if wipe {
-					fx.fake.ForgetKeys()
+				got := refunds[1]
+				if got.Amount != tc.wantAmount || got.Reason != tc.reason || got.Metadata[payments.MetadataJob] != refundJob || got.Metadata[payments.MetadataTransaction] != "esc-1" {
+					t.Errorf("refund: got %+v, want amount %d, reason %q, metadata %s=%s %s=esc-1",
+						got, tc.wantAmount, tc.reason, payments.MetadataJob, refundJob, payments.MetadataTransaction)
 				}
-				res, err := refund()
-				if err != nil {
-					t.Fatalf("replay (keys wiped %v): got error %v, want nil", wipe, err)
-				}
-				if want := (handlers.PaymentResult{ID: "re_fake1", Status: "succeeded", AlreadyDone: true}); res != want {
-					t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
-				}
-			}
-			if _, created := fx.fake.Counts(); created != 1 {
-				t.Errorf("refunds created: got %d, want 1", created)
-			}
+			})
 		})
 	}
 }
@@ -453,6 +429,7 @@ func TestNewStripeChecksConfig(t *testing.T) {
 		{name: "key with a newline", cfg: payments.StripeConfig{SecretKey: secret + "\n"}, want: "STRIPE_SECRET_KEY"},
 		{name: "base not http", cfg: payments.StripeConfig{SecretKey: secret, APIBase: "ftp://127.0.0.1:1"}, want: "STRIPE_API_BASE"},
 		{name: "base without host", cfg: payments.StripeConfig{SecretKey: secret, APIBase: "http://"}, want: "STRIPE_API_BASE"},
+		{name: "base with a query", cfg: payments.StripeConfig{SecretKey: secret, APIBase: "https://api.stripe.com?x=1"}, want: "STRIPE_API_BASE"},
 	} {
 		_, err := payments.NewStripe(tc.cfg, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

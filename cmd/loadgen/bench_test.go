@@ -11,18 +11,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/devmode"
-	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/internal/sample"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -61,19 +58,58 @@ func benchJobs(b *testing.B, n int) []benchJob {
 	return out
 }
 
+// benchRedis is a private Redis for one benchmark.
 func benchRedis(b *testing.B) asynq.RedisConnOpt {
 	b.Helper()
-	url := testenv.Redis(b)
-	opt, err := tasks.RedisFromEnv(func(k string) string {
-		if k == "REDIS_URL" {
-			return url
-		}
-		return ""
-	})
+	return testkit.RedisOpt(b, map[string]string{"REDIS_URL": testenv.Redis(b)})
+}
+
+// benchMux is the real ServeMux with no-op adapters and the production
+// logger (noopMux), as the loadgen worker runs it.
+func benchMux(b *testing.B) *asynq.ServeMux {
+	b.Helper()
+	mux, err := noopMux(jobLogger())
 	if err != nil {
 		b.Fatal(err)
 	}
-	return opt
+	return mux
+}
+
+// nine is the sample payload of each job type, in the registry's order.
+func nine() []payloads.Payload {
+	out := make([]payloads.Payload, len(tasks.Types()))
+	for i := range out {
+		out[i] = sample.Payload(i, fmt.Sprintf("b%09d", i))
+	}
+	return out
+}
+
+// dispatch has h process ts round-robin, one task per iteration.
+func dispatch(b *testing.B, h asynq.Handler, ts []*asynq.Task) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := h.ProcessTask(ctx, ts[i%len(ts)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// perType runs op on the sample payload of each job type, one
+// sub-benchmark per type.
+func perType(b *testing.B, op func(payloads.Payload) error) {
+	for _, p := range nine() {
+		b.Run(p.TaskType(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := op(p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // benchEnqueue runs enqueue over b.N fresh jobs from the given number of
@@ -159,80 +195,35 @@ func BenchmarkEnqueue(b *testing.B) {
 // a raw no-op asynq handler, and with a raw handler that only decodes.
 // No Redis: the asynq.Task is built in memory.
 func BenchmarkDispatch(b *testing.B) {
-	mux, err := handlers.NewServeMux(handlers.Deps{
-		Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{}, Audit: devmode.Discard{}, Enqueuer: devmode.Discard{},
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	mux := benchMux(b)
 	var ts []*asynq.Task
-	for i := range int64(9) {
-		p := sample.Payload(int(i), fmt.Sprintf("b%09d", i))
+	for _, p := range nine() {
 		raw, _ := json.Marshal(p)
 		ts = append(ts, asynq.NewTask(p.TaskType(), raw))
 	}
-	run := func(b *testing.B, h asynq.Handler) {
-		ctx := context.Background()
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			if err := h.ProcessTask(ctx, ts[i%len(ts)]); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-	}
-	b.Run("typed", func(b *testing.B) { run(b, mux) })
+	b.Run("typed", func(b *testing.B) { dispatch(b, mux, ts) })
 	b.Run("raw-noop", func(b *testing.B) {
-		run(b, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
+		dispatch(b, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }), ts)
 	})
 	b.Run("raw-unmarshal", func(b *testing.B) {
-		run(b, asynq.HandlerFunc(func(_ context.Context, t *asynq.Task) error {
+		dispatch(b, asynq.HandlerFunc(func(_ context.Context, t *asynq.Task) error {
 			var m map[string]any
 			return json.Unmarshal(t.Payload(), &m)
-		}))
+		}), ts)
 	})
 	for _, t := range ts {
-		b.Run("typed/"+t.Type(), func(b *testing.B) {
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := mux.ProcessTask(ctx, t); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run("typed/"+t.Type(), func(b *testing.B) { dispatch(b, mux, []*asynq.Task{t}) })
 	}
 }
 
 // BenchmarkValidate is payloads.Validate alone, per type.
-func BenchmarkValidate(b *testing.B) {
-	for i := range int64(9) {
-		p := sample.Payload(int(i), fmt.Sprintf("b%09d", i))
-		b.Run(p.TaskType(), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := payloads.Validate(p); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
+func BenchmarkValidate(b *testing.B) { perType(b, payloads.Validate) }
 
 // BenchmarkNew is the typed constructor alone (validate, encode, options),
 // per type: the part of a typed enqueue that raw asynq does not do.
 func BenchmarkNew(b *testing.B) {
-	for i := range int64(9) {
-		p := sample.Payload(int(i), fmt.Sprintf("b%09d", i))
-		b.Run(p.TaskType(), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := sample.Build(p); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	perType(b, func(p payloads.Payload) error {
+		_, err := sample.Build(p)
+		return err
+	})
 }

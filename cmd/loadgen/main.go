@@ -84,46 +84,36 @@ type config struct {
 // intList is a comma-separated list of positive integers.
 type intList []int
 
-func (l *intList) String() string {
-	s := make([]string, len(*l))
-	for i, v := range *l {
-		s[i] = strconv.Itoa(v)
-	}
-	return strings.Join(s, ",")
-}
+func (l *intList) String() string { return joinList(*l, strconv.Itoa) }
 
-func (l *intList) Set(v string) error {
-	var out intList
-	for _, f := range strings.Split(v, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			return fmt.Errorf("%q is not a positive integer", f)
-		}
-		out = append(out, n)
-	}
-	*l = out
-	return nil
-}
+func (l *intList) Set(v string) error { return setList(l, v, "integer", strconv.Atoi) }
 
 // durList is a comma-separated list of positive durations.
 type durList []time.Duration
 
-func (l *durList) String() string {
-	s := make([]string, len(*l))
-	for i, v := range *l {
-		s[i] = v.String()
+func (l *durList) String() string { return joinList(*l, time.Duration.String) }
+
+func (l *durList) Set(v string) error { return setList(l, v, "duration", time.ParseDuration) }
+
+// joinList is the flag text of a list: its values, comma-separated.
+func joinList[T any](l []T, format func(T) string) string {
+	s := make([]string, len(l))
+	for i, v := range l {
+		s[i] = format(v)
 	}
 	return strings.Join(s, ",")
 }
 
-func (l *durList) Set(v string) error {
-	var out durList
+// setList parses v, a comma-separated list of positive values of one kind,
+// with parse into *l, which it leaves alone when a value is not one.
+func setList[L ~[]T, T int | time.Duration](l *L, v, kind string, parse func(string) (T, error)) error {
+	var out L
 	for _, f := range strings.Split(v, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(f))
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%q is not a positive duration", f)
+		x, err := parse(strings.TrimSpace(f))
+		if err != nil || x <= 0 {
+			return fmt.Errorf("%q is not a positive %s", f, kind)
 		}
-		out = append(out, d)
+		out = append(out, x)
 	}
 	*l = out
 	return nil

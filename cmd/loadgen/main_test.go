@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/redis/go-redis/v9"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -138,18 +137,13 @@ func TestNoProgressRepaintsWhenStderrIsNotATerminal(t *testing.T) {
 // leaves it alone.
 func TestRefusesNonEmptyDatabaseWithoutFlush(t *testing.T) {
 	url := testenv.Redis(t)
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := redis.NewClient(opt)
-	defer rc.Close()
+	rc := testenv.RedisClient(t, url)
 	ctx := context.Background()
 	if err := rc.Set(ctx, "precious", "data", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	err = run(ctx, []string{"-n", "10"}, env(map[string]string{"REDIS_URL": url}), &stdout, &stderr)
+	err := run(ctx, []string{"-n", "10"}, env(map[string]string{"REDIS_URL": url}), &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "-flush") || !strings.Contains(err.Error(), "1 keys") {
 		t.Fatalf("got %v, want a refusal naming -flush and the 1 key", err)
 	}

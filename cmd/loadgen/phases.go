@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/devmode"
-	"github.com/escrowjobs/escrowjobs/internal/sample"
-
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/internal/sample"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
@@ -201,12 +200,24 @@ func (b *bench) refill(ctx context.Context, label string) error {
 // production, written nowhere. Formatting each line is part of the cost.
 func jobLogger() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
+// noopMux is the real ServeMux with no-op adapters (devmode.Discard),
+// logging to log.
+func noopMux(log *slog.Logger) (*asynq.ServeMux, error) {
+	return handlers.NewServeMux(handlers.Deps{
+		Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{}, Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log,
+	})
+}
+
+// worker is the start function of the escrowjobs worker at loops fetch
+// loops, with wake-ups on or off (startWorker).
+func (b *bench) worker(loops int, wake bool) func(*probe) (func(), error) {
+	return func(p *probe) (func(), error) { return b.startWorker(p, loops, wake) }
+}
+
 // startWorker runs the escrowjobs worker with no-op adapters around probe p.
 func (b *bench) startWorker(p *probe, loops int, wake bool) (func(), error) {
 	log := jobLogger()
-	mux, err := handlers.NewServeMux(handlers.Deps{
-		Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{}, Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log,
-	})
+	mux, err := noopMux(log)
 	if err != nil {
 		return nil, err
 	}
@@ -243,15 +254,11 @@ type procFigure struct{ rate, cpu float64 }
 func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (procFigure, error) {
 	var f procFigure
 	p := newProbe(n, false)
-	before, err := b.adm.commandStats(ctx)
+	redisCPU0, before, err := b.adm.load(ctx)
 	if err != nil {
 		return f, err
 	}
 	runtime.GC()
-	redisCPU0, err := b.adm.cpu(ctx)
-	if err != nil {
-		return f, err
-	}
 	ourCPU0 := processCPU()
 	stop, err := startFn(p)
 	if err != nil {
@@ -268,11 +275,7 @@ func (b *bench) process(ctx context.Context, label string, n int, startFn func(*
 	ourCPU := processCPU() - ourCPU0
 	f.rate, f.cpu = rate, float64(ourCPU/time.Duration(n))/float64(time.Microsecond)
 	if b.cfg.verbose {
-		redisCPU, err := b.adm.cpu(ctx)
-		if err != nil {
-			return f, err
-		}
-		after, err := b.adm.commandStats(ctx)
+		redisCPU, after, err := b.adm.load(ctx)
 		if err != nil {
 			return f, err
 		}
@@ -336,7 +339,7 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 			if err := b.refill(ctx, label); err != nil {
 				return err
 			}
-			pf, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
+			pf, err := b.process(ctx, label, b.cfg.n+b.cfg.latencyN, b.worker(loops, true))
 			if err != nil {
 				return err
 			}
@@ -347,37 +350,44 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 }
 
 func (b *bench) oursRound(ctx context.Context, rep *report, tag string) error {
-	err := labelled(ctx, "escrowjobs", "enqueue", func(ctx context.Context) error {
-		f, err := b.enqueuePhase(ctx, "escrowjobs"+tag, b.oursClient)
-		rep.ours = append(rep.ours, f)
-		return err
-	})
+	loops := b.cfg.loops[0]
+	f, pf, err := b.round(ctx, "escrowjobs", "escrowjobs"+tag, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.oursClient, b.worker(loops, true))
 	if err != nil {
 		return err
 	}
-	loops := b.cfg.loops[0]
-	return labelled(ctx, "escrowjobs", "process", func(ctx context.Context) error {
-		pf, err := b.process(ctx, fmt.Sprintf("escrowjobs, %d loops%s", loops, tag), b.cfg.n+b.cfg.latencyN,
-			func(p *probe) (func(), error) { return b.startWorker(p, loops, true) })
-		rep.proc[loops] = append(rep.proc[loops], pf)
-		return err
-	})
+	rep.ours = append(rep.ours, f)
+	rep.proc[loops] = append(rep.proc[loops], pf)
+	return nil
 }
 
 func (b *bench) rawRound(ctx context.Context, rep *report, tag string) error {
-	err := labelled(ctx, "raw", "enqueue", func(ctx context.Context) error {
-		f, err := b.enqueuePhase(ctx, "raw asynq"+tag, b.rawClient)
-		rep.raw = append(rep.raw, f)
-		return err
-	})
+	f, pf, err := b.round(ctx, "raw", "raw asynq"+tag, "raw asynq"+tag, b.rawClient, b.startRaw)
 	if err != nil {
 		return err
 	}
-	return labelled(ctx, "raw", "process", func(ctx context.Context) error {
-		pf, err := b.process(ctx, "raw asynq"+tag, b.cfg.n+b.cfg.latencyN, b.startRaw)
-		rep.rawProc = append(rep.rawProc, pf)
+	rep.raw = append(rep.raw, f)
+	rep.rawProc = append(rep.rawProc, pf)
+	return nil
+}
+
+// round is one side's enqueue phase (label, clients from newClient) and
+// processing phase (procLabel, the consumer started by start), each with
+// pprof labels side and phase.
+func (b *bench) round(ctx context.Context, side, label, procLabel string, newClient clients, start func(*probe) (func(), error)) (enqueueFigures, procFigure, error) {
+	var f enqueueFigures
+	var pf procFigure
+	err := labelled(ctx, side, "enqueue", func(ctx context.Context) (err error) {
+		f, err = b.enqueuePhase(ctx, label, newClient)
 		return err
 	})
+	if err != nil {
+		return f, pf, err
+	}
+	err = labelled(ctx, side, "process", func(ctx context.Context) (err error) {
+		pf, err = b.process(ctx, procLabel, b.cfg.n+b.cfg.latencyN, start)
+		return err
+	})
+	return f, pf, err
 }
 
 // labelled runs fn with pprof labels side and phase; goroutines it starts
@@ -425,7 +435,7 @@ func (b *bench) idlePhases(ctx context.Context, rep *report) error {
 	var sides []side
 	for _, loops := range b.cfg.loops {
 		sides = append(sides, side{fmt.Sprintf("escrowjobs, wake-up, %d loops", loops), idleWake, loops, b.cfg.idleSamples, b.cfg.idleGap,
-			func(p *probe) (func(), error) { return b.startWorker(p, loops, true) }, b.oursClient})
+			b.worker(loops, true), b.oursClient})
 	}
 	if b.cfg.idlePolling {
 		loops := b.cfg.loops[0]
@@ -434,7 +444,7 @@ func (b *bench) idlePhases(ctx context.Context, rep *report) error {
 			poll = worker.DefaultPollInterval
 		}
 		sides = append(sides, side{fmt.Sprintf("escrowjobs, polling every %s, %d loops", poll, loops), idlePolling, loops, b.cfg.idleSamples, b.gap(poll),
-			func(p *probe) (func(), error) { return b.startWorker(p, loops, false) }, b.oursClient})
+			b.worker(loops, false), b.oursClient})
 	}
 	for _, poll := range b.cfg.idleRawPolls {
 		samples := b.cfg.idleSamples

@@ -111,21 +111,14 @@ func (a admin) commandStats(ctx context.Context) (map[string]int64, error) {
 }
 
 // perJob formats the commands run between two commandstats readings,
-// divided by jobs: "evalsha 2.00, exists 1.00, …", most frequent first.
+// divided by jobs: "total 5.00, evalsha 2.00, exists 1.00, …", most
+// frequent first.
 func perJob(before, after map[string]int64, jobs int) string {
-	type kv struct {
-		name string
-		n    int64
-	}
-	var d []kv
+	d := deltas(before, after)
 	var total int64
-	for k, v := range after {
-		if n := v - before[k]; n > 0 && k != "info" {
-			d = append(d, kv{k, n})
-			total += n
-		}
+	for _, x := range d {
+		total += x.n
 	}
-	slices.SortFunc(d, func(a, b kv) int { return int(b.n - a.n) })
 	parts := []string{fmt.Sprintf("total %.2f", float64(total)/float64(jobs))}
 	for _, x := range d {
 		parts = append(parts, fmt.Sprintf("%s %.2f", strings.ToLower(x.name), float64(x.n)/float64(jobs)))
@@ -134,19 +127,9 @@ func perJob(before, after map[string]int64, jobs int) string {
 }
 
 // perSecond formats the commands run between two commandstats readings
-// per second of secs, most frequent first (INFO itself left out).
+// per second of secs, most frequent first.
 func perSecond(before, after map[string]int64, secs float64) string {
-	type kv struct {
-		name string
-		n    int64
-	}
-	var d []kv
-	for k, v := range after {
-		if n := v - before[k]; n > 0 && k != "info" {
-			d = append(d, kv{k, n})
-		}
-	}
-	slices.SortFunc(d, func(a, b kv) int { return int(b.n - a.n) })
+	d := deltas(before, after)
 	parts := make([]string, 0, len(d))
 	for _, x := range d {
 		parts = append(parts, fmt.Sprintf("%s %.1f", strings.ToLower(x.name), float64(x.n)/secs))
@@ -155,6 +138,36 @@ func perSecond(before, after map[string]int64, secs float64) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// calls is how often one command ran between two commandstats readings.
+type calls struct {
+	name string
+	n    int64
+}
+
+// deltas is every command that ran between two commandstats readings,
+// INFO itself (the readings) left out, most frequent first.
+func deltas(before, after map[string]int64) []calls {
+	var d []calls
+	for k, v := range after {
+		if n := v - before[k]; n > 0 && k != "info" {
+			d = append(d, calls{k, n})
+		}
+	}
+	slices.SortFunc(d, func(a, b calls) int { return int(b.n - a.n) })
+	return d
+}
+
+// load is Redis's CPU time (cpu) and its commands by name (commandStats),
+// read one after the other.
+func (a admin) load(ctx context.Context) (time.Duration, map[string]int64, error) {
+	stats, err := a.commandStats(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	cpu, err := a.cpu(ctx)
+	return cpu, stats, err
 }
 
 // cpu is Redis's INFO cpu used_cpu_user + used_cpu_sys.

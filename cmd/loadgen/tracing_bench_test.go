@@ -17,16 +17,12 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/devmode"
-	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/internal/sample"
 	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -92,11 +88,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 // traced by tp (nil: not traced) and returns the time taken.
 func enqueueRound(b *testing.B, opt asynq.RedisConnOpt, tp trace.TracerProvider, n int) time.Duration {
 	jobs := benchJobs(b, n)
-	var opts []tasks.ClientOption
-	if tp != nil {
-		opts = append(opts, tasks.WithTracerProvider(tp))
-	}
-	client := tasks.NewClient(opt, opts...)
+	client := tracedClient(opt, tp)
 	defer client.Close()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -131,11 +123,7 @@ func enqueueRound(b *testing.B, opt asynq.RedisConnOpt, tp trace.TracerProvider,
 // then times the worker, observed with tp, draining them.
 func processRound(b *testing.B, opt asynq.RedisConnOpt, tp trace.TracerProvider, n int) time.Duration {
 	jobs := benchJobs(b, n)
-	var opts []tasks.ClientOption
-	if tp != nil {
-		opts = append(opts, tasks.WithTracerProvider(tp))
-	}
-	client := tasks.NewClient(opt, opts...)
+	client := tracedClient(opt, tp)
 	ctx := context.Background()
 	if tp != nil {
 		var span trace.Span
@@ -149,21 +137,11 @@ func processRound(b *testing.B, opt asynq.RedisConnOpt, tp trace.TracerProvider,
 	}
 	client.Close()
 
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	mux, err := handlers.NewServeMux(handlers.Deps{Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{},
-		Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	jm, err := observe.NewJobMetrics(prometheus.NewRegistry(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	var done atomic.Int64
 	all := make(chan struct{})
-	observed := observe.NewObserver(jm, tp).Wrap(mux)
+	h := observed(b, benchMux(b), tp)
 	counted := asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
-		err := observed.ProcessTask(ctx, t)
+		err := h.ProcessTask(ctx, t)
 		if done.Add(1) == int64(n) {
 			close(all)
 		}
@@ -174,7 +152,7 @@ func processRound(b *testing.B, opt asynq.RedisConnOpt, tp trace.TracerProvider,
 		b.Fatal(err)
 	}
 	defer dl.Close()
-	w, err := worker.New(worker.Config{Redis: opt, Concurrency: worker.DefaultConcurrency, FetchLoops: worker.DefaultFetchLoops, DeadLetters: dl, Logger: log}, counted)
+	w, err := worker.New(worker.Config{Redis: opt, Concurrency: worker.DefaultConcurrency, FetchLoops: worker.DefaultFetchLoops, DeadLetters: dl, Logger: jobLogger()}, counted)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -193,6 +171,25 @@ func processRound(b *testing.B, opt asynq.RedisConnOpt, tp trace.TracerProvider,
 	return took
 }
 
+// tracedClient is a client traced by tp (nil: not traced).
+func tracedClient(opt asynq.RedisConnOpt, tp trace.TracerProvider) *tasks.Client {
+	var opts []tasks.ClientOption
+	if tp != nil {
+		opts = append(opts, tasks.WithTracerProvider(tp))
+	}
+	return tasks.NewClient(opt, opts...)
+}
+
+// observed is h under an Observer with job metrics (in a registry of its
+// own) and tracing by tp.
+func observed(b *testing.B, h asynq.Handler, tp trace.TracerProvider) asynq.Handler {
+	jm, err := observe.NewJobMetrics(prometheus.NewRegistry(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return observe.NewObserver(jm, tp).Wrap(h)
+}
+
 // flush empties the benchmark's Redis between rounds.
 func flush(b *testing.B, opt asynq.RedisConnOpt) {
 	rc := opt.MakeRedisClient().(redis.UniversalClient)
@@ -208,24 +205,11 @@ func flush(b *testing.B, opt asynq.RedisConnOpt) {
 // configuration. The tasks carry the headers a producer with the same
 // configuration gives them.
 func BenchmarkTracedDispatch(b *testing.B) {
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	mux, err := handlers.NewServeMux(handlers.Deps{Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{},
-		Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
+	mux := benchMux(b)
 	for _, c := range tracingConfigs(b) {
 		b.Run("tracing="+c.name, func(b *testing.B) {
 			h, ts := tracedDispatch(b, mux, c.tp())
-			ctx := context.Background()
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if err := h.ProcessTask(ctx, ts[i%len(ts)]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
+			dispatch(b, h, ts)
 		})
 	}
 }
@@ -233,11 +217,7 @@ func BenchmarkTracedDispatch(b *testing.B) {
 // tracedDispatch is the observed mux of tp and nine tasks with the headers
 // a producer traced by tp gives them.
 func tracedDispatch(b *testing.B, mux asynq.Handler, tp trace.TracerProvider) (asynq.Handler, []*asynq.Task) {
-	jm, err := observe.NewJobMetrics(prometheus.NewRegistry(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := observe.NewObserver(jm, tp).Wrap(mux)
+	h := observed(b, mux, tp)
 	tr := tasks.NewTracing(tp)
 	var ts []*asynq.Task
 	for _, j := range benchJobs(b, 9) {
@@ -255,12 +235,7 @@ func tracedDispatch(b *testing.B, mux asynq.Handler, tp trace.TracerProvider) (a
 // that a busy machine slows them alike, and reports each ratio to off
 // (jobs/s, higher is better).
 func BenchmarkTracedDispatchRatio(b *testing.B) {
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	mux, err := handlers.NewServeMux(handlers.Deps{Mailer: devmode.Discard{}, Payments: devmode.Discard{}, Sender: devmode.Discard{},
-		Audit: devmode.Discard{}, Enqueuer: devmode.Discard{}, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
+	mux := benchMux(b)
 	configs := tracingConfigs(b)
 	type setup struct {
 		h  asynq.Handler
@@ -302,17 +277,8 @@ func BenchmarkObserverOnly(b *testing.B) {
 	nothing := asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
 	for _, c := range tracingConfigs(b) {
 		b.Run("tracing="+c.name, func(b *testing.B) {
-			jm, err := observe.NewJobMetrics(prometheus.NewRegistry(), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := observe.NewObserver(jm, c.tp()).Wrap(nothing)
 			t := asynq.NewTaskWithHeaders("send_release_email", nil, map[string]string{tasks.HeaderReadyAt: "1"})
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = h.ProcessTask(ctx, t)
-			}
+			dispatch(b, observed(b, nothing, c.tp()), []*asynq.Task{t})
 		})
 	}
 }

@@ -122,13 +122,7 @@ func (m *Mailpit) stop() {
 	if m.cmd.Process == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(5 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-	}
+	terminate(m.cmd, m.done, syscall.SIGTERM, 5*time.Second)
 }
 
 // MailpitAddress is a name and address as mailpit reports them.

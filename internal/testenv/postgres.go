@@ -114,13 +114,7 @@ func (c *pgCluster) url(db string) string {
 // stop shuts the server down (fast shutdown, then SIGKILL after 10 s) and
 // removes its directory.
 func (c *pgCluster) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	terminate(c.cmd, c.done, syscall.SIGINT, 10*time.Second)
 	_ = os.RemoveAll(c.dir)
 }
 

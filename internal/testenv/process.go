@@ -98,6 +98,18 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	return p
 }
 
+// terminate sends sig to cmd's process and waits until done is closed (the
+// process has exited); after grace it kills the process and waits.
+func terminate(cmd *exec.Cmd, done <-chan struct{}, sig os.Signal, grace time.Duration) {
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 // Output is everything the process printed so far.
 func (p *Process) Output() string { return p.out.String() }
 

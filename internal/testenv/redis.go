@@ -44,6 +44,19 @@ func Redis(t testing.TB) string {
 	return StartRedis(t).URL()
 }
 
+// RedisClient is a client of the Redis at url (redis://…), closed at
+// cleanup.
+func RedisClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("redis URL %s: %v", url, err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // StartRedis starts a private redis-server. extra are more config
 // arguments, e.g. "--appendonly", "yes". Its data directory is a temp dir,
 // kept across Kill and Start so a restart with appendonly keeps the data.

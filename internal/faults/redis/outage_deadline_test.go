@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -26,14 +25,12 @@ import (
 func TestOutageLongerThanTheJobTimeoutDoublesNoEffect(t *testing.T) {
 	t.Parallel() // waits out asynq's lease recovery (1-2 minutes)
 	const timeout, outage = 3 * time.Second, 8 * time.Second
-	srv := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": srv.URL()})
-	client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
+	srv := durableRedis(t)
+	opt, client, insp := connect(t, map[string]string{"REDIS_URL": srv.URL()})
 	raw := asynq.NewClient(opt)
-	t.Cleanup(func() { client.Close(); insp.Close(); raw.Close() })
-	eff := testkit.NewAdapters()
+	t.Cleanup(func() { raw.Close() })
 	const slots = 4
-	testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: slots, FetchLoops: 2})
+	eff, _ := startWorker(t, opt, client, slots)
 	eff.Hold()
 	var acked []string
 	want := map[string]bool{"send_release_email": true, "send_dispute_email": true, "webhook_escrow_status_changed": true, "audit_log_created": true}
@@ -48,14 +45,7 @@ func TestOutageLongerThanTheJobTimeoutDoublesNoEffect(t *testing.T) {
 		}
 		acked = append(acked, task.ID)
 	}
-	testkit.Eventually(t, "every worker slot holds a job", 10*time.Second, func() bool { return len(eff.Held()) == slots })
-	srv.Kill()
-	killed := time.Now()
-	eff.Release()
-	testkit.Eventually(t, "the held jobs took effect", 5*time.Second, func() bool {
-		_, lost, _ := eff.Tally(acked)
-		return len(lost) == 0
-	})
+	killed := killWhileHeld(t, srv, eff, slots, acked)
 	time.Sleep(time.Until(killed.Add(outage)))
 	srv.Start()
 	t.Logf("Redis down for %v (job timeout %v)", time.Since(killed).Round(time.Millisecond), timeout)

@@ -29,13 +29,10 @@ import (
 // flight at the kill is the subject of
 // TestJobFinishingWhileRedisIsDownIsNotLost.
 func TestRedisKillAndRestartLosesNoAcknowledgedJob(t *testing.T) {
-	srv := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": srv.URL()})
-	client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
-	t.Cleanup(func() { client.Close(); insp.Close() })
-	eff := testkit.NewAdapters()
+	srv := durableRedis(t)
+	opt, client, insp := connect(t, map[string]string{"REDIS_URL": srv.URL()})
 	const nRetry, nPending, nScheduled = 24, 300, 32
-	testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: 2, FetchLoops: 2})
+	eff, _ := startWorker(t, opt, client, 2)
 	queues := []string{payloads.QueueCritical, payloads.QueueDefault, payloads.QueueLow}
 	// Retrying jobs fail their first attempt; the peer asks for 8 s, so
 	// they are still waiting in the retry set when Redis dies. Every job
@@ -173,13 +170,10 @@ func TestRedisKillAndRestartLosesNoAcknowledgedJob(t *testing.T) {
 // (worker.awaitRedis), so the one write lands. Without that, this test saw
 // 4 of 4 jobs still active 16 s after the restart.
 func TestJobFinishingWhileRedisIsDownIsNotLost(t *testing.T) {
-	srv := testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": srv.URL()})
-	client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
-	t.Cleanup(func() { client.Close(); insp.Close() })
-	eff := testkit.NewAdapters()
+	srv := durableRedis(t)
+	opt, client, insp := connect(t, map[string]string{"REDIS_URL": srv.URL()})
 	const slots = 4
-	testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: slots, FetchLoops: 2})
+	eff, _ := startWorker(t, opt, client, slots)
 	eff.Hold()
 	var acked []string
 	for i := range slots {
@@ -189,13 +183,7 @@ func TestJobFinishingWhileRedisIsDownIsNotLost(t *testing.T) {
 		}
 		acked = append(acked, id)
 	}
-	testkit.Eventually(t, "every worker slot holds a job", 10*time.Second, func() bool { return len(eff.Held()) == slots })
-	srv.Kill()
-	eff.Release()
-	testkit.Eventually(t, "the held jobs took effect", 5*time.Second, func() bool {
-		_, lost, _ := eff.Tally(acked)
-		return len(lost) == 0
-	})
+	killWhileHeld(t, srv, eff, slots, acked)
 	// Longer than go-redis's own dial and command retries (~2 s), so the
 	// completion write really fails.
 	time.Sleep(4 * time.Second)
@@ -296,32 +284,7 @@ func enqueueStorm(t *testing.T, client *tasks.Client, series string, n int) (too
 // a hung Redis (stopped process, full network buffer, stuck proxy).
 func blackHole(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String()
+	return testenv.ServeTCP(t, func(net.Conn) {})
 }
 
 // TestEnqueueDuringRedisOutageFailsFastFor50Callers: with Redis down (killed:
@@ -363,9 +326,7 @@ func TestEnqueueDuringRedisOutageFailsFastFor50Callers(t *testing.T) {
 
 	t.Run("killed", func(t *testing.T) {
 		srv := testenv.StartRedis(t)
-		opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": srv.URL()})
-		client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
-		t.Cleanup(func() { client.Close(); insp.Close() })
+		_, client, insp := connect(t, map[string]string{"REDIS_URL": srv.URL()})
 		// Warm the pool: the outage hits live connections, not only dials.
 		if took, errs := enqueueStorm(t, client, "warm", callers); slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
 			t.Fatalf("enqueue with Redis up: %v (took %v)", errs, took)

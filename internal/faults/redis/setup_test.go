@@ -5,9 +5,56 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
 )
+
+// durableRedis starts an append-only Redis (fsync always) for a test that
+// kills and restarts it.
+func durableRedis(t *testing.T) *testenv.RedisServer {
+	t.Helper()
+	return testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+}
+
+// connect builds the Redis option from env the way the binaries do, and a
+// client (with opts) and an inspector on it, closed at cleanup.
+func connect(t *testing.T, env map[string]string, opts ...tasks.ClientOption) (asynq.RedisConnOpt, *tasks.Client, *tasks.Inspector) {
+	t.Helper()
+	opt := testkit.RedisOpt(t, env)
+	client, insp := tasks.NewClient(opt, opts...), tasks.NewInspector(opt)
+	t.Cleanup(func() { client.Close(); insp.Close() })
+	return opt, client, insp
+}
+
+// startWorker starts the real worker on opt (concurrency slots, two fetch
+// loops) over fresh recording adapters, fanning out through client, and
+// returns the adapters and the worker's dead letters.
+func startWorker(t *testing.T, opt asynq.RedisConnOpt, client *tasks.Client, slots int) (*testkit.Adapters, *deadletter.File) {
+	t.Helper()
+	eff := testkit.NewAdapters()
+	dl := testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: slots, FetchLoops: 2})
+	return eff, dl
+}
+
+// killWhileHeld waits until each of the slots worker slots holds one of
+// the acked jobs in its handler (eff.Hold), kills srv, lets the jobs
+// finish and waits until each took effect, with Redis down. It returns
+// the time of the kill.
+func killWhileHeld(t *testing.T, srv *testenv.RedisServer, eff *testkit.Adapters, slots int, acked []string) time.Time {
+	t.Helper()
+	testkit.Eventually(t, "every worker slot holds a job", 10*time.Second, func() bool { return len(eff.Held()) == slots })
+	srv.Kill()
+	killed := time.Now()
+	eff.Release()
+	testkit.Eventually(t, "the held jobs took effect", 5*time.Second, func() bool {
+		_, lost, _ := eff.Tally(acked)
+		return len(lost) == 0
+	})
+	return killed
+}
 
 // occurredAt is the event time of the hand-built payloads.
 const occurredAt = "2026-11-29T10:00:00Z"

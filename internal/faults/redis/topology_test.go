@@ -34,14 +34,11 @@ import (
 // the dead letters, requeue, stats and the duplicate check.
 func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	cluster := testenv.StartCluster(t)
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_CLUSTER_ADDRS": cluster.Env()})
+	opt, client, insp := connect(t, map[string]string{"REDIS_CLUSTER_ADDRS": cluster.Env()})
 	if _, ok := opt.(asynq.RedisClusterClientOpt); !ok {
 		t.Fatalf("REDIS_CLUSTER_ADDRS: got %T, want asynq.RedisClusterClientOpt", opt)
 	}
-	client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
-	t.Cleanup(func() { client.Close(); insp.Close() })
-	eff := testkit.NewAdapters()
-	dl := testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: 8, FetchLoops: 2})
+	eff, dl := startWorker(t, opt, client, 8)
 
 	must := func(task *tasks.Task, err error) *tasks.Task {
 		t.Helper()
@@ -308,14 +305,11 @@ func logClusterSpread(t *testing.T, c *testenv.Cluster) {
 // Replication is asynchronous; no client can close that window.
 func TestSentinelFailoverLosesNoAcknowledgedJob(t *testing.T) {
 	s := testenv.StartSentinel(t)
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": s.URL()})
+	opt, client, insp := connect(t, map[string]string{"REDIS_URL": s.URL()})
 	if _, ok := opt.(asynq.RedisFailoverClientOpt); !ok {
 		t.Fatalf("REDIS_URL %s: got %T, want asynq.RedisFailoverClientOpt", s.URL(), opt)
 	}
-	client, insp := tasks.NewClient(opt), tasks.NewInspector(opt)
-	t.Cleanup(func() { client.Close(); insp.Close() })
-	eff := testkit.NewAdapters()
-	testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: 8, FetchLoops: 2})
+	eff, _ := startWorker(t, opt, client, 8)
 
 	const n, every = 300, 20 * time.Millisecond
 	var (

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -31,13 +30,10 @@ type failoverCount struct {
 // a job runs after the failover only if the promoted replica holds it.
 func unplannedFailover(t *testing.T, series string, opts ...tasks.ClientOption) failoverCount {
 	s := testenv.StartLaggingSentinel(t)
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": s.URL()})
+	opt, client, insp := connect(t, map[string]string{"REDIS_URL": s.URL()}, opts...)
 	if _, ok := opt.(asynq.RedisFailoverClientOpt); !ok {
 		t.Fatalf("REDIS_URL %s: got %T, want asynq.RedisFailoverClientOpt", s.URL(), opt)
 	}
-	client := tasks.NewClient(opt, opts...)
-	insp := tasks.NewInspector(opt)
-	t.Cleanup(func() { client.Close(); insp.Close() })
 
 	const producers, max = 16, 24000
 	jobs := make([]*tasks.Task, max)
@@ -100,8 +96,7 @@ func unplannedFailover(t *testing.T, series string, opts ...tasks.ClientOption) 
 	}
 	t.Logf("%s: sentinel promoted %s %v after the SIGKILL of %s", series, newMaster, time.Since(killed).Round(time.Millisecond), oldMaster)
 
-	eff := testkit.NewAdapters()
-	testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: eff, Enqueuer: client, Concurrency: 20, FetchLoops: 2})
+	eff, _ := startWorker(t, opt, client, 20)
 	// Every acknowledged job that survived runs; then the queues are empty.
 	deadline := time.Now().Add(90 * time.Second)
 	for {

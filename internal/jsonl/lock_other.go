@@ -1,0 +1,8 @@
+//go:build !unix
+
+package jsonl
+
+import "os"
+
+// Lock fails with ErrNoLock: flock is not available here.
+func Lock(*os.File) (unlock func(), err error) { return nil, ErrNoLock }
