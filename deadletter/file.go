@@ -20,9 +20,11 @@ import (
 // line per event (a failure recorded, dead letters resolved), folded into
 // memory on read. Every append is fsynced before it returns; when the
 // fsync fails the event is not taken as done, so a retried Record may
-// write the failure a second time. A torn last line (a crash mid-write) is
-// kept, and folded only if it decodes; the next event starts on a fresh
-// line. Purge compacts the file (write a new one, fsync, rename).
+// write the failure a second time, and reading folds the copy away by the
+// package's same-failure rule: it is never listed twice. A torn last line
+// (a crash mid-write) is kept, and folded only if it decodes; the next
+// event starts on a fresh line. Purge compacts the file (write a new one,
+// fsync, rename).
 //
 // Several processes may share the file (the worker records, the monitor
 // and jobctl resolve): every operation takes an flock on path+".lock" and
@@ -156,6 +158,14 @@ func (l *File) fold(b []byte) {
 		}
 		if e.State == "" {
 			e.State = StateOpen
+		}
+		for _, i := range l.byID[e.ID] {
+			if sameFailure(l.entries[i], e) {
+				// The same failure written again: a Record retried after
+				// its fsync failed appends it once more (jsonl). Folded
+				// by Record's own rule, so it shows once.
+				return
+			}
 		}
 		e.Seq = ln.Seq
 		if e.Seq <= l.maxSeq {

@@ -103,3 +103,51 @@ func TestFileSharedByTwoProcesses(t *testing.T) {
 		}
 	}
 }
+
+// A Record retried after its fsync failed appends the same failure a
+// second time (internal/jsonl does not take an unsynced line as stored).
+// Every reader shows it once, resolves it once, and a new failure of the
+// same job after a requeue (a new run) is still a second record.
+func TestFileShowsAFailureWrittenTwiceOnce(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "dl.jsonl")
+	failed := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	w := openFile(t, path)
+	if _, err := w.Record(ctx, deadletter.Entry{ID: "job-1", Type: "audit_log_created", FailedAt: failed}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, b...), 0o600); err != nil { // the retried append
+		t.Fatal(err)
+	}
+	l := openFile(t, path)
+	if got, want := listIDs(t, l), []string{"job-1"}; !slices.Equal(got, want) {
+		t.Fatalf("a failure written twice: got %v, want %v", got, want)
+	}
+	if recorded, err := l.Record(ctx, deadletter.Entry{ID: "job-1", Type: "audit_log_created", FailedAt: failed}); err != nil || recorded {
+		t.Errorf("Record of the same failure again: got %v, %v; want false, nil", recorded, err)
+	}
+	n, err := l.MarkRequeued(ctx, "job-1", deadletter.Resolution{Actor: "test", At: failed.Add(time.Minute), Run: "run-2"})
+	if err != nil || n != 1 {
+		t.Fatalf("MarkRequeued: got %d, %v; want 1, nil", n, err)
+	}
+	if _, err := l.Record(ctx, deadletter.Entry{ID: "job-1", Type: "audit_log_created", Run: "run-2", FailedAt: failed.Add(2 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	p, err := openFile(t, path).List(ctx, deadletter.Filter{}, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range p.Entries {
+		got = append(got, e.Run+"/"+e.State)
+	}
+	if want := []string{"run-2/open", "/requeued"}; !slices.Equal(got, want) {
+		t.Errorf("reopened after requeue and a new failure: got %v, want %v", got, want)
+	}
+}

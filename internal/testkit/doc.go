@@ -4,8 +4,10 @@
 // endpoint for the partner-delivery tests (Partner: any status, Retry-After,
 // hanging; arrival times and the most requests held at once), a recording set of
 // every adapter the handlers need (Adapters), the real worker started over
-// them (StartWorker), polling helpers (Eventually, AwaitState) and the proof
-// that asynq's lease recoverer has nothing left to rerun (NoLeases).
+// them (StartWorker), a fresh dead-letter ledger of either store (Ledger),
+// a binary's run or a Run loop in the background for the length of a test
+// (Start), polling helpers (Eventually, AwaitState) and the proof that
+// asynq's lease recoverer has nothing left to rerun (NoLeases).
 //
 // The real peers (redis-server, PostgreSQL, mailpit, stripe-mock) are
 // started by internal/testenv; the sample payloads of the nine job types
