@@ -17,8 +17,10 @@ const (
 )
 
 // RedisFromEnv reads REDIS_CLUSTER_ADDRS (comma-separated host:port of a
-// Redis Cluster) or else REDIS_URL (redis://, rediss://, redis-socket://,
-// redis-sentinel://). Errors name the variable and never show a password.
+// Redis Cluster, with REDIS_USERNAME and REDIS_PASSWORD) or else REDIS_URL
+// (redis://, rediss://, redis-socket://, redis-sentinel://; a user name in
+// the URL is a Redis ACL user, of the sentinels for redis-sentinel://).
+// Errors name the variable and never show a password.
 func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 	if addrs := strings.TrimSpace(getenv("REDIS_CLUSTER_ADDRS")); addrs != "" {
 		var list []string
@@ -33,7 +35,7 @@ func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 			list = append(list, a)
 		}
 		return asynq.RedisClusterClientOpt{
-			Addrs: list, Password: getenv("REDIS_PASSWORD"),
+			Addrs: list, Username: getenv("REDIS_USERNAME"), Password: getenv("REDIS_PASSWORD"),
 			DialTimeout: redisDialTimeout, ReadTimeout: redisReadTimeout, WriteTimeout: redisWriteTimeout,
 		}, nil
 	}
@@ -41,7 +43,8 @@ func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0), nor REDIS_CLUSTER_ADDRS")
 	}
-	if _, err := url.Parse(raw); err != nil {
+	u, err := url.Parse(raw)
+	if err != nil {
 		// url.Parse's error repeats the whole URL, password included.
 		return nil, fmt.Errorf("REDIS_URL is not a valid URL (want redis://[:password@]host:port/db, rediss://…, redis-sentinel://host:port?master=NAME)")
 	}
@@ -49,11 +52,16 @@ func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL %s: %v", RedactURL(raw), redactErr(err, raw))
 	}
+	// asynq.ParseRedisURI drops the user name of redis://user:pass@…, so a
+	// Redis ACL user would authenticate as "default" with its password.
+	user := u.User.Username()
 	switch o := opt.(type) {
 	case asynq.RedisClientOpt:
+		o.Username = user
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = redisDialTimeout, redisReadTimeout, redisWriteTimeout
 		return o, nil
 	case asynq.RedisFailoverClientOpt:
+		o.SentinelUsername = user
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = redisDialTimeout, redisReadTimeout, redisWriteTimeout
 		return o, nil
 	}

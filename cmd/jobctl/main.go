@@ -42,7 +42,7 @@
 // E-mail addresses are masked in everything shown.
 //
 // Redis is REDIS_URL (redis://, rediss://, redis-sentinel://) or
-// REDIS_CLUSTER_ADDRS (with REDIS_PASSWORD). An unreachable Redis is a
+// REDIS_CLUSTER_ADDRS (with REDIS_USERNAME, REDIS_PASSWORD). An unreachable Redis is a
 // one-line error within about three seconds.
 //
 // Exit status: 0 on success (a duplicate enqueue included), 1 on an error,
@@ -293,8 +293,9 @@ Job types:
 	}
 	fmt.Fprint(tw, `
 Environment:
-  REDIS_URL	redis://[:password@]host:port/db, rediss://…, redis-sentinel://…
+  REDIS_URL	redis://[user][:password@]host:port/db, rediss://…, redis-sentinel://…
   REDIS_CLUSTER_ADDRS	host:port,host:port of a Redis Cluster (instead of REDIS_URL)
+  REDIS_USERNAME	Redis ACL user for REDIS_CLUSTER_ADDRS
   REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS
   DEAD_LETTER_DATABASE_URL	the dead-letter ledger in PostgreSQL (else AUDIT_DATABASE_URL)
   DEAD_LETTER_PATH	the file ledger without a database (default dead-letters.jsonl)
