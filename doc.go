@@ -41,7 +41,9 @@
 //	devmode/      what "server -dev" runs instead of infrastructure: in-memory Redis, log adapters, demo traffic
 //	cmd/          server, monitor, jobctl, loadgen: thin binaries over the packages
 //	examples/     escrow: a runnable escrow API on PostgreSQL that adds its jobs through the outbox
-//	internal/     cmdenv (binaries' env, logger, main), sample (load mix), testenv and testkit (tests)
+//	internal/     cmdenv (binaries' env, logger, main), httpserve (the HTTP endpoints' limits and serve loop),
+//	              jsonl (the shared append-only file under audit/ and deadletter/), apiurl (keyed API base URLs),
+//	              sample (load mix), testenv and testkit (tests)
 //
 // # The path of a job
 //
