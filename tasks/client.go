@@ -69,7 +69,10 @@ func honourDeadlines(rc redis.UniversalClient) {
 //
 // The job carries HeaderReadyAt and, with WithTracerProvider, the trace
 // context of its producer span. A job of an escrow (a payload with a
-// transactionId) is first added to that escrow's history index (History).
+// transactionId) is added to that escrow's history index (History) in the
+// same round trip, ahead of the job; when that write fails and the job
+// was stored, Enqueue returns the job's ID and an error (a retry adds the
+// index entry and reports ErrDuplicate).
 func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
 		var cancel context.CancelFunc
@@ -87,28 +90,36 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 			endSpan(span, err)
 		}()
 	}
-	if err := c.index(ctx, t); err != nil {
-		return "", fmt.Errorf("enqueue %s: %w", t.ID, err)
+	now := time.Now()
+	ix := c.indexEntry(t, now)
+	if ix != nil {
+		ctx = context.WithValue(ctx, indexEntryKey{}, ix)
 	}
 	var rw *replicaWait
 	if c.waitReplicas > 0 {
 		rw = &replicaWait{acked: -1}
 		ctx = context.WithValue(ctx, replicaWaitKey{}, rw)
 	}
-	if _, err := c.c.EnqueueContext(ctx, c.asynqTask(ctx, t)); err != nil {
-		if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
-			if rw != nil {
-				// With WaitReplicas a duplicate is reported only once the
-				// existing job is known to be on the replicas too.
-				if err := notReplicated(t.ID, c.waitReplicas, rw); err != nil {
-					return t.ID, err
-				}
+	_, err = c.c.EnqueueContext(ctx, c.asynqTask(ctx, t, now))
+	dup := errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask)
+	if ix != nil && (err == nil || dup) {
+		if werr := ix.write(ctx, c.rc); werr != nil {
+			return t.ID, fmt.Errorf("enqueue %s: stored, but not in the escrow's history: %w", t.ID, werr)
+		}
+	}
+	switch {
+	case dup:
+		if rw != nil {
+			// With WaitReplicas a duplicate is reported only once the
+			// existing job is known to be on the replicas too.
+			if err := notReplicated(t.ID, c.waitReplicas, rw); err != nil {
+				return t.ID, err
 			}
-			return t.ID, fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return "", fmt.Errorf("enqueue %s: no answer from Redis: %w", t.ID, err)
-		}
+		return t.ID, fmt.Errorf("enqueue %s: %w", t.ID, ErrDuplicate)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "", fmt.Errorf("enqueue %s: no answer from Redis: %w", t.ID, err)
+	case err != nil:
 		return "", fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}
 	if rw != nil {

@@ -24,9 +24,17 @@ import (
 // them for good, so they do not depend on the index.
 const HistoryTTL = 24 * time.Hour
 
-// historyKey is the Redis hash of one escrow's jobs: job ID → "<queue>
-// <enqueued-at unix nanos>".
-func historyKey(transactionID string) string { return "escrowjobs:history:" + transactionID }
+// historyKey is the Redis string of one escrow's jobs: one line per
+// enqueue, "<enqueued-at unix nanos> <queue> <job ID>\n", appended. A job
+// enqueued again (a duplicate) adds a line; History keeps its latest. A
+// string of lines costs Redis less than a hash, which job IDs over 64
+// bytes turn from a compact listpack into a hashtable.
+func historyKey(transactionID string) string { return "escrowjobs:jobs:" + transactionID }
+
+// legacyHistoryKey is the hash of job ID → "<queue> <enqueued-at unix
+// nanos>" that Enqueue wrote before; History still reads it, until the
+// last of them expires (HistoryTTL).
+func legacyHistoryKey(transactionID string) string { return "escrowjobs:history:" + transactionID }
 
 // transactionOf is p's transactionId ("" for a payload without one).
 func transactionOf(p Payload) string {
@@ -36,17 +44,25 @@ func transactionOf(p Payload) string {
 	return ""
 }
 
-// indexScript adds a job to an escrow's history hash and sets the hash's
-// expiry: one command, one round trip.
-var indexScript = redis.NewScript(`redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
-redis.call("PEXPIRE", KEYS[1], ARGV[3])
-return 1`)
+// indexEntry is the history line of one enqueue. Enqueue hands it to the
+// wake publisher (wake.go), which sends it in the pipeline that carries
+// asynq's enqueue script, ahead of the script: no extra round trip, and
+// on one Redis the line lands before the job. (On a Cluster the escrow's
+// key is in another slot than the queue's: its two commands go to their
+// own node in the same round trip, never inside asynq's script.) A job
+// whose enqueue then fails stays in the index and shows as StateExpired:
+// taking it out could drop a job that did land.
+type indexEntry struct {
+	txID, key, line string
+	ttl             time.Duration
+	appended        *redis.IntCmd  // nil until sent
+	expire          *redis.BoolCmd // nil until sent
+}
 
-// index adds t to its escrow's history before it is enqueued (one round
-// trip: HSET and PEXPIRE in a script), so no job of an escrow is ever
-// missing from the index. A job whose enqueue then fails stays in it and
-// shows as StateExpired: taking it out could drop a job that did land.
-func (c *Client) index(ctx context.Context, t *Task) error {
+type indexEntryKey struct{}
+
+// indexEntry is t's history line, or nil for a job of no escrow.
+func (c *Client) indexEntry(t *Task, now time.Time) *indexEntry {
 	txID := t.transactionID
 	if txID == "" && t.opts == nil && t.Task != nil {
 		txID = storedTransactionID(t.Payload()) // a task rebuilt from storage (the outbox relay)
@@ -54,15 +70,32 @@ func (c *Client) index(ctx context.Context, t *Task) error {
 	if txID == "" {
 		return nil
 	}
-	key := historyKey(txID)
 	delay := t.delay
 	if !t.readyAt.IsZero() {
-		delay = max(delay, time.Until(t.readyAt))
+		delay = max(delay, t.readyAt.Sub(now))
 	}
-	err := indexScript.Run(ctx, c.rc, []string{key}, t.ID, t.Queue+" "+strconv.FormatInt(time.Now().UnixNano(), 10),
-		(HistoryTTL + delay).Milliseconds()).Err()
-	if err != nil {
-		return fmt.Errorf("history index of %s: %w", txID, err)
+	return &indexEntry{txID: txID, key: historyKey(txID), ttl: HistoryTTL + delay,
+		line: strconv.FormatInt(now.UnixNano(), 10) + " " + t.Queue + " " + t.ID + "\n"}
+}
+
+// add queues the entry's APPEND and PEXPIRE on pipe.
+func (ix *indexEntry) add(ctx context.Context, pipe redis.Pipeliner) {
+	ix.appended = pipe.Append(ctx, ix.key, ix.line)
+	ix.expire = pipe.PExpire(ctx, ix.key, ix.ttl)
+}
+
+// write makes sure the entry is in Redis after the enqueue: written on its
+// own when the enqueue's pipeline did not carry it (a script the wake
+// publisher does not recognise) or failed to write it, so no job of an
+// escrow that Enqueue reports stored is missing from the index.
+func (ix *indexEntry) write(ctx context.Context, rc redis.UniversalClient) error {
+	if ix.appended != nil && ix.appended.Err() == nil && ix.expire.Err() == nil {
+		return nil
+	}
+	pipe := rc.Pipeline()
+	ix.add(ctx, pipe)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("history index of %s: %w", ix.txID, err)
 	}
 	return nil
 }
@@ -122,7 +155,7 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 	if err := payloads.ValidateEscrowID(transactionID); err != nil {
 		return nil, err
 	}
-	indexed, err := in.rc.HGetAll(ctx, historyKey(transactionID)).Result()
+	refs, err := in.indexed(ctx, transactionID)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", transactionID, err)
 	}
@@ -138,22 +171,9 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 			}
 		}
 	}
-	type ref struct {
-		queue    string
-		enqueued time.Time
-	}
-	refs := map[string]ref{}
-	for id, v := range indexed {
-		q, ns, _ := strings.Cut(v, " ")
-		r := ref{queue: q}
-		if n, err := strconv.ParseInt(ns, 10, 64); err == nil {
-			r.enqueued = time.Unix(0, n).UTC()
-		}
-		refs[id] = r
-	}
 	for id, e := range dead {
 		if _, ok := refs[id]; !ok {
-			refs[id] = ref{queue: e.Queue}
+			refs[id] = indexRef{queue: e.Queue}
 		}
 	}
 	out := make([]HistoryJob, 0, len(refs))
@@ -192,6 +212,46 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 		return cmp.Or(a.sortTime().Compare(b.sortTime()), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// indexRef is what the index holds of one job.
+type indexRef struct {
+	queue    string
+	enqueued time.Time
+}
+
+// indexed reads an escrow's index (and the legacy hash, in the same round
+// trip): job ID → its latest line.
+func (in *Inspector) indexed(ctx context.Context, transactionID string) (map[string]indexRef, error) {
+	pipe := in.rc.Pipeline()
+	lines := pipe.Get(ctx, historyKey(transactionID))
+	legacy := pipe.HGetAll(ctx, legacyHistoryKey(transactionID))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	refs := map[string]indexRef{}
+	for id, v := range legacy.Val() {
+		q, ns, _ := strings.Cut(v, " ")
+		refs[id] = indexRef{queue: q, enqueued: unixNanos(ns)}
+	}
+	for line := range strings.Lines(lines.Val()) {
+		ns, rest, ok1 := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		q, id, ok2 := strings.Cut(rest, " ")
+		if ok1 && ok2 && id != "" {
+			refs[id] = indexRef{queue: q, enqueued: unixNanos(ns)}
+		}
+	}
+	return refs, nil
+}
+
+// unixNanos is the time of a decimal Unix nanosecond count (zero when it
+// is not one).
+func unixNanos(ns string) time.Time {
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
 }
 
 // sortTime orders a history: the enqueue time, else the archive time.

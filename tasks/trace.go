@@ -132,7 +132,7 @@ func Headers(h map[string]string) Option { return func(o *options) { o.headers =
 
 // asynqTask is t with this enqueue's headers: the ready time and the trace
 // context of ctx. A Task not built by New is enqueued as it is.
-func (c *Client) asynqTask(ctx context.Context, t *Task) *asynq.Task {
+func (c *Client) asynqTask(ctx context.Context, t *Task, now time.Time) *asynq.Task {
 	if t.opts == nil {
 		return t.Task
 	}
@@ -142,7 +142,7 @@ func (c *Client) asynqTask(ctx context.Context, t *Task) *asynq.Task {
 	}
 	ready := t.readyAt
 	if ready.IsZero() {
-		ready = time.Now().Add(t.delay)
+		ready = now.Add(t.delay)
 	}
 	h[HeaderReadyAt] = strconv.FormatInt(ready.UnixNano(), 10)
 	if _, given := h[HeaderTraceParent]; !given {

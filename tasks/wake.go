@@ -22,7 +22,9 @@ func WakeChannel(queue string) string { return "escrowjobs:wake:{" + queue + "}"
 // runs its enqueue or schedule script, the hook sends the script and a
 // PUBLISH (SPUBLISH on a Cluster) of the job's queue in one pipeline: the
 // wake-up costs no extra round trip, and Redis runs it after the script,
-// so a worker that hears it finds the job. A failed publish is ignored:
+// so a worker that hears it finds the job. The same pipeline carries, ahead
+// of the script, the escrow's history line of a job Client.Enqueue stores
+// (indexEntry). A failed publish is ignored:
 // workers still poll, so a lost wake-up costs at most one poll interval.
 type wakePublisher struct {
 	rc      redis.UniversalClient
@@ -47,6 +49,9 @@ func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		pipe := p.rc.Pipeline()
+		if ix, ok := ctx.Value(indexEntryKey{}).(*indexEntry); ok && ix.appended == nil {
+			ix.add(ctx, pipe) // Client.Enqueue's history line, ahead of the job (history.go)
+		}
 		_ = pipe.Process(ctx, cmd)
 		if p.sharded {
 			pipe.SPublish(ctx, WakeChannel(queue), msg)

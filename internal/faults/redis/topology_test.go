@@ -94,6 +94,27 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	}
 	withEffect = append(withEffect, fanOut...)
 
+	// The escrow's history lists all twelve: each history line went to the
+	// escrow's hash slot in the round trip that stored its job in the
+	// queue's slot (another node, as a rule).
+	hist, err := insp.History(ctx, "esc-c", nil)
+	if err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	var inHistory []string
+	for _, j := range hist {
+		if j.State == "completed" && j.EnqueuedAt != nil {
+			inHistory = append(inHistory, j.ID)
+		}
+	}
+	wantHistory := slices.Clone(fanOut)
+	for _, task := range nine {
+		wantHistory = append(wantHistory, task.ID)
+	}
+	if slices.Sort(inHistory); !slices.Equal(inHistory, slices.Sorted(slices.Values(wantHistory))) {
+		t.Errorf("history of esc-c, completed and indexed: got %q, want the nine and the fan-out %q", inHistory, wantHistory)
+	}
+
 	// A transient failure retries (2 s later) and then succeeds.
 	if j := testkit.AwaitState(t, insp, transient.ID, "completed", 15*time.Second); j.Attempts != 2 {
 		t.Errorf("transient failure: got %d attempts, want 2", j.Attempts)
