@@ -14,10 +14,10 @@ import (
 	"github.com/escrowjobs/escrowjobs/devmode"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/monitor"
+	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 const devBanner = `
@@ -47,7 +47,12 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	}
 	defer dl.Close()
 
-	client := tasks.NewClient(redisOpt)
+	tel, err := newTelemetry(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer tel.close(log)
+	client := tasks.NewClient(redisOpt, tasks.WithTracerProvider(tel.tp))
 	defer client.Close()
 	mux, err := handlers.NewServeMux(handlers.Deps{
 		Mailer: devmode.NewMailer(log), Payments: devmode.Payments{Log: log}, Sender: devmode.Sender{Log: log},
@@ -56,10 +61,25 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(worker.Config{Redis: redisOpt, DeadLetters: dl, Logger: log, ShutdownTimeout: 5 * time.Second}, mux)
+	w, err := worker.New(worker.Config{Redis: redisOpt, DeadLetters: dl, Logger: log, ShutdownTimeout: 5 * time.Second},
+		observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
 		return err
 	}
+	// The worker's /healthz, /readyz and /metrics, as in production
+	// (METRICS_ADDR, default 127.0.0.1:9090, skipped with a warning when
+	// that is taken).
+	addr, err := metricsAddr(getenv)
+	if err != nil {
+		return err
+	}
+	inspector := tasks.NewInspector(redisOpt)
+	defer inspector.Close()
+	metricsAt, stopEndpoints, err := tel.serveEndpoints(ctx, addr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
+	if err != nil {
+		return err
+	}
+	defer stopEndpoints()
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -69,7 +89,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 		return err
 	}
 	defer stopScheduler()
-	stopOutbox, err := startOutbox(ctx, getenv("OUTBOX_DATABASE_URL"), client, prometheus.NewRegistry(), getenv, log) // -dev serves no worker /metrics
+	stopOutbox, err := startOutbox(ctx, getenv("OUTBOX_DATABASE_URL"), client, tel.reg, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -94,6 +114,9 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 
 	fmt.Fprint(stdout, devBanner)
 	fmt.Fprintf(stdout, "\n  monitor: http://%s/monitor/   (API: http://%s/api/v1, no login on loopback)", ln.Addr(), ln.Addr())
+	if metricsAt != "" {
+		fmt.Fprintf(stdout, "\n  metrics: http://%s/metrics   (and /healthz, /readyz)", metricsAt)
+	}
 	fmt.Fprintf(stdout, "\n  export REDIS_URL=%s   # for jobctl and the monitor\n", store.URL())
 	fmt.Fprintf(stdout, "  export DEAD_LETTER_PATH=%s   # the dead-letter ledger, for jobctl dlq (deleted on exit)\n\n", dl.Path())
 	log.Warn("dev mode: in-memory store, nothing survives a restart", "redis_url", store.URL())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -35,7 +36,9 @@ var exportRedisURL = regexp.MustCompile(`export REDIS_URL=(\S+)`)
 func startDev(t *testing.T, args ...string) *devServer {
 	t.Helper()
 	d := &devServer{}
-	runUntilCleanup(t, append([]string{"-dev", "-monitor-addr", "127.0.0.1:0"}, args...), envOf(nil), &d.out, &d.errOut, 15*time.Second)
+	// METRICS_ADDR on a free port: parallel tests would race for 9090.
+	env := envOf(map[string]string{"METRICS_ADDR": "127.0.0.1:0"})
+	runUntilCleanup(t, append([]string{"-dev", "-monitor-addr", "127.0.0.1:0"}, args...), env, &d.out, &d.errOut, 15*time.Second)
 	testkit.Eventually(t, "the dev server prints its REDIS_URL", 15*time.Second, func() bool {
 		if m := exportRedisURL.FindStringSubmatch(d.out.String()); m != nil {
 			d.url = m[1]
@@ -204,4 +207,44 @@ func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
 	if strings.Contains(d.errOut.String(), "dev.user@example.com") {
 		t.Errorf("log contains the raw address")
 	}
+}
+
+var printedMetrics = regexp.MustCompile(`metrics: (http://\S+)/metrics`)
+
+// -dev serves the worker's /healthz, /readyz and /metrics as production
+// does, prints where, and counts the jobs it ran by type.
+func TestDevServesWorkerMetrics(t *testing.T) {
+	t.Parallel()
+	d := startDev(t)
+	m := printedMetrics.FindStringSubmatch(d.out.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the banner:\n%s", d.out.String())
+	}
+	base := m[1]
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := httpGet(t, base+path); code != http.StatusOK {
+			t.Errorf("GET %s: got %d %.200s, want 200", path, code, body)
+		}
+	}
+	d.works(t) // one job of type direct e-mail, completed
+	typ := testkit.Direct("dev", 0).TaskType()
+	want := `escrowjobs_jobs_processed_total{type="` + typ + `"} 1`
+	testkit.Eventually(t, "the job counted in /metrics", 10*time.Second, func() bool {
+		_, body := httpGet(t, base+"/metrics")
+		return strings.Contains(body, want)
+	})
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, b.String()
 }

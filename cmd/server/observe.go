@@ -85,26 +85,26 @@ func (t *telemetry) httpClient(peer string) *http.Client {
 
 // serveEndpoints serves /healthz, /readyz and /metrics on addr until ctx is
 // done, with the queue figures of in (collected at most once per 5 s). It
-// logs the bound address ("metrics listening", addr) so that an address
-// ending in :0 can be found.
+// logs and returns the bound address ("metrics listening", addr) so that
+// an address ending in :0 can be found ("" when not served).
 //
 // When METRICS_ADDR is not set and the default address is taken (a second
 // server process on the host), the process runs without the endpoints and
 // says so; an address that was set and cannot be bound stops the start.
-func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, w *worker.Worker, in *asynq.Inspector, log *slog.Logger) (stop func(), err error) {
+func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, w *worker.Worker, in *asynq.Inspector, log *slog.Logger) (bound string, stop func(), err error) {
 	if addr == "" {
 		log.Info("metrics endpoints disabled (METRICS_ADDR=off)")
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	t.reg.MustRegister(observe.NewCached(metrics.NewQueueMetricsCollector(in), observe.QueueCollectInterval))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil && !explicit {
 		log.Warn("metrics endpoints not served: the default address is taken; set METRICS_ADDR (e.g. 127.0.0.1:9091) for this process",
 			"addr", addr, "error", err.Error())
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
+		return "", nil, fmt.Errorf("METRICS_ADDR %s: %w", addr, err)
 	}
 	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
 	h := observe.Endpoints{Ready: w.Ready, Gatherer: t.reg, Logger: log}.Handler()
@@ -116,5 +116,5 @@ func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bo
 			log.Error("metrics endpoints stopped", "error", err.Error())
 		}
 	}()
-	return func() { cancel(); <-done }, nil
+	return ln.Addr().String(), func() { cancel(); <-done }, nil
 }

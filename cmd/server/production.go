@@ -140,7 +140,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	}
 	inspector := tasks.NewInspector(cfg.redis)
 	cleanup.add(func() { inspector.Close() })
-	stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
+	_, stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
 	if err != nil {
 		return err
 	}
