@@ -64,6 +64,7 @@ type config struct {
 	loops          intList
 	flush          bool
 	latencyN       int
+	perEscrow      int
 	rounds         int
 	throughput     bool
 	idle           bool
@@ -130,6 +131,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(&cfg.loops, "loops", "worker fetch loops; a list (1,2,4,8) repeats the processing and idle phases for each")
 	fs.BoolVar(&cfg.flush, "flush", false, "FLUSHDB before each phase (destroys every key in the database; required unless it is empty)")
 	fs.IntVar(&cfg.latencyN, "latency-n", 10000, "jobs enqueued from one goroutine for the latency figures")
+	fs.IntVar(&cfg.perEscrow, "jobs-per-escrow", 1, "consecutive jobs (of different types, 1-9) that share one escrow; 1, every job its own escrow, is the per-escrow history index's worst case for memory")
 	fs.IntVar(&cfg.rounds, "rounds", 5, "repeat the enqueue and processing phases, alternating escrowjobs and raw asynq; each figure is the median over rounds, with its range")
 	fs.BoolVar(&cfg.throughput, "throughput", true, "run the enqueue and processing phases")
 	fs.BoolVar(&cfg.idle, "idle", true, "run the idle phase (commands/s and enqueue → handler start)")
@@ -161,6 +163,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		if v <= 0 {
 			return cfg, fmt.Errorf("%s must be positive, got %d", name, v)
 		}
+	}
+	if cfg.perEscrow < 1 || cfg.perEscrow > len(tasks.Types()) {
+		return cfg, fmt.Errorf("-jobs-per-escrow must be 1 to %d (the types, so one escrow's jobs have different IDs), got %d", len(tasks.Types()), cfg.perEscrow)
 	}
 	if !cfg.throughput && !cfg.idle {
 		return cfg, errors.New("-throughput=false and -idle=false leave nothing to measure")

@@ -32,11 +32,12 @@ func nonce() string {
 	return string(b)
 }
 
-// mix returns n jobs, the nine types round-robin, with typical payloads.
-func mix(n int, nonce string) []job {
+// mix returns n jobs, the nine types round-robin, with typical payloads;
+// each perEscrow consecutive jobs share one escrow (transaction ID).
+func mix(n int, nonce string, perEscrow int) []job {
 	out := make([]job, n)
 	for i := range out {
-		p := sample.Payload(i, nonce+"-"+fmt.Sprintf("%08d", i))
+		p := sample.Payload(i, nonce+"-"+fmt.Sprintf("%08d", i/perEscrow))
 		b, err := json.Marshal(p)
 		if err != nil {
 			panic(err) // the payload structs always encode

@@ -143,7 +143,7 @@ func (b *bench) enqueuePhase(ctx context.Context, label string, newClient client
 		return f, err
 	}
 	enq, closeClient := newClient()
-	jobs := mix(b.cfg.n, nonce())
+	jobs := mix(b.cfg.n, nonce(), b.cfg.perEscrow)
 	redisCPU0, err := b.adm.cpu(ctx)
 	if err != nil {
 		closeClient()
@@ -166,7 +166,7 @@ func (b *bench) enqueuePhase(ctx context.Context, label string, newClient client
 		fmt.Fprintf(b.stderr, "%s: enqueue %.0f jobs/s from %d goroutines; CPU per job: this process %s, Redis %s\n",
 			label, float64(b.cfg.n)/elapsed.Seconds(), b.cfg.c, human(ourCPU/time.Duration(b.cfg.n)), human((redisCPU-redisCPU0)/time.Duration(b.cfg.n)))
 	}
-	seqJobs := mix(b.cfg.latencyN, nonce())
+	seqJobs := mix(b.cfg.latencyN, nonce(), b.cfg.perEscrow)
 	_, seq, err := b.enqueueAll(ctx, label+": enqueue, 1 goroutine", seqJobs, 1, enq)
 	if err != nil {
 		closeClient()
@@ -192,7 +192,7 @@ func (b *bench) refill(ctx context.Context, label string) error {
 	}
 	enq, closeClient := b.oursClient()
 	defer closeClient()
-	_, _, err := b.enqueueAll(ctx, label+": enqueue", mix(b.cfg.n+b.cfg.latencyN, nonce()), b.cfg.c, enq)
+	_, _, err := b.enqueueAll(ctx, label+": enqueue", mix(b.cfg.n+b.cfg.latencyN, nonce(), b.cfg.perEscrow), b.cfg.c, enq)
 	return err
 }
 
@@ -518,7 +518,7 @@ func (b *bench) idle(ctx context.Context, label string, samples int, gap time.Du
 
 	enq, closeClient := newClient()
 	defer closeClient()
-	jobs := mix(samples, nonce())
+	jobs := mix(samples, nonce(), b.cfg.perEscrow)
 	bar := startProgress(b.stderr, b.cfg.progress, label, samples)
 	defer bar.finish()
 	lat := make([]time.Duration, 0, samples)

@@ -197,8 +197,8 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "loadgen: escrowjobs vs raw asynq, same run, same Redis\n")
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s, Redis %s at %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), r.redisVersion, r.redisURL)
-	fmt.Fprintf(w, "run: n=%d jobs (nine types round-robin), c=%d, k=%d, loops=%s, latency-n=%d, rounds=%d interleaved (median (min–max); ratio = median of the rounds' ratios), raw poll %s\n",
-		c.n, c.c, c.k, c.loops.String(), c.latencyN, c.rounds, rawPoll)
+	fmt.Fprintf(w, "run: n=%d jobs (nine types round-robin, %d per escrow), c=%d, k=%d, loops=%s, latency-n=%d, rounds=%d interleaved (median (min–max); ratio = median of the rounds' ratios), raw poll %s\n",
+		c.n, c.perEscrow, c.c, c.k, c.loops.String(), c.latencyN, c.rounds, rawPoll)
 	fmt.Fprintf(w, "raw asynq: asynq.Client + TaskID, the same payload bytes and ID length; one asynq.Server, concurrency %d, no-op handler\n", c.k)
 	fmt.Fprintf(w, "load: 1-minute load average %s at the end of the run (2 cores: above ~1 means others competed for the CPU)\n", loadAverage())
 	defer r.printIdle(w)
