@@ -19,7 +19,9 @@ const (
 // RedisFromEnv reads REDIS_CLUSTER_ADDRS (comma-separated host:port of a
 // Redis Cluster, with REDIS_USERNAME and REDIS_PASSWORD) or else REDIS_URL
 // (redis://, rediss://, redis-socket://, redis-sentinel://; a user name in
-// the URL is a Redis ACL user, of the sentinels for redis-sentinel://).
+// the URL is a Redis ACL user). For redis-sentinel:// the URL's
+// credentials are the sentinels', and REDIS_USERNAME and REDIS_PASSWORD
+// those of the master and replicas.
 // Errors name the variable and never show a password.
 func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 	if addrs := strings.TrimSpace(getenv("REDIS_CLUSTER_ADDRS")); addrs != "" {
@@ -61,7 +63,11 @@ func RedisFromEnv(getenv func(string) string) (asynq.RedisConnOpt, error) {
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = redisDialTimeout, redisReadTimeout, redisWriteTimeout
 		return o, nil
 	case asynq.RedisFailoverClientOpt:
+		// The URL's credentials are the sentinels' (asynq's reading); the
+		// master's and replicas' come from REDIS_USERNAME/REDIS_PASSWORD,
+		// which asynq's URL has no place for.
 		o.SentinelUsername = user
+		o.Username, o.Password = getenv("REDIS_USERNAME"), getenv("REDIS_PASSWORD")
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = redisDialTimeout, redisReadTimeout, redisWriteTimeout
 		return o, nil
 	}

@@ -80,3 +80,40 @@ func mustURL(t *testing.T, raw string) *url.URL {
 	}
 	return u
 }
+
+// Sentinel with a password on the master (requirepass): the URL's
+// credentials are the sentinels' (here none), REDIS_PASSWORD the master's.
+// Without it the master refuses every command, and the error does not show
+// the password.
+func TestRedisFromEnvSentinelMasterPassword(t *testing.T) {
+	t.Parallel()
+	const pw = "m4ster-pw"
+	s := testenv.StartSentinelAuth(t, pw)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		ok   bool
+	}{
+		{"with REDIS_PASSWORD", map[string]string{"REDIS_URL": s.URL(), "REDIS_PASSWORD": pw}, true},
+		{"without", map[string]string{"REDIS_URL": s.URL()}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opt, err := tasks.RedisFromEnv(func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := asynq.NewClient(opt)
+			defer c.Close()
+			_, err = c.EnqueueContext(ctx, asynq.NewTask("sentinel_probe", nil))
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("enqueue through the sentinel: %v", err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), "NOAUTH")):
+				t.Errorf("enqueue without the master's password: got %v, want NOAUTH", err)
+			case err != nil && strings.Contains(err.Error(), pw):
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}

@@ -295,8 +295,8 @@ Job types:
 Environment:
   REDIS_URL	redis://[user][:password@]host:port/db, rediss://…, redis-sentinel://…
   REDIS_CLUSTER_ADDRS	host:port,host:port of a Redis Cluster (instead of REDIS_URL)
-  REDIS_USERNAME	Redis ACL user for REDIS_CLUSTER_ADDRS
-  REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS
+  REDIS_USERNAME	Redis ACL user for REDIS_CLUSTER_ADDRS or the master behind redis-sentinel://
+  REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS or the master behind redis-sentinel://
   DEAD_LETTER_DATABASE_URL	the dead-letter ledger in PostgreSQL (else AUDIT_DATABASE_URL)
   DEAD_LETTER_PATH	the file ledger without a database (default dead-letters.jsonl)
 

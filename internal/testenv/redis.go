@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,8 +121,8 @@ func WaitRedis(addr string, timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		err = c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
+			return nil // NOAUTH: up, and wants a password (--requirepass)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -24,7 +24,8 @@ type Sentinel struct {
 	Replica  *RedisServer
 	sentinel *Process
 	// Port is the sentinel's port.
-	Port int
+	Port     int
+	password string // the data nodes' requirepass, "" for none
 }
 
 // StartSentinel starts a master, a replica of it and a sentinel that
@@ -33,9 +34,21 @@ type Sentinel struct {
 // run with --appendonly no. Everything is killed at cleanup.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
+	return StartSentinelAuth(t, "")
+}
+
+// StartSentinelAuth is StartSentinel with password as the data nodes'
+// requirepass (and the replica's and the sentinel's auth to the master);
+// the sentinel itself needs none. "" is StartSentinel.
+func StartSentinelAuth(t testing.TB, password string) *Sentinel {
+	t.Helper()
 	bin := LookPath(t, "redis-server", RedisToolsInstall)
-	s := &Sentinel{Master: StartRedis(t)}
-	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))
+	var auth []string
+	if password != "" {
+		auth = []string{"--requirepass", password, "--masterauth", password}
+	}
+	s := &Sentinel{Master: StartRedis(t, auth...), password: password}
+	s.Replica = StartRedis(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port)}, auth...)...)
 
 	s.start(t, bin, 5000)
 	return s
@@ -59,6 +72,9 @@ sentinel monitor %s 127.0.0.1 %d 1
 sentinel down-after-milliseconds %s 1000
 sentinel failover-timeout %s %d
 `, s.Port, dir, SentinelMasterName, s.Master.Port, SentinelMasterName, SentinelMasterName, failoverTimeoutMS)
+	if s.password != "" {
+		body += fmt.Sprintf("sentinel auth-pass %s %s\n", SentinelMasterName, s.password)
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatalf("write sentinel config: %v", err)
 	}
