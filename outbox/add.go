@@ -11,6 +11,8 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrNotStorable is returned by Add for a task carrying an asynq option the
@@ -41,6 +43,9 @@ type row struct {
 // when tx rolls back. Pass tasks built by the typed constructors of package
 // tasks: they are validated there, so a bad payload fails before Add.
 //
+// A task without a trace context (see tasks.Tracing.Stamp) gets the one of
+// ctx's span, if any, so the worker's span joins the caller's trace.
+//
 // A job ID that already waits in the outbox is not added again; one that was
 // already relayed is refused by Redis within its retention, as a second
 // tasks.Client.Enqueue would be. A relative process time (tasks.ProcessIn)
@@ -59,9 +64,14 @@ func Add(ctx context.Context, tx pgx.Tx, ts ...*tasks.Task) error {
 		if err != nil {
 			return err
 		}
-		headers := r.headers
-		if headers == nil {
-			headers = map[string]string{}
+		headers := make(map[string]string, len(r.headers)+1)
+		for k, v := range r.headers {
+			headers[k] = v
+		}
+		if _, given := headers[tasks.HeaderTraceParent]; !given && trace.SpanContextFromContext(ctx).IsValid() {
+			// The caller's span (the request that commits tx): the job's
+			// consumer span joins that trace even without tasks.Tracing.Stamp.
+			propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(headers))
 		}
 		hb, err := json.Marshal(headers)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -458,5 +459,45 @@ func TestPollRelaysARowWithoutNotification(t *testing.T) {
 	testkit.Eventually(t, "the job in Redis", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
 	if got, want := e.pendingIDs(t, "low"), []string{task.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
+	}
+}
+
+// A task added in a request's span carries that span's trace context to
+// the worker without tasks.Tracing.Stamp; one that already has a trace
+// context keeps it.
+func TestAddCarriesTheCallersTraceContext(t *testing.T) {
+	e := setup(t, "")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: trace.FlagsSampled,
+	})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	plain := audit(t, "evt-traced")
+	const stamped = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	given := audit(t, "evt-stamped")
+	given.Task = asynq.NewTaskWithHeaders(given.Type(), given.Payload(), map[string]string{"traceparent": stamped}, given.Options()...)
+	if err := pgx.BeginFunc(ctx, e.db, func(tx pgx.Tx) error { return outbox.Add(ctx, tx, plain, given) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := plain.Headers()["traceparent"]; got != "" {
+		t.Errorf("Add changed the caller's task: traceparent %q", got)
+	}
+	e.startRelay(t, outbox.RelayConfig{})
+	testkit.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	for _, tc := range []struct {
+		task *tasks.Task
+		want string
+	}{
+		{plain, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{given, stamped},
+	} {
+		info, err := e.inspect.GetTaskInfo("low", tc.task.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.task.ID, err)
+		}
+		if got := info.Headers["traceparent"]; got != tc.want {
+			t.Errorf("%s: got traceparent %q, want %q", tc.task.ID, got, tc.want)
+		}
 	}
 }
