@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/retry"
@@ -44,7 +45,9 @@ type row struct {
 // tasks: they are validated there, so a bad payload fails before Add.
 //
 // A task without a trace context (see tasks.Tracing.Stamp) gets the one of
-// ctx's span, if any, so the worker's span joins the caller's trace.
+// ctx's span, if any, so the worker's span joins the caller's trace; and
+// its due time (tasks.HeaderReadyAt) is set here, so the worker's
+// start-latency histogram measures from Add, the relay's share included.
 //
 // A job ID that already waits in the outbox is not added again; one that was
 // already relayed is refused by Redis within its retention, as a second
@@ -72,6 +75,15 @@ func Add(ctx context.Context, tx pgx.Tx, ts ...*tasks.Task) error {
 			// The caller's span (the request that commits tx): the job's
 			// consumer span joins that trace even without tasks.Tracing.Stamp.
 			propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(headers))
+		}
+		if _, given := headers[tasks.HeaderReadyAt]; !given {
+			// Due from now (or its process time): the worker's start
+			// latency of an outbox job then counts the relay's share too.
+			ready := now
+			if r.processAt != nil {
+				ready = *r.processAt
+			}
+			headers[tasks.HeaderReadyAt] = strconv.FormatInt(ready.UnixNano(), 10)
 		}
 		hb, err := json.Marshal(headers)
 		if err != nil {

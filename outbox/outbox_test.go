@@ -464,7 +464,7 @@ func TestPollRelaysARowWithoutNotification(t *testing.T) {
 
 // A task added in a request's span carries that span's trace context to
 // the worker without tasks.Tracing.Stamp; one that already has a trace
-// context keeps it.
+// context keeps it. Each carries its due time as of Add.
 func TestAddCarriesTheCallersTraceContext(t *testing.T) {
 	e := setup(t, "")
 	sc := trace.NewSpanContext(trace.SpanContextConfig{
@@ -477,9 +477,12 @@ func TestAddCarriesTheCallersTraceContext(t *testing.T) {
 	const stamped = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	given := audit(t, "evt-stamped")
 	given.Task = asynq.NewTaskWithHeaders(given.Type(), given.Payload(), map[string]string{"traceparent": stamped}, given.Options()...)
-	if err := pgx.BeginFunc(ctx, e.db, func(tx pgx.Tx) error { return outbox.Add(ctx, tx, plain, given) }); err != nil {
+	later := audit(t, "evt-later", tasks.ProcessIn(time.Hour))
+	before := time.Now()
+	if err := pgx.BeginFunc(ctx, e.db, func(tx pgx.Tx) error { return outbox.Add(ctx, tx, plain, given, later) }); err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now()
 	if got := plain.Headers()["traceparent"]; got != "" {
 		t.Errorf("Add changed the caller's task: traceparent %q", got)
 	}
@@ -499,5 +502,16 @@ func TestAddCarriesTheCallersTraceContext(t *testing.T) {
 		if got := info.Headers["traceparent"]; got != tc.want {
 			t.Errorf("%s: got traceparent %q, want %q", tc.task.ID, got, tc.want)
 		}
+		// Due when Add ran: the worker's start latency counts from there.
+		if ready := tasks.ReadyAt(info.Headers); ready.Before(before) || ready.After(after) {
+			t.Errorf("%s: got ready-at %v, want between %v and %v", tc.task.ID, ready, before, after)
+		}
+	}
+	info, err := e.inspect.GetTaskInfo("low", later.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready := tasks.ReadyAt(info.Headers); ready.Before(before.Add(time.Hour)) || ready.After(after.Add(time.Hour)) {
+		t.Errorf("a job due in an hour: got ready-at %v, want an hour after Add", ready)
 	}
 }
