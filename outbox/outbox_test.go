@@ -17,10 +17,10 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel/trace"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // env is one test's PostgreSQL database and Redis.
