@@ -29,12 +29,8 @@ func indexRedis(t *testing.T) (asynq.RedisConnOpt, *redis.Client, *Inspector, *C
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := redis.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, in, c := redis.NewClient(ro), NewInspector(opt), NewClient(opt)
-	t.Cleanup(func() { rc.Close(); in.Close(); c.Close() })
+	rc, in, c := testenv.RedisClient(t, u), NewInspector(opt), NewClient(opt)
+	t.Cleanup(func() { in.Close(); c.Close() })
 	return opt, rc, in, c
 }
 
