@@ -1,6 +1,7 @@
 package process_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"syscall"
@@ -130,15 +131,25 @@ func TestSIGTERMMidRunReturnsUnfinishedJobsToTheQueue(t *testing.T) {
 		t.Errorf("server a exited with %v after SIGTERM, want status 0", err)
 	}
 	after := h.states(t, jobs)
-	var returned, finished []string
+	var returned, finished, waiting []string
 	for _, id := range inflight {
 		switch after[id] {
 		case "completed":
 			finished = append(finished, id)
 		case "pending":
 			returned = append(returned, id)
+		case "retry":
+			// A webhook that was active at the snapshot but had not passed
+			// its partner's gate yet may have been told to wait (partner at
+			// maxConcurrency): back in Redis for later with no attempt
+			// spent, which is fine; any other retry is a failure.
+			if st, err := h.insp.Status(context.Background(), id); err == nil && strings.Contains(st.LastError, " waits (") && st.Attempts == 0 {
+				waiting = append(waiting, id)
+				continue
+			}
+			fallthrough
 		default:
-			t.Errorf("in-flight job %s is %q after the shutdown, want completed or pending (back in the queue)", id, after[id])
+			t.Errorf("in-flight job %s is %q after the shutdown, want completed, pending (back in the queue) or waiting for its partner", id, after[id])
 		}
 	}
 	if left := h.activeIDs(t); len(left) > 0 {
@@ -150,8 +161,8 @@ func TestSIGTERMMidRunReturnsUnfinishedJobsToTheQueue(t *testing.T) {
 			completed++
 		}
 	}
-	t.Logf("SIGTERM with %d jobs in flight: exited after %.2f s (timeout %s); of those, %d finished and %d went back to the queue; %d of %d jobs completed; %d 'Quitting worker' lines",
-		len(inflight), stopped.Seconds(), timeout, len(finished), len(returned), completed, len(jobs), strings.Count(a.Output(), "Quitting worker"))
+	t.Logf("SIGTERM with %d jobs in flight: exited after %.2f s (timeout %s); of those, %d finished, %d went back to the queue and %d wait for their partner; %d of %d jobs completed; %d 'Quitting worker' lines",
+		len(inflight), stopped.Seconds(), timeout, len(finished), len(returned), len(waiting), completed, len(jobs), strings.Count(a.Output(), "Quitting worker"))
 	if len(returned) == 0 {
 		t.Errorf("no in-flight job went back to the queue: the slow handlers (%s) did not outlast the %s timeout", slow, timeout)
 	}
