@@ -1,8 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -48,23 +54,87 @@ const (
 func doneKey(id string) string { return "escrowjobs:done:" + id }
 
 // doneMarkers are completion markers not yet written because Redis was down.
+//
+// With a file (Config.DoneMarkersPath) they also survive the process: each
+// is appended and fsynced before the job's handler returns to asynq, read
+// back by the next worker started on the file, and the file is emptied
+// once every marker it holds is in Redis. Without one, a process that dies
+// before Redis is back loses them, and asynq's rerun repeats the effect.
 type doneMarkers struct {
 	mu      sync.Mutex
 	pending map[string]string // job ID -> task type (for logs)
 	wake    chan struct{}
+	file    *os.File // nil: memory only
+	log     *slog.Logger
+}
+
+// doneLine is one marker in the file.
+type doneLine struct {
+	ID   string    `json:"id"`
+	Type string    `json:"type"`
+	At   time.Time `json:"at"`
 }
 
 func newDoneMarkers() *doneMarkers {
-	return &doneMarkers{pending: map[string]string{}, wake: make(chan struct{}, 1)}
+	return &doneMarkers{pending: map[string]string{}, wake: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
+}
+
+// openDoneMarkers is newDoneMarkers over the file at path: the markers it
+// holds that are younger than doneTTL are pending again (older ones no
+// longer matter: a rerun would have found no marker in Redis either).
+func openDoneMarkers(path string, log *slog.Logger) (*doneMarkers, error) {
+	d := newDoneMarkers()
+	d.log = log
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("worker: completion markers %s: %w", path, err)
+	}
+	for _, ln := range bytes.Split(b, []byte("\n")) {
+		var m doneLine
+		if json.Unmarshal(ln, &m) != nil || m.ID == "" { // blank, or torn by a crash
+			continue
+		}
+		if time.Since(m.At) < doneTTL {
+			d.pending[m.ID] = m.Type
+		}
+	}
+	if d.file, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		return nil, fmt.Errorf("worker: completion markers %s: %w", path, err)
+	}
+	if len(d.pending) > 0 {
+		log.Warn("completion markers from before a restart are written to Redis when it answers, so asynq's rerun does not repeat their effects",
+			"markers", len(d.pending), "path", path)
+		d.wake <- struct{}{}
+	}
+	return d, nil
 }
 
 func (d *doneMarkers) add(id, typ string) {
 	d.mu.Lock()
 	d.pending[id] = typ
+	if d.file != nil {
+		// A leading newline ends a line torn by an earlier crash.
+		b, _ := json.Marshal(doneLine{ID: id, Type: typ, At: time.Now().UTC()})
+		_, err := d.file.Write(append(append([]byte("\n"), b...), '\n'))
+		if err == nil {
+			err = d.file.Sync()
+		}
+		if err != nil {
+			d.log.Error("could not keep a job's completion marker on disk; it is kept in memory only",
+				"task_type", typ, "task_id", id, "error", err.Error())
+		}
+	}
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
 	default:
+	}
+}
+
+// close closes the file; the markers still pending stay in it.
+func (d *doneMarkers) close() {
+	if d.file != nil {
+		d.file.Close()
 	}
 }
 
@@ -78,10 +148,17 @@ func (d *doneMarkers) snapshot() map[string]string {
 	return out
 }
 
+// remove drops a marker that is in Redis; the file is emptied once no
+// marker is pending.
 func (d *doneMarkers) remove(id string) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	delete(d.pending, id)
-	d.mu.Unlock()
+	if d.file != nil && len(d.pending) == 0 {
+		if err := d.file.Truncate(0); err != nil {
+			d.log.Warn("could not empty the completion-marker file; its markers are written again at the next start (harmless)", "error", err.Error())
+		}
+	}
 }
 
 // markDone records that job id finished, in Redis now or, when Redis does
@@ -107,6 +184,11 @@ func (w *Worker) flushDone(ctx context.Context) {
 			w.flushOnce(context.Background(), 2*time.Second)
 			if left := w.done.snapshot(); len(left) > 0 {
 				for id, typ := range left {
+					if w.cfg.DoneMarkersPath != "" {
+						w.cfg.Logger.Warn("stopping with a job's completion not yet in Redis (unreachable); it stays in the marker file for the next worker started on it",
+							"task_type", typ, "task_id", id, "path", w.cfg.DoneMarkersPath)
+						continue
+					}
 					w.cfg.Logger.Error("stopping with a job's completion unrecorded (Redis unreachable); asynq may run it again",
 						"task_type", typ, "task_id", id)
 				}

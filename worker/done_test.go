@@ -2,7 +2,11 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,4 +80,43 @@ func TestSweepSkipsFinishedJobs(t *testing.T) {
 	if _, err := insp.GetTaskInfo("default", "finished"); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("finished: got %v, want it gone from the archive", err)
 	}
+}
+
+// A completion marker written while Redis is down survives its worker:
+// it is kept in the marker file, written to Redis by the next worker
+// started on that file, and the file is emptied once Redis has it. A
+// marker older than doneTTL is not replayed.
+func TestCompletionMarkerSurvivesARestartDuringAnOutage(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartRedis(t)
+	opt := redisOpt(t, srv.URL())
+	path := filepath.Join(t.TempDir(), "done-markers.jsonl")
+	old, _ := json.Marshal(doneLine{ID: "old-job", Type: "audit_log_created", At: time.Now().Add(-doneTTL - time.Minute)})
+	if err := os.WriteFile(path, append(old, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noop := asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
+
+	a := newWorker(t, Config{Redis: opt, DoneMarkersPath: path}, noop)
+	srv.Kill()
+	a.markDone("job-1", "audit_log_created") // the job finished while Redis is down
+	a.done.close()                           // and the process dies before Redis is back
+	if b, err := os.ReadFile(path); err != nil || !strings.Contains(string(b), `"id":"job-1"`) {
+		t.Fatalf("marker file after the outage: got %q, %v; want job-1 in it", b, err)
+	}
+
+	srv.Start()
+	start(t, newWorker(t, Config{Redis: opt, Concurrency: 1, FetchLoops: 1, DoneMarkersPath: path}, noop))
+	rc := redisClient(t, srv.URL())
+	waitFor(t, "job-1's marker in Redis", func() bool { return rc.Exists(ctx, doneKey("job-1")).Val() == 1 })
+	if ttl := rc.TTL(ctx, doneKey("job-1")).Val(); ttl <= 0 || ttl > doneTTL {
+		t.Errorf("marker TTL: got %s, want (0, %s]", ttl, doneTTL)
+	}
+	if n := rc.Exists(ctx, doneKey("old-job")).Val(); n != 0 {
+		t.Errorf("a marker older than %s was replayed", doneTTL)
+	}
+	waitFor(t, "the marker file emptied", func() bool {
+		fi, err := os.Stat(path)
+		return err == nil && fi.Size() == 0
+	})
 }

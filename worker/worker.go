@@ -107,6 +107,11 @@ type Config struct {
 	// Archived, when set, is told about every archived job after it is in
 	// DeadLetters, with its last error (webhook redelivery).
 	Archived func(ctx context.Context, id, taskType string, payload []byte, err error)
+	// DoneMarkersPath, when set, is a file that keeps the completion
+	// markers of jobs that finished while Redis was down (see done.go)
+	// until Redis has them, across a crash or restart of this process.
+	// One file per worker process; "" keeps them in memory only.
+	DoneMarkersPath string
 	// Logger is required.
 	Logger *slog.Logger
 }
@@ -176,7 +181,15 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	for q := range cfg.Queues {
 		names = append(names, q)
 	}
-	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: newDoneMarkers()}
+	done := newDoneMarkers()
+	if cfg.DoneMarkersPath != "" {
+		var err error
+		if done, err = openDoneMarkers(cfg.DoneMarkersPath, cfg.Logger); err != nil {
+			rc.Close()
+			return nil, err
+		}
+	}
+	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: done}
 	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
 	rc.AddHook(w.idle)
 	if !cfg.DisableWake {
@@ -259,6 +272,7 @@ func (w *Worker) Shutdown() {
 		}
 		w.stopSubscriber()
 		_ = w.rc.Close()
+		w.done.close()
 		w.cfg.Logger.Info("worker stopped")
 	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
@@ -30,6 +31,7 @@ type config struct {
 	metricsAddr     string
 
 	deadLetterPath      string
+	doneMarkersPath     string
 	deadLetterDB        string
 	deadLetterRetention time.Duration
 
@@ -76,6 +78,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, err)
 	} else {
 		c.deadLetterPath, c.deadLetterDB, c.deadLetterRetention = lc.Path, lc.DatabaseURL, lc.Retention
+	}
+	// Completion markers of jobs that finished while Redis was down (see
+	// worker.Config.DoneMarkersPath): next to the dead-letter file, "off"
+	// keeps them in memory only.
+	switch c.doneMarkersPath = strings.TrimSpace(getenv("WORKER_DONE_MARKERS_PATH")); c.doneMarkersPath {
+	case "":
+		c.doneMarkersPath = filepath.Join(filepath.Dir(c.deadLetterPath), "done-markers.jsonl")
+	case "off":
+		c.doneMarkersPath = ""
 	}
 
 	c.smtpURL, c.mailFrom = getenv("SMTP_URL"), getenv("MAIL_FROM")

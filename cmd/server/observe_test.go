@@ -35,3 +35,26 @@ func TestMetricsAddr(t *testing.T) {
 		}
 	}
 }
+
+// WORKER_DONE_MARKERS_PATH: unset is a file next to the dead-letter file,
+// "off" keeps the markers in memory only, anything else is the path.
+func TestDoneMarkersPath(t *testing.T) {
+	for _, tc := range []struct {
+		deadLetters, value, want string
+	}{
+		{"/var/lib/escrowjobs/dead-letters.jsonl", "", "/var/lib/escrowjobs/done-markers.jsonl"},
+		{"", "", "done-markers.jsonl"},
+		{"/var/lib/escrowjobs/dead-letters.jsonl", "off", ""},
+		{"/var/lib/escrowjobs/dead-letters.jsonl", "/data/markers.jsonl", "/data/markers.jsonl"},
+	} {
+		env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "SMTP_URL": "smtp://x:25", "MAIL_FROM": "ops@example.com",
+			"STRIPE_SECRET_KEY": "sk_test_secret123", "WEBHOOK_ENDPOINTS_FILE": "/nope", "DEAD_LETTER_PATH": tc.deadLetters, "WORKER_DONE_MARKERS_PATH": tc.value}
+		c, err := loadConfig(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		if c.doneMarkersPath != tc.want {
+			t.Errorf("DEAD_LETTER_PATH %q, WORKER_DONE_MARKERS_PATH %q: got %q, want %q", tc.deadLetters, tc.value, c.doneMarkersPath, tc.want)
+		}
+	}
+}

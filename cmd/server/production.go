@@ -134,6 +134,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
 		FallbackPoll: cfg.fallbackPoll, DisableWake: cfg.disableWake,
 		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log, Archived: partners.redelivery.Archived,
+		DoneMarkersPath: cfg.doneMarkersPath,
 	}, observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
 		return err
