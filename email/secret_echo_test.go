@@ -55,32 +55,15 @@ func TestParseSMTPURLNeverEchoesThePassword(t *testing.T) {
 }
 
 // TestResendBaseNeedsHTTPSOffLoopback: RESEND_API_BASE carries the API key
-// in a header, so plain http is for a loopback test peer only.
+// in a header, so plain http is for a loopback test peer only. The rule
+// (which hosts are loopback) is tested where it lives, internal/apiurl;
+// this shows NewResend applies it and names its variable.
 func TestResendBaseNeedsHTTPSOffLoopback(t *testing.T) {
-	for _, tc := range []struct {
-		base string
-		ok   bool
-	}{
-		{"https://api.resend.com/", true},
-		{"https://10.0.0.5:8443/", true},
-		{"http://127.0.0.1:8080/", true},
-		{"http://127.9.9.9:8080/", true},
-		{"http://[::1]:8080/", true},
-		{"http://localhost:8080/", true},
-		{"http://LOCALHOST.:8080/", true},
-		{"http://api.resend.com/", false},
-		{"http://10.0.0.5:8080/", false},
-		{"http://[::ffff:127.0.0.1]:8080/", true},
-		{"http://localhost.example.com/", false},
-		{"http://127.0.0.1.nip.io/", false},
-		{"http://0.0.0.0:8080/", false},
-	} {
-		_, err := email.NewResend(email.ResendConfig{APIKey: "re_test_123", From: from, BaseURL: tc.base}, nil)
-		switch {
-		case tc.ok && err != nil:
-			t.Errorf("NewResend(BaseURL %q): got %v, want nil", tc.base, err)
-		case !tc.ok && (err == nil || !strings.Contains(err.Error(), "RESEND_API_BASE") || !strings.Contains(err.Error(), "https")):
-			t.Errorf("NewResend(BaseURL %q): got %v, want an error naming RESEND_API_BASE and https", tc.base, err)
-		}
+	if _, err := email.NewResend(email.ResendConfig{APIKey: "re_test_123", From: from, BaseURL: "http://127.0.0.1:8080/"}, nil); err != nil {
+		t.Errorf("NewResend(BaseURL http://127.0.0.1:8080/): got %v, want nil", err)
+	}
+	_, err := email.NewResend(email.ResendConfig{APIKey: "re_test_123", From: from, BaseURL: "http://api.resend.com/"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "RESEND_API_BASE") || !strings.Contains(err.Error(), "https") {
+		t.Errorf("NewResend(BaseURL http://api.resend.com/): got %v, want an error naming RESEND_API_BASE and https", err)
 	}
 }
