@@ -43,6 +43,7 @@
 //	examples/     escrow: a runnable escrow API on PostgreSQL that adds its jobs through the outbox
 //	internal/     cmdenv (binaries' env, logger, main), httpserve (the HTTP endpoints' limits and serve loop),
 //	              jsonl (the shared append-only file under audit/ and deadletter/), apiurl (keyed API base URLs),
+//	              asynqkey (the asynq Redis key names the code uses by hand),
 //	              sample (load mix), testenv and testkit (tests)
 //
 // # The path of a job

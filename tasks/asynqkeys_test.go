@@ -7,17 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/hibiken/asynq"
 )
 
 // The code reads and writes some of asynq's Redis keys by name, which asynq
-// does not export: the wake hook (pending, scheduled), requeue (t:<id>,
-// pending, archived, asynq:queues), the worker (pending, retry, scheduled,
-// archived), the lease proof in testkit (active, lease) and the partner
-// wake script. This pins those names against the asynq in go.mod: after an
-// upgrade that renames one, this test fails instead of wake-ups or
-// requeues silently missing.
+// does not export, all through internal/asynqkey: the wake hook (pending,
+// scheduled), requeue (t:<id>, pending, archived, asynq:queues), the worker
+// (pending, retry, scheduled, archived), the lease proof in testkit
+// (active, lease) and the partner wake script. This pins those names
+// against the asynq in go.mod: after an upgrade that renames one, this test
+// fails instead of wake-ups or requeues silently missing.
 func TestAsynqKeyNamesTheCodeUses(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.Redis(t)
@@ -78,24 +79,23 @@ func TestAsynqKeyNamesTheCodeUses(t *testing.T) {
 			t.Fatal("retry-job never reached the retry state")
 		}
 	}
-	srv.Stop() // fetch no more, so pending-job stays pending
+	srv.Stop()                                           // fetch no more, so pending-job stays pending
 	if err := in.RunTask(q, "pending-job"); err != nil { // archived → pending again
 		t.Fatal(err)
 	}
 
-	prefix := "asynq:{" + q + "}:"
 	for _, tc := range []struct {
 		key, member string
 		kind        string // list, zset, hash, set
 	}{
-		{prefix + "pending", "pending-job", "list"},
-		{prefix + "scheduled", "scheduled-job", "zset"},
-		{prefix + "retry", "retry-job", "zset"},
-		{prefix + "archived", "archived-job", "zset"},
-		{prefix + "active", "active-job", "list"},
-		{prefix + "lease", "active-job", "zset"},
-		{prefix + "t:pending-job", "msg", "hash"},
-		{"asynq:queues", q, "set"},
+		{asynqkey.Pending(q), "pending-job", "list"},
+		{asynqkey.Scheduled(q), "scheduled-job", "zset"},
+		{asynqkey.Retry(q), "retry-job", "zset"},
+		{asynqkey.Archived(q), "archived-job", "zset"},
+		{asynqkey.Active(q), "active-job", "list"},
+		{asynqkey.Lease(q), "active-job", "zset"},
+		{asynqkey.Task(q, "pending-job"), "msg", "hash"},
+		{asynqkey.AllQueues, q, "set"},
 	} {
 		var found bool
 		switch tc.kind {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -46,11 +47,11 @@ const requeuedTTL = 90 * 24 * time.Hour
 // It returns the run header of the run and what it did.
 func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string) (string, string, error) {
 	q := e.Queue
-	taskKey := "asynq:{" + q + "}:t:" + e.ID
+	taskKey := asynqkey.Task(q, e.ID)
 	marker := "escrowjobs:{" + q + "}:requeued:" + e.ID + ":" + e.Run
 	// asynq's list of queues is outside the queue's hash slot (Cluster);
 	// adding to it first is harmless.
-	if err := in.rc.SAdd(ctx, "asynq:queues", q).Err(); err != nil {
+	if err := in.rc.SAdd(ctx, asynqkey.AllQueues, q).Err(); err != nil {
 		return "", "", fmt.Errorf("requeue %s: %w (the job is where it was)", e.ID, err)
 	}
 	var got, where string
@@ -98,9 +99,9 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.HSet(ctx, taskKey, "msg", fresh, "state", "pending", "pending_since", strconv.FormatInt(time.Now().UnixNano(), 10))
 				if state == "archived" {
-					p.ZRem(ctx, "asynq:{"+q+"}:archived", e.ID)
+					p.ZRem(ctx, asynqkey.Archived(q), e.ID)
 				}
-				p.LPush(ctx, "asynq:{"+q+"}:pending", e.ID)
+				p.LPush(ctx, asynqkey.Pending(q), e.ID)
 				p.Set(ctx, marker, run, requeuedTTL)
 				return nil
 			})

@@ -3,8 +3,8 @@ package tasks
 import (
 	"context"
 	"strconv"
-	"strings"
 
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -80,18 +80,14 @@ func enqueuedQueue(args []any) (queue, msg string, ok bool) {
 	}
 	task, _ := args[3].(string)
 	list, _ := args[4].(string)
-	rest, ok := strings.CutPrefix(task, "asynq:{")
+	queue, _, ok = asynqkey.ParseTask(task)
 	if !ok {
 		return "", "", false
 	}
-	queue, id, ok := strings.Cut(rest, "}:t:")
-	if !ok || id == "" {
-		return "", "", false
-	}
 	switch list {
-	case "asynq:{" + queue + "}:pending":
+	case asynqkey.Pending(queue):
 		return queue, "p", true
-	case "asynq:{" + queue + "}:scheduled":
+	case asynqkey.Scheduled(queue):
 		var due int64
 		switch v := args[6].(type) {
 		case int64:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -438,9 +439,8 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 	woken := map[string]bool{}
 	for _, id := range ids {
 		q := queueOf(id)
-		// asynq v0.26's key layout (all keys of a queue share its hash tag).
-		prefix := "asynq:{" + q + "}:"
-		n, err := wakeScript.Run(ctx, s.rc, []string{prefix + "t:" + id, prefix + "retry", prefix + "pending"}, id).Int()
+		// All keys of a queue share its hash tag: one slot on a Cluster.
+		n, err := wakeScript.Run(ctx, s.rc, []string{asynqkey.Task(q, id), asynqkey.Retry(q), asynqkey.Pending(q)}, id).Int()
 		if err != nil {
 			log.DebugContext(ctx, "webhook: waiting delivery not woken", "partner", partner, "task_id", id, "error", err)
 		}

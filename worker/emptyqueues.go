@@ -2,10 +2,10 @@ package worker
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -73,7 +73,7 @@ func newEmptyQueues(rc redis.UniversalClient, queues []string, fastPoll, wakePol
 // at least 25 s, so it is never fetched with a lease already run out.
 const maxHoldDequeue = 5 * time.Second
 
-func pendingKey(queue string) string { return "asynq:{" + queue + "}:pending" }
+func pendingKey(queue string) string { return asynqkey.Pending(queue) }
 
 func (e *emptyQueues) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -139,11 +139,14 @@ func dequeuedList(args []any) (string, bool) {
 	if n, _ := args[2].(int); n != 4 {
 		return "", false
 	}
-	for i, suffix := range [4]string{":pending", ":paused", ":active", ":lease"} {
+	var queue string
+	for i, suffix := range [4]string{"pending", "paused", "active", "lease"} {
 		k, _ := args[3+i].(string)
-		if !strings.HasPrefix(k, "asynq:{") || !strings.HasSuffix(k, suffix) {
+		q, ok := asynqkey.QueueOf(k, suffix)
+		if !ok || (i > 0 && q != queue) {
 			return "", false
 		}
+		queue = q
 	}
 	return args[3].(string), true
 }
@@ -295,7 +298,7 @@ func minTime(a, b time.Time) time.Time {
 func (e *emptyQueues) queues() []string {
 	out := make([]string, len(e.lists))
 	for i, k := range e.lists {
-		out[i] = strings.TrimSuffix(strings.TrimPrefix(k, "asynq:{"), "}:pending")
+		out[i], _ = asynqkey.QueueOf(k, "pending")
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -67,7 +68,7 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 	high, atHigh := from, int64(0) // score reached, members done at that score
 	recorded, failed := 0, false
 	for {
-		zs, err := w.rc.ZRangeByScoreWithScores(ctx, "asynq:{"+q+"}:archived", &redis.ZRangeBy{
+		zs, err := w.rc.ZRangeByScoreWithScores(ctx, asynqkey.Archived(q), &redis.ZRangeBy{
 			Min: strconv.FormatInt(high, 10), Max: "+inf", Offset: atHigh, Count: sweepPage,
 		}).Result()
 		if err != nil {

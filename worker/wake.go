@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/redis/go-redis/v9"
 )
@@ -93,15 +94,17 @@ func forwardedSet(args []any) (set, pending string, ok bool) {
 	}
 	set, _ = args[3].(string)
 	pending, _ = args[4].(string)
-	q, ok := strings.CutPrefix(pending, "asynq:{")
-	if !ok || !strings.HasSuffix(q, "}:pending") {
+	q, ok := asynqkey.QueueOf(pending, "pending")
+	if !ok {
 		return "", "", false
 	}
-	prefix := strings.TrimSuffix(pending, "pending")
-	if set != prefix+"scheduled" && set != prefix+"retry" {
-		return "", "", false
+	if sq, ok := asynqkey.QueueOf(set, "scheduled"); ok && sq == q {
+		return set, pending, true
 	}
-	return set, pending, true
+	if rq, ok := asynqkey.QueueOf(set, "retry"); ok && rq == q {
+		return set, pending, true
+	}
+	return "", "", false
 }
 
 // forward runs asynq's forward script for set when the gate is open, and
@@ -133,7 +136,8 @@ func (e *emptyQueues) forward(ctx context.Context, next redis.ProcessHook, cmd r
 	e.wake(pending)
 	e.mu.Unlock()
 	// Tell the other processes too: this one's loops may all be busy.
-	ch := tasks.WakeChannel(strings.TrimSuffix(strings.TrimPrefix(pending, "asynq:{"), "}:pending"))
+	q, _ := asynqkey.QueueOf(pending, "pending")
+	ch := tasks.WakeChannel(q)
 	if e.cluster {
 		_ = e.rc.SPublish(ctx, ch, "p").Err()
 	} else {
@@ -145,7 +149,7 @@ func (e *emptyQueues) forward(ctx context.Context, next redis.ProcessHook, cmd r
 // expectRetry tells the forwarder's gate that a retry of queue is due at d.
 func (e *emptyQueues) expectRetry(queue string, d time.Time) {
 	e.mu.Lock()
-	e.delayed.expect("asynq:{"+queue+"}:retry", d)
+	e.delayed.expect(asynqkey.Retry(queue), d)
 	e.mu.Unlock()
 }
 
@@ -155,7 +159,7 @@ func (e *emptyQueues) announce(queue, msg string) {
 	if s, ok := strings.CutPrefix(msg, "s"); ok {
 		if sec, err := strconv.ParseInt(s, 10, 64); err == nil {
 			e.mu.Lock()
-			e.delayed.expect("asynq:{"+queue+"}:scheduled", time.Unix(sec, 0))
+			e.delayed.expect(asynqkey.Scheduled(queue), time.Unix(sec, 0))
 			e.mu.Unlock()
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -40,11 +41,11 @@ func Leased(t testing.TB, opt asynq.RedisConnOpt) []string {
 	ctx := context.Background()
 	var left []string
 	for _, q := range queues() {
-		active, err := rc.LLen(ctx, "asynq:{"+q+"}:active").Result()
+		active, err := rc.LLen(ctx, asynqkey.Active(q)).Result()
 		if err != nil {
 			t.Fatalf("LLEN asynq:{%s}:active: %v", q, err)
 		}
-		leases, err := rc.ZCard(ctx, "asynq:{"+q+"}:lease").Result()
+		leases, err := rc.ZCard(ctx, asynqkey.Lease(q)).Result()
 		if err != nil {
 			t.Fatalf("ZCARD asynq:{%s}:lease: %v", q, err)
 		}
