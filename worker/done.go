@@ -1,16 +1,14 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/escrowjobs/escrowjobs/internal/jsonl"
 
 	"github.com/hibiken/asynq"
 )
@@ -64,7 +62,7 @@ type doneMarkers struct {
 	mu      sync.Mutex
 	pending map[string]string // job ID -> task type (for logs)
 	wake    chan struct{}
-	file    *os.File // nil: memory only
+	file    *jsonl.File // nil: memory only
 	log     *slog.Logger
 }
 
@@ -79,28 +77,28 @@ func newDoneMarkers() *doneMarkers {
 	return &doneMarkers{pending: map[string]string{}, wake: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
 }
 
-// openDoneMarkers is newDoneMarkers over the file at path: the markers it
-// holds that are younger than doneTTL are pending again (older ones no
-// longer matter: a rerun would have found no marker in Redis either).
+// openDoneMarkers is newDoneMarkers over the file at path (a JSON-lines
+// file, internal/jsonl, of this process alone): the markers it holds that
+// are younger than doneTTL are pending again (older ones no longer matter:
+// a rerun would have found no marker in Redis either).
 func openDoneMarkers(path string, log *slog.Logger) (*doneMarkers, error) {
 	d := newDoneMarkers()
 	d.log = log
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("worker: completion markers %s: %w", path, err)
+	f, err := jsonl.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("worker: completion markers: %w", err)
 	}
-	for _, ln := range bytes.Split(b, []byte("\n")) {
+	err = f.ReadNew(func(ln []byte) {
 		var m doneLine
-		if json.Unmarshal(ln, &m) != nil || m.ID == "" { // blank, or torn by a crash
-			continue
-		}
-		if time.Since(m.At) < doneTTL {
+		if json.Unmarshal(ln, &m) == nil && m.ID != "" && time.Since(m.At) < doneTTL { // not blank, not torn by a crash
 			d.pending[m.ID] = m.Type
 		}
+	})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("worker: completion markers: %w", err)
 	}
-	if d.file, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
-		return nil, fmt.Errorf("worker: completion markers %s: %w", path, err)
-	}
+	d.file = f
 	if len(d.pending) > 0 {
 		log.Warn("completion markers from before a restart are written to Redis when it answers, so asynq's rerun does not repeat their effects",
 			"markers", len(d.pending), "path", path)
@@ -113,13 +111,8 @@ func (d *doneMarkers) add(id, typ string) {
 	d.mu.Lock()
 	d.pending[id] = typ
 	if d.file != nil {
-		// A leading newline ends a line torn by an earlier crash.
 		b, _ := json.Marshal(doneLine{ID: id, Type: typ, At: time.Now().UTC()})
-		_, err := d.file.Write(append(append([]byte("\n"), b...), '\n'))
-		if err == nil {
-			err = d.file.Sync()
-		}
-		if err != nil {
+		if err := d.file.Append(b); err != nil { // fsynced; after a torn line, on a new line
 			d.log.Error("could not keep a job's completion marker on disk; it is kept in memory only",
 				"task_type", typ, "task_id", id, "error", err.Error())
 		}
@@ -155,7 +148,7 @@ func (d *doneMarkers) remove(id string) {
 	defer d.mu.Unlock()
 	delete(d.pending, id)
 	if d.file != nil && len(d.pending) == 0 {
-		if err := d.file.Truncate(0); err != nil {
+		if err := d.file.Empty(); err != nil {
 			d.log.Warn("could not empty the completion-marker file; its markers are written again at the next start (harmless)", "error", err.Error())
 		}
 	}

@@ -85,14 +85,15 @@ func TestSweepSkipsFinishedJobs(t *testing.T) {
 // A completion marker written while Redis is down survives its worker:
 // it is kept in the marker file, written to Redis by the next worker
 // started on that file, and the file is emptied once Redis has it. A
-// marker older than doneTTL is not replayed.
+// marker older than doneTTL is not replayed, nor a line torn by a crash.
 func TestCompletionMarkerSurvivesARestartDuringAnOutage(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.StartRedis(t)
 	opt := redisOpt(t, srv.URL())
 	path := filepath.Join(t.TempDir(), "done-markers.jsonl")
 	old, _ := json.Marshal(doneLine{ID: "old-job", Type: "audit_log_created", At: time.Now().Add(-doneTTL - time.Minute)})
-	if err := os.WriteFile(path, append(old, '\n'), 0o600); err != nil {
+	// and a line torn by a crash mid-write
+	if err := os.WriteFile(path, append(append(old, '\n'), `{"id":"torn-jo`...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	noop := asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
@@ -111,6 +112,9 @@ func TestCompletionMarkerSurvivesARestartDuringAnOutage(t *testing.T) {
 	waitFor(t, "job-1's marker in Redis", func() bool { return rc.Exists(ctx, doneKey("job-1")).Val() == 1 })
 	if ttl := rc.TTL(ctx, doneKey("job-1")).Val(); ttl <= 0 || ttl > doneTTL {
 		t.Errorf("marker TTL: got %s, want (0, %s]", ttl, doneTTL)
+	}
+	if n := rc.Exists(ctx, doneKey("torn-jo")).Val(); n != 0 {
+		t.Errorf("a torn line was replayed")
 	}
 	if n := rc.Exists(ctx, doneKey("old-job")).Val(); n != 0 {
 		t.Errorf("a marker older than %s was replayed", doneTTL)

@@ -107,6 +107,17 @@ func (l *File) Append(line []byte) error {
 	return nil
 }
 
+// Empty truncates the file to nothing, for an owner whose lines have all
+// become obsolete (a file of one process's pending records). Call it
+// holding the lock; another File open on the path then finds it shrunk.
+func (l *File) Empty() error {
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("empty %s: %w", l.path, err)
+	}
+	l.offset, l.torn = 0, false
+	return nil
+}
+
 // Replaced reports whether the path now names another file than the one
 // open: one renamed over it, as a compaction does.
 func (l *File) Replaced() bool {

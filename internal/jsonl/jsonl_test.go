@@ -130,3 +130,25 @@ func TestShrunkFileIsAnErrorAndReplacedIsSeen(t *testing.T) {
 		t.Error("Replaced after a rename over the path: got false, want true")
 	}
 }
+
+// Empty leaves nothing: the next append is the file's first line, also
+// after a torn line.
+func TestEmptyStartsTheFileAfresh(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.jsonl")
+	if err := os.WriteFile(path, []byte("{\"n\":1}\n{\"n\":2,\"cut"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := open(t, path)
+	readNew(t, f)
+	if err := f.Empty(); err != nil {
+		t.Fatal(err)
+	}
+	appendLine(t, f, `{"n":3}`)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "{\"n\":3}\n"; got != want {
+		t.Errorf("file: got %q, want %q", got, want)
+	}
+}
