@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/retry"
@@ -83,7 +82,7 @@ func Add(ctx context.Context, tx pgx.Tx, ts ...*tasks.Task) error {
 			if r.processAt != nil {
 				ready = *r.processAt
 			}
-			headers[tasks.HeaderReadyAt] = strconv.FormatInt(ready.UnixNano(), 10)
+			tasks.SetReadyAt(headers, ready)
 		}
 		hb, err := json.Marshal(headers)
 		if err != nil {

@@ -144,11 +144,17 @@ func (c *Client) asynqTask(ctx context.Context, t *Task, now time.Time) *asynq.T
 	if ready.IsZero() {
 		ready = now.Add(t.delay)
 	}
-	h[HeaderReadyAt] = strconv.FormatInt(ready.UnixNano(), 10)
+	SetReadyAt(h, ready)
 	if _, given := h[HeaderTraceParent]; !given {
 		c.tracing.Inject(ctx, h)
 	}
 	return asynq.NewTaskWithHeaders(t.Type(), t.Payload(), h, t.opts...)
+}
+
+// SetReadyAt sets headers' HeaderReadyAt to t, the time the job is due
+// (read back by ReadyAt).
+func SetReadyAt(headers map[string]string, t time.Time) {
+	headers[HeaderReadyAt] = strconv.FormatInt(t.UnixNano(), 10)
 }
 
 // ReadyAt is the HeaderReadyAt time of a task's headers (zero when absent).
