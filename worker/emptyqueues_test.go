@@ -27,6 +27,7 @@ func TestDequeuedListRecognisesOnlyAsynqDequeue(t *testing.T) {
 		{"other script", args("evalsha", 2, "asynq:{low}:t:x", "asynq:{low}:pending"), ""},
 		{"other keys", args("evalsha", 4, "asynq:{low}:active", "asynq:{low}:lease", "asynq:{low}:t:x", "asynq:{low}:processed"), ""},
 		{"not asynq", args("evalsha", 4, "a:pending", "a:paused", "a:active", "a:lease"), ""},
+		{"keys of two queues", args("evalsha", 4, "asynq:{low}:pending", "asynq:{low}:paused", "asynq:{high}:active", "asynq:{low}:lease"), ""},
 		{"plain command", []any{"get", "asynq:{low}:pending"}, ""},
 	}
 	for _, c := range cases {

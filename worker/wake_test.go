@@ -411,6 +411,8 @@ func TestForwardedSetRecognisesOnlyAsynqForward(t *testing.T) {
 		{"run all scheduled (inspector)", []any{"evalsha", "sha", 2, "asynq:{low}:scheduled", "asynq:{low}:pending", "asynq:{low}:t:", "asynq:{low}:g:"}, "", ""},
 		{"dequeue", []any{"evalsha", "sha", 4, "asynq:{low}:pending", "asynq:{low}:paused", "asynq:{low}:active", "asynq:{low}:lease", int64(1), "asynq:{low}:t:"}, "", ""},
 		{"another queue's set", []any{"evalsha", "sha", 2, "asynq:{a}:retry", "asynq:{b}:pending", 1, 2, 3, 4}, "", ""},
+		{"another queue's scheduled set", []any{"evalsha", "sha", 2, "asynq:{a}:scheduled", "asynq:{b}:pending", 1, 2, 3, 4}, "", ""},
+		{"a queue's archive", []any{"evalsha", "sha", 2, "asynq:{a}:archived", "asynq:{a}:pending", 1, 2, 3, 4}, "", ""},
 		{"plain command", []any{"zrangebyscore", "asynq:{low}:retry", "-inf", "1", "limit", 0, 100, "x", "y"}, "", ""},
 	}
 	for _, c := range cases {
