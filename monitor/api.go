@@ -87,7 +87,11 @@ func (m *Monitor) enqueue(w http.ResponseWriter, r *http.Request) {
 		fields = append([]payloads.FieldError{{Field: "type", Message: "is required"}}, fields...)
 	case !knownType(req.Type):
 		fields = append([]payloads.FieldError{{Field: "type", Message: "must be one of " + strings.Join(typeNames(), ", ")}}, fields...)
-		writeError(w, http.StatusBadRequest, codeUnknownType, fmt.Sprintf("unknown job type %q", truncate(req.Type, 64)), fields...)
+		msg := fmt.Sprintf("unknown job type %q", truncate(req.Type, 64))
+		if strings.ContainsRune(req.Type, '@') {
+			msg = "unknown job type" // it may be an address pasted in the wrong field: never echoed
+		}
+		writeError(w, http.StatusBadRequest, codeUnknownType, msg, fields...)
 		return
 	}
 	if len(bytes.TrimSpace(req.Payload)) == 0 || string(bytes.TrimSpace(req.Payload)) == "null" {
