@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,20 +43,20 @@ type RelayConfig struct {
 	// Logger receives one line per batch problem; nil discards.
 	Logger *slog.Logger
 	// BatchSize is the number of rows claimed per transaction
-	// (DefaultBatchSize when 0).
+	// (DefaultBatchSize when 0 or negative).
 	BatchSize int
 	// Concurrency is the number of enqueues in flight within a batch
-	// (DefaultConcurrency when 0).
+	// (DefaultConcurrency when 0 or negative).
 	Concurrency int
 	// Claimers is the number of batches in flight at once, each in its own
-	// transaction (DefaultClaimers when 0): while one batch waits for
+	// transaction (DefaultClaimers when 0 or negative): while one batch waits for
 	// PostgreSQL another keeps Redis busy.
 	Claimers int
 	// PollInterval is how often the table is read without a notification
-	// (DefaultPollInterval when 0): the fallback for a lost NOTIFY.
+	// (DefaultPollInterval when 0 or negative): the fallback for a lost NOTIFY.
 	PollInterval time.Duration
 	// MaxBackoff caps the wait between attempts while Redis or PostgreSQL
-	// fails (DefaultMaxBackoff when 0); the wait doubles from 100 ms.
+	// fails (DefaultMaxBackoff when 0 or negative); the wait doubles from 100 ms.
 	MaxBackoff time.Duration
 	// AfterEnqueue, when set, runs after a batch's enqueues and before its
 	// rows are deleted, with the job IDs that were enqueued or found already
@@ -78,27 +79,18 @@ type Relay struct {
 
 // NewRelay checks cfg and creates the outbox table if needed.
 func NewRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
-	if cfg.DB == nil {
+	switch {
+	case cfg.DB == nil:
 		return nil, errors.New("outbox: relay: DB is required")
-	}
-	if cfg.Client == nil {
+	case cfg.Client == nil:
 		return nil, errors.New("outbox: relay: Client is required")
 	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.Claimers <= 0 {
-		cfg.Claimers = DefaultClaimers
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
+	// Unset (zero or negative) numbers take their defaults.
+	cfg.BatchSize = cmp.Or(max(cfg.BatchSize, 0), DefaultBatchSize)
+	cfg.Concurrency = cmp.Or(max(cfg.Concurrency, 0), DefaultConcurrency)
+	cfg.Claimers = cmp.Or(max(cfg.Claimers, 0), DefaultClaimers)
+	cfg.PollInterval = cmp.Or(max(cfg.PollInterval, 0), DefaultPollInterval)
+	cfg.MaxBackoff = cmp.Or(max(cfg.MaxBackoff, 0), DefaultMaxBackoff)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

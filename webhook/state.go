@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -55,7 +56,8 @@ func parkedKey(id string) string  { return stateKey(id) + ":parked" }
 // hash tag so a delivery's outcome script can clear it.
 func stepKey(partner, jobID string) string { return stateKey(partner) + ":step:" + jobID }
 
-// StateConfig configures NewState.
+// StateConfig configures NewState. A number that is zero or negative takes
+// its default.
 type StateConfig struct {
 	// Redis holds the state; required.
 	Redis redis.UniversalClient
@@ -88,15 +90,10 @@ func NewState(cfg StateConfig) (*State, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("webhook state: no Redis client")
 	}
-	if cfg.BreakerFailures <= 0 {
-		cfg.BreakerFailures = DefaultBreakerFailures
-	}
-	if cfg.BreakerProbe <= 0 {
-		cfg.BreakerProbe = DefaultBreakerProbe
-	}
-	if cfg.Lease <= 0 {
-		cfg.Lease = 2*DefaultTimeout + 10*time.Second
-	}
+	// Unset (zero or negative) numbers take their defaults.
+	cfg.BreakerFailures = cmp.Or(max(cfg.BreakerFailures, 0), DefaultBreakerFailures)
+	cfg.BreakerProbe = cmp.Or(max(cfg.BreakerProbe, 0), DefaultBreakerProbe)
+	cfg.Lease = cmp.Or(max(cfg.Lease, 0), 2*DefaultTimeout+10*time.Second)
 	return &State{rc: cfg.Redis, cfg: cfg}, nil
 }
 

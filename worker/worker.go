@@ -42,6 +42,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,12 +81,14 @@ func Queues() map[string]int {
 	return map[string]int{payloads.QueueCritical: 6, payloads.QueueDefault: 3, payloads.QueueLow: 1}
 }
 
-// Config configures a Worker.
+// Config configures a Worker. Redis, DeadLetters and Logger are required;
+// a number that is zero or negative takes its Default value.
 type Config struct {
 	Redis asynq.RedisConnOpt
 	// Concurrency is the total number of jobs processed at once.
 	Concurrency int
-	// FetchLoops is the number of asynq servers sharing Concurrency.
+	// FetchLoops is the number of asynq servers sharing Concurrency (at
+	// most Concurrency).
 	FetchLoops int
 	// PollInterval is how often idle fetch loops poll empty queues when no
 	// wake-ups are heard (DisableWake, or the subscription is down).
@@ -145,31 +148,20 @@ type Worker struct {
 
 // New prepares a worker that processes jobs with h (handlers.NewServeMux).
 func New(cfg Config, h asynq.Handler) (*Worker, error) {
-	if cfg.Redis == nil {
+	switch {
+	case cfg.Redis == nil:
 		return nil, errors.New("worker: no Redis connection configured")
-	}
-	if cfg.DeadLetters == nil {
+	case cfg.DeadLetters == nil:
 		return nil, errors.New("worker: no dead-letter log configured")
-	}
-	if cfg.Logger == nil {
+	case cfg.Logger == nil:
 		return nil, errors.New("worker: no logger configured")
 	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.FetchLoops <= 0 {
-		cfg.FetchLoops = DefaultFetchLoops
-	}
-	cfg.FetchLoops = min(cfg.FetchLoops, cfg.Concurrency)
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.FallbackPoll <= 0 {
-		cfg.FallbackPoll = DefaultFallbackPoll
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
+	// Unset (zero or negative) numbers take their defaults.
+	cfg.Concurrency = cmp.Or(max(cfg.Concurrency, 0), DefaultConcurrency)
+	cfg.FetchLoops = min(cmp.Or(max(cfg.FetchLoops, 0), DefaultFetchLoops), cfg.Concurrency)
+	cfg.PollInterval = cmp.Or(max(cfg.PollInterval, 0), DefaultPollInterval)
+	cfg.FallbackPoll = cmp.Or(max(cfg.FallbackPoll, 0), DefaultFallbackPoll)
+	cfg.ShutdownTimeout = cmp.Or(max(cfg.ShutdownTimeout, 0), DefaultShutdownTimeout)
 	if cfg.Queues == nil {
 		cfg.Queues = Queues()
 	}
