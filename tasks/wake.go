@@ -69,17 +69,12 @@ func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // the wake-up message. Anything else, including a future asynq that
 // enqueues differently, is not recognised: its jobs are found by polling.
 func enqueuedQueue(args []any) (queue, msg string, ok bool) {
-	if len(args) < 7 {
+	keys, argv, ok := asynqkey.Script(args, 2, 2)
+	if !ok {
 		return "", "", false
 	}
-	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
-		return "", "", false
-	}
-	if n, _ := args[2].(int); n != 2 {
-		return "", "", false
-	}
-	task, _ := args[3].(string)
-	list, _ := args[4].(string)
+	task, _ := keys[0].(string)
+	list, _ := keys[1].(string)
 	queue, _, ok = asynqkey.ParseTask(task)
 	if !ok {
 		return "", "", false
@@ -89,7 +84,7 @@ func enqueuedQueue(args []any) (queue, msg string, ok bool) {
 		return queue, "p", true
 	case asynqkey.Scheduled(queue):
 		var due int64
-		switch v := args[6].(type) {
+		switch v := argv[1].(type) {
 		case int64:
 			due = v
 		case int:

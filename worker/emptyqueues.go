@@ -130,25 +130,20 @@ func (e *emptyQueues) window() time.Duration {
 // pending list. Anything else, including a future asynq that dequeues
 // differently, is not recognised and passes through.
 func dequeuedList(args []any) (string, bool) {
-	if len(args) < 7 {
-		return "", false
-	}
-	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
-		return "", false
-	}
-	if n, _ := args[2].(int); n != 4 {
+	keys, _, ok := asynqkey.Script(args, 4, 0)
+	if !ok {
 		return "", false
 	}
 	var queue string
 	for i, suffix := range [4]string{"pending", "paused", "active", "lease"} {
-		k, _ := args[3+i].(string)
+		k, _ := keys[i].(string)
 		q, ok := asynqkey.QueueOf(k, suffix)
 		if !ok || (i > 0 && q != queue) {
 			return "", false
 		}
 		queue = q
 	}
-	return args[3].(string), true
+	return keys[0].(string), true
 }
 
 // knownEmpty reports whether the pending list is known to be empty: found

@@ -83,17 +83,12 @@ func (g *delayedGate) expect(set string, d time.Time) {
 // forwardedSet recognises asynq's forward script (KEYS: a queue's
 // scheduled or retry set and its pending list).
 func forwardedSet(args []any) (set, pending string, ok bool) {
-	if len(args) < 9 {
+	keys, _, ok := asynqkey.Script(args, 2, 4)
+	if !ok {
 		return "", "", false
 	}
-	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
-		return "", "", false
-	}
-	if n, _ := args[2].(int); n != 2 {
-		return "", "", false
-	}
-	set, _ = args[3].(string)
-	pending, _ = args[4].(string)
+	set, _ = keys[0].(string)
+	pending, _ = keys[1].(string)
 	q, ok := asynqkey.QueueOf(pending, "pending")
 	if !ok {
 		return "", "", false

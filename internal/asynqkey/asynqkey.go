@@ -67,3 +67,21 @@ func ParseTask(key string) (q, id string, ok bool) {
 	}
 	return q, id, true
 }
+
+// Script reads a go-redis EVAL or EVALSHA command's args (name, script or
+// SHA, number of keys, keys…, arguments…) as asynq's scripts send them:
+// keys are the nkeys keys, argv the arguments after them. ok is false for
+// any other command, another number of keys, or fewer than minArgs
+// arguments. It allocates nothing: the redis hooks call it on every command.
+func Script(args []any, nkeys, minArgs int) (keys, argv []any, ok bool) {
+	if len(args) < 3+nkeys+minArgs {
+		return nil, nil, false
+	}
+	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
+		return nil, nil, false
+	}
+	if n, _ := args[2].(int); n != nkeys {
+		return nil, nil, false
+	}
+	return args[3 : 3+nkeys], args[3+nkeys:], true
+}
