@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -153,7 +154,7 @@ func (r *Relay) claimLoop(ctx context.Context, wake <-chan struct{}) {
 			backoff = min(max(2*backoff, minBackoff), r.cfg.MaxBackoff)
 			r.log.Warn("outbox relay: batch failed, rows kept for the next attempt",
 				"error", err.Error(), "relayed", n, "retry_in", backoff.String())
-			if !sleep(ctx, backoff) {
+			if !retry.Wait(ctx, backoff) {
 				return
 			}
 			continue
@@ -171,17 +172,6 @@ func (r *Relay) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		case <-wake:
 		case <-time.After(r.cfg.PollInterval):
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -329,7 +319,7 @@ func (r *Relay) listen(ctx context.Context) {
 		}
 		backoff = min(max(2*backoff, minBackoff), r.cfg.MaxBackoff)
 		r.log.Warn("outbox relay: LISTEN connection lost; polling meanwhile", "error", err.Error(), "retry_in", backoff.String())
-		if !sleep(ctx, backoff) {
+		if !retry.Wait(ctx, backoff) {
 			return
 		}
 	}

@@ -5,10 +5,13 @@
 //
 // It is a leaf: adapters (email, payments, webhook) report a peer's pause
 // with [After], package tasks builds jobs with [Max], and package worker
-// schedules retries with [Delay].
+// schedules retries with [Delay]. The loops that retry on their own (the
+// outbox relay, the scheduler, the worker's wake-up subscription) pause
+// between tries with [Wait].
 package retry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -90,4 +93,21 @@ func ParseAfter(v string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	return min(d, MaxAfter), true
+}
+
+// Wait pauses for d, or until ctx ends if that comes first. It reports
+// whether the whole pause passed: false means ctx ended and the caller
+// should stop. A d of zero or less does not pause.
+func Wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

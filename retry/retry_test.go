@@ -1,6 +1,7 @@
 package retry_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -86,4 +87,35 @@ func TestAfterHeader(t *testing.T) {
 			t.Errorf("AfterHeader(%q): got %v, want an AfterError of %v around the error", tc.header, err, tc.want)
 		}
 	}
+}
+
+func TestWait(t *testing.T) {
+	live := context.Background()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		d    time.Duration
+		want bool
+	}{
+		{"no pause", live, 0, true},
+		{"negative pause", live, -time.Second, true},
+		{"short pause", live, time.Millisecond, true},
+		{"ended context, no pause", ended, 0, false},
+		{"ended context, long pause", ended, time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := retry.Wait(tc.ctx, tc.d); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("context ends during the pause", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(10*time.Millisecond, cancel)
+		if retry.Wait(ctx, time.Hour) {
+			t.Error("got true, want false once the context ended")
+		}
+	})
 }

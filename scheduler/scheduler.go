@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -200,7 +201,7 @@ func (s *Scheduler) fire(ctx context.Context, c *tasks.Client, e entry, period, 
 			return
 		}
 		s.log.Warn("periodic job: enqueue failed, retrying", "entry", e.name, "task_id", t.ID, "period", p, "attempt", attempt, "error", err)
-		if !sleepFor(ctx, backoff) {
+		if !retry.Wait(ctx, backoff) {
 			return
 		}
 		backoff *= 2
@@ -209,21 +210,7 @@ func (s *Scheduler) fire(ctx context.Context, c *tasks.Client, e entry, period, 
 
 // sleepUntil waits until the clock reads t; false if ctx ended first.
 func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
-	return sleepFor(ctx, t.Sub(now()))
-}
-
-func sleepFor(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
+	return retry.Wait(ctx, t.Sub(now()))
 }
 
 func laterOf(a, b time.Time) time.Time {

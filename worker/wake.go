@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/redis/go-redis/v9"
 )
@@ -225,12 +226,7 @@ func (s *subscriber) hold(ctx context.Context, channels []string, byChannel map[
 		for _, ch := range channels {
 			s.e.setSubscribed(byChannel[ch], false)
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+		retry.Wait(ctx, backoff)
 		backoff = min(2*backoff, maxResubscribe)
 	}
 }

@@ -35,6 +35,18 @@ func readNew(t *testing.T, f *jsonl.File) []string {
 	return got
 }
 
+// checkFile fails t unless the file at path holds want.
+func checkFile(t *testing.T, path, want string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); got != want {
+		t.Errorf("file: got %q, want %q", got, want)
+	}
+}
+
 func appendLine(t *testing.T, f *jsonl.File, line string) {
 	t.Helper()
 	unlock, err := f.Lock()
@@ -84,13 +96,7 @@ func TestTornLastLineIsEndedByTheNextAppend(t *testing.T) {
 		t.Fatalf("read: got %q, want %q", got, want)
 	}
 	appendLine(t, f, `{"n":3}`)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(b), "{\"n\":1}\n{\"n\":2,\"cut\n{\"n\":3}\n"; got != want {
-		t.Errorf("file: got %q, want %q", got, want)
-	}
+	checkFile(t, path, "{\"n\":1}\n{\"n\":2,\"cut\n{\"n\":3}\n")
 	if got, want := readNew(t, open(t, path)), []string{`{"n":1}`, `{"n":2,"cut`, `{"n":3}`}; !slices.Equal(got, want) {
 		t.Errorf("a new reader: got %q, want %q", got, want)
 	}
@@ -144,11 +150,5 @@ func TestEmptyStartsTheFileAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendLine(t, f, `{"n":3}`)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(b), "{\"n\":3}\n"; got != want {
-		t.Errorf("file: got %q, want %q", got, want)
-	}
+	checkFile(t, path, "{\"n\":3}\n")
 }
