@@ -3,8 +3,12 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,12 +62,52 @@ func doneKey(id string) string { return "escrowjobs:done:" + id }
 // back by the next worker started on the file, and the file is emptied
 // once every marker it holds is in Redis. Without one, a process that dies
 // before Redis is back loses them, and asynq's rerun repeats the effect.
+//
+// A marker file belongs to one live process, which holds the flock of its
+// lock file (<file>.lock) while it runs: the worker processes of one host
+// that are given one path (the default is next to the dead-letter file,
+// which they share) each take the first free of path, "<name>-2<ext>",
+// "-3", … (markerFile). A starting worker also adopts the markers of the
+// files whose process is gone, so a marker is replayed even when fewer
+// processes come back than died. Without flock (not unix) the path is used
+// as given.
 type doneMarkers struct {
 	mu      sync.Mutex
 	pending map[string]string // job ID -> task type (for logs)
 	wake    chan struct{}
 	file    *jsonl.File // nil: memory only
+	path    string      // the file's path, when there is one
+	lock    *os.File    // holds the file's flock while the worker runs; nil without flock
 	log     *slog.Logger
+}
+
+// maxMarkerFiles bounds how many worker processes of one host may share a
+// marker path.
+const maxMarkerFiles = 64
+
+// markerFile is the n-th marker file of path: path itself, then
+// "<name>-2<ext>", "<name>-3<ext>", … beside it.
+func markerFile(path string, n int) string {
+	if n == 1 {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return fmt.Sprintf("%s-%d%s", strings.TrimSuffix(path, ext), n, ext)
+}
+
+// claimMarkerFile takes, without waiting, the flock of file's lock file;
+// held reports that a live worker process has it (nothing is taken). The
+// lock lasts until the returned file is closed.
+func claimMarkerFile(file string) (lock *os.File, held bool, err error) {
+	lock, err = os.OpenFile(file+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, held, err = jsonl.TryLock(lock); err != nil || held {
+		lock.Close()
+		return nil, held, err
+	}
+	return lock, false, nil
 }
 
 // doneLine is one marker in the file.
@@ -77,34 +121,106 @@ func newDoneMarkers() *doneMarkers {
 	return &doneMarkers{pending: map[string]string{}, wake: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
 }
 
-// openDoneMarkers is newDoneMarkers over the file at path (a JSON-lines
-// file, internal/jsonl, of this process alone): the markers it holds that
-// are younger than doneTTL are pending again (older ones no longer matter:
-// a rerun would have found no marker in Redis either).
+// openDoneMarkers is newDoneMarkers over the first marker file of path
+// that no live worker process holds (a JSON-lines file, internal/jsonl, of
+// this process alone while it runs): the markers it holds, and those of
+// the files of path whose process is gone, that are younger than doneTTL
+// are pending again (older ones no longer matter: a rerun would have found
+// no marker in Redis either).
 func openDoneMarkers(path string, log *slog.Logger) (*doneMarkers, error) {
 	d := newDoneMarkers()
 	d.log = log
-	f, err := jsonl.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("worker: completion markers: %w", err)
-	}
-	err = f.ReadNew(func(ln []byte) {
-		var m doneLine
-		if json.Unmarshal(ln, &m) == nil && m.ID != "" && time.Since(m.At) < doneTTL { // not blank, not torn by a crash
-			d.pending[m.ID] = m.Type
+	for n := 1; n <= maxMarkerFiles && d.path == ""; n++ {
+		file := markerFile(path, n)
+		lock, held, err := claimMarkerFile(file)
+		switch {
+		case errors.Is(err, jsonl.ErrNoLock):
+			d.path = path // no flock on this system: the path as given
+		case err != nil:
+			return nil, fmt.Errorf("worker: completion markers: %w", err)
+		case !held:
+			d.path, d.lock = file, lock
 		}
-	})
+	}
+	if d.path == "" {
+		return nil, fmt.Errorf("worker: completion markers: the %d files of %s are held by running worker processes; give this one its own WORKER_DONE_MARKERS_PATH", maxMarkerFiles, path)
+	}
+	if d.path != path {
+		log.Info("completion-marker file taken by another worker process; this one uses the next", "path", d.path)
+	}
+	f, err := jsonl.Open(d.path)
 	if err != nil {
-		f.Close()
+		d.close()
 		return nil, fmt.Errorf("worker: completion markers: %w", err)
 	}
 	d.file = f
+	if err := readMarkers(f, func(m doneLine) { d.pending[m.ID] = m.Type }); err != nil {
+		d.close()
+		return nil, fmt.Errorf("worker: completion markers: %w", err)
+	}
+	if d.lock != nil {
+		for n := 1; n <= maxMarkerFiles; n++ {
+			if file := markerFile(path, n); file != d.path {
+				if err := d.adopt(file); err != nil {
+					log.Warn("could not adopt the completion markers of a stopped worker process; they stay in its file for the next start",
+						"path", file, "error", err.Error())
+				}
+			}
+		}
+	}
 	if len(d.pending) > 0 {
 		log.Warn("completion markers from before a restart are written to Redis when it answers, so asynq's rerun does not repeat their effects",
-			"markers", len(d.pending), "path", path)
+			"markers", len(d.pending), "path", d.path)
 		d.wake <- struct{}{}
 	}
 	return d, nil
+}
+
+// readMarkers calls fn with each marker of f younger than doneTTL; blank
+// lines and lines torn by a crash are passed over.
+func readMarkers(f *jsonl.File, fn func(doneLine)) error {
+	return f.ReadNew(func(ln []byte) {
+		var m doneLine
+		if json.Unmarshal(ln, &m) == nil && m.ID != "" && time.Since(m.At) < doneTTL {
+			fn(m)
+		}
+	})
+}
+
+// adopt moves the markers of file, when its process is gone (its lock is
+// free), into this process's file: each is appended there (fsynced) before
+// file is emptied, so a crash in between leaves a marker twice, never
+// nowhere. A file that does not exist or that a live process holds is
+// left alone.
+func (d *doneMarkers) adopt(file string) error {
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	lock, held, err := claimMarkerFile(file)
+	if err != nil || held {
+		return err
+	}
+	defer lock.Close()
+	f, err := jsonl.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var found []doneLine
+	if err := readMarkers(f, func(m doneLine) { found = append(found, m) }); err != nil {
+		return err
+	}
+	for _, m := range found {
+		b, _ := json.Marshal(m)
+		if err := d.file.Append(b); err != nil {
+			return err
+		}
+		d.pending[m.ID] = m.Type
+	}
+	if len(found) > 0 {
+		d.log.Warn("adopted the completion markers of a stopped worker process", "markers", len(found), "from", file, "path", d.path)
+	}
+	return f.Empty()
 }
 
 func (d *doneMarkers) add(id, typ string) {
@@ -124,10 +240,14 @@ func (d *doneMarkers) add(id, typ string) {
 	}
 }
 
-// close closes the file; the markers still pending stay in it.
+// close closes the file and lets another process have it; the markers
+// still pending stay in it.
 func (d *doneMarkers) close() {
 	if d.file != nil {
 		d.file.Close()
+	}
+	if d.lock != nil {
+		d.lock.Close()
 	}
 }
 
@@ -179,7 +299,7 @@ func (w *Worker) flushDone(ctx context.Context) {
 				for id, typ := range left {
 					if w.cfg.DoneMarkersPath != "" {
 						w.cfg.Logger.Warn("stopping with a job's completion not yet in Redis (unreachable); it stays in the marker file for the next worker started on it",
-							"task_type", typ, "task_id", id, "path", w.cfg.DoneMarkersPath)
+							"task_type", typ, "task_id", id, "path", w.done.path)
 						continue
 					}
 					w.cfg.Logger.Error("stopping with a job's completion unrecorded (Redis unreachable); asynq may run it again",

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -123,4 +125,85 @@ func TestCompletionMarkerSurvivesARestartDuringAnOutage(t *testing.T) {
 		fi, err := os.Stat(path)
 		return err == nil && fi.Size() == 0
 	})
+}
+
+// Worker processes given one marker path (the default sits next to the
+// dead-letter file, which they share) each keep their own file: one that
+// empties its file does not erase another's markers, a starting worker
+// does not take the markers of a running one, and one that starts after
+// the others stopped writes all their markers to Redis.
+func TestWorkersSharingAMarkerPathKeepEachOthersMarkers(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.StartRedis(t)
+	opt := redisOpt(t, srv.URL())
+	path := filepath.Join(t.TempDir(), "done-markers.jsonl")
+	second := filepath.Join(filepath.Dir(path), "done-markers-2.jsonl")
+	noop := asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
+	fileHas := func(file, id string) bool {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(b), `"id":"`+id+`"`)
+	}
+
+	a := newWorker(t, Config{Redis: opt, DoneMarkersPath: path}, noop)
+	b := newWorker(t, Config{Redis: opt, DoneMarkersPath: path}, noop)
+	if a.done.path != path || b.done.path != second {
+		t.Fatalf("files: got %q and %q, want %q and %q", a.done.path, b.done.path, path, second)
+	}
+	srv.Kill()
+	b.markDone("job-b", "audit_log_created")
+	a.markDone("job-a1", "audit_log_created")
+	a.done.remove("job-a1") // a's marker reached Redis: a empties its file
+	if !fileHas(second, "job-b") {
+		t.Fatal("b's marker is gone from disk after a emptied its file")
+	}
+	a.markDone("job-a2", "audit_log_created")
+	a.done.close() // a dies during the outage
+
+	c := newWorker(t, Config{Redis: opt, DoneMarkersPath: path}, noop)
+	if got := slices.Sorted(maps.Keys(c.done.snapshot())); !slices.Equal(got, []string{"job-a2"}) {
+		t.Errorf("a worker started beside a running one: got markers %q, want only the stopped one's [job-a2]", got)
+	}
+	if !fileHas(second, "job-b") {
+		t.Error("a starting worker took the markers of a running one")
+	}
+	b.done.close()
+	c.done.close() // every process gone; Redis still down
+
+	srv.Start()
+	d := start(t, newWorker(t, Config{Redis: opt, Concurrency: 1, FetchLoops: 1, DoneMarkersPath: path}, noop))
+	if d.done.path != path {
+		t.Errorf("the one worker left: got file %q, want %q", d.done.path, path)
+	}
+	rc := redisClient(t, srv.URL())
+	for _, id := range []string{"job-a2", "job-b"} {
+		waitFor(t, id+"'s marker in Redis", func() bool { return rc.Exists(ctx, doneKey(id)).Val() == 1 })
+	}
+	waitFor(t, "both marker files emptied", func() bool {
+		for _, f := range []string{path, second} {
+			if fi, err := os.Stat(f); err != nil || fi.Size() != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestMarkerFileNames(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		n    int
+		want string
+	}{
+		{"/var/lib/escrowjobs/done-markers.jsonl", 1, "/var/lib/escrowjobs/done-markers.jsonl"},
+		{"/var/lib/escrowjobs/done-markers.jsonl", 2, "/var/lib/escrowjobs/done-markers-2.jsonl"},
+		{"markers", 3, "markers-3"},
+		{"/data/m.v1.jsonl", 12, "/data/m.v1-12.jsonl"},
+	} {
+		if got := markerFile(tc.path, tc.n); got != tc.want {
+			t.Errorf("markerFile(%q, %d): got %q, want %q", tc.path, tc.n, got, tc.want)
+		}
+	}
 }

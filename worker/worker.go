@@ -113,7 +113,9 @@ type Config struct {
 	// DoneMarkersPath, when set, is a file that keeps the completion
 	// markers of jobs that finished while Redis was down (see done.go)
 	// until Redis has them, across a crash or restart of this process.
-	// One file per worker process; "" keeps them in memory only.
+	// Processes given one path each take a file of their own beside it
+	// (path, then "<name>-2<ext>", …) and adopt those of stopped ones;
+	// "" keeps them in memory only.
 	DoneMarkersPath string
 	// Logger is required.
 	Logger *slog.Logger

@@ -152,3 +152,38 @@ func TestEmptyStartsTheFileAfresh(t *testing.T) {
 	appendLine(t, f, `{"n":3}`)
 	checkFile(t, path, "{\"n\":3}\n")
 }
+
+// TryLock does not wait: a second open file of the path finds the lock
+// held until the first lets it go (closing the file lets it go too).
+func TestTryLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f.lock")
+	f1, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := os.OpenFile(path, os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	unlock, held, err := jsonl.TryLock(f1)
+	if err != nil || held {
+		t.Fatalf("first: got held %v, %v; want the lock", held, err)
+	}
+	if _, held, err := jsonl.TryLock(f2); err != nil || !held {
+		t.Fatalf("second while the first holds it: got held %v, %v; want held", held, err)
+	}
+	unlock()
+	unlock2, held, err := jsonl.TryLock(f2)
+	if err != nil || held {
+		t.Fatalf("second after unlock: got held %v, %v; want the lock", held, err)
+	}
+	unlock2()
+	if _, held, _ := jsonl.TryLock(f1); held {
+		t.Fatal("first again: got held, want the lock")
+	}
+	f1.Close()
+	if _, held, _ := jsonl.TryLock(f2); held {
+		t.Error("after the holder closed its file: got held, want the lock")
+	}
+}

@@ -21,3 +21,21 @@ func Lock(f *os.File) (unlock func(), err error) {
 		}
 	}
 }
+
+// TryLock takes an exclusive flock on f if no other open file holds one,
+// without waiting: held reports that another holder has it (nothing was
+// taken). The lock lasts until unlock or until f is closed.
+func TryLock(f *os.File) (unlock func(), held bool, err error) {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch err {
+		case nil:
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }, false, nil
+		case syscall.EWOULDBLOCK:
+			return nil, true, nil
+		case syscall.EINTR:
+			continue
+		}
+		return nil, false, err
+	}
+}
