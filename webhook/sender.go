@@ -227,12 +227,8 @@ func (s *Sender) admit(ctx context.Context, d Delivery, jobID string, l Limits) 
 		if ok && time.Until(deadline) < s.client.Timeout+time.Second+time.Until(a.wait.Until) {
 			return a, fmt.Errorf("webhook %s: last attempt could not start before its deadline: %s", d.ID, a.wait.Reason)
 		}
-		t := time.NewTimer(time.Until(a.wait.Until))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Wait(ctx, time.Until(a.wait.Until)) {
 			return a, fmt.Errorf("webhook %s: %w", d.ID, ctx.Err())
-		case <-t.C:
 		}
 	}
 }

@@ -358,14 +358,8 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 			}
 			if v, err := retryAt.Result(); err == nil {
 				if ns, perr := strconv.ParseInt(v, 10, 64); perr == nil {
-					if wait := time.Until(time.Unix(0, ns)); wait > 0 {
-						timer := time.NewTimer(wait)
-						select {
-						case <-timer.C:
-						case <-ctx.Done():
-							timer.Stop()
-							return ctx.Err()
-						}
+					if !retry.Wait(ctx, time.Until(time.Unix(0, ns))) {
+						return ctx.Err()
 					}
 				}
 			}
