@@ -86,7 +86,7 @@ func TestIDsAreStablePerJob(t *testing.T) {
 	if got := email.MessageID(a, "example.com"); !strings.HasSuffix(got, "@example.com") || len(got) != 32+len("@example.com") {
 		t.Errorf("MessageID: got %q, want 32 hex digits @example.com", got)
 	}
-	if email.IdempotencyKey(a) != email.IdempotencyKey(a) || email.IdempotencyKey(a) == email.IdempotencyKey(b) {
+	if ka := email.IdempotencyKey(a); ka != email.IdempotencyKey(a) || ka == email.IdempotencyKey(b) {
 		t.Errorf("IdempotencyKey: got %q for a and %q for b, want stable per job and different across jobs", email.IdempotencyKey(a), email.IdempotencyKey(b))
 	}
 }

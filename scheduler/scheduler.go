@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,11 +219,3 @@ func laterOf(a, b time.Time) time.Time {
 	return b
 }
 
-// hostOf is the host of a URL, for logs (the path may hold a token).
-func hostOf(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return ""
-	}
-	return u.Host
-}

@@ -52,7 +52,7 @@ func TestConstructorsRejectInvisibleCharacters(t *testing.T) {
 				t.Errorf("%s with U+%04X: got %v, want one bad field %s", name, r, err, field)
 			}
 		}
-		for _, ok := range []string{"Zoë Ångström", "名前 太郎", "مرحبا بالعالم", "می‌خواهم", "👩‍💻 developer", "O'Brien-Smith, Jr."} {
+		for _, ok := range []string{"Zoë Ångström", "名前 太郎", "مرحبا بالعالم", "می\u200cخواهم", "👩‍💻 developer", "O'Brien-Smith, Jr."} {
 			if err := fn(ok); err != nil {
 				t.Errorf("%s %q: got %v, want nil", name, ok, err)
 			}

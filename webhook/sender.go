@@ -152,7 +152,7 @@ func (s *Sender) Send(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
 	}
 	if s.state == nil {
-		err, _, _ := s.post(ctx, d, p)
+		_, _, err := s.post(ctx, d, p)
 		return err
 	}
 	jobID, _ := asynq.GetTaskID(ctx)
@@ -164,7 +164,7 @@ func (s *Sender) Send(ctx context.Context, d Delivery) error {
 		return err
 	}
 	start := time.Now()
-	err, o, code := s.post(ctx, d, p)
+	o, code, err := s.post(ctx, d, p)
 	latency := time.Since(start)
 	var throttle time.Duration
 	if o == verdictThrottled {
@@ -235,15 +235,15 @@ func (s *Sender) admit(ctx context.Context, d Delivery, jobID string, l Limits) 
 
 // post sends one signed request and maps the answer onto the retry policy
 // and the circuit's outcome; code is the HTTP status (0 without answer).
-func (s *Sender) post(ctx context.Context, d Delivery, p partner) (err error, o verdict, code int) {
+func (s *Sender) post(ctx context.Context, d Delivery, p partner) (o verdict, code int, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url.String(), bytes.NewReader(d.Body))
 	if err != nil {
-		return fmt.Errorf("webhook %s to partner %s: build request: %w", d.ID, d.PartnerID, asynq.SkipRetry), verdictNone, 0
+		return verdictNone, 0, fmt.Errorf("webhook %s to partner %s: build request: %w", d.ID, d.PartnerID, asynq.SkipRetry)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
 	if err := p.signer.Sign(req.Header, d.ID, s.now(), d.Body); err != nil {
-		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry), verdictNone, 0
+		return verdictNone, 0, fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
 	}
 
 	start := time.Now()
@@ -252,13 +252,13 @@ func (s *Sender) post(ctx context.Context, d Delivery, p partner) (err error, o 
 		err = unwrapURLError(err)
 		s.log.DebugContext(ctx, "webhook attempt failed", "partner", d.PartnerID, "webhook_id", d.ID, "err", err, "duration", time.Since(start))
 		if errors.Is(err, ErrRefusedAddress) {
-			return fmt.Errorf("webhook %s to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry), verdictNone, 0
+			return verdictNone, 0, fmt.Errorf("webhook %s to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
 		}
 		o := verdictTransient
 		if ctx.Err() != nil {
 			o = verdictNone // our deadline or shutdown, not the partner's fault
 		}
-		return fmt.Errorf("webhook %s to partner %s: %w", d.ID, d.PartnerID, err), o, 0
+		return o, 0, fmt.Errorf("webhook %s to partner %s: %w", d.ID, d.PartnerID, err)
 	}
 	// Read a bounded part of the answer so a short one lets the connection
 	// be reused; a longer one is cut off. Its content does not matter.
@@ -275,7 +275,7 @@ func (s *Sender) post(ctx context.Context, d Delivery, p partner) (err error, o 
 	default:
 		o = verdictTransient
 	}
-	return err, o, resp.StatusCode
+	return o, resp.StatusCode, err
 }
 
 // unwrapURLError drops the *url.Error around a transport error: it repeats

@@ -117,8 +117,7 @@ func TestDeadLetterCommands(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit: got %d (stderr %q)", r.code, r.stderr)
 		}
-		var e struct{ ID, State, Actor, Reason string }
-		e = decode[struct{ ID, State, Actor, Reason string }](t, r.stdout)
+		e := decode[struct{ ID, State, Actor, Reason string }](t, r.stdout)
 		if e.ID != ids[0] || e.State != "requeued" || e.Actor != "alice" || e.Reason != "mailbox fixed" {
 			t.Errorf("got %+v, want requeued by alice", e)
 		}
