@@ -27,7 +27,7 @@ func (c *cli) inspector() (*tasks.Inspector, error) {
 	defer cancel()
 	if err := in.Ping(ctx); err != nil {
 		in.Close()
-		return nil, fmt.Errorf("Redis %s does not answer: %w", c.redisName(), err)
+		return nil, fmt.Errorf("redis %s does not answer: %w", c.redisName(), err)
 	}
 	return in, nil
 }
