@@ -4,7 +4,7 @@ package payloads
 // the history lookups take it: the rule of the `escrowid` tag. The error is
 // a *ValidationError naming the field transactionId.
 func ValidateEscrowID(id string) error {
-	if idPattern.MatchString(id) {
+	if isID(id) {
 		return nil
 	}
 	return &ValidationError{Fields: []FieldError{{Field: "transactionId", Message: "must be 1-64 characters of letters, digits, '-', '_' or '.'"}}}

@@ -1,11 +1,11 @@
 package payloads
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,10 +62,86 @@ func Validate(p Payload) error {
 	return ve
 }
 
-var (
-	idPattern            = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	paymentIntentPattern = regexp.MustCompile(`^pi_[A-Za-z0-9_]{1,120}$`)
-)
+// isID reports whether s is 1-64 characters of letters, digits, '.', '_'
+// or '-' (the escrowid rule; ^[A-Za-z0-9._-]{1,64}$). A loop rather than a
+// regexp: it runs on every ID of every job, at enqueue and again at decode.
+func isID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// isPaymentIntent reports whether s is "pi_" and 1-120 letters, digits or
+// '_' (the paymentintent rule; ^pi_[A-Za-z0-9_]{1,120}$).
+func isPaymentIntent(s string) bool {
+	rest, ok := strings.CutPrefix(s, "pi_")
+	if !ok || len(rest) < 1 || len(rest) > 120 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !isAlnum(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// isMetadata reports whether b is at most MaxMetadataBytes of valid JSON
+// whose value is an object (or null): what decodes into a
+// map[string]json.RawMessage, checked in one pass without decoding.
+func isMetadata(b []byte) bool {
+	if len(b) > MaxMetadataBytes || !json.Valid(b) {
+		return false
+	}
+	v := bytes.TrimLeft(b, " \t\r\n")
+	return len(v) > 0 && (v[0] == '{' || v[0] == 'n') // valid JSON starting with n is null
+}
+
+// isPlainAddress reports whether s is an e-mail address of the common
+// shape: a local part of ASCII letters, digits, '.', '_', '+' and '-' (no
+// leading, trailing or double dot), '@', and two or more domain labels of
+// letters, digits and '-' that start and end with a letter or digit, the
+// last one with a letter. go-playground's email rule accepts every such
+// address; isPlainAddress answers without its parser and regexp, and false
+// only means "not this shape".
+func isPlainAddress(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" || local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return false
+	}
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; !isAlnum(c) && c != '.' && c != '_' && c != '+' && c != '-' {
+			return false
+		}
+	}
+	labels, last := 0, ""
+	for rest, more := domain, true; more; labels++ {
+		last, rest, more = strings.Cut(rest, ".")
+		if last == "" || last[0] == '-' || last[len(last)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(last); i++ {
+			if c := last[i]; !isAlnum(c) && c != '-' {
+				return false
+			}
+		}
+	}
+	return labels >= 2 && isLetter(last[0]) && isLetter(last[len(last)-1])
+}
+
+// isLetter reports whether c is an ASCII letter.
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// isAlnum reports whether c is an ASCII letter or digit.
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
 
 var statuses = []string{StatusPending, StatusFunded, StatusReleased, StatusRefunded, StatusDisputed, StatusResolved, StatusCancelled}
 
@@ -113,8 +189,8 @@ var validate = sync.OnceValue(func() *validator.Validate {
 		return name
 	})
 	custom := map[string]validator.Func{
-		"escrowid":      func(fl validator.FieldLevel) bool { return idPattern.MatchString(fl.Field().String()) },
-		"paymentintent": func(fl validator.FieldLevel) bool { return paymentIntentPattern.MatchString(fl.Field().String()) },
+		"escrowid":      func(fl validator.FieldLevel) bool { return isID(fl.Field().String()) },
+		"paymentintent": func(fl validator.FieldLevel) bool { return isPaymentIntent(fl.Field().String()) },
 		"noheaderbreak": func(fl validator.FieldLevel) bool {
 			return !strings.ContainsFunc(fl.Field().String(), func(r rune) bool { return unicode.IsControl(r) || invisible(r) })
 		},
@@ -136,14 +212,16 @@ var validate = sync.OnceValue(func() *validator.Validate {
 			_, err := time.Parse(time.RFC3339, fl.Field().String())
 			return err == nil
 		},
-		"metadata": func(fl validator.FieldLevel) bool {
-			b := fl.Field().Bytes()
-			if len(b) > MaxMetadataBytes || !json.Valid(b) {
-				return false
-			}
-			var obj map[string]json.RawMessage
-			return json.Unmarshal(b, &obj) == nil
-		},
+		"metadata": func(fl validator.FieldLevel) bool { return isMetadata(fl.Field().Bytes()) },
+	}
+	// email: the common shape of address is checked by isPlainAddress;
+	// anything else by go-playground's own rule (net/mail and its regexp),
+	// kept in a validator of its own. The rule accepts exactly what
+	// go-playground's does (FuzzEmailRuleMatchesGoPlayground).
+	plain := validator.New()
+	custom["email"] = func(fl validator.FieldLevel) bool {
+		s := fl.Field().String()
+		return isPlainAddress(s) || plain.Var(s, "email") == nil
 	}
 	for tag, fn := range custom {
 		if err := v.RegisterValidation(tag, fn); err != nil {

@@ -1,0 +1,26 @@
+package payloads_test
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/escrowjobs/escrowjobs/internal/sample"
+	"github.com/escrowjobs/escrowjobs/payloads"
+)
+
+// BenchmarkValidate validates one sample of each of the nine types per
+// iteration: the rules every Enqueue and every handler's decode run.
+func BenchmarkValidate(b *testing.B) {
+	var ps []payloads.Payload
+	for i := range 9 {
+		ps = append(ps, sample.Payload(i, strconv.Itoa(i)))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, p := range ps {
+			if err := payloads.Validate(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
