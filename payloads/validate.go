@@ -217,7 +217,7 @@ var validate = sync.OnceValue(func() *validator.Validate {
 	// email: the common shape of address is checked by isPlainAddress;
 	// anything else by go-playground's own rule (net/mail and its regexp),
 	// kept in a validator of its own. The rule accepts exactly what
-	// go-playground's does (FuzzEmailRuleMatchesGoPlayground).
+	// go-playground's does (FuzzFastRulesMatchTheirOriginals).
 	plain := validator.New()
 	custom["email"] = func(fl validator.FieldLevel) bool {
 		s := fl.Field().String()
