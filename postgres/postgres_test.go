@@ -296,4 +296,3 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
-

@@ -218,4 +218,3 @@ func laterOf(a, b time.Time) time.Time {
 	}
 	return b
 }
-
