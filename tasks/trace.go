@@ -158,10 +158,4 @@ func SetReadyAt(headers map[string]string, t time.Time) {
 }
 
 // ReadyAt is the HeaderReadyAt time of a task's headers (zero when absent).
-func ReadyAt(headers map[string]string) time.Time {
-	ns, err := strconv.ParseInt(headers[HeaderReadyAt], 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
+func ReadyAt(headers map[string]string) time.Time { return unixNanos(headers[HeaderReadyAt]) }
