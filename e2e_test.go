@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -35,22 +35,22 @@ const (
 // exactly once, and a peer that fails twice sees three requests with one
 // idempotency key / webhook-id.
 func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
-	redis := testenv.StartRedis(t)
-	mail := testenv.StartMailpit(t)
+	redis := peertest.StartRedis(t)
+	mail := peertest.StartMailpit(t)
 	// Stripe: stripe-mock checks every request's wire format, the kit's
 	// stateful fake in front of it holds the PaymentIntents (stripe-mock
 	// holds no state) and fails the flaky capture twice.
-	stripe := testkit.StartStripe(t, testkit.StripeConfig{Secret: e2eStripeKey, Validate: testenv.StartStripeMock(t)})
+	stripe := escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: e2eStripeKey, Validate: peertest.StartStripeMock(t)})
 	stripe.AddIntent("pi_capture5", "requires_capture", 5000)
 	stripe.AddIntent(e2eFlakyPI, "requires_capture", 7000)
 	stripe.AddIntent("pi_refund6", "succeeded", 1000)
 	for range 2 {
-		stripe.Inject(testkit.StripeFault{Method: http.MethodPost, Path: "/v1/payment_intents/" + e2eFlakyPI + "/capture",
-			Status: http.StatusInternalServerError, Body: testkit.StripeError("api_error", "", "injected failure")})
+		stripe.Inject(escrowtest.StripeFault{Method: http.MethodPost, Path: "/v1/payment_intents/" + e2eFlakyPI + "/capture",
+			Status: http.StatusInternalServerError, Body: escrowtest.StripeError("api_error", "", "injected failure")})
 	}
-	rc := testkit.StartReceiver(t, e2eWebhookKey)
+	rc := escrowtest.StartReceiver(t, e2eWebhookKey)
 	rc.FailNext(e2eFlakyEvent, 2)
-	db := testenv.Postgres(t)
+	db := peertest.Postgres(t)
 
 	dir := t.TempDir()
 	registry := filepath.Join(dir, "partners.json")
@@ -65,7 +65,7 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 		"WEBHOOK_ENDPOINTS_FILE=" + registry, "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true",
 		"AUDIT_DATABASE_URL=" + db, "DEAD_LETTER_PATH=" + filepath.Join(t.TempDir(), "dead-letters-spill.jsonl"),
 	}
-	srv := testenv.Start(t, testenv.Binary(t, "./cmd/server"), env)
+	srv := peertest.Start(t, peertest.Binary(t, "./cmd/server"), env)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", srv.Output())
@@ -110,7 +110,7 @@ func TestServerDoesEveryEffectOnceAgainstRealPeers(t *testing.T) {
 		"webhook_escrow_status_changed:event-dispute-dsp-8-resolved",
 	}
 	for _, id := range append(ids, fanout...) {
-		testkit.AwaitState(t, insp, id, "completed", e2eWaitTimeout)
+		escrowtest.AwaitState(t, insp, id, "completed", e2eWaitTimeout)
 	}
 
 	// E-mail: six messages (four direct, two from the fan-out), one each.

@@ -1,9 +1,9 @@
 // Package escrowjobs_test is the end-to-end suite of the core: the nine job
 // types through their constructors, a real Redis, the real worker (asynq
 // servers, retry gate, dead-letter log) and the real handlers, with the
-// recording adapters of internal/testkit standing in for the peers. The
+// recording adapters of escrowtest standing in for the peers. The
 // real binary against the real peers is e2e_test.go; the process and Redis
-// fault suites are internal/faults/process and internal/faults/redis.
+// fault suites are faults/process and faults/redis.
 package escrowjobs_test
 
 import (
@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
@@ -30,16 +30,16 @@ type env struct {
 	client *tasks.Client
 	insp   *tasks.Inspector
 	dl     *deadletter.File
-	rec    *testkit.Adapters
+	rec    *escrowtest.Adapters
 }
 
 // setup starts a private Redis and the real worker over recording adapters.
 func setup(t *testing.T, mw ...asynq.MiddlewareFunc) *env {
 	t.Helper()
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": testenv.Redis(t)})
-	e := &env{redis: opt, client: tasks.NewClient(opt), insp: tasks.NewInspector(opt), rec: testkit.NewAdapters()}
+	opt := escrowtest.RedisOpt(t, map[string]string{"REDIS_URL": peertest.Redis(t)})
+	e := &env{redis: opt, client: tasks.NewClient(opt), insp: tasks.NewInspector(opt), rec: escrowtest.NewAdapters()}
 	t.Cleanup(func() { e.client.Close(); e.insp.Close() })
-	e.dl = testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: e.rec, Enqueuer: e.client, Middleware: mw})
+	e.dl = escrowtest.StartWorker(t, escrowtest.WorkerConfig{Redis: opt, Adapters: e.rec, Enqueuer: e.client, Middleware: mw})
 	return e
 }
 
@@ -66,7 +66,7 @@ func (e *env) enqueue(t *testing.T, b builtTask) string {
 // waitState polls the job's state until it is want or timeout passes.
 func (e *env) waitState(t *testing.T, id, want string, timeout time.Duration) tasks.Job {
 	t.Helper()
-	return testkit.AwaitState(t, e.insp, id, want, timeout)
+	return escrowtest.AwaitState(t, e.insp, id, want, timeout)
 }
 
 const now = "2026-11-29T10:00:00Z"
@@ -78,7 +78,7 @@ const now = "2026-11-29T10:00:00Z"
 // its three jobs.
 func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 	e := setup(t)
-	all := testkit.All("e2e")
+	all := escrowtest.All("e2e")
 	if len(all) != 9 {
 		t.Errorf("got %d job types from the samples, want 9", len(all))
 	}
@@ -89,7 +89,7 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 	}
 	var checks []check
 	for _, p := range all {
-		task := testkit.Task(t, p)
+		task := escrowtest.Task(t, p)
 		id := e.enqueue(t, built(task, nil))
 		switch p := p.(type) {
 		case payloads.SendReleaseEmail, payloads.SendRefundEmail, payloads.SendDisputeEmail, payloads.SendPaymentConfirmedEmail, payloads.AuditLogCreated:
@@ -239,7 +239,7 @@ func TestDuplicateIsRefusedWhilePendingAndAfterCompletion(t *testing.T) {
 // early and at most 0.5 s late). The times are the worker's own: when the
 // adapter returned the failure and when the handler of the next attempt
 // called it, so a busy test process adds nothing.
-func checkGaps(t *testing.T, at []testkit.Attempt) {
+func checkGaps(t *testing.T, at []escrowtest.Attempt) {
 	t.Helper()
 	const late = 500 * time.Millisecond
 	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
@@ -355,7 +355,7 @@ func TestPanickingHandlerIsRecoveredAndRetried(t *testing.T) {
 
 func TestEnqueueWithRedisDownFailsWithinTwoSeconds(t *testing.T) {
 	t.Parallel()
-	srv := testenv.StartRedis(t)
+	srv := peertest.StartRedis(t)
 	opt := asynq.RedisClientOpt{Addr: srv.Addr(), DialTimeout: 5 * time.Second}
 	c := tasks.NewClient(opt)
 	defer c.Close()

@@ -21,7 +21,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/email"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
@@ -41,7 +41,7 @@ func newSMTP(t *testing.T, url string, tc *tls.Config) *email.SMTP {
 }
 
 func TestSMTPDeliversEachKind(t *testing.T) {
-	mp := testenv.StartMailpit(t)
+	mp := peertest.StartMailpit(t)
 	mailer := newSMTP(t, mp.SMTPURL(), nil)
 	const to = "jane.doe@example.com"
 	for i, tc := range kindCases(to) {
@@ -75,7 +75,7 @@ func TestSMTPDeliversEachKind(t *testing.T) {
 }
 
 func TestSMTPMessageIDIsStableAcrossAttempts(t *testing.T) {
-	mp := testenv.StartMailpit(t)
+	mp := peertest.StartMailpit(t)
 	mailer := newSMTP(t, mp.SMTPURL(), nil)
 	const to = "jane.doe@example.com"
 	ids := []string{"send_release_email:escrow-esc-1-release-aa", "send_release_email:escrow-esc-1-release-aa", "send_release_email:escrow-esc-2-release-aa"}
@@ -103,7 +103,7 @@ func TestSMTPMessageIDIsStableAcrossAttempts(t *testing.T) {
 }
 
 func TestSMTPRequiresSTARTTLSByDefault(t *testing.T) {
-	mp := testenv.StartMailpit(t)
+	mp := peertest.StartMailpit(t)
 	mailer := newSMTP(t, "smtp://"+mp.SMTPAddr(), nil)
 	err := mailer.SendMail(context.Background(), mail("job-1", "jane.doe@example.com"))
 	if err == nil {
@@ -134,7 +134,7 @@ func TestSMTPEncrypted(t *testing.T) {
 		{"implicit tls", "smtps://", []string{"--smtp-require-tls"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mp := testenv.StartMailpit(t, append([]string{"--smtp-tls-cert", certFile, "--smtp-tls-key", keyFile}, tc.flags...)...)
+			mp := peertest.StartMailpit(t, append([]string{"--smtp-tls-cert", certFile, "--smtp-tls-key", keyFile}, tc.flags...)...)
 			url := tc.scheme + "user:pw@" + mp.SMTPAddr()
 			if err := newSMTP(t, url, &tls.Config{RootCAs: roots}).SendMail(context.Background(), mail("job-tls", "jane.doe@example.com")); err != nil {
 				t.Fatalf("SendMail over %s: got error %v, want nil", tc.name, err)
@@ -152,7 +152,7 @@ func TestSMTPEncrypted(t *testing.T) {
 }
 
 func TestSMTPAuthOnLocalRelay(t *testing.T) {
-	mp := testenv.StartMailpit(t)
+	mp := peertest.StartMailpit(t)
 	mailer := newSMTP(t, "smtp://relay-user:relay%20pw@"+mp.SMTPAddr()+"?tls=none", nil)
 	if err := mailer.SendMail(context.Background(), mail("job-auth", "jane.doe@example.com")); err != nil {
 		t.Fatalf("SendMail with user and password over tls=none: got error %v, want nil", err)
@@ -195,7 +195,7 @@ func TestSMTPErrorMapping(t *testing.T) {
 		})
 	}
 	t.Run("connection refused", func(t *testing.T) {
-		addr := testenv.Addr(testenv.FreePort(t))
+		addr := peertest.Addr(peertest.FreePort(t))
 		err := newSMTP(t, "smtp://"+addr+"?tls=none", nil).SendMail(context.Background(), mail("job-err", to))
 		if err == nil || errors.Is(err, asynq.SkipRetry) {
 			t.Errorf("SendMail to a closed port: got %v, want a transient error", err)
@@ -238,7 +238,7 @@ func TestSMTPErrorMapping(t *testing.T) {
 // "." for the end of the data). An empty greeting reply means say nothing.
 func fakeSMTP(t *testing.T, replies map[string]string) string {
 	t.Helper()
-	return testenv.ServeTCP(t, func(c net.Conn) {
+	return peertest.ServeTCP(t, func(c net.Conn) {
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		lines := bufio.NewScanner(c)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -53,7 +53,7 @@ func TestFanOutFitsAtTheIDLimit(t *testing.T) {
 			for run := range runs {
 				enq := &recordingEnqueuer{}
 				clock := time.Date(2026, 11, 29, 10, run, 0, 0, time.UTC)
-				deps := testkit.NewAdapters().Deps(enq, slog.New(slog.DiscardHandler))
+				deps := escrowtest.NewAdapters().Deps(enq, slog.New(slog.DiscardHandler))
 				deps.Now = func() time.Time { return clock }
 				mux, err := handlers.NewServeMux(deps)
 				if err != nil {

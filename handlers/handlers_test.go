@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -42,7 +42,7 @@ func TestTypedDecodesValidatesAndCalls(t *testing.T) {
 
 func TestServeMuxLogsMaskedAndArchivesUnknownTypes(t *testing.T) {
 	var logs bytes.Buffer
-	a := testkit.NewAdapters()
+	a := escrowtest.NewAdapters()
 	a.FailWith(func(string, int) error { return errors.New("smtp: mailbox jane.doe@example.com is full") })
 	mux, err := handlers.NewServeMux(a.Deps(a, slog.New(slog.NewJSONHandler(&logs, nil))))
 	if err != nil {
@@ -69,7 +69,7 @@ func TestServeMuxLogsMaskedAndArchivesUnknownTypes(t *testing.T) {
 }
 
 func TestFanOutHasItsOwnDedupeKeys(t *testing.T) {
-	n := handlers.NewNotify(testkit.NewAdapters(), nil)
+	n := handlers.NewNotify(escrowtest.NewAdapters(), nil)
 	p := payloads.NotifyDisputeResolved{DisputeID: "d1", TransactionID: "t1", Resolution: "split", BuyerEmail: "b@example.com", SellerEmail: "s@example.com", PartnerID: "acme"}
 	ts, err := n.FanOut(p)
 	if err != nil {

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -30,7 +30,7 @@ const screenshotPath = "../docs/monitor.png"
 // resolves to nothing.
 func chromium(t *testing.T, url string, extra ...string) []byte {
 	t.Helper()
-	bin := testenv.LookPath(t, "chromium", chromiumInstall)
+	bin := peertest.LookPath(t, "chromium", chromiumInstall)
 	args := append([]string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 		"--disable-background-networking", "--no-first-run", "--disable-component-update",

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/hibiken/asynq"
 )
@@ -20,7 +20,7 @@ import (
 func withStore(t *testing.T, store string) func(*monitor.Config) {
 	return func(c *monitor.Config) {
 		if store == "postgres" {
-			c.DeadLetters = testkit.Ledger(t, store)
+			c.DeadLetters = escrowtest.Ledger(t, store)
 		}
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/monitor"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
@@ -31,7 +31,7 @@ func FuzzEnqueueAPI(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	opt, err := asynq.ParseRedisURI(testenv.Redis(f))
+	opt, err := asynq.ParseRedisURI(peertest.Redis(f))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
 func TestHealthz(t *testing.T) {
-	rs := testenv.StartRedis(t)
+	rs := peertest.StartRedis(t)
 	opt, err := asynq.ParseRedisURI(rs.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
@@ -39,7 +39,7 @@ type fixture struct {
 	client    *tasks.Client
 	inspector *tasks.Inspector
 	ledger    deadletter.Ledger
-	logs      *testenv.Buffer
+	logs      *peertest.Buffer
 }
 
 // setup starts a monitor with all credentials on a fresh Redis; change
@@ -47,7 +47,7 @@ type fixture struct {
 // secret or a raw e-mail address.
 func setup(t *testing.T, change ...func(*monitor.Config)) *fixture {
 	t.Helper()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	opt, err := asynq.ParseRedisURI(peertest.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func setup(t *testing.T, change ...func(*monitor.Config)) *fixture {
 
 func setupOn(t *testing.T, opt asynq.RedisConnOpt, change ...func(*monitor.Config)) *fixture {
 	t.Helper()
-	logs := &testenv.Buffer{}
+	logs := &peertest.Buffer{}
 	ledger, err := deadletter.OpenFile(filepath.Join(t.TempDir(), "dead-letters.jsonl"))
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func (f *fixture) fail(t *testing.T, cause error, ids ...string) {
 	defer w.Shutdown()
 	for _, id := range ids {
 		f.waitState(t, id, "archived")
-		testkit.Eventually(t, id+" in the ledger", 10*time.Second, func() bool {
+		escrowtest.Eventually(t, id+" in the ledger", 10*time.Second, func() bool {
 			e, err := f.ledger.Get(context.Background(), id)
 			return err == nil && e.State == deadletter.StateOpen
 		})
@@ -249,5 +249,5 @@ func grep(s, sub string) string {
 
 func (f *fixture) waitState(t *testing.T, id, want string) tasks.Job {
 	t.Helper()
-	return testkit.AwaitState(t, f.inspector, id, want, 10*time.Second)
+	return escrowtest.AwaitState(t, f.inspector, id, want, 10*time.Second)
 }

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/monitor"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
@@ -44,10 +44,10 @@ func TestDashboardReferencesRegisteredMetrics(t *testing.T) {
 
 	// Every family the two processes serve, with a job in each state so the
 	// queue figures are all there.
-	redisURL := testenv.Redis(t)
+	redisURL := peertest.Redis(t)
 	opt, _ := asynq.ParseRedisURI(redisURL)
 	enqueueEachLater(t, opt, "dash")
-	ad := testkit.NewAdapters()
+	ad := escrowtest.NewAdapters()
 	worker := startInProcess(t, opt, ad.Deps(ad, discardLogger()))
 	monURL := startMonitor(t, monitor.Config{RedisOpt: opt})
 	served := map[string]bool{}

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -29,7 +29,7 @@ const apiToken = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 // and none of another escrow's.
 func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	t.Parallel()
-	redisURL := testenv.Redis(t)
+	redisURL := peertest.Redis(t)
 	opt, _ := asynq.ParseRedisURI(redisURL)
 	client := tasks.NewClient(opt)
 	defer client.Close()
@@ -41,7 +41,7 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	var order []string // the nine, in the order enqueued
 	want := map[string]string{}
 	var auditID string
-	mine := testkit.All(seq)
+	mine := escrowtest.All(seq)
 	for i, p := range mine {
 		if n, ok := p.(payloads.NotifyDisputeResolved); ok {
 			// The fan-out derives a webhook eventId from the dispute ID
@@ -50,8 +50,8 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 			mine[i] = n
 		}
 	}
-	for _, p := range append(slices.Clone(mine), testkit.All("other-escrow")...) {
-		task := testkit.Task(t, p)
+	for _, p := range append(slices.Clone(mine), escrowtest.All("other-escrow")...) {
+		task := escrowtest.Task(t, p)
 		if _, err := client.Enqueue(t.Context(), task); err != nil {
 			t.Fatal(err)
 		}
@@ -65,14 +65,14 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond) // distinct enqueue times
 	}
-	ad := testkit.NewAdapters()
+	ad := escrowtest.NewAdapters()
 	ad.FailWith(func(id string, _ int) error {
 		if id == auditID {
 			return fmt.Errorf("injected audit failure: %w", asynq.SkipRetry)
 		}
 		return nil
 	})
-	dl := testkit.StartWorker(t, testkit.WorkerConfig{Redis: opt, Adapters: ad, Enqueuer: client})
+	dl := escrowtest.StartWorker(t, escrowtest.WorkerConfig{Redis: opt, Adapters: ad, Enqueuer: client})
 
 	fanout := []string{}
 	for _, p := range mine {
@@ -87,13 +87,13 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 		want[id] = "completed"
 	}
 	for id, state := range want {
-		testkit.AwaitState(t, insp, id, state, 30*time.Second)
+		escrowtest.AwaitState(t, insp, id, state, 30*time.Second)
 	}
 	// The dead letter leaves asynq's archive: only the durable log has it.
 	if err := insp.Asynq().DeleteTask(payloads.QueueOf(payloads.AuditLogCreated{}), auditID); err != nil {
 		t.Fatal(err)
 	}
-	later := testkit.Task(t, mine[1], tasks.DedupeKey("refund-"+seq+"-later"), tasks.ProcessIn(time.Hour))
+	later := escrowtest.Task(t, mine[1], tasks.DedupeKey("refund-"+seq+"-later"), tasks.ProcessIn(time.Hour))
 	if _, err := client.Enqueue(t.Context(), later); err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +154,8 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 	get(t, api+"/api/v1/transactions/"+strings.Repeat("x", 65)+"/jobs", apiToken, http.StatusBadRequest)
 
 	// jobctl history --json prints the same answer.
-	jobctl := testenv.Binary(t, "./cmd/jobctl")
-	p := testenv.Start(t, jobctl, []string{"REDIS_URL=" + redisURL, "DEAD_LETTER_PATH=" + dl.Path()}, "--json", "history", tx)
+	jobctl := peertest.Binary(t, "./cmd/jobctl")
+	p := peertest.Start(t, jobctl, []string{"REDIS_URL=" + redisURL, "DEAD_LETTER_PATH=" + dl.Path()}, "--json", "history", tx)
 	if err, done := p.Wait(30 * time.Second); !done || err != nil {
 		t.Fatalf("jobctl history: exit %v (done %v):\n%s", err, done, p.Output())
 	}
@@ -169,7 +169,7 @@ func TestHistoryListsEveryJobOfAnEscrow(t *testing.T) {
 		t.Errorf("jobctl history --json:\n got %s\nwant %s (the API's answer)", a, b)
 	}
 	// The table lists them in the same order.
-	p = testenv.Start(t, jobctl, []string{"REDIS_URL=" + redisURL, "DEAD_LETTER_PATH=" + dl.Path()}, "history", tx)
+	p = peertest.Start(t, jobctl, []string{"REDIS_URL=" + redisURL, "DEAD_LETTER_PATH=" + dl.Path()}, "history", tx)
 	if err, done := p.Wait(30 * time.Second); !done || err != nil {
 		t.Fatalf("jobctl history: exit %v (done %v):\n%s", err, done, p.Output())
 	}

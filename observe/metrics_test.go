@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/observe"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -32,8 +32,8 @@ const (
 // checks every per-type counter and histogram count at the end.
 func TestWorkerMetricsCountEachTypeExactly(t *testing.T) {
 	t.Parallel()
-	opt := testkit.RedisOpt(t, map[string]string{"REDIS_URL": testenv.Redis(t)})
-	ad := testkit.NewAdapters()
+	opt := escrowtest.RedisOpt(t, map[string]string{"REDIS_URL": peertest.Redis(t)})
+	ad := escrowtest.NewAdapters()
 	plan := map[string]behaviour{}
 	var mu sync.Mutex
 	ad.FailWith(func(id string, attempt int) error {
@@ -57,8 +57,8 @@ func TestWorkerMetricsCountEachTypeExactly(t *testing.T) {
 	mix := []behaviour{succeed, succeed, flaky, exhausted, permanent}
 	want := map[string]string{} // job ID → final state
 	for i, b := range mix {
-		for _, pl := range testkit.All(fmt.Sprintf("m%d", i)) {
-			task := testkit.Task(t, pl)
+		for _, pl := range escrowtest.All(fmt.Sprintf("m%d", i)) {
+			task := escrowtest.Task(t, pl)
 			mu.Lock()
 			plan[task.ID] = b
 			mu.Unlock()
@@ -94,7 +94,7 @@ func TestWorkerMetricsCountEachTypeExactly(t *testing.T) {
 		}
 	}()
 	for id, state := range want {
-		testkit.AwaitState(t, insp, id, state, 60*time.Second)
+		escrowtest.AwaitState(t, insp, id, state, 60*time.Second)
 	}
 	close(stop)
 	if err := <-scraped; err != nil {

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/observe"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,8 +45,8 @@ func queueReads(t *testing.T, rc *goredis.Client) int {
 // queue-figures collection per 5 s, not one per scrape.
 func TestConcurrentScrapesShareOneCollection(t *testing.T) {
 	t.Parallel()
-	redis := testenv.StartRedis(t)
-	rc := testkit.StartReceiver(t, webhookKey)
+	redis := peertest.StartRedis(t)
+	rc := escrowtest.StartReceiver(t, webhookKey)
 	srv := startServer(t, redis.URL(), "http://127.0.0.1:1", rc.URL+"/hooks")
 	opt, _ := asynq.ParseRedisURI(redis.URL())
 	insp := tasks.NewInspector(opt)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 const (
@@ -21,7 +21,7 @@ const (
 
 // server is the real cmd/server binary.
 type server struct {
-	*testenv.Process
+	*peertest.Process
 	// URL is the base URL of its /healthz, /readyz and /metrics.
 	URL string
 }
@@ -46,7 +46,7 @@ func startServer(t *testing.T, redisURL, stripeURL, hookURL string, extra ...str
 		"WEBHOOK_ENDPOINTS_FILE=" + registry, "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true",
 		"DEAD_LETTER_PATH=" + filepath.Join(dir, "dead-letters.jsonl"), "AUDIT_LOG_PATH=" + filepath.Join(dir, "audit.jsonl"),
 	}, extra...)
-	p := testenv.Start(t, testenv.Binary(t, "./cmd/server"), env, "-no-scheduler")
+	p := peertest.Start(t, peertest.Binary(t, "./cmd/server"), env, "-no-scheduler")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", p.Output())
@@ -78,8 +78,8 @@ func status(url string) int {
 // stays 200: the process is alive), and 200 again when Redis is back.
 func TestReadyzFollowsRedis(t *testing.T) {
 	t.Parallel()
-	redis := testenv.StartRedis(t)
-	rc := testkit.StartReceiver(t, webhookKey)
+	redis := peertest.StartRedis(t)
+	rc := escrowtest.StartReceiver(t, webhookKey)
 	srv := startServer(t, redis.URL(), "http://127.0.0.1:1", rc.URL+"/hooks")
 
 	steps := []struct {
@@ -95,7 +95,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	for _, s := range steps {
 		s.do()
 		var got int
-		testkit.Eventually(t, s.what+": /readyz", 30*time.Second, func() bool {
+		escrowtest.Eventually(t, s.what+": /readyz", 30*time.Second, func() bool {
 			got = status(srv.URL + "/readyz")
 			return got == s.wantReady
 		})

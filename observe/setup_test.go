@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -103,14 +103,14 @@ func startMonitor(t *testing.T, cfg monitor.Config) string {
 	return srv.URL
 }
 
-// enqueueEachLater enqueues a job of each type (testkit.All(seq)), due in
+// enqueueEachLater enqueues a job of each type (escrowtest.All(seq)), due in
 // an hour, so that the queue figures are all there and stay put.
 func enqueueEachLater(t *testing.T, opt asynq.RedisConnOpt, seq string) {
 	t.Helper()
 	client := tasks.NewClient(opt)
 	defer client.Close()
-	for _, p := range testkit.All(seq) {
-		if _, err := client.Enqueue(t.Context(), testkit.Task(t, p, tasks.ProcessIn(time.Hour))); err != nil {
+	for _, p := range escrowtest.All(seq) {
+		if _, err := client.Enqueue(t.Context(), escrowtest.Task(t, p, tasks.ProcessIn(time.Hour))); err != nil {
 			t.Fatalf("%s: %v", p.TaskType(), err)
 		}
 	}

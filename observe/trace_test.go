@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"go.opentelemetry.io/otel/trace"
@@ -27,10 +27,10 @@ import (
 func TestOneTraceFromEnqueueToStripeAndWebhook(t *testing.T) {
 	t.Parallel()
 	otlp := startOTLP(t)
-	redis := testenv.StartRedis(t)
-	stripe := testkit.StartStripe(t, testkit.StripeConfig{Secret: stripeKey})
+	redis := peertest.StartRedis(t)
+	stripe := escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: stripeKey})
 	stripe.AddIntent("pi_traced1", "requires_capture", 5000)
-	rc := testkit.StartReceiver(t, webhookKey)
+	rc := escrowtest.StartReceiver(t, webhookKey)
 	srv := startServer(t, redis.URL(), stripe.URL, rc.URL+"/hooks",
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+otlp.URL, "OTEL_SERVICE_NAME=escrowjobs-worker-test", "OTEL_BSP_SCHEDULE_DELAY=100")
 
@@ -46,8 +46,8 @@ func TestOneTraceFromEnqueueToStripeAndWebhook(t *testing.T) {
 	defer insp.Close()
 
 	ctx, root := tp.Tracer("test").Start(context.Background(), "POST /escrows/esc-traced/release", trace.WithSpanKind(trace.SpanKindServer))
-	capture := testkit.Task(t, payloads.StripeCapturePayment{TransactionID: "esc-traced", PaymentIntentID: "pi_traced1"})
-	hook := testkit.Task(t, payloads.WebhookEscrowStatusChanged{EventID: "evt-traced", PartnerID: partner, TransactionID: "esc-traced",
+	capture := escrowtest.Task(t, payloads.StripeCapturePayment{TransactionID: "esc-traced", PaymentIntentID: "pi_traced1"})
+	hook := escrowtest.Task(t, payloads.WebhookEscrowStatusChanged{EventID: "evt-traced", PartnerID: partner, TransactionID: "esc-traced",
 		PreviousStatus: payloads.StatusFunded, Status: payloads.StatusReleased, OccurredAt: "2026-11-29T10:00:00Z"})
 	for _, task := range []*tasks.Task{capture, hook} {
 		if _, err := client.Enqueue(ctx, task); err != nil {
@@ -57,7 +57,7 @@ func TestOneTraceFromEnqueueToStripeAndWebhook(t *testing.T) {
 	root.End()
 	traceID := root.SpanContext().TraceID().String()
 	for _, task := range []*tasks.Task{capture, hook} {
-		testkit.AwaitState(t, insp, task.ID, "completed", 30*time.Second)
+		escrowtest.AwaitState(t, insp, task.ID, "completed", 30*time.Second)
 	}
 	if err := shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestOneTraceFromEnqueueToStripeAndWebhook(t *testing.T) {
 	}
 	var byName map[string]span
 	var inTrace []span
-	testkit.Eventually(t, "every span of the trace at the OTLP receiver", 30*time.Second, func() bool {
+	escrowtest.Eventually(t, "every span of the trace at the OTLP receiver", 30*time.Second, func() bool {
 		byName, inTrace = map[string]span{}, nil
 		for _, s := range otlp.Spans() {
 			if s.TraceID == traceID {

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -37,12 +37,12 @@ type env struct {
 func setup(t testing.TB, redisURL string) *env {
 	t.Helper()
 	ctx := context.Background()
-	db := testenv.PostgresPool(t)
+	db := peertest.PostgresPool(t)
 	if err := outbox.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
 	if redisURL == "" {
-		redisURL = testenv.Redis(t)
+		redisURL = peertest.Redis(t)
 	}
 	opt, err := asynq.ParseRedisURI(redisURL)
 	if err != nil {
@@ -165,7 +165,7 @@ func TestRelayedJobIsTheTaskAddWasGiven(t *testing.T) {
 	addedAt := time.Now()
 	e.add(t, capture, mail, withHeaders)
 	e.startRelay(t, outbox.RelayConfig{})
-	testkit.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	escrowtest.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 
 	for _, tc := range []struct {
 		task      *tasks.Task
@@ -228,7 +228,7 @@ func TestRolledBackTransactionLeavesNoJob(t *testing.T) {
 	committed := audit(t, "evt-committed") // proves the relay ran past the rolled-back one
 	e.add(t, committed)
 	e.startRelay(t, outbox.RelayConfig{})
-	testkit.Eventually(t, "the committed job", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
+	escrowtest.Eventually(t, "the committed job", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
 	if got, want := e.pendingIDs(t, "low"), []string{committed.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
 	}
@@ -251,10 +251,10 @@ func TestSameJobAddedInTwoTransactionsIsOneJob(t *testing.T) {
 	}
 	cc := newCounting(e.client)
 	r := e.startRelay(t, outbox.RelayConfig{Client: cc})
-	testkit.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	escrowtest.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 
 	e.add(t, audit(t, "evt-twice")) // again, after it was relayed
-	testkit.Eventually(t, "the outbox to drain again", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	escrowtest.Eventually(t, "the outbox to drain again", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 
 	if got, want := e.pendingIDs(t, "low"), []string{first.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
@@ -290,7 +290,7 @@ func TestTwoRelaysEnqueueEach20000RowsOnce(t *testing.T) {
 		e.startRelay(t, outbox.RelayConfig{Client: cc, BatchSize: 250}),
 		e.startRelay(t, outbox.RelayConfig{Client: cc, BatchSize: 250}),
 	}
-	testkit.Eventually(t, "the outbox to drain", 3*time.Minute, func() bool { return e.backlog(t) == 0 })
+	escrowtest.Eventually(t, "the outbox to drain", 3*time.Minute, func() bool { return e.backlog(t) == 0 })
 
 	got := e.pendingIDs(t, "low")
 	slices.Sort(got)
@@ -327,7 +327,7 @@ func TestNotifyWakesAnIdleRelay(t *testing.T) {
 	for i := range 3 {
 		time.Sleep(200 * time.Millisecond) // the relay has found the table empty and waits
 		e.add(t, audit(t, fmt.Sprintf("evt-notify-%d", i)))
-		testkit.Eventually(t, fmt.Sprintf("job %d in Redis", i+1), 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == i+1 })
+		escrowtest.Eventually(t, fmt.Sprintf("job %d in Redis", i+1), 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == i+1 })
 	}
 }
 
@@ -335,7 +335,7 @@ func TestNotifyWakesAnIdleRelay(t *testing.T) {
 // flow once Redis is back, each once.
 func TestRedisDownRowsWaitAndFlowOnceBack(t *testing.T) {
 	t.Parallel()
-	rs := testenv.StartRedis(t)
+	rs := peertest.StartRedis(t)
 	e := setup(t, rs.URL())
 	rs.Kill()
 	var want []string
@@ -345,7 +345,7 @@ func TestRedisDownRowsWaitAndFlowOnceBack(t *testing.T) {
 		want = append(want, task.ID)
 	}
 	r := e.startRelay(t, outbox.RelayConfig{MaxBackoff: 500 * time.Millisecond})
-	testkit.Eventually(t, "enqueue failures while Redis is down", 30*time.Second, func() bool { return r.Counts().Failures >= 2 })
+	escrowtest.Eventually(t, "enqueue failures while Redis is down", 30*time.Second, func() bool { return r.Counts().Failures >= 2 })
 	st, err := r.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +354,7 @@ func TestRedisDownRowsWaitAndFlowOnceBack(t *testing.T) {
 		t.Errorf("while Redis is down: got %+v, want backlog 10 and a positive oldest age", st)
 	}
 	rs.Start()
-	testkit.Eventually(t, "the outbox to drain after Redis came back", 60*time.Second, func() bool { return e.backlog(t) == 0 })
+	escrowtest.Eventually(t, "the outbox to drain after Redis came back", 60*time.Second, func() bool { return e.backlog(t) == 0 })
 	got := e.pendingIDs(t, "low")
 	slices.Sort(got)
 	slices.Sort(want)
@@ -424,7 +424,7 @@ func TestCollectorsReportBacklogAndAge(t *testing.T) {
 // one of them with a unique violation in pg_type.
 func TestMigrateConcurrentlySucceeds(t *testing.T) {
 	ctx := context.Background()
-	url := testenv.Postgres(t)
+	url := peertest.Postgres(t)
 	const n = 8
 	errs := make(chan error, n)
 	for range n {
@@ -456,7 +456,7 @@ func TestPollRelaysARowWithoutNotification(t *testing.T) {
 		task.ID, task.Type(), task.Payload()); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, "the job in Redis", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
+	escrowtest.Eventually(t, "the job in Redis", 30*time.Second, func() bool { return len(e.pendingIDs(t, "low")) == 1 })
 	if got, want := e.pendingIDs(t, "low"), []string{task.ID}; !slices.Equal(got, want) {
 		t.Errorf("got pending %q, want %q", got, want)
 	}
@@ -487,7 +487,7 @@ func TestAddCarriesTheCallersTraceContext(t *testing.T) {
 		t.Errorf("Add changed the caller's task: traceparent %q", got)
 	}
 	e.startRelay(t, outbox.RelayConfig{})
-	testkit.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
+	escrowtest.Eventually(t, "the outbox to drain", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 	for _, tc := range []struct {
 		task *tasks.Task
 		want string

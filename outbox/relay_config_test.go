@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -19,7 +19,7 @@ func (nopEnqueuer) Enqueue(context.Context, *tasks.Task) (string, error) { retur
 // one wake channel per claimer.
 func TestNewRelayChecksItsConfig(t *testing.T) {
 	ctx := context.Background()
-	db := testenv.PostgresPool(t)
+	db := peertest.PostgresPool(t)
 	for _, tc := range []struct {
 		cfg  RelayConfig
 		want string

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payments"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -27,16 +27,16 @@ const (
 )
 
 type fixture struct {
-	fake *testkit.Stripe
+	fake *escrowtest.Stripe
 	pay  *payments.Stripe
-	logs *testenv.Buffer
+	logs *peertest.Buffer
 }
 
 // setup starts a fake Stripe and an adapter logging everything, down to
 // stripe-go's debug lines, and checks at cleanup that the key was never logged.
 func setup(t *testing.T) fixture {
 	t.Helper()
-	f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+	f := escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: secret})
 	return fixture{fake: f, pay: newStripe(t, f.URL, f.Client()), logs: logsOf(t)}
 }
 
@@ -49,13 +49,13 @@ func newStripe(t *testing.T, base string, hc *http.Client) *payments.Stripe {
 	return p
 }
 
-var testLogs sync.Map // *testing.T → *testenv.Buffer
+var testLogs sync.Map // *testing.T → *peertest.Buffer
 
 // logsOf is the log buffer of test t, checked at cleanup for the key.
-func logsOf(t *testing.T) *testenv.Buffer {
+func logsOf(t *testing.T) *peertest.Buffer {
 	t.Helper()
-	v, loaded := testLogs.LoadOrStore(t, &testenv.Buffer{})
-	l := v.(*testenv.Buffer)
+	v, loaded := testLogs.LoadOrStore(t, &peertest.Buffer{})
+	l := v.(*peertest.Buffer)
 	if !loaded {
 		t.Cleanup(func() {
 			testLogs.Delete(t)
@@ -147,21 +147,21 @@ func TestCaptureHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		amount       int64 // 0: all
-		faults       []testkit.StripeFault
+		faults       []escrowtest.StripeFault
 		wantAttempts int
 		wantDone     bool
 		wantReceived int64
 	}{
 		{name: "first attempt", wantAttempts: 1, wantReceived: 5000},
 		{name: "partial amount", amount: 1200, wantAttempts: 1, wantReceived: 1200},
-		{name: "after a 500", faults: []testkit.StripeFault{{Status: 500, Body: testkit.StripeError("api_error", "", "oops")}}, wantAttempts: 2, wantReceived: 5000},
-		{name: "after a lock_timeout", faults: []testkit.StripeFault{{Status: 409, Body: testkit.StripeError("invalid_request_error", "lock_timeout", "locked")}}, wantAttempts: 2, wantReceived: 5000},
+		{name: "after a 500", faults: []escrowtest.StripeFault{{Status: 500, Body: escrowtest.StripeError("api_error", "", "oops")}}, wantAttempts: 2, wantReceived: 5000},
+		{name: "after a lock_timeout", faults: []escrowtest.StripeFault{{Status: 409, Body: escrowtest.StripeError("invalid_request_error", "lock_timeout", "locked")}}, wantAttempts: 2, wantReceived: 5000},
 		// net/http resends a request with an Idempotency-Key once when a
 		// reused connection breaks; the key store answers it with the capture.
-		{name: "after a lost answer, resent with the key", faults: []testkit.StripeFault{{Drop: true}}, wantAttempts: 1, wantReceived: 5000},
+		{name: "after a lost answer, resent with the key", faults: []escrowtest.StripeFault{{Drop: true}}, wantAttempts: 1, wantReceived: 5000},
 		// The resend is lost too: the next attempt reads the PaymentIntent.
-		{name: "after lost answers, read back", faults: []testkit.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true, wantReceived: 5000},
-		{name: "after a 503 and lost answers", amount: 700, faults: []testkit.StripeFault{{Status: 503, Body: "upstream down"}, {Drop: true}, {Drop: true}}, wantAttempts: 3, wantDone: true, wantReceived: 700},
+		{name: "after lost answers, read back", faults: []escrowtest.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true, wantReceived: 5000},
+		{name: "after a 503 and lost answers", amount: 700, faults: []escrowtest.StripeFault{{Status: 503, Body: "upstream down"}, {Drop: true}, {Drop: true}}, wantAttempts: 3, wantDone: true, wantReceived: 700},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := setup(t)
@@ -188,25 +188,25 @@ func TestRefundHappensOnceAcrossRetriesAndKeyExpiry(t *testing.T) {
 		name         string
 		amount       int64 // 0: what remains
 		reason       string
-		faults       []testkit.StripeFault
+		faults       []escrowtest.StripeFault
 		wantAttempts int
 		wantDone     bool
 		wantAmount   int64
 	}{
 		{name: "first attempt", reason: "requested_by_customer", wantAttempts: 1, wantAmount: 5000},
 		{name: "partial amount", amount: 1500, wantAttempts: 1, wantAmount: 1500},
-		{name: "after a 429", reason: "duplicate", faults: []testkit.StripeFault{{Status: 429, Body: testkit.StripeError("invalid_request_error", "rate_limit", "slow down")}}, wantAttempts: 2, wantAmount: 5000},
-		{name: "after a lost answer, resent with the key", reason: "fraudulent", faults: []testkit.StripeFault{{Drop: true}}, wantAttempts: 1, wantAmount: 5000},
-		{name: "after lost answers, read back", reason: "fraudulent", faults: []testkit.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true, wantAmount: 5000},
-		{name: "after a Stripe-Should-Retry 400 and lost answers", faults: []testkit.StripeFault{
-			{Status: 400, Header: map[string]string{"Stripe-Should-Retry": "true"}, Body: testkit.StripeError("invalid_request_error", "", "try again")},
+		{name: "after a 429", reason: "duplicate", faults: []escrowtest.StripeFault{{Status: 429, Body: escrowtest.StripeError("invalid_request_error", "rate_limit", "slow down")}}, wantAttempts: 2, wantAmount: 5000},
+		{name: "after a lost answer, resent with the key", reason: "fraudulent", faults: []escrowtest.StripeFault{{Drop: true}}, wantAttempts: 1, wantAmount: 5000},
+		{name: "after lost answers, read back", reason: "fraudulent", faults: []escrowtest.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true, wantAmount: 5000},
+		{name: "after a Stripe-Should-Retry 400 and lost answers", faults: []escrowtest.StripeFault{
+			{Status: 400, Header: map[string]string{"Stripe-Should-Retry": "true"}, Body: escrowtest.StripeError("invalid_request_error", "", "try again")},
 			{Drop: true}, {Drop: true},
 		}, wantAttempts: 3, wantDone: true, wantAmount: 5000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := setup(t)
 			fx.fake.AddIntent("pi_1", "succeeded", 5000)
-			fx.fake.AddRefund(testkit.StripeRefund{ID: "re_other", PaymentIntent: "pi_1", Status: "succeeded", Amount: 0,
+			fx.fake.AddRefund(escrowtest.StripeRefund{ID: "re_other", PaymentIntent: "pi_1", Status: "succeeded", Amount: 0,
 				Metadata: map[string]string{payments.MetadataJob: "some-other-job"}})
 			for _, ft := range tc.faults {
 				ft.Method, ft.Path = http.MethodPost, "/v1/refunds"
@@ -256,34 +256,34 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 		name           string
 		op             string // capture or refund
 		status         string // the PaymentIntent's
-		fault          *testkit.StripeFault
-		refund         *testkit.StripeRefund // already there
+		fault          *escrowtest.StripeFault
+		refund         *escrowtest.StripeRefund // already there
 		wantPermanent  bool
 		wantRetryAfter time.Duration
 		wantStripe     stripe.ErrorType // when an *stripe.Error is the cause
 	}{
-		{name: "402 card_error", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 402, Body: testkit.StripeError("card_error", "card_declined", "Your card was declined.")}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
-		{name: "400 invalid_request_error", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 400, Body: testkit.StripeError("invalid_request_error", "amount_too_large", "too much")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "400 idempotency_error", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 400, Body: testkit.StripeError("idempotency_error", "", "Keys for idempotent requests can only be used with the same parameters")}, wantPermanent: true, wantStripe: stripe.ErrorTypeIdempotency},
-		{name: "401 bad key", op: "capture", fault: &testkit.StripeFault{Method: "GET", Path: "/v1/payment_intents/pi_1", Status: 401, Body: testkit.StripeError("invalid_request_error", "", "Invalid API Key provided: sk_test_****ged")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "404 resource_missing", op: "capture", fault: &testkit.StripeFault{Method: "GET", Path: "/v1/payment_intents/pi_1", Status: 404, Body: testkit.StripeError("invalid_request_error", "resource_missing", "No such payment_intent")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "409 lock_timeout", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 409, Body: testkit.StripeError("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "409 concurrent use of the key", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 409, Body: testkit.StripeError("idempotency_error", "", "There is currently another in-progress request using this Idempotent Key")}, wantStripe: stripe.ErrorTypeIdempotency},
-		{name: "400 lock_timeout", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 400, Body: testkit.StripeError("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "429", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 429, Body: testkit.StripeError("invalid_request_error", "rate_limit", "Too many requests")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "429 with Retry-After", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 429, Header: map[string]string{"Retry-After": "30"}, Body: testkit.StripeError("invalid_request_error", "rate_limit", "Too many requests")}, wantRetryAfter: 30 * time.Second, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "500 api_error", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 500, Body: testkit.StripeError("api_error", "", "Something went wrong")}, wantStripe: stripe.ErrorTypeAPI},
-		{name: "502 from a proxy", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 502, Body: "<html>Bad Gateway</html>"}},
-		{name: "500 on the refund list", op: "refund", fault: &testkit.StripeFault{Method: "GET", Path: refundPath, Status: 500, Body: testkit.StripeError("api_error", "", "oops")}, wantStripe: stripe.ErrorTypeAPI},
-		{name: "400 with Stripe-Should-Retry: true", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 400, Header: map[string]string{"Stripe-Should-Retry": "true"}, Body: testkit.StripeError("invalid_request_error", "", "try again")}, wantStripe: stripe.ErrorTypeInvalidRequest},
-		{name: "500 with Stripe-Should-Retry: false", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 500, Header: map[string]string{"Stripe-Should-Retry": "false"}, Body: testkit.StripeError("api_error", "", "no use")}, wantPermanent: true, wantStripe: stripe.ErrorTypeAPI},
-		{name: "an error that carries the payment intent", op: "capture", fault: &testkit.StripeFault{Method: "POST", Path: capturePath, Status: 402,
+		{name: "402 card_error", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 402, Body: escrowtest.StripeError("card_error", "card_declined", "Your card was declined.")}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
+		{name: "400 invalid_request_error", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 400, Body: escrowtest.StripeError("invalid_request_error", "amount_too_large", "too much")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "400 idempotency_error", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 400, Body: escrowtest.StripeError("idempotency_error", "", "Keys for idempotent requests can only be used with the same parameters")}, wantPermanent: true, wantStripe: stripe.ErrorTypeIdempotency},
+		{name: "401 bad key", op: "capture", fault: &escrowtest.StripeFault{Method: "GET", Path: "/v1/payment_intents/pi_1", Status: 401, Body: escrowtest.StripeError("invalid_request_error", "", "Invalid API Key provided: sk_test_****ged")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "404 resource_missing", op: "capture", fault: &escrowtest.StripeFault{Method: "GET", Path: "/v1/payment_intents/pi_1", Status: 404, Body: escrowtest.StripeError("invalid_request_error", "resource_missing", "No such payment_intent")}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "409 lock_timeout", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 409, Body: escrowtest.StripeError("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "409 concurrent use of the key", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 409, Body: escrowtest.StripeError("idempotency_error", "", "There is currently another in-progress request using this Idempotent Key")}, wantStripe: stripe.ErrorTypeIdempotency},
+		{name: "400 lock_timeout", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 400, Body: escrowtest.StripeError("invalid_request_error", "lock_timeout", "locked")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "429", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 429, Body: escrowtest.StripeError("invalid_request_error", "rate_limit", "Too many requests")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "429 with Retry-After", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 429, Header: map[string]string{"Retry-After": "30"}, Body: escrowtest.StripeError("invalid_request_error", "rate_limit", "Too many requests")}, wantRetryAfter: 30 * time.Second, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "500 api_error", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 500, Body: escrowtest.StripeError("api_error", "", "Something went wrong")}, wantStripe: stripe.ErrorTypeAPI},
+		{name: "502 from a proxy", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 502, Body: "<html>Bad Gateway</html>"}},
+		{name: "500 on the refund list", op: "refund", fault: &escrowtest.StripeFault{Method: "GET", Path: refundPath, Status: 500, Body: escrowtest.StripeError("api_error", "", "oops")}, wantStripe: stripe.ErrorTypeAPI},
+		{name: "400 with Stripe-Should-Retry: true", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 400, Header: map[string]string{"Stripe-Should-Retry": "true"}, Body: escrowtest.StripeError("invalid_request_error", "", "try again")}, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "500 with Stripe-Should-Retry: false", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 500, Header: map[string]string{"Stripe-Should-Retry": "false"}, Body: escrowtest.StripeError("api_error", "", "no use")}, wantPermanent: true, wantStripe: stripe.ErrorTypeAPI},
+		{name: "an error that carries the payment intent", op: "capture", fault: &escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 402,
 			Body: `{"error":{"type":"card_error","code":"card_declined","message":"declined","payment_intent":{"id":"pi_1","object":"payment_intent","client_secret":"pi_1_secret_doNotLeak"}}}`}, wantPermanent: true, wantStripe: stripe.ErrorTypeCard},
-		{name: "a peer that echoes the key", op: "refund", fault: &testkit.StripeFault{Method: "POST", Path: refundPath, Status: 401, Body: testkit.StripeError("invalid_request_error", "", "Invalid API Key provided: "+secret)}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
+		{name: "a peer that echoes the key", op: "refund", fault: &escrowtest.StripeFault{Method: "POST", Path: refundPath, Status: 401, Body: escrowtest.StripeError("invalid_request_error", "", "Invalid API Key provided: "+secret)}, wantPermanent: true, wantStripe: stripe.ErrorTypeInvalidRequest},
 		{name: "canceled payment intent", op: "capture", status: "canceled", wantPermanent: true},
 		{name: "payment intent without a payment method", op: "capture", status: "requires_payment_method", wantPermanent: true},
 		{name: "payment intent processing", op: "capture", status: "processing"},
-		{name: "this job's refund failed", op: "refund", refund: &testkit.StripeRefund{ID: "re_failed", PaymentIntent: "pi_1", Status: "failed", Amount: 5000, Metadata: map[string]string{payments.MetadataJob: refundJob}}, wantPermanent: true},
+		{name: "this job's refund failed", op: "refund", refund: &escrowtest.StripeRefund{ID: "re_failed", PaymentIntent: "pi_1", Status: "failed", Amount: 5000, Metadata: map[string]string{payments.MetadataJob: refundJob}}, wantPermanent: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := setup(t)
@@ -334,7 +334,7 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 func TestSecretNeverLogged(t *testing.T) {
 	fx := setup(t)
 	fx.fake.AddIntent("pi_1", "succeeded", 5000)
-	fx.fake.Inject(testkit.StripeFault{Method: "POST", Path: "/v1/refunds", Status: 401, Body: testkit.StripeError("invalid_request_error", "", "Invalid API Key provided: "+secret)})
+	fx.fake.Inject(escrowtest.StripeFault{Method: "POST", Path: "/v1/refunds", Status: 401, Body: escrowtest.StripeError("invalid_request_error", "", "Invalid API Key provided: "+secret)})
 	_, err := fx.pay.Refund(context.Background(), handlers.Refund{JobID: refundJob, PaymentIntentID: "pi_1"})
 	if !retry.IsPermanent(err) {
 		t.Errorf("got %v, want a permanent error", err)
@@ -356,17 +356,17 @@ func TestNetworkFailuresAreTransient(t *testing.T) {
 		ctx  func() (context.Context, context.CancelFunc)
 	}{
 		{name: "connection refused", base: func(t *testing.T) (string, *http.Client) {
-			f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+			f := escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: secret})
 			f.Close()
 			return f.URL, nil
 		}},
 		{name: "client timeout", base: func(t *testing.T) (string, *http.Client) {
-			f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+			f := escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: secret})
 			f.SetDelay(func(*http.Request) time.Duration { return time.Hour }) // answers only after the caller gave up
 			return f.URL, &http.Client{Timeout: 100 * time.Millisecond}
 		}},
 		{name: "context deadline", base: func(t *testing.T) (string, *http.Client) {
-			f := testkit.StartStripe(t, testkit.StripeConfig{Secret: secret})
+			f := escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: secret})
 			f.SetDelay(func(*http.Request) time.Duration { return time.Hour }) // answers only after the caller gave up
 			return f.URL, nil
 		}, ctx: func() (context.Context, context.CancelFunc) {

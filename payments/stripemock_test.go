@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -20,8 +20,8 @@ import (
 
 func startStripeMock(t *testing.T) *Stripe {
 	t.Helper()
-	base := testenv.StartStripeMock(t)
-	s, err := NewStripe(StripeConfig{SecretKey: testenv.StripeMockKey, APIBase: base}, nil)
+	base := peertest.StartStripeMock(t)
+	s, err := NewStripe(StripeConfig{SecretKey: peertest.StripeMockKey, APIBase: base}, nil)
 	if err != nil {
 		t.Fatalf("NewStripe: %v", err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/deadletter/ledgertest"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/worker"
 )
@@ -61,7 +61,7 @@ func TestDeadLettersOddBytes(t *testing.T) {
 // Rows written before the ledger (masked payload, no state) read as open
 // dead letters after Migrate.
 func TestDeadLettersMigratesOldRows(t *testing.T) {
-	url := testenv.Postgres(t)
+	url := peertest.Postgres(t)
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -94,14 +94,14 @@ type hung struct {
 	db    *postgres.DB
 	fb    *deadletter.Fallback
 	spill *deadletter.File
-	logs  *testenv.Buffer // the Fallback's log (JSON)
-	lock  pgx.Tx          // Rollback releases the table; rolled back at cleanup
+	logs  *peertest.Buffer // the Fallback's log (JSON)
+	lock  pgx.Tx           // Rollback releases the table; rolled back at cleanup
 }
 
 func hungLedger(t *testing.T) *hung {
 	t.Helper()
-	url := testenv.Postgres(t)
-	h := &hung{db: open(t, url), logs: &testenv.Buffer{}}
+	url := peertest.Postgres(t)
+	h := &hung{db: open(t, url), logs: &peertest.Buffer{}}
 	if err := h.db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestDeadLetterWriteToAHungDatabaseFallsBack(t *testing.T) {
 // down without waiting for the database.
 func TestWorkerKeepsProcessingWhileTheLedgerDatabaseHangs(t *testing.T) {
 	h := hungLedger(t)
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	opt, err := asynq.ParseRedisURI(peertest.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}

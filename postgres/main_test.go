@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 // TestMain stops the private PostgreSQL cluster after the tests.
-func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
+func TestMain(m *testing.M) { os.Exit(peertest.RunMain(m)) }

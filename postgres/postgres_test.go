@@ -16,8 +16,8 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/postgres"
 )
 
@@ -29,7 +29,7 @@ var (
 // setup opens a fresh database for this test, migrated, closed at cleanup.
 func setup(t *testing.T) *postgres.DB {
 	t.Helper()
-	db := open(t, testenv.Postgres(t))
+	db := open(t, peertest.Postgres(t))
 	if err := db.Migrate(context.Background()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
@@ -69,7 +69,7 @@ func event(id string) payloads.AuditLogCreated {
 }
 
 func TestMigrate(t *testing.T) {
-	url := testenv.Postgres(t)
+	url := peertest.Postgres(t)
 	db := open(t, url)
 	ctx := context.Background()
 	// Twice in a row, then four processes starting at once.
@@ -119,7 +119,7 @@ func TestAuditInsertOrIgnore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			url := testenv.Postgres(t)
+			url := peertest.Postgres(t)
 			db := open(t, url)
 			if err := db.Migrate(context.Background()); err != nil {
 				t.Fatalf("Migrate: %v", err)
@@ -141,7 +141,7 @@ func TestAuditInsertOrIgnore(t *testing.T) {
 }
 
 func TestAuditConcurrentSameEvent(t *testing.T) {
-	url := testenv.Postgres(t)
+	url := peertest.Postgres(t)
 	db := open(t, url)
 	if err := db.Migrate(context.Background()); err != nil {
 		t.Fatalf("Migrate: %v", err)
@@ -180,7 +180,7 @@ func TestAuditColumns(t *testing.T) {
 		{"no metadata is NULL", bare, `SELECT (metadata IS NULL)::text FROM audit_events WHERE event_id = $1`, "true"},
 		{"no transaction is NULL", bare, `SELECT (transaction_id IS NULL)::text FROM audit_events WHERE event_id = $1`, "true"},
 	}
-	url := testenv.Postgres(t)
+	url := peertest.Postgres(t)
 	db := open(t, url)
 	if err := db.Migrate(context.Background()); err != nil {
 		t.Fatalf("Migrate: %v", err)
@@ -238,12 +238,12 @@ func TestAuditErrors(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	cfg, err := pgconn.ParseConfig(testenv.Postgres(t))
+	cfg, err := pgconn.ParseConfig(peertest.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	host, port := cfg.Host, cfg.Port
-	closed := testenv.FreePort(t)
+	closed := peertest.FreePort(t)
 	const pw = "s3cretpass"
 	tests := []struct {
 		name string

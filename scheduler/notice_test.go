@@ -9,21 +9,21 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 func TestWatchdogPostsQueuedNoticesOnceSigned(t *testing.T) {
-	url := testenv.Redis(t)
+	url := peertest.Redis(t)
 	opt, err := asynq.ParseRedisURI(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc := opt.MakeRedisClient().(redis.UniversalClient)
 	defer rc.Close()
-	recv := testkit.StartPartner(t)
+	recv := escrowtest.StartPartner(t)
 	ctx := context.Background()
 	notices := []scheduler.Notice{
 		{Type: webhook.AlertPartnerDisabled, Partner: "acme", Reason: "endpoint answered 410 Gone"},

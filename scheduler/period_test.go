@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 func TestFileEntriesFillThePeriod(t *testing.T) {
-	entries, err := LoadEntries(testenv.TempFile(t, "schedule.json", `{"entries":[{"name":"nightly-audit","cron":"0 3 * * *","type":"audit_log_created",
+	entries, err := LoadEntries(peertest.TempFile(t, "schedule.json", `{"entries":[{"name":"nightly-audit","cron":"0 3 * * *","type":"audit_log_created",
 		"payload":{"eventId":"nightly-{{period}}","actor":"scheduler","action":"audit.nightly","occurredAt":"{{periodTime}}"}}]}`))
 	if err != nil {
 		t.Fatalf("LoadEntries: %v", err)

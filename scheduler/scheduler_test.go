@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -38,7 +38,7 @@ func TestTwoSchedulersEnqueueEachPeriodOnce(t *testing.T) {
 	a, b := start(t, cfg), start(t, cfg)
 	// Run until each entry's jobs of three periods are in Redis, however
 	// long a loaded machine takes: the contract is per period.
-	testkit.Eventually(t, "three periods of each entry enqueued", 30*time.Second, func() bool {
+	escrowtest.Eventually(t, "three periods of each entry enqueued", 30*time.Second, func() bool {
 		for _, tc := range cases {
 			infos, err := in.Asynq().ListPendingTasks(tc.queue, asynq.PageSize(1000))
 			if err != nil || len(infos) < 3 {

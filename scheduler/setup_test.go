@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/hibiken/asynq"
 )
@@ -18,7 +18,7 @@ import (
 // redisOpt is a private Redis for the test.
 func redisOpt(t *testing.T) asynq.RedisConnOpt {
 	t.Helper()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	opt, err := asynq.ParseRedisURI(peertest.Redis(t))
 	if err != nil {
 		t.Fatalf("parse Redis URL: %v", err)
 	}
@@ -28,7 +28,7 @@ func redisOpt(t *testing.T) asynq.RedisConnOpt {
 // writeFile writes content to a file in a temp dir and returns its path.
 func writeFile(t *testing.T, content string) string {
 	t.Helper()
-	return testenv.TempFile(t, "schedule.json", content)
+	return peertest.TempFile(t, "schedule.json", content)
 }
 
 // record is one captured log line.
@@ -99,5 +99,5 @@ func start(t *testing.T, cfg scheduler.Config) *running {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return &running{logs: l, stop: testkit.Start(t, "Run", 10*time.Second, s.Run).Stop}
+	return &running{logs: l, stop: escrowtest.Start(t, "Run", 10*time.Second, s.Run).Stop}
 }

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -42,14 +42,14 @@ func alertBody(r *http.Request, body []byte) error {
 // newReceiver is an alert endpoint that verifies each request with
 // webhook.Verify (checked against the Standard Webhooks test vector, not
 // the scheduler's own signer) and accepts only alert bodies.
-func newReceiver(t *testing.T, secret string) *testkit.Receiver {
+func newReceiver(t *testing.T, secret string) *escrowtest.Receiver {
 	t.Helper()
-	return testkit.StartReceiver(t, secret, alertBody)
+	return escrowtest.StartReceiver(t, secret, alertBody)
 }
 
 // alertsOf returns the verified alerts rcv got, in order, and why it
 // refused the other requests.
-func alertsOf(t *testing.T, rcv *testkit.Receiver) (alerts []receivedAlert, rejected []string) {
+func alertsOf(t *testing.T, rcv *escrowtest.Receiver) (alerts []receivedAlert, rejected []string) {
 	t.Helper()
 	for _, d := range rcv.Received() {
 		var a scheduler.Alert
@@ -103,7 +103,7 @@ func checked(l *logs) map[int64]bool {
 func waitCommonCheck(t *testing.T, interval time.Duration, rs ...*running) time.Time {
 	t.Helper()
 	var p time.Time
-	testkit.Eventually(t, "a period checked by every watchdog", 10*time.Second, func() bool {
+	escrowtest.Eventually(t, "a period checked by every watchdog", 10*time.Second, func() bool {
 		latest := time.Now().Truncate(interval)
 		for _, r := range rs {
 			if !checked(r.logs)[latest.Unix()] {
@@ -140,7 +140,7 @@ func TestWatchdogAlertsOnceWhenDeadLettersGrow(t *testing.T) {
 	}
 	archive(t, opt, 3)
 	end := p.Add(3 * time.Second)
-	testkit.Eventually(t, "two quiet checks after the alert", 10*time.Second, func() bool {
+	escrowtest.Eventually(t, "two quiet checks after the alert", 10*time.Second, func() bool {
 		return checked(a.logs)[end.Unix()] && checked(b.logs)[end.Unix()]
 	})
 	a.stop()
@@ -201,7 +201,7 @@ func TestWatchdogAlertsEveryPeriodOverThreshold(t *testing.T) {
 	cfg := scheduler.Config{Redis: opt, WatchdogInterval: time.Second, ArchivedThreshold: 2,
 		AlertURL: rcv.URL, AlertSecret: alertSecret}
 	a, b := start(t, cfg), start(t, cfg)
-	testkit.Eventually(t, "three periods checked by both", 10*time.Second, func() bool {
+	escrowtest.Eventually(t, "three periods checked by both", 10*time.Second, func() bool {
 		return len(checked(a.logs)) >= 3 && len(checked(b.logs)) >= 3
 	})
 	a.stop()
@@ -249,12 +249,12 @@ func TestWatchdogAlertFailureIsLogged(t *testing.T) {
 		name, url, wantMsg string
 	}{
 		{"receiver answers 500", refusing.URL + "/hook?token=sekrit-token", "dead-letter alert refused"},
-		{"nothing listens", "http://" + testenv.Addr(testenv.FreePort(t)) + "/hook?token=sekrit-token", "dead-letter alert not delivered"},
+		{"nothing listens", "http://" + peertest.Addr(peertest.FreePort(t)) + "/hook?token=sekrit-token", "dead-letter alert not delivered"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := start(t, scheduler.Config{Redis: opt, WatchdogInterval: time.Second, ArchivedThreshold: 1,
 				AlertURL: tc.url, AlertSecret: alertSecret})
-			testkit.Eventually(t, "the failure logged and two more checks", 10*time.Second, func() bool {
+			escrowtest.Eventually(t, "the failure logged and two more checks", 10*time.Second, func() bool {
 				return len(r.logs.with(tc.wantMsg)) >= 1 && len(checked(r.logs)) >= 2
 			})
 			r.stop()

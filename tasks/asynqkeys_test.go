@@ -8,21 +8,21 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
 // The code reads and writes some of asynq's Redis keys by name, which asynq
 // does not export, all through internal/asynqkey: the wake hook (pending,
 // scheduled), requeue (t:<id>, pending, archived, asynq:queues), the worker
-// (pending, retry, scheduled, archived), the lease proof in testkit
+// (pending, retry, scheduled, archived), the lease proof in escrowtest
 // (active, lease) and the partner wake script. This pins those names
 // against the asynq in go.mod: after an upgrade that renames one, this test
 // fails instead of wake-ups or requeues silently missing.
 func TestAsynqKeyNamesTheCodeUses(t *testing.T) {
 	ctx := context.Background()
-	url := testenv.Redis(t)
-	rc := testenv.RedisClient(t, url)
+	url := peertest.Redis(t)
+	rc := peertest.RedisClient(t, url)
 	opt, err := asynq.ParseRedisURI(url)
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
@@ -32,7 +32,7 @@ func BenchmarkDeadLetterList(b *testing.B) {
 	}
 	for _, store := range stores {
 		b.Run(store, func(b *testing.B) {
-			l := testkit.Ledger(b, store)
+			l := escrowtest.Ledger(b, store)
 			for i := range benchDeadLetters {
 				if _, err := l.Record(ctx, entry(i)); err != nil {
 					b.Fatal(err)
@@ -55,7 +55,7 @@ func BenchmarkDeadLetterList(b *testing.B) {
 		})
 	}
 	b.Run("raw-asynq-archive", func(b *testing.B) {
-		opt, err := asynq.ParseRedisURI(testenv.Redis(b))
+		opt, err := asynq.ParseRedisURI(peertest.Redis(b))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -26,7 +26,7 @@ import (
 )
 
 // TestMain stops the private PostgreSQL cluster after the tests.
-func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m)) }
+func TestMain(m *testing.M) { os.Exit(peertest.RunMain(m)) }
 
 // stores are the two ledgers every requeue test runs against.
 var stores = []string{"file", "postgres"}
@@ -58,11 +58,11 @@ type env struct {
 
 func setup(t *testing.T, store string) *env {
 	t.Helper()
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	opt, err := asynq.ParseRedisURI(peertest.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{opt: opt, in: tasks.NewInspector(opt), l: testkit.Ledger(t, store), ai: asynq.NewInspector(opt), c: asynq.NewClient(opt),
+	e := &env{opt: opt, in: tasks.NewInspector(opt), l: escrowtest.Ledger(t, store), ai: asynq.NewInspector(opt), c: asynq.NewClient(opt),
 		runs: map[string]int{}, payload: map[string]string{}}
 	e.d = tasks.NewDeadLetters(e.in, e.l)
 	t.Cleanup(func() { e.in.Close(); e.ai.Close(); e.c.Close() })
@@ -104,7 +104,7 @@ func (e *env) runWorker(t *testing.T, concurrency int, h asynq.HandlerFunc) {
 // archived waits until asynq holds job id archived in queue.
 func (e *env) archived(t *testing.T, queue, id string) {
 	t.Helper()
-	testkit.Eventually(t, id+" archived", 30*time.Second, func() bool {
+	escrowtest.Eventually(t, id+" archived", 30*time.Second, func() bool {
 		ti, err := e.ai.GetTaskInfo(queue, id)
 		return err == nil && ti.State == asynq.TaskStateArchived
 	})
@@ -115,7 +115,7 @@ func (e *env) archived(t *testing.T, queue, id string) {
 func (e *env) ranOnce(t *testing.T, ids []string) {
 	t.Helper()
 	for _, id := range ids {
-		testkit.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
+		escrowtest.Eventually(t, id+" runs", 30*time.Second, func() bool { return e.ran(id) >= 1 })
 	}
 	waitOut()
 	for _, id := range ids {
@@ -142,7 +142,7 @@ func (e *env) deadLetters(t *testing.T, typ, payload string, ids ...string) {
 		}
 	}
 	for _, id := range ids {
-		testkit.Eventually(t, id+" in the ledger", 30*time.Second, func() bool {
+		escrowtest.Eventually(t, id+" in the ledger", 30*time.Second, func() bool {
 			got, err := e.l.Get(context.Background(), id)
 			return err == nil && got.State == deadletter.StateOpen
 		})
@@ -195,7 +195,7 @@ func TestRequeueGivesTheFullBudgetBack(t *testing.T) {
 			t.Errorf("second requeue: got %v, want ErrNotOpen", err)
 		}
 		e.startWorker(t)
-		testkit.Eventually(t, "the rerun", 30*time.Second, func() bool { return e.ran(id) == 1 })
+		escrowtest.Eventually(t, "the rerun", 30*time.Second, func() bool { return e.ran(id) == 1 })
 	})
 }
 
@@ -218,7 +218,7 @@ func TestRequeueRebuildsAJobAsynqDropped(t *testing.T) {
 		if _, err := e.d.Requeue(context.Background(), id, "api", "mail relay fixed"); err != nil {
 			t.Fatal(err)
 		}
-		testkit.Eventually(t, "the rebuilt job's run", 30*time.Second, func() bool { return e.ran(id) == 1 })
+		escrowtest.Eventually(t, "the rebuilt job's run", 30*time.Second, func() bool { return e.ran(id) == 1 })
 		e.mu.Lock()
 		got := e.payload[id]
 		e.mu.Unlock()

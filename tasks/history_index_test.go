@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -24,12 +24,12 @@ import (
 // an Inspector and a Client.
 func indexRedis(t *testing.T) (asynq.RedisConnOpt, *redis.Client, *Inspector, *Client) {
 	t.Helper()
-	u := testenv.Redis(t)
+	u := peertest.Redis(t)
 	opt, err := asynq.ParseRedisURI(u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, in, c := testenv.RedisClient(t, u), NewInspector(opt), NewClient(opt)
+	rc, in, c := peertest.RedisClient(t, u), NewInspector(opt), NewClient(opt)
 	t.Cleanup(func() { in.Close(); c.Close() })
 	return opt, rc, in, c
 }

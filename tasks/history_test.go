@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -17,7 +17,7 @@ import (
 // headers, options) and enqueued later as a rebuilt task carries the
 // producer's trace context to Redis and is in its escrow's history.
 func TestStampedTaskStoredAndRelayedKeepsTraceAndHistory(t *testing.T) {
-	opt, err := asynq.ParseRedisURI(testenv.Redis(t))
+	opt, err := asynq.ParseRedisURI(peertest.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}

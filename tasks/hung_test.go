@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -55,7 +55,7 @@ func hungRedis(t *testing.T) asynq.RedisClientOpt {
 func TestInspectorOnAHungRedisGivesUpAtTheDeadline(t *testing.T) {
 	in := tasks.NewInspector(hungRedis(t))
 	defer in.Close()
-	ledger := testkit.Ledger(t, "file")
+	ledger := escrowtest.Ledger(t, "file")
 	if _, err := ledger.Record(context.Background(), deadletter.Entry{ID: "audit_log_created:audit-x", Type: "audit_log_created", Queue: "low", Payload: []byte(`{}`), FailedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -17,7 +17,7 @@ import (
 // password fails without showing it.
 func TestRedisFromEnvConnectsAsTheACLUser(t *testing.T) {
 	ctx := context.Background()
-	admin := testenv.RedisClient(t, testenv.Redis(t))
+	admin := peertest.RedisClient(t, peertest.Redis(t))
 	if err := admin.Do(ctx, "ACL", "SETUSER", "escrow-jobs", "on", ">s3cret-pw", "~*", "&*", "+@all").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func mustURL(t *testing.T, raw string) *url.URL {
 func TestRedisFromEnvSentinelMasterPassword(t *testing.T) {
 	t.Parallel()
 	const pw = "m4ster-pw"
-	s := testenv.StartSentinelAuth(t, pw)
+	s := peertest.StartSentinelAuth(t, pw)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string

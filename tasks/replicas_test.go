@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -27,10 +27,10 @@ func auditTask(t testing.TB, id string, opts ...tasks.Option) *tasks.Task {
 
 // startReplicated starts a master with one replica and returns the master
 // once the replica is in sync with it.
-func startReplicated(t testing.TB) *testenv.RedisServer {
+func startReplicated(t testing.TB) *peertest.RedisServer {
 	t.Helper()
-	master := testenv.StartRedis(t)
-	testenv.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	master := peertest.StartRedis(t)
+	peertest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	rc := redis.NewClient(&redis.Options{Addr: master.Addr()})
 	defer rc.Close()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -50,8 +50,8 @@ func startReplicated(t testing.TB) *testenv.RedisServer {
 // connection (and, on a Cluster, the shard) that wrote the job.
 func TestWaitReplicas(t *testing.T) {
 	master := startReplicated(t)
-	lone := testenv.StartRedis(t)
-	cluster := testenv.StartCluster(t)
+	lone := peertest.StartRedis(t)
+	cluster := peertest.StartCluster(t)
 	masterOpt := asynq.RedisClientOpt{Addr: master.Addr()}
 	cases := []struct {
 		name    string

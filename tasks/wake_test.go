@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -39,7 +39,7 @@ func redisOpt(t *testing.T, u string) (*redis.Client, func() *tasks.Client) {
 // job, "s" and the due Unix second for a scheduled one; the messages
 // arrive after the job is stored (same pipeline, after the script).
 func TestEnqueueAnnouncesTheJobOnItsQueue(t *testing.T) {
-	rc, newClient := redisOpt(t, testenv.Redis(t))
+	rc, newClient := redisOpt(t, peertest.Redis(t))
 	defer rc.Close()
 	ctx := context.Background()
 	sub := rc.Subscribe(ctx, tasks.WakeChannel("critical"), tasks.WakeChannel("default"), tasks.WakeChannel("low"))
@@ -106,7 +106,7 @@ func TestEnqueueAnnouncesTheJobOnItsQueue(t *testing.T) {
 // granted) still enqueues: the announcement fails alone, and workers find
 // the job by polling.
 func TestEnqueueSucceedsWhenPublishIsDenied(t *testing.T) {
-	rc, _ := redisOpt(t, testenv.Redis(t))
+	rc, _ := redisOpt(t, peertest.Redis(t))
 	defer rc.Close()
 	ctx := context.Background()
 	if err := rc.Do(ctx, "ACL", "SETUSER", "producer", "on", ">s3cret", "~*", "+@all", "resetchannels").Err(); err != nil {

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 // writeRegistry writes a registry file into the test's temp dir.
 func writeRegistry(t *testing.T, content string) string {
 	t.Helper()
-	return testenv.TempFile(t, "endpoints.json", content)
+	return peertest.TempFile(t, "endpoints.json", content)
 }
 
 func TestLoadRegistry(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 // TestStateMachine drives one partner's shared state through its
@@ -20,14 +20,14 @@ func TestStateMachine(t *testing.T) {
 		rc   func(t *testing.T) redis.UniversalClient
 	}{
 		{"single", func(t *testing.T) redis.UniversalClient {
-			opt, err := redis.ParseURL(testenv.Redis(t))
+			opt, err := redis.ParseURL(peertest.Redis(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return redis.NewClient(opt)
 		}},
 		{"cluster", func(t *testing.T) redis.UniversalClient {
-			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.StartCluster(t).Addrs})
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: peertest.StartCluster(t).Addrs})
 		}},
 	} {
 		t.Run(topo.name, func(t *testing.T) {

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
 // A rerun (retry count > 0) of a job whose completion marker is in Redis
 // completes without running the handler again; without the marker it runs.
 func TestRerunOfAFinishedJobDoesNothing(t *testing.T) {
-	opt := redisOpt(t, testenv.Redis(t))
+	opt := redisOpt(t, peertest.Redis(t))
 	calls := map[string]*atomic.Int32{"marked": {}, "unmarked": {}}
 	var w *Worker
 	w = newWorker(t, Config{Redis: opt, Concurrency: 2, FetchLoops: 1},
@@ -63,7 +63,7 @@ func TestRerunOfAFinishedJobDoesNothing(t *testing.T) {
 // A job asynq's recoverer archived although it had finished (its marker
 // is in Redis) is not a dead letter: the sweep drops it from the archive.
 func TestSweepSkipsFinishedJobs(t *testing.T) {
-	opt := redisOpt(t, testenv.Redis(t))
+	opt := redisOpt(t, peertest.Redis(t))
 	dl := deadLetters(t)
 	archiveAsCrashed(t, opt, "default",
 		asynq.NewTask("audit_log_created", []byte(`{}`), asynq.TaskID("finished")),
@@ -90,7 +90,7 @@ func TestSweepSkipsFinishedJobs(t *testing.T) {
 // marker older than doneTTL is not replayed, nor a line torn by a crash.
 func TestCompletionMarkerSurvivesARestartDuringAnOutage(t *testing.T) {
 	ctx := context.Background()
-	srv := testenv.StartRedis(t)
+	srv := peertest.StartRedis(t)
 	opt := redisOpt(t, srv.URL())
 	path := filepath.Join(t.TempDir(), "done-markers.jsonl")
 	old, _ := json.Marshal(doneLine{ID: "old-job", Type: "audit_log_created", At: time.Now().Add(-doneTTL - time.Minute)})
@@ -134,7 +134,7 @@ func TestCompletionMarkerSurvivesARestartDuringAnOutage(t *testing.T) {
 // the others stopped writes all their markers to Redis.
 func TestWorkersSharingAMarkerPathKeepEachOthersMarkers(t *testing.T) {
 	ctx := context.Background()
-	srv := testenv.StartRedis(t)
+	srv := peertest.StartRedis(t)
 	opt := redisOpt(t, srv.URL())
 	path := filepath.Join(t.TempDir(), "done-markers.jsonl")
 	second := filepath.Join(filepath.Dir(path), "done-markers-2.jsonl")

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -45,7 +45,7 @@ const emptyFresh = time.Millisecond
 var dequeueLike = redis.NewScript(`return redis.call("RPOPLPUSH", KEYS[1], KEYS[3])`)
 
 func TestEmptyQueuesAnswerLikeTheScript(t *testing.T) {
-	rc := redisClient(t, testenv.Redis(t))
+	rc := redisClient(t, peertest.Redis(t))
 	rc.AddHook(newEmptyQueues(rc, []string{"critical", "default", "low"}, emptyFresh, time.Minute))
 	ctx := context.Background()
 	queue := func(q string) []string {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
 )
 
@@ -69,7 +69,7 @@ func archiveAsCrashed(t *testing.T, opt asynq.RedisConnOpt, queue string, jobs .
 // it is: each failure appears once, also when two workers sweep, and a
 // second sweep records nothing.
 func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
-	opt := redisOpt(t, testenv.Redis(t))
+	opt := redisOpt(t, peertest.Redis(t))
 	dl := deadLetters(t)
 	c := asynq.NewClient(opt)
 	defer c.Close()

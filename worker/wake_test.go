@@ -18,7 +18,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/sample"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -120,14 +120,14 @@ func TestWakeUpsAcrossWorkerProcesses(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			url := testenv.Redis(t)
+			url := peertest.Redis(t)
 			opt := redisOpt(t, url)
 			rc := redisClient(t, url)
 			dir := t.TempDir()
 			names := []string{"w1", "w2", "w3"}
-			var procs []*testenv.Process
+			var procs []*peertest.Process
 			for _, n := range names {
-				p := testenv.Start(t, exe, []string{wakeChildEnv + "=" + n, "REDIS_URL=" + url, "FALLBACK_POLL=" + c.fallback.String(),
+				p := peertest.Start(t, exe, []string{wakeChildEnv + "=" + n, "REDIS_URL=" + url, "FALLBACK_POLL=" + c.fallback.String(),
 					"DROP_WAKEUPS=" + strconv.FormatBool(c.drop), "DIR=" + dir}, "-test.run=^$")
 				procs = append(procs, p)
 			}
@@ -316,12 +316,12 @@ func TestWakeUpOnEveryTopology(t *testing.T) {
 		name string
 		env  func(t *testing.T) map[string]string
 	}{
-		{"single Redis", func(t *testing.T) map[string]string { return map[string]string{"REDIS_URL": testenv.Redis(t)} }},
+		{"single Redis", func(t *testing.T) map[string]string { return map[string]string{"REDIS_URL": peertest.Redis(t)} }},
 		{"Sentinel", func(t *testing.T) map[string]string {
-			return map[string]string{"REDIS_URL": testenv.StartSentinel(t).URL()}
+			return map[string]string{"REDIS_URL": peertest.StartSentinel(t).URL()}
 		}},
 		{"Cluster", func(t *testing.T) map[string]string {
-			return map[string]string{"REDIS_CLUSTER_ADDRS": testenv.StartCluster(t).Env()}
+			return map[string]string{"REDIS_CLUSTER_ADDRS": peertest.StartCluster(t).Env()}
 		}},
 	}
 	for _, c := range cases {
@@ -378,7 +378,7 @@ func shutdownIsPrompt(t *testing.T, w *Worker) {
 // the forwarder's own look every delayedPoll.
 func TestLostWakeUpsStillRunEveryJob(t *testing.T) {
 	t.Parallel()
-	opt := redisOpt(t, testenv.Redis(t))
+	opt := redisOpt(t, peertest.Redis(t))
 	pending := build(t, 4, "lost-pending")
 	rec := &recorder{failOnce: pending.ID}
 	w, heard := startWorker(t, opt, time.Second, true, rec)
@@ -431,7 +431,7 @@ func TestForwardedSetRecognisesOnlyAsynqForward(t *testing.T) {
 // and retried.
 func TestJobAfterALongIdleHasALiveLease(t *testing.T) {
 	t.Parallel()
-	opt := redisOpt(t, testenv.Redis(t))
+	opt := redisOpt(t, peertest.Redis(t))
 	var mu sync.Mutex
 	var results []error
 	h := asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
@@ -471,7 +471,7 @@ func TestJobAfterALongIdleHasALiveLease(t *testing.T) {
 // PollInterval, and jobs run as before wake-ups existed.
 func TestWorkerWithoutChannelPermissionPolls(t *testing.T) {
 	t.Parallel()
-	admin := redisClient(t, testenv.Redis(t))
+	admin := redisClient(t, peertest.Redis(t))
 	ctx := context.Background()
 	if err := admin.Do(ctx, "ACL", "SETUSER", "worker", "on", ">s3cret", "~*", "+@all", "resetchannels").Err(); err != nil {
 		t.Fatal(err)
@@ -501,7 +501,7 @@ func TestWorkerWithoutChannelPermissionPolls(t *testing.T) {
 // fall back on.
 func TestKilledSubscriptionIsReplaced(t *testing.T) {
 	t.Parallel()
-	url := testenv.Redis(t)
+	url := peertest.Redis(t)
 	opt := redisOpt(t, url)
 	admin := redisClient(t, url)
 	rec := &recorder{}

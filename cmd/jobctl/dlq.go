@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 )
@@ -177,7 +177,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	})
 
 	t.Run("list needs no Redis", func(t *testing.T) {
-		env := map[string]string{"REDIS_URL": "redis://" + testenv.Addr(testenv.FreePort(t)) + "/0", "DEAD_LETTER_PATH": f.env["DEAD_LETTER_PATH"]}
+		env := map[string]string{"REDIS_URL": "redis://" + peertest.Addr(peertest.FreePort(t)) + "/0", "DEAD_LETTER_PATH": f.env["DEAD_LETTER_PATH"]}
 		if r := runWith(env, "", "dlq", "list", "--state", "discarded"); r.code != 0 || !strings.Contains(r.stdout, ids[2]) {
 			t.Errorf("with Redis down: got exit %d stdout %q stderr %q, want the discarded dead letter", r.code, r.stdout, r.stderr)
 		}

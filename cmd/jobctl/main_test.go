@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -37,7 +37,7 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	url := testenv.Redis(t)
+	url := peertest.Redis(t)
 	opt, err := asynq.ParseRedisURI(url)
 	if err != nil {
 		t.Fatalf("parse %s: %v", url, err)
@@ -552,7 +552,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestRedisDown(t *testing.T) {
 	// A port that was free a moment ago: nothing answers there.
-	env := map[string]string{"REDIS_URL": "redis://:s3cretpass@" + testenv.Addr(testenv.FreePort(t)) + "/0"}
+	env := map[string]string{"REDIS_URL": "redis://:s3cretpass@" + peertest.Addr(peertest.FreePort(t)) + "/0"}
 	for _, args := range [][]string{
 		{"enqueue", "send_release_email", "--payload", releasePayload("esc-down", "jane.doe@example.com")},
 		{"status", "send_release_email:escrow-x"},
@@ -587,7 +587,7 @@ func TestRedisDown(t *testing.T) {
 }
 
 func TestRedisWrongPassword(t *testing.T) {
-	srv := testenv.StartRedis(t)
+	srv := peertest.StartRedis(t)
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	if err := rc.ConfigSet(context.Background(), "requirepass", "right-horse-battery").Err(); err != nil {

@@ -4,7 +4,7 @@ package main
 //
 //	go test -run '^$' -bench . -benchmem ./cmd/loadgen/
 //
-// Enqueue benchmarks start their own redis-server (internal/testenv); the
+// Enqueue benchmarks start their own redis-server (peertest); the
 // dispatch and validation benchmarks need no Redis.
 
 import (
@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/internal/sample"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -61,7 +61,7 @@ func benchJobs(b *testing.B, n int) []benchJob {
 // benchRedis is a private Redis for one benchmark.
 func benchRedis(b *testing.B) asynq.RedisConnOpt {
 	b.Helper()
-	return testkit.RedisOpt(b, map[string]string{"REDIS_URL": testenv.Redis(b)})
+	return escrowtest.RedisOpt(b, map[string]string{"REDIS_URL": peertest.Redis(b)})
 }
 
 // benchMux is the real ServeMux with no-op adapters and the production

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -20,7 +20,7 @@ func env(vars map[string]string) func(string) string {
 // A small run prints every figure for both sides, with a ratio and a
 // verdict where there is a target. Nothing here asserts a timing.
 func TestRunPrintsEveryFigure(t *testing.T) {
-	url := testenv.Redis(t)
+	url := peertest.Redis(t)
 	var stdout, stderr bytes.Buffer
 	args := []string{"-flush", "-n", "300", "-c", "4", "-k", "8", "-loops", "2,1", "-latency-n", "50", "-rounds", "2",
 		"-idle-window", "300ms", "-idle-samples", "5", "-raw-idle-samples", "2", "-idle-raw-polls", "600ms,50ms", "-idle-gap", "5ms",
@@ -100,7 +100,7 @@ func TestRunPrintsEveryFigure(t *testing.T) {
 // -progress is on by default. The run lasts long enough (>1 s per side)
 // for a bar to show if it were drawn.
 func TestNoProgressRepaintsWhenStderrIsNotATerminal(t *testing.T) {
-	url := testenv.Redis(t)
+	url := peertest.Redis(t)
 	file, err := os.Create(filepath.Join(t.TempDir(), "stderr.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -136,8 +136,8 @@ func TestNoProgressRepaintsWhenStderrIsNotATerminal(t *testing.T) {
 // Without -flush loadgen refuses a database that holds anything, and
 // leaves it alone.
 func TestRefusesNonEmptyDatabaseWithoutFlush(t *testing.T) {
-	url := testenv.Redis(t)
-	rc := testenv.RedisClient(t, url)
+	url := peertest.Redis(t)
+	rc := peertest.RedisClient(t, url)
 	ctx := context.Background()
 	if err := rc.Set(ctx, "precious", "data", 0).Err(); err != nil {
 		t.Fatal(err)

@@ -37,9 +37,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
-	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
-	"github.com/escrowjobs/escrowjobs/internal/logbridge"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/logbridge"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 const (
@@ -51,7 +51,7 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var out, errOut testenv.Buffer
+			var out, errOut peertest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, c.args, envOf(c.env), &out, &errOut)
@@ -78,19 +78,19 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 // started is a run() in the background.
 type started struct {
 	url         string
-	out, errOut *testenv.Buffer
-	run         *testkit.Background
+	out, errOut *peertest.Buffer
+	run         *escrowtest.Background
 }
 
 var listening = regexp.MustCompile(`monitor listening on (http://\S+)`)
 
 func start(t *testing.T, args []string, env map[string]string) *started {
 	t.Helper()
-	s := &started{out: &testenv.Buffer{}, errOut: &testenv.Buffer{}}
+	s := &started{out: &peertest.Buffer{}, errOut: &peertest.Buffer{}}
 	if _, ok := env["DEAD_LETTER_PATH"]; !ok {
 		env["DEAD_LETTER_PATH"] = filepath.Join(t.TempDir(), "dead-letters.jsonl")
 	}
-	s.run = testkit.Start(t, "run", 5*time.Second, func(ctx context.Context) error { return run(ctx, args, envOf(env), s.out, s.errOut) })
+	s.run = escrowtest.Start(t, "run", 5*time.Second, func(ctx context.Context) error { return run(ctx, args, envOf(env), s.out, s.errOut) })
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if m := listening.FindStringSubmatch(s.out.String()); m != nil {
 			s.url = m[1]
@@ -130,7 +130,7 @@ func get(t *testing.T, method, url string, header map[string]string, body string
 
 func TestRunServesEveryPartAndShutsDown(t *testing.T) {
 	env := map[string]string{
-		"REDIS_URL": testenv.Redis(t), "MONITOR_USERNAME": "ops", "MONITOR_PASSWORD": testPassword,
+		"REDIS_URL": peertest.Redis(t), "MONITOR_USERNAME": "ops", "MONITOR_PASSWORD": testPassword,
 		"JOB_PROCESSOR_SECRET_TOKEN": testToken, "MONITOR_ADDR": "127.0.0.1:1", "LOG_LEVEL": "debug",
 	}
 	s := start(t, []string{"-addr", "127.0.0.1:0"}, env) // -addr overrides MONITOR_ADDR
@@ -171,7 +171,7 @@ func TestRunServesEveryPartAndShutsDown(t *testing.T) {
 }
 
 func TestLoopbackNoAuthListensOnLoopbackOnly(t *testing.T) {
-	env := map[string]string{"REDIS_URL": testenv.Redis(t), "MONITOR_LOOPBACK_NO_AUTH": "true", "MONITOR_ADDR": ":0"}
+	env := map[string]string{"REDIS_URL": peertest.Redis(t), "MONITOR_LOOPBACK_NO_AUTH": "true", "MONITOR_ADDR": ":0"}
 	s := start(t, nil, env)
 	if !strings.HasPrefix(s.url, "http://127.0.0.1:") {
 		t.Errorf("got %s, want it bound to 127.0.0.1", s.url)
@@ -188,7 +188,7 @@ func TestLoopbackNoAuthListensOnLoopbackOnly(t *testing.T) {
 }
 
 func TestReadOnlyFlag(t *testing.T) {
-	env := map[string]string{"REDIS_URL": testenv.Redis(t), "MONITOR_USERNAME": "ops", "MONITOR_PASSWORD": testPassword, "JOB_PROCESSOR_SECRET_TOKEN": testToken}
+	env := map[string]string{"REDIS_URL": peertest.Redis(t), "MONITOR_USERNAME": "ops", "MONITOR_PASSWORD": testPassword, "JOB_PROCESSOR_SECRET_TOKEN": testToken}
 	for _, c := range []struct {
 		name string
 		args []string

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 // TestWeakSecretsAreRefusedAtStartup: a blank, padded or one-character
@@ -32,7 +32,7 @@ func TestWeakSecretsAreRefusedAtStartup(t *testing.T) {
 				env[k] = v
 			}
 			env[c.variable] = c.value
-			var out, errOut testenv.Buffer
+			var out, errOut peertest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, append(c.args, "-addr", "127.0.0.1:0"), envOf(env), &out, &errOut)

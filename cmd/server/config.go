@@ -8,8 +8,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
-	"github.com/escrowjobs/escrowjobs/internal/ledgerenv"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"

@@ -15,16 +15,16 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
 // devServer is `server -dev …` running in-process.
 type devServer struct {
-	out, errOut testenv.Buffer
+	out, errOut peertest.Buffer
 	url         string // the REDIS_URL it printed
 	insp        *tasks.Inspector
 }
@@ -39,7 +39,7 @@ func startDev(t *testing.T, args ...string) *devServer {
 	// METRICS_ADDR on a free port: parallel tests would race for 9090.
 	env := envOf(map[string]string{"METRICS_ADDR": "127.0.0.1:0"})
 	runUntilCleanup(t, append([]string{"-dev", "-monitor-addr", "127.0.0.1:0"}, args...), env, &d.out, &d.errOut, 15*time.Second)
-	testkit.Eventually(t, "the dev server prints its REDIS_URL", 15*time.Second, func() bool {
+	escrowtest.Eventually(t, "the dev server prints its REDIS_URL", 15*time.Second, func() bool {
 		if m := exportRedisURL.FindStringSubmatch(d.out.String()); m != nil {
 			d.url = m[1]
 		}
@@ -72,11 +72,11 @@ func (d *devServer) works(t *testing.T) {
 	opt, _ := asynq.ParseRedisURI(d.url)
 	c := tasks.NewClient(opt)
 	defer c.Close()
-	task := testkit.Task(t, testkit.Direct("dev", 0))
+	task := escrowtest.Task(t, escrowtest.Direct("dev", 0))
 	if _, err := c.Enqueue(context.Background(), task); err != nil {
 		t.Fatalf("enqueue through the printed REDIS_URL %s: %v", d.url, err)
 	}
-	testkit.AwaitState(t, d.insp, task.ID, "completed", 15*time.Second)
+	escrowtest.AwaitState(t, d.insp, task.ID, "completed", 15*time.Second)
 }
 
 // SPEC §5: -dev starts its store on 127.0.0.1:6379, or on a free port when
@@ -102,8 +102,8 @@ func TestDevFallsBackToAFreePortWhen6379IsTaken(t *testing.T) {
 // -dev-redis-addr with a free port: the store listens there and the
 // printed REDIS_URL says so.
 func TestDevRedisAddrIsUsedAndPrinted(t *testing.T) {
-	want := testenv.FreePort(t)
-	d := startDev(t, "-dev-redis-addr", testenv.Addr(want))
+	want := peertest.FreePort(t)
+	d := startDev(t, "-dev-redis-addr", peertest.Addr(want))
 	if got := d.port(t); got != want {
 		t.Errorf("printed REDIS_URL %s, want port %d from -dev-redis-addr", d.url, want)
 	}
@@ -118,7 +118,7 @@ func TestDevRedisAddrTakenIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	var out, errOut testenv.Buffer
+	var out, errOut peertest.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = run(ctx, []string{"-dev", "-dev-redis-addr", l.Addr().String(), "-monitor-addr", "127.0.0.1:0"}, envOf(nil), &out, &errOut)
@@ -134,13 +134,13 @@ func TestDevRedisAddrTakenIsAnError(t *testing.T) {
 func TestDemoShowsRetriesAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	d := startDev(t, "-demo", "-dev-redis-addr", "127.0.0.1:0")
-	testkit.AwaitState(t, d.insp, "audit_log_created:audit-esc-0000-audit", "completed", 15*time.Second)
-	flaky := testkit.AwaitState(t, d.insp, "stripe_capture_payment:capture-pi_flaky0005", "retry", 30*time.Second)
+	escrowtest.AwaitState(t, d.insp, "audit_log_created:audit-esc-0000-audit", "completed", 15*time.Second)
+	flaky := escrowtest.AwaitState(t, d.insp, "stripe_capture_payment:capture-pi_flaky0005", "retry", 30*time.Second)
 	if !strings.Contains(flaky.LastError, "demo failure") {
 		t.Errorf("flaky capture: got last error %q, want the demo failure", flaky.LastError)
 	}
 	const declined = "stripe_refund_payment:refund-pi_declined0006-full"
-	j := testkit.AwaitState(t, d.insp, declined, "archived", 30*time.Second)
+	j := escrowtest.AwaitState(t, d.insp, declined, "archived", 30*time.Second)
 	if j.Attempts != 1 || !strings.Contains(j.LastError, "demo failure") {
 		t.Errorf("declined refund: got attempts %d, last error %q; want 1 and the demo failure", j.Attempts, j.LastError)
 	}
@@ -155,7 +155,7 @@ func TestDemoShowsRetriesAndDeadLetters(t *testing.T) {
 	}
 	defer ledger.Close()
 	var ids []string
-	testkit.Eventually(t, declined+" in the ledger", 15*time.Second, func() bool {
+	escrowtest.Eventually(t, declined+" in the ledger", 15*time.Second, func() bool {
 		page, err := ledger.List(context.Background(), deadletter.Filter{}, "", 10)
 		if err != nil {
 			t.Fatal(err)
@@ -195,12 +195,12 @@ func TestDevModeProcessesJobsWithNoConfiguration(t *testing.T) {
 	opt, _ := asynq.ParseRedisURI(d.url)
 	c := tasks.NewClient(opt)
 	defer c.Close()
-	task := testkit.Task(t, payloads.SendReleaseEmail{TransactionID: "esc-dev", RecipientEmail: "dev.user@example.com", Amount: 1, Currency: "USD"})
+	task := escrowtest.Task(t, payloads.SendReleaseEmail{TransactionID: "esc-dev", RecipientEmail: "dev.user@example.com", Amount: 1, Currency: "USD"})
 	if _, err := c.Enqueue(context.Background(), task); err != nil {
 		t.Fatal(err)
 	}
-	testkit.AwaitState(t, d.insp, task.ID, "completed", 10*time.Second)
-	testkit.Eventually(t, "the masked dev e-mail line", 5*time.Second, func() bool {
+	escrowtest.AwaitState(t, d.insp, task.ID, "completed", 10*time.Second)
+	escrowtest.Eventually(t, "the masked dev e-mail line", 5*time.Second, func() bool {
 		logs := d.errOut.String()
 		return strings.Contains(logs, "email not sent (dev mode)") && strings.Contains(logs, "d***@example.com")
 	})
@@ -227,9 +227,9 @@ func TestDevServesWorkerMetrics(t *testing.T) {
 		}
 	}
 	d.works(t) // one job of type direct e-mail, completed
-	typ := testkit.Direct("dev", 0).TaskType()
+	typ := escrowtest.Direct("dev", 0).TaskType()
 	want := `escrowjobs_jobs_processed_total{type="` + typ + `"} 1`
-	testkit.Eventually(t, "the job counted in /metrics", 10*time.Second, func() bool {
+	escrowtest.Eventually(t, "the job counted in /metrics", 10*time.Second, func() bool {
 		_, body := httpGet(t, base+"/metrics")
 		return strings.Contains(body, want)
 	})

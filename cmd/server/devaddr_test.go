@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 // TestDevRedisAddrMustBeLoopback: the embedded store has no password, so
@@ -14,7 +14,7 @@ import (
 func TestDevRedisAddrMustBeLoopback(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:6379", "example.com:6379", "10.1.2.3:0", "not-an-address"} {
 		t.Run(addr, func(t *testing.T) {
-			var out, errOut testenv.Buffer
+			var out, errOut peertest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, []string{"-dev", "-dev-redis-addr", addr, "-monitor-addr", "127.0.0.1:0"}, envOf(nil), &out, &errOut)
@@ -45,7 +45,7 @@ func TestWeakSecretsAreRefusedAtStartup(t *testing.T) {
 			env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1", "MAIL_FROM": "ops@example.com", "WEBHOOK_ENDPOINTS_FILE": "/nonexistent/partners.json",
 				"STRIPE_SECRET_KEY": "sk_test_0123456789abcdef", "SMTP_URL": "smtp://127.0.0.1:1?tls=none"}
 			env[c.variable] = c.value
-			var out, errOut testenv.Buffer
+			var out, errOut peertest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, nil, envOf(env), &out, &errOut)

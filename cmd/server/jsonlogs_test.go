@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 // TestEveryOutputLineIsJSON runs the real binary against a Redis that goes
@@ -17,14 +17,14 @@ import (
 // lines (no "redis: 2026/11/30 … pool.go:770: …" text lines).
 func TestEveryOutputLineIsJSON(t *testing.T) {
 	t.Parallel()
-	bin := testenv.Binary(t, "./cmd/server")
-	r := testenv.StartRedis(t)
+	bin := peertest.Binary(t, "./cmd/server")
+	r := peertest.StartRedis(t)
 	dir := t.TempDir()
 	partners := filepath.Join(dir, "partners.json")
 	if err := os.WriteFile(partners, []byte(`{"partners": {"p1": {"url": "https://example.com/hook", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := testenv.Start(t, bin, []string{
+	p := peertest.Start(t, bin, []string{
 		"REDIS_URL=" + r.URL(), "SMTP_URL=smtp://127.0.0.1:1?tls=none", "MAIL_FROM=ops@example.com",
 		"STRIPE_SECRET_KEY=sk_test_0123456789abcdef", "WEBHOOK_ENDPOINTS_FILE=" + partners,
 		"DEAD_LETTER_PATH=" + filepath.Join(dir, "dl.jsonl"), "AUDIT_LOG_PATH=" + filepath.Join(dir, "audit.jsonl"),

@@ -20,8 +20,8 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/escrowjobs/escrowjobs/internal/cmdenv"
-	"github.com/escrowjobs/escrowjobs/internal/logbridge"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/cmdenv"
+	"github.com/escrowjobs/escrowjobs/cmd/internal/logbridge"
 	"github.com/escrowjobs/escrowjobs/observe"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/peertest"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -18,7 +18,7 @@ func envOf(m map[string]string) func(string) string { return func(k string) stri
 // return nil within wait.
 func runUntilCleanup(t *testing.T, args []string, env func(string) string, stdout, stderr io.Writer, wait time.Duration) {
 	t.Helper()
-	testkit.Start(t, "run", wait, func(ctx context.Context) error { return run(ctx, args, env, stdout, stderr) })
+	escrowtest.Start(t, "run", wait, func(ctx context.Context) error { return run(ctx, args, env, stdout, stderr) })
 }
 
 func TestStartupErrorsNameTheVariable(t *testing.T) {
@@ -41,7 +41,7 @@ func TestStartupErrorsNameTheVariable(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var out, errOut testenv.Buffer
+			var out, errOut peertest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, nil, envOf(c.env), &out, &errOut)

@@ -14,22 +14,22 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	t.Parallel()
-	recv := testkit.StartPartner(t)
+	recv := escrowtest.StartPartner(t)
 	heal := failUntilHealed(recv, http.StatusGone)
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}}, nil)
 	e.start()
 	first := e.enqueue("evt-gone-1", "acme")
-	testkit.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == webhook.StateDisabled })
+	escrowtest.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == webhook.StateDisabled })
 	second := e.enqueue("evt-gone-2", "acme")
 	for _, j := range []string{first, second} {
-		testkit.Eventually(t, j+" to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(j); return s == "archived" })
+		escrowtest.Eventually(t, j+" to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(j); return s == "archived" })
 		if _, lastErr := e.jobState(j); !strings.Contains(lastErr, "endpoint disabled") {
 			t.Errorf("%s: last error %q, want it to say endpoint disabled", j, lastErr)
 		}
@@ -54,7 +54,7 @@ func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	if n != 2 {
 		t.Errorf("enable scheduled %d redeliveries, want 2", n)
 	}
-	testkit.Eventually(e.t, "both events to be delivered after enable", 15*time.Second, func() bool { return len(recv.Delivered()) == 2 })
+	escrowtest.Eventually(e.t, "both events to be delivered after enable", 15*time.Second, func() bool { return len(recv.Delivered()) == 2 })
 	time.Sleep(time.Second)
 	checkDeliveredOnce(t, recv, []string{"evt-gone-1", "evt-gone-2"})
 	if st := e.state("acme"); st.State != webhook.StateHealthy || st.Waiting != 0 {
@@ -90,21 +90,21 @@ func (e *partnerEnv) redelivery() *webhook.Redelivery {
 
 func TestRegistryEditedAtRuntime(t *testing.T) {
 	t.Parallel()
-	acme := testkit.StartPartner(t)
-	globex := testkit.StartPartner(t)
+	acme := escrowtest.StartPartner(t)
+	globex := escrowtest.StartPartner(t)
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, nil)
 	e.start()
 
 	early := e.enqueue("evt-globex-early", "globex")
-	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(early); return s == "archived" })
+	escrowtest.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(early); return s == "archived" })
 	if _, lastErr := e.jobState(early); !strings.Contains(lastErr, "unknown partner") {
 		t.Errorf("last error %q, want it to say unknown partner", lastErr)
 	}
 	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "globex": {URL: globex.URL, Secret: globex.Secret}})
-	testkit.Eventually(e.t, "the waiting event to reach the added partner", 10*time.Second, func() bool { return globex.Delivered()["evt-globex-early"] == 1 })
+	escrowtest.Eventually(e.t, "the waiting event to reach the added partner", 10*time.Second, func() bool { return globex.Delivered()["evt-globex-early"] == 1 })
 	e.enqueue("evt-globex-late", "globex")
 	e.enqueue("evt-acme", "acme")
-	testkit.Eventually(e.t, "new events to reach both partners", 10*time.Second, func() bool {
+	escrowtest.Eventually(e.t, "new events to reach both partners", 10*time.Second, func() bool {
 		return globex.Delivered()["evt-globex-late"] == 1 && acme.Delivered()["evt-acme"] == 1
 	})
 	checkDeliveredOnce(t, globex, []string{"evt-globex-early", "evt-globex-late"})
@@ -113,21 +113,21 @@ func TestRegistryEditedAtRuntime(t *testing.T) {
 
 func TestRetryAfterPausesThePartner(t *testing.T) {
 	t.Parallel()
-	recv := testkit.StartPartner(t)
-	recv.Answer(func(n int) testkit.Answer {
+	recv := escrowtest.StartPartner(t)
+	recv.Answer(func(n int) escrowtest.Answer {
 		if n == 0 {
-			return testkit.Answer{Status: http.StatusTooManyRequests, RetryAfter: "3"}
+			return escrowtest.Answer{Status: http.StatusTooManyRequests, RetryAfter: "3"}
 		}
-		return testkit.Answer{}
+		return escrowtest.Answer{}
 	})
 	// One delivery at a time, so none is in flight when the 429 lands.
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 1}}, nil)
 	e.start()
 	e.enqueue("evt-ra-1", "acme")
-	testkit.Eventually(e.t, "the 429", 10*time.Second, func() bool { return len(recv.Requests()) > 0 })
+	escrowtest.Eventually(e.t, "the 429", 10*time.Second, func() bool { return len(recv.Requests()) > 0 })
 	e.enqueue("evt-ra-2", "acme")
 	e.enqueue("evt-ra-3", "acme")
-	testkit.Eventually(e.t, "all three events after the pause", 15*time.Second, func() bool { return len(recv.Delivered()) == 3 })
+	escrowtest.Eventually(e.t, "all three events after the pause", 15*time.Second, func() bool { return len(recv.Delivered()) == 3 })
 	reqs := recv.Requests()
 	pausedAt := reqs[0].At
 	for _, q := range reqs[1:] {
@@ -143,13 +143,13 @@ func TestRetryAfterPausesThePartner(t *testing.T) {
 
 func TestRegistryReloadsOnSIGHUP(t *testing.T) {
 	t.Parallel()
-	acme := testkit.StartPartner(t)
-	initech := testkit.StartPartner(t)
+	acme := escrowtest.StartPartner(t)
+	initech := escrowtest.StartPartner(t)
 	// No polling during the test: only SIGHUP can bring the change in.
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}}, map[string]string{"WEBHOOK_REGISTRY_POLL": "1h"})
 	e.start()
 	job := e.enqueue("evt-initech", "initech.eu")
-	testkit.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(job); return s == "archived" })
+	escrowtest.Eventually(e.t, "the unknown partner's job to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(job); return s == "archived" })
 	e.writeRegistry(map[string]regEntry{"acme": {URL: acme.URL, Secret: acme.Secret}, "initech.eu": {URL: initech.URL, Secret: initech.Secret}})
 	time.Sleep(500 * time.Millisecond)
 	if n := len(initech.Requests()); n != 0 {
@@ -158,14 +158,14 @@ func TestRegistryReloadsOnSIGHUP(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(e.t, "the dead letter to reach the partner after SIGHUP", 10*time.Second, func() bool { return initech.Delivered()["evt-initech"] == 1 })
+	escrowtest.Eventually(e.t, "the dead letter to reach the partner after SIGHUP", 10*time.Second, func() bool { return initech.Delivered()["evt-initech"] == 1 })
 	checkDeliveredOnce(t, initech, []string{"evt-initech"})
 }
 
 func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	const rate = 2.0 // a bucket of 2, refilled at 2 per second
-	recv := testkit.StartPartner(t)
+	recv := escrowtest.StartPartner(t)
 	r := rate
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 50, RatePerSecond: &r}}, nil)
 	e.start()
@@ -176,7 +176,7 @@ func TestRatePerSecondCapsStartsAcrossProcesses(t *testing.T) {
 		events = append(events, ev)
 		e.enqueue(ev, "acme")
 	}
-	testkit.Eventually(e.t, "every event to be delivered", 30*time.Second, func() bool { return len(recv.Delivered()) == len(events) })
+	escrowtest.Eventually(e.t, "every event to be delivered", 30*time.Second, func() bool { return len(recv.Delivered()) == len(events) })
 	reqs := recv.Requests()
 	// No window may hold more requests than the bucket allows: 2 + 2 per
 	// second of the window.

@@ -21,9 +21,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/webhook"
 )
@@ -47,7 +47,7 @@ type partnerEnv struct {
 	rc      redis.UniversalClient
 	client  *tasks.Client
 	insp    *tasks.Inspector
-	logs    testenv.Buffer
+	logs    peertest.Buffer
 }
 
 // setupPartners writes the registry and the environment (overridden by
@@ -57,7 +57,7 @@ func setupPartners(t *testing.T, partners map[string]regEntry, env map[string]st
 	dir := t.TempDir()
 	e := &partnerEnv{t: t, dir: dir, regPath: filepath.Join(dir, "partners.json")}
 	e.writeRegistry(partners)
-	redisURL := testenv.Redis(t)
+	redisURL := peertest.Redis(t)
 	e.env = map[string]string{
 		"REDIS_URL": redisURL, "SMTP_URL": "smtp://127.0.0.1:1?tls=none", "MAIL_FROM": "escrow@example.com",
 		"STRIPE_SECRET_KEY": "sk_test_partners", "WEBHOOK_ENDPOINTS_FILE": e.regPath, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -98,16 +98,16 @@ func (e *partnerEnv) writeRegistry(partners map[string]regEntry) {
 
 // failUntilHealed makes recv answer status to every request until heal is
 // called, and 204 after that.
-func failUntilHealed(recv *testkit.Partner, status int) (heal func()) {
+func failUntilHealed(recv *escrowtest.Partner, status int) (heal func()) {
 	var mu sync.Mutex
 	healed := false
-	recv.Answer(func(int) testkit.Answer {
+	recv.Answer(func(int) escrowtest.Answer {
 		mu.Lock()
 		defer mu.Unlock()
 		if healed {
-			return testkit.Answer{}
+			return escrowtest.Answer{}
 		}
-		return testkit.Answer{Status: status}
+		return escrowtest.Answer{Status: status}
 	})
 	return func() {
 		mu.Lock()
@@ -126,7 +126,7 @@ func (e *partnerEnv) start() {
 	})
 	runUntilCleanup(e.t, []string{"-no-scheduler"}, envOf(e.env), &e.logs, &e.logs, 30*time.Second)
 	// Started once the registry's partners are recorded in Redis.
-	testkit.Eventually(e.t, "the worker to start", 10*time.Second, func() bool {
+	escrowtest.Eventually(e.t, "the worker to start", 10*time.Second, func() bool {
 		n, _ := e.rc.SCard(context.Background(), "escrowjobs:partners").Result()
 		return n > 0
 	})
@@ -188,7 +188,7 @@ func (e *partnerEnv) jobState(id string) (string, string) {
 // checkDeliveredOnce asserts every event reached the receiver verified,
 // answered 2xx exactly once, with its event ID as webhook-id, and nothing
 // else was delivered.
-func checkDeliveredOnce(t *testing.T, r *testkit.Partner, events []string) {
+func checkDeliveredOnce(t *testing.T, r *escrowtest.Partner, events []string) {
 	t.Helper()
 	got := r.Delivered()
 	for _, id := range events {
@@ -210,15 +210,15 @@ func checkDeliveredOnce(t *testing.T, r *testkit.Partner, events []string) {
 
 func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	t.Parallel()
-	recv := testkit.StartPartner(t)
+	recv := escrowtest.StartPartner(t)
 	var up sync.Once
 	back := make(chan struct{})
-	recv.Answer(func(int) testkit.Answer {
+	recv.Answer(func(int) escrowtest.Answer {
 		select {
 		case <-back:
-			return testkit.Answer{Status: http.StatusOK}
+			return escrowtest.Answer{Status: http.StatusOK}
 		default:
-			return testkit.Answer{Status: http.StatusBadGateway}
+			return escrowtest.Answer{Status: http.StatusBadGateway}
 		}
 	})
 	// The circuit is kept out of the way (a high threshold): this test is
@@ -236,7 +236,7 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 	}
 	// Every event fails its whole run (1 + 3 attempts, 14 s) and becomes a
 	// dead letter; then the partner comes back.
-	testkit.Eventually(e.t, "every event to be a dead letter", 40*time.Second, func() bool {
+	escrowtest.Eventually(e.t, "every event to be a dead letter", 40*time.Second, func() bool {
 		for _, j := range jobs {
 			if s, _ := e.jobState(j); s != "archived" {
 				return false
@@ -254,7 +254,7 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 		}
 	}
 	up.Do(func() { close(back) })
-	testkit.Eventually(e.t, "every event to be delivered by redelivery", 30*time.Second, func() bool {
+	escrowtest.Eventually(e.t, "every event to be delivered by redelivery", 30*time.Second, func() bool {
 		return len(recv.Delivered()) == len(events)
 	})
 	// Wait out any later redelivery step (3 s + 10 %) that could double.
@@ -288,14 +288,14 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 
 func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
 	t.Parallel()
-	recv := testkit.StartPartner(t)
-	recv.Answer(func(int) testkit.Answer { return testkit.Answer{Status: http.StatusServiceUnavailable} })
+	recv := escrowtest.StartPartner(t)
+	recv.Answer(func(int) escrowtest.Answer { return escrowtest.Answer{Status: http.StatusServiceUnavailable} })
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "1000", "WEBHOOK_REDELIVERY_SCHEDULE": "1s"})
 	e.start()
 	job := e.enqueue("evt-exhaust", "acme")
 	// Two runs of four attempts: the first and the one redelivery.
-	testkit.Eventually(e.t, "the alert after the last step", 60*time.Second, func() bool {
+	escrowtest.Eventually(e.t, "the alert after the last step", 60*time.Second, func() bool {
 		n, _ := e.rc.LLen(context.Background(), "escrowjobs:alerts:pending").Result()
 		return n > 0
 	})
@@ -316,14 +316,14 @@ func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
 func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	// Not parallel: the measure is a ratio of two windows, which other
 	// tests' load would skew.
-	hung := testkit.StartPartner(t)
-	hung.Answer(func(int) testkit.Answer { return testkit.Answer{Hang: true} })
-	healthy := testkit.StartPartner(t)
+	hung := escrowtest.StartPartner(t)
+	hung.Answer(func(int) escrowtest.Answer { return escrowtest.Answer{Hang: true} })
+	healthy := escrowtest.StartPartner(t)
 	// The healthy partner takes 200 ms to answer, so its throughput is
 	// bound by worker slots (what a hanging partner could take away) more
 	// than by the CPU the machine's other work competes for.
-	healthy.Answer(func(int) testkit.Answer { time.Sleep(200 * time.Millisecond); return testkit.Answer{} })
-	mail := testenv.StartMailpit(t)
+	healthy.Answer(func(int) escrowtest.Answer { time.Sleep(200 * time.Millisecond); return escrowtest.Answer{} })
+	mail := peertest.StartMailpit(t)
 	e := setupPartners(t, map[string]regEntry{
 		"hung":    {URL: hung.URL, Secret: hung.Secret, MaxConcurrency: 4},
 		"healthy": {URL: healthy.URL, Secret: healthy.Secret, MaxConcurrency: 100},
@@ -408,14 +408,14 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	if hung.MaxInFlight() == 0 {
 		t.Errorf("hanging partner saw no request")
 	}
-	testkit.Eventually(e.t, "the hanging partner's circuit to open", 10*time.Second, func() bool { return e.state("hung").State == webhook.StateOpen })
+	escrowtest.Eventually(e.t, "the hanging partner's circuit to open", 10*time.Second, func() bool { return e.state("hung").State == webhook.StateOpen })
 	if st := e.state("healthy"); st.State != webhook.StateHealthy {
 		t.Errorf("healthy partner state %q, want %q", st.State, webhook.StateHealthy)
 	}
 }
 
 // mailCount is how many mails mailpit holds.
-func mailCount(e *partnerEnv, m *testenv.Mailpit) int {
+func mailCount(e *partnerEnv, m *peertest.Mailpit) int {
 	resp, err := http.Get(m.APIURL() + "/messages?limit=1")
 	if err != nil {
 		return 0
@@ -431,7 +431,7 @@ func mailCount(e *partnerEnv, m *testenv.Mailpit) int {
 func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	t.Parallel()
 	const probe = 2 * time.Second
-	recv := testkit.StartPartner(t)
+	recv := escrowtest.StartPartner(t)
 	heal := failUntilHealed(recv, http.StatusInternalServerError)
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret, MaxConcurrency: 4}},
 		map[string]string{"WEBHOOK_BREAKER_FAILURES": "5", "WEBHOOK_BREAKER_PROBE": probe.String(), "WEBHOOK_REDELIVERY_SCHEDULE": "1s,1s,1s,1s"})
@@ -460,7 +460,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 			}
 		}
 	}()
-	testkit.Eventually(e.t, "the circuit to open", 20*time.Second, func() bool { return e.state("acme").State == webhook.StateOpen })
+	escrowtest.Eventually(e.t, "the circuit to open", 20*time.Second, func() bool { return e.state("acme").State == webhook.StateOpen })
 	openedAt := time.Now()
 	before := recv.Requests()
 	// Let it stay open for four probe intervals.
@@ -501,7 +501,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	close(stopStream)
 	<-streamDone
 	heal()
-	testkit.Eventually(e.t, "every event to be delivered after the circuit closed", 30*time.Second, func() bool {
+	escrowtest.Eventually(e.t, "every event to be delivered after the circuit closed", 30*time.Second, func() bool {
 		return len(recv.Delivered()) == len(events)
 	})
 	time.Sleep(2 * time.Second) // a late redelivery would double here

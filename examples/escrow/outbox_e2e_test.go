@@ -2,8 +2,8 @@ package main
 
 // End-to-end: this service in-process, the real cmd/server binary running
 // the outbox relay and the production adapters, real PostgreSQL, Redis,
-// mailpit, the stateful Stripe of internal/testkit (every request checked by
-// stripe-mock first) and testkit's verifying webhook receiver. Each effect is counted where it lands, and each job's runs are
+// mailpit, the stateful Stripe of escrowtest (every request checked by
+// stripe-mock first) and escrowtest's verifying webhook receiver. Each effect is counted where it lands, and each job's runs are
 // counted from the server's "job done" lines.
 
 import (
@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
-	"github.com/escrowjobs/escrowjobs/internal/testkit"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/outbox"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -36,29 +36,29 @@ const (
 // stack is one test's peers, database and binaries.
 type stack struct {
 	dbURL    string
-	redis    *testenv.RedisServer
-	mail     *testenv.Mailpit
-	stripe   *testkit.Stripe
-	hooks    *testkit.Receiver
+	redis    *peertest.RedisServer
+	mail     *peertest.Mailpit
+	stripe   *escrowtest.Stripe
+	hooks    *escrowtest.Receiver
 	bin      string
 	dir      string
 	registry string
 	api      string // base URL of this service
-	apiOut   *testenv.Buffer
-	servers  []*testenv.Process
+	apiOut   *peertest.Buffer
+	servers  []*peertest.Process
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{
-		dbURL:  testenv.Postgres(t),
-		redis:  testenv.StartRedis(t, "--appendonly", "yes"),
-		mail:   testenv.StartMailpit(t),
-		stripe: testkit.StartStripe(t, testkit.StripeConfig{Secret: e2eStripeKey, Validate: testenv.StartStripeMock(t)}),
-		hooks:  testkit.StartReceiver(t, e2eWebhookKey),
-		bin:    testenv.Binary(t, "./cmd/server"),
+		dbURL:  peertest.Postgres(t),
+		redis:  peertest.StartRedis(t, "--appendonly", "yes"),
+		mail:   peertest.StartMailpit(t),
+		stripe: escrowtest.StartStripe(t, escrowtest.StripeConfig{Secret: e2eStripeKey, Validate: peertest.StartStripeMock(t)}),
+		hooks:  escrowtest.StartReceiver(t, e2eWebhookKey),
+		bin:    peertest.Binary(t, "./cmd/server"),
 		dir:    t.TempDir(),
-		apiOut: &testenv.Buffer{},
+		apiOut: &peertest.Buffer{},
 	}
 	s.registry = filepath.Join(s.dir, "partners.json")
 	reg, _ := json.Marshal(map[string]any{"partners": map[string]any{e2ePartner: map[string]string{"url": s.hooks.URL, "secret": e2eWebhookKey}}})
@@ -70,7 +70,7 @@ func newStack(t *testing.T) *stack {
 
 // startServer runs cmd/server with the relay on this stack's database and
 // waits until the relay runs. extra are more VAR=value settings.
-func (s *stack) startServer(t *testing.T, extra ...string) *testenv.Process {
+func (s *stack) startServer(t *testing.T, extra ...string) *peertest.Process {
 	t.Helper()
 	env := append([]string{
 		"REDIS_URL=" + s.redis.URL(), "LOG_LEVEL=info", "WORKER_CONCURRENCY=20",
@@ -82,7 +82,7 @@ func (s *stack) startServer(t *testing.T, extra ...string) *testenv.Process {
 		"OUTBOX_DATABASE_URL=" + s.dbURL,
 	}, extra...)
 	// No scheduler: its periodic jobs would add "job done" lines of their own.
-	p := testenv.Start(t, s.bin, env, "-no-scheduler")
+	p := peertest.Start(t, s.bin, env, "-no-scheduler")
 	if !p.WaitOutput(`"outbox relay running"`, 60*time.Second) {
 		t.Fatalf("server did not start its relay:\n%s", p.Output())
 	}
@@ -96,7 +96,7 @@ func (s *stack) startAPI(t *testing.T) {
 	getenv := func(k string) string {
 		return map[string]string{"DATABASE_URL": s.dbURL, "ESCROW_ADDR": "127.0.0.1:0"}[k]
 	}
-	testkit.Start(t, "escrow API", time.Minute, func(ctx context.Context) error { return run(ctx, nil, getenv, s.apiOut) })
+	escrowtest.Start(t, "escrow API", time.Minute, func(ctx context.Context) error { return run(ctx, nil, getenv, s.apiOut) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out := s.apiOut.String()
@@ -237,8 +237,8 @@ func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, "asynq to hold no active job or lease", 30*time.Second, func() bool { return len(testkit.Leased(t, opt)) == 0 })
-	testkit.NoLeases(t, opt)
+	escrowtest.Eventually(t, "asynq to hold no active job or lease", 30*time.Second, func() bool { return len(escrowtest.Leased(t, opt)) == 0 })
+	escrowtest.NoLeases(t, opt)
 	done, failed := s.runs()
 	var twice, extra []string
 	for _, id := range ids {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/internal/testenv"
+	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -20,16 +20,16 @@ import (
 type api struct {
 	db  *pgxpool.Pool
 	srv *httptest.Server
-	log *testenv.Buffer
+	log *peertest.Buffer
 }
 
 func newAPI(t *testing.T) *api {
 	t.Helper()
-	db := testenv.PostgresPool(t)
+	db := peertest.PostgresPool(t)
 	if err := Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	a := &api{db: db, log: &testenv.Buffer{}}
+	a := &api{db: db, log: &peertest.Buffer{}}
 	svc := NewService(db, slog.New(slog.NewJSONHandler(a.log, nil)))
 	svc.now = func() time.Time { return time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC) }
 	a.srv = httptest.NewServer(svc.Handler())
