@@ -108,6 +108,10 @@ type Entry struct {
 	Actor      string     `json:"actor,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
 	ResolvedAt *time.Time `json:"resolvedAt,omitempty"`
+	// Flow and Step name the flow and step whose job this is (package
+	// flows; "" for a job of no flow).
+	Flow string `json:"flow,omitempty"`
+	Step string `json:"step,omitempty"`
 	// Seq orders entries that failed at the same instant; the store sets it.
 	Seq int64 `json:"-"`
 }

@@ -39,14 +39,14 @@ func (l *DeadLetters) Record(ctx context.Context, e deadletter.Entry) (bool, err
 		return false, err
 	}
 	tag, err := l.db.pool.Exec(ctx, `
-		INSERT INTO dead_letters (job_id, type, queue, payload, payload_raw, last_error, attempts, permanent, archived_at, run, why, state, payload_inexact)
-		SELECT $1, $2, $3, $4::text::jsonb, $5, $6, $7, $8, $9, $10, $11, 'open', $12
+		INSERT INTO dead_letters (job_id, type, queue, payload, payload_raw, last_error, attempts, permanent, archived_at, run, why, state, payload_inexact, flow, step)
+		SELECT $1, $2, $3, $4::text::jsonb, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $13, $14
 		WHERE NOT EXISTS (
 			SELECT 1 FROM dead_letters
 			WHERE job_id = $1 AND run = $10 AND (state = 'open' OR resolved_at >= $9))
 		ON CONFLICT (job_id, run) WHERE state = 'open' DO NOTHING`,
 		clean(e.ID), clean(e.Type), clean(e.Queue), jsonbText(e.Payload), []byte(e.Payload),
-		clean(e.Error), e.Attempts, e.Why == deadletter.WhyPermanent, e.FailedAt, clean(e.Run), clean(e.Why), e.PayloadInexact)
+		clean(e.Error), e.Attempts, e.Why == deadletter.WhyPermanent, e.FailedAt, clean(e.Run), clean(e.Why), e.PayloadInexact, clean(e.Flow), clean(e.Step))
 	if err != nil {
 		return false, classify(err, "postgres: record dead letter %s", e.ID)
 	}
@@ -54,7 +54,7 @@ func (l *DeadLetters) Record(ctx context.Context, e deadletter.Entry) (bool, err
 }
 
 const entryColumns = `id, job_id, type, queue, run, state, last_error, attempts, archived_at, why,
-	COALESCE(payload_raw, convert_to(payload::text, 'UTF8')), payload_inexact OR (payload_raw IS NULL AND payload IS NOT NULL), actor, reason, resolved_at`
+	COALESCE(payload_raw, convert_to(payload::text, 'UTF8')), payload_inexact OR (payload_raw IS NULL AND payload IS NOT NULL), actor, reason, resolved_at, flow, step`
 
 func scanEntry(row pgx.Row) (deadletter.Entry, error) {
 	var (
@@ -63,7 +63,7 @@ func scanEntry(row pgx.Row) (deadletter.Entry, error) {
 		resolved *time.Time
 	)
 	if err := row.Scan(&e.Seq, &e.ID, &e.Type, &e.Queue, &e.Run, &e.State, &e.Error, &e.Attempts, &e.FailedAt, &e.Why,
-		&payload, &e.PayloadInexact, &e.Actor, &e.Reason, &resolved); err != nil {
+		&payload, &e.PayloadInexact, &e.Actor, &e.Reason, &resolved, &e.Flow, &e.Step); err != nil {
 		return e, err
 	}
 	if len(payload) > 0 {

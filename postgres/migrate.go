@@ -50,6 +50,10 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS dead_letters_job_idx ON dead_letters (job_id)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_list_idx ON dead_letters (archived_at DESC, id DESC)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_resolved_idx ON dead_letters (resolved_at) WHERE state <> 'open'`,
+	// The flow and step of a job of a flow (package flows).
+	`ALTER TABLE dead_letters
+		ADD COLUMN IF NOT EXISTS flow text NOT NULL DEFAULT '',
+		ADD COLUMN IF NOT EXISTS step text NOT NULL DEFAULT ''`,
 }
 
 // Migrate creates the tables and indexes that are absent, in one

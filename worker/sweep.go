@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -100,7 +101,7 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 					continue
 				}
 			}
-			e := tasks.EntryFromTask(t)
+			e := flows.Entry(tasks.EntryFromTask(t), t.Headers)
 			e.Error = payloads.MaskEmailsString(e.Error)
 			ok, err := w.cfg.DeadLetters.Record(ctx, e)
 			if err != nil {
@@ -108,6 +109,14 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 				w.cfg.Logger.Error("dead-letter sweep: write failed; the next sweep tries again", "task_id", t.ID, "queue", q, "error", payloads.MaskEmailsString(err.Error()))
 				continue
 			}
+			attrs := []slog.Attr{slog.String("task_type", t.Type), slog.String("task_id", t.ID), slog.String("queue", t.Queue), slog.Int("attempt", t.Retried+1)}
+			if e.Flow != "" {
+				attrs = append(attrs, slog.String("flow_id", e.Flow), slog.String("step", e.Step))
+			}
+			// Also when the ledger had it: the error handler that recorded
+			// it may have died before telling the flow (Failed is
+			// idempotent; the sweep sees a job for sweepOverlap at most).
+			w.flowFailed(ctx, e, attrs)
 			if !ok {
 				continue
 			}
@@ -116,8 +125,7 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			if e.Why == deadletter.WhyCrashed {
 				msg = "job archived after its worker died"
 			}
-			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, msg,
-				slog.String("task_type", t.Type), slog.String("task_id", t.ID), slog.String("queue", t.Queue), slog.Int("attempt", t.Retried+1))
+			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, msg, attrs...)
 			if w.cfg.Archived != nil {
 				w.cfg.Archived(ctx, t.ID, t.Type, t.Payload, errors.New(t.LastErr))
 			}

@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/retry"
@@ -110,6 +111,13 @@ type Config struct {
 	// Archived, when set, is told about every archived job after it is in
 	// DeadLetters, with its last error (webhook redelivery).
 	Archived func(ctx context.Context, id, taskType string, payload []byte, err error)
+	// Flows, when set, is told about every dead-lettered job of a flow
+	// (its HeaderFlow and HeaderStep headers), after it is in DeadLetters:
+	// the flow fails and its on-failure steps run (a *flows.Store). Its
+	// advancement is the handler's part: give New a handler wrapped in the
+	// store's Middleware, so that it runs inside the retry gate and a
+	// job's completion always includes it.
+	Flows FlowFailures
 	// DoneMarkersPath, when set, is a file that keeps the completion
 	// markers of jobs that finished while Redis was down (see done.go)
 	// until Redis has them, across a crash or restart of this process.
@@ -125,6 +133,12 @@ type Config struct {
 // (deadletter.Ledger).
 type Recorder interface {
 	Record(ctx context.Context, e deadletter.Entry) (bool, error)
+}
+
+// FlowFailures records that a step of a flow failed for good (flows.Store).
+// Calling it twice for one failure is harmless.
+type FlowFailures interface {
+	Failed(ctx context.Context, flowID, step, reason string) error
 }
 
 // Worker processes jobs until Shutdown.
@@ -315,9 +329,12 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 		if permanent {
 			why = deadletter.WhyPermanent
 		}
-		e := deadletter.Entry{
+		e := flows.Entry(deadletter.Entry{
 			ID: id, Type: t.Type(), Queue: queue, Run: t.Headers()[deadletter.RunHeader], Payload: t.Payload(),
 			Error: payloads.MaskEmailsString(err.Error()), Attempts: retried + 1, Why: why, FailedAt: time.Now(),
+		}, t.Headers())
+		if e.Flow != "" {
+			attrs = append(attrs, slog.String("flow_id", e.Flow), slog.String("step", e.Step))
 		}
 		if _, derr := w.cfg.DeadLetters.Record(ctx, e); derr != nil {
 			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "dead-letter ledger write failed; the job is still in asynq's archive and the sweep will record it",
@@ -325,6 +342,7 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 		}
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "job archived", append(attrs,
 			slog.String("why", why), slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+		w.flowFailed(ctx, e, attrs)
 		if w.cfg.Archived != nil {
 			w.cfg.Archived(ctx, id, t.Type(), t.Payload(), err)
 		}
@@ -335,6 +353,18 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	if serr := w.rc.Set(ctx, retryKey(id), strconv.FormatInt(due.UnixNano(), 10), time.Until(due)+time.Hour).Err(); serr != nil {
 		w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "could not record retry time; the retry may run up to 1 s early",
 			append(attrs, slog.String("error", serr.Error()))...)
+	}
+}
+
+// flowFailed tells Config.Flows that the dead letter e's flow step failed.
+// When that fails, the archive sweep tells it again (sweep.go).
+func (w *Worker) flowFailed(ctx context.Context, e deadletter.Entry, attrs []slog.Attr) {
+	if w.cfg.Flows == nil || e.Flow == "" {
+		return
+	}
+	if err := w.cfg.Flows.Failed(ctx, e.Flow, e.Step, e.Error); err != nil {
+		w.cfg.Logger.LogAttrs(ctx, slog.LevelError, "could not record the failed flow step; the archive sweep tries again",
+			append(attrs, slog.String("error", payloads.MaskEmailsString(err.Error())))...)
 	}
 }
 
