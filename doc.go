@@ -72,6 +72,6 @@
 //     jobctl and the monitor can list and requeue it with its full budget.
 //
 // The other types take the same path to their own adapters: payments.Stripe,
-// webhook.Sender, the audit sinks, and the dispute fan-out, which enqueues
+// partner.Sender, the audit sinks, and the dispute fan-out, which enqueues
 // further typed jobs.
 package escrowjobs

@@ -21,8 +21,8 @@ import (
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 type env struct {
@@ -101,7 +101,7 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 		case payloads.WebhookEscrowStatusChanged:
 			body := fmt.Sprintf(`{"type":"escrow.status_changed","timestamp":%q,"data":{"eventId":%q,"transactionId":%q,"previousStatus":%q,"status":%q}}`,
 				p.OccurredAt, p.EventID, p.TransactionID, p.PreviousStatus, p.Status)
-			checks = append(checks, check{id, webhook.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: []byte(body)}})
+			checks = append(checks, check{id, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: []byte(body)}})
 		case payloads.NotifyDisputeResolved:
 			notify = append(notify, p)
 			e.waitState(t, id, "completed", 10*time.Second)

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Demo failure markers: the dev adapters fail on purpose for these, so
@@ -60,7 +60,7 @@ func (p Payments) Refund(ctx context.Context, r handlers.Refund) (handlers.Payme
 type Sender struct{ Log *slog.Logger }
 
 // Send logs d (or fails for demo markers).
-func (s Sender) Send(ctx context.Context, d webhook.Delivery) error {
+func (s Sender) Send(ctx context.Context, d partner.Delivery) error {
 	if err := demoFailure(d.PartnerID); err != nil {
 		return err
 	}

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 func TestDemoEventsAreValidAndSomeFail(t *testing.T) {
@@ -45,7 +45,7 @@ func TestDemoFailuresAreClassified(t *testing.T) {
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("declined: got %v, want a permanent error", err)
 	}
-	err = Sender{}.Send(context.Background(), webhook.Delivery{PartnerID: "partner-" + FailTransient})
+	err = Sender{}.Send(context.Background(), partner.Delivery{PartnerID: "partner-" + FailTransient})
 	if err == nil || errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("flaky: got %v, want a transient error", err)
 	}

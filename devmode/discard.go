@@ -7,7 +7,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Discard is every adapter at once, doing nothing and logging nothing:
@@ -40,7 +40,7 @@ func (Discard) Refund(context.Context, handlers.Refund) (handlers.PaymentResult,
 }
 
 // Send does nothing.
-func (Discard) Send(context.Context, webhook.Delivery) error { return nil }
+func (Discard) Send(context.Context, partner.Delivery) error { return nil }
 
 // WriteAudit does nothing.
 func (Discard) WriteAudit(context.Context, payloads.AuditLogCreated) error { return nil }

@@ -10,8 +10,8 @@ import (
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Attempt is one adapter call: when the handler made it, when it returned
@@ -182,7 +182,7 @@ func (a *Adapters) Refund(ctx context.Context, r handlers.Refund) (handlers.Paym
 }
 
 // Send records d.
-func (a *Adapters) Send(ctx context.Context, d webhook.Delivery) error { return a.call(ctx, d) }
+func (a *Adapters) Send(ctx context.Context, d partner.Delivery) error { return a.call(ctx, d) }
 
 // WriteAudit records e.
 func (a *Adapters) WriteAudit(ctx context.Context, e payloads.AuditLogCreated) error {

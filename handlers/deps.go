@@ -5,7 +5,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Adapters report failures with errors the worker understands:
@@ -79,7 +79,7 @@ type Payments interface {
 
 // Sender delivers signed webhooks to partners.
 type Sender interface {
-	Send(ctx context.Context, d webhook.Delivery) error
+	Send(ctx context.Context, d partner.Delivery) error
 }
 
 // AuditSink stores audit events. Writing the same EventID twice stores it once.
@@ -93,4 +93,4 @@ type Enqueuer interface {
 }
 
 // The production adapter of Sender is package webhook's.
-var _ Sender = (*webhook.Sender)(nil)
+var _ Sender = (*partner.Sender)(nil)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Webhook delivers signed partner webhooks through a Sender.
@@ -28,5 +29,5 @@ func (w *Webhook) StatusChanged(ctx context.Context, p payloads.WebhookEscrowSta
 	if err != nil {
 		return fmt.Errorf("webhook %s: encode: %w", p.EventID, err)
 	}
-	return w.sender.Send(ctx, webhook.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: body})
+	return w.sender.Send(ctx, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: body})
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // healthTimeout bounds the PING of /healthz.
@@ -54,9 +54,9 @@ func (m *Monitor) metricsHandler() http.Handler {
 
 // partnerMetrics are the per-partner delivery metrics, read from Redis.
 func (m *Monitor) partnerMetrics() prometheus.Collector {
-	st, err := webhook.NewState(webhook.StateConfig{Redis: m.inspector.Redis()})
+	st, err := partner.NewState(partner.StateConfig{Redis: m.inspector.Redis()})
 	if err != nil {
 		return prometheus.NewRegistry() // cannot happen: the Redis client is set
 	}
-	return webhook.NewCollector(st)
+	return partner.NewCollector(st)
 }

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // partnerRoutes adds the partner routes (SPEC §10) to the API tree.
@@ -21,14 +21,14 @@ func (m *Monitor) partnerRoutes(mux *http.ServeMux) {
 
 // partnerState builds the partner state and redelivery over the
 // Inspector's Redis (on first use: New does not need Redis up).
-func (m *Monitor) partnerState() (*webhook.State, *webhook.Redelivery, error) {
-	st, err := webhook.NewState(webhook.StateConfig{Redis: m.inspector.Redis()})
+func (m *Monitor) partnerState() (*partner.State, *partner.Redelivery, error) {
+	st, err := partner.NewState(partner.StateConfig{Redis: m.inspector.Redis()})
 	if err != nil {
 		return nil, nil, err
 	}
-	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
+	rd, err := partner.NewRedelivery(partner.RedeliveryConfig{
 		Redis: m.inspector.Redis(), State: st, Logger: m.log,
-		DeadLetters: webhook.LedgerDeadLetters{Desk: m.desk},
+		DeadLetters: partner.LedgerDeadLetters{Desk: m.desk},
 	})
 	return st, rd, err
 }
@@ -53,16 +53,16 @@ func (m *Monitor) partners(w http.ResponseWriter, r *http.Request) {
 
 // partnerResult is the answer of the enable and disable routes.
 type partnerResult struct {
-	webhook.Status
+	partner.Status
 	// Redelivered is how many dead letters enable scheduled for delivery.
 	Redelivered int `json:"redelivered"`
 }
 
 // partnerID reads and checks {id}; a partner no worker knows and with no
 // state is 404.
-func (m *Monitor) partnerID(w http.ResponseWriter, r *http.Request, st *webhook.State) (string, bool) {
+func (m *Monitor) partnerID(w http.ResponseWriter, r *http.Request, st *partner.State) (string, bool) {
 	id := r.PathValue("id")
-	if !webhook.ValidPartnerID(id) {
+	if !partner.ValidPartnerID(id) {
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, "partner id: want 1-64 letters, digits, '-', '_' or '.'")
 		return "", false
 	}
@@ -76,7 +76,7 @@ func (m *Monitor) partnerID(w http.ResponseWriter, r *http.Request, st *webhook.
 			return id, true
 		}
 	}
-	if s, err := st.Status(r.Context(), id); err == nil && (s.State != webhook.StateHealthy || s.Waiting > 0) {
+	if s, err := st.Status(r.Context(), id); err == nil && (s.State != partner.StateHealthy || s.Waiting > 0) {
 		return id, true
 	}
 	writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("partner %s not found in the registry", id))
@@ -85,7 +85,7 @@ func (m *Monitor) partnerID(w http.ResponseWriter, r *http.Request, st *webhook.
 
 // onPartner is the handler of a route on partner {id}: it builds the
 // partner state, checks the ID (partnerID) and calls h with them.
-func (m *Monitor) onPartner(h func(w http.ResponseWriter, r *http.Request, id string, st *webhook.State, rd *webhook.Redelivery)) http.HandlerFunc {
+func (m *Monitor) onPartner(h func(w http.ResponseWriter, r *http.Request, id string, st *partner.State, rd *partner.Redelivery)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st, rd, err := m.partnerState()
 		if err != nil {
@@ -100,7 +100,7 @@ func (m *Monitor) onPartner(h func(w http.ResponseWriter, r *http.Request, id st
 
 // enablePartner answers POST /api/v1/partners/{id}/enable: the partner is
 // turned back on and its waiting dead letters redelivered.
-func (m *Monitor) enablePartner(w http.ResponseWriter, r *http.Request, id string, st *webhook.State, rd *webhook.Redelivery) {
+func (m *Monitor) enablePartner(w http.ResponseWriter, r *http.Request, id string, st *partner.State, rd *partner.Redelivery) {
 	n, err := rd.Enable(r.Context(), id, "api")
 	if err != nil {
 		m.log.Error("monitor: enable partner", "partner", id, "err", err.Error())
@@ -114,7 +114,7 @@ func (m *Monitor) enablePartner(w http.ResponseWriter, r *http.Request, id strin
 
 // disablePartner answers POST /api/v1/partners/{id}/disable {reason?}:
 // deliveries to the partner become dead letters until it is enabled.
-func (m *Monitor) disablePartner(w http.ResponseWriter, r *http.Request, id string, st *webhook.State, _ *webhook.Redelivery) {
+func (m *Monitor) disablePartner(w http.ResponseWriter, r *http.Request, id string, st *partner.State, _ *partner.Redelivery) {
 	var body struct {
 		Reason string `json:"reason"`
 	}

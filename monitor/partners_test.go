@@ -9,7 +9,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // archiveWebhook enqueues a webhook for partner and lets a worker fail it
@@ -34,7 +34,7 @@ func (f *fixture) archiveWebhook(t *testing.T, event, partner string, lastErr er
 func TestPartnersListEnableDisable(t *testing.T) {
 	f := setup(t)
 	rc := f.inspector.Redis()
-	st, err := webhook.NewState(webhook.StateConfig{Redis: rc})
+	st, err := partner.NewState(partner.StateConfig{Redis: rc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestPartnersListEnableDisable(t *testing.T) {
 	if err := st.Disable(ctx, "zeta", "test"); err != nil {
 		t.Fatal(err)
 	}
-	job := f.archiveWebhook(t, "evt-zeta-1", "zeta", fmt.Errorf("webhook evt-zeta-1: partner zeta: %w", webhook.ErrEndpointDisabled))
+	job := f.archiveWebhook(t, "evt-zeta-1", "zeta", fmt.Errorf("webhook evt-zeta-1: partner zeta: %w", partner.ErrEndpointDisabled))
 
 	if a := f.do(t, request{method: http.MethodGet, path: "/api/v1/partners"}); a.status != http.StatusUnauthorized {
 		t.Errorf("without a token: got %d, want 401", a.status)
@@ -55,7 +55,7 @@ func TestPartnersListEnableDisable(t *testing.T) {
 	if a.status != http.StatusOK {
 		t.Fatalf("GET /api/v1/partners: got %d %s", a.status, a.body)
 	}
-	var list []webhook.Status
+	var list []partner.Status
 	a.json(t, &list)
 	want := []struct{ id, state string }{{"acme", "healthy"}, {long, "healthy"}, {"zeta", "disabled"}}
 	if len(list) != len(want) {

@@ -1,7 +1,8 @@
-package webhook
+package partner
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // Bounds of a registry secret's key, from the Standard Webhooks
@@ -33,7 +36,7 @@ type Registry struct {
 // partner is one registry entry.
 type partner struct {
 	url    *url.URL
-	signer *Signer
+	signer *webhook.Signer
 	limits Limits
 }
 
@@ -126,7 +129,7 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 		if e.Secret == "" && len(e.Secrets) == 0 {
 			return nil, fmt.Errorf(`partner %q: secret: missing (set "secret" or "secrets")`, id)
 		}
-		p := partner{url: u, signer: &Signer{}, limits: Limits{MaxConcurrency: DefaultMaxConcurrency}}
+		p := partner{url: u, limits: Limits{MaxConcurrency: DefaultMaxConcurrency}}
 		if e.MaxConcurrency != nil {
 			if *e.MaxConcurrency < 1 || *e.MaxConcurrency > maxMaxConcurrency {
 				return nil, fmt.Errorf("partner %q: maxConcurrency: %d, want 1 to %d", id, *e.MaxConcurrency, maxMaxConcurrency)
@@ -139,16 +142,19 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 			}
 			p.limits.RatePerSecond = *e.RatePerSecond
 		}
+		var keys [][]byte    // the decoded keys, each once, in order
+		var secrets []string // the secret of each key
 		add := func(field, s string) error {
-			key, err := decodeSecret(s, true)
+			key, err := decodeSecret(s)
 			if err != nil {
 				return fmt.Errorf("partner %q: %s: want whsec_ followed by standard base64", id, field)
 			}
 			if len(key) < minKeyLen || len(key) > maxKeyLen {
 				return fmt.Errorf("partner %q: %s: key is %d bytes, want %d to %d", id, field, len(key), minKeyLen, maxKeyLen)
 			}
-			if !slices.ContainsFunc(p.signer.keys, func(k secretKey) bool { return bytes.Equal(k, key) }) {
-				p.signer.keys = append(p.signer.keys, key)
+			if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) }) {
+				keys = append(keys, key)
+				secrets = append(secrets, s)
 			}
 			return nil
 		}
@@ -162,6 +168,13 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 				return nil, err
 			}
 		}
+		// Every secret is whsec_ and the base64 of a key of minKeyLen or more
+		// bytes, so webhook.NewSigner accepts them all.
+		signer, err := webhook.NewSigner(secrets...)
+		if err != nil {
+			return nil, fmt.Errorf("partner %q: secrets: %w", id, err)
+		}
+		p.signer = signer
 		reg.partners[id] = p
 	}
 	return reg, nil
@@ -172,7 +185,7 @@ func (r Registry) Partners() []string { return slices.Sorted(maps.Keys(r.partner
 
 // String lists the partner IDs; it never formats a URL or a secret.
 func (r Registry) String() string {
-	return "webhook.Registry{partners: " + strings.Join(r.Partners(), ", ") + "}"
+	return "partner.Registry{partners: " + strings.Join(r.Partners(), ", ") + "}"
 }
 
 // GoString is String, so %#v does not print the secrets either.
@@ -273,4 +286,19 @@ func validPartnerID(id string) bool {
 		}
 	}
 	return true
+}
+
+// decodeSecret returns the key of a "whsec_<base64>" secret: the standard
+// base64 after the prefix, not empty. Like webhook.Verify, it never quotes
+// the secret in its error.
+func decodeSecret(secret string) ([]byte, error) {
+	b64, found := strings.CutPrefix(secret, "whsec_")
+	if !found {
+		return nil, webhook.ErrInvalidSecret
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) == 0 {
+		return nil, webhook.ErrInvalidSecret
+	}
+	return key, nil
 }

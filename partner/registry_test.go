@@ -1,13 +1,16 @@
-package webhook
+package partner
 
 import (
-	"bytes"
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/escrowjobs/escrowjobs/peertest"
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // writeRegistry writes a registry file into the test's temp dir.
@@ -29,17 +32,17 @@ func TestLoadRegistry(t *testing.T) {
 	if got, want := reg.Partners(), []string{"acme", "globex", "initech.eu"}; !slices.Equal(got, want) {
 		t.Errorf("Partners: got %v, want %v", got, want)
 	}
-	k1, _ := decodeSecret(vectorSecret, true)
-	k2, _ := decodeSecret(otherSecret, true)
 	tests := []struct {
-		id       string
-		url      string
-		wantKeys []secretKey
+		id          string
+		url         string
+		wantSecrets []string // the keys the partner signs with, in order
 	}{
-		{"acme", "https://hooks.acme.example/escrow?tenant=7", []secretKey{k1}},
-		{"globex", "https://globex.example/wh", []secretKey{k1, k2}},
-		{"initech.eu", "https://initech.example/wh", []secretKey{k2, k1}}, // the duplicate counted once
+		{"acme", "https://hooks.acme.example/escrow?tenant=7", []string{vectorSecret}},
+		{"globex", "https://globex.example/wh", []string{vectorSecret, otherSecret}},
+		{"initech.eu", "https://initech.example/wh", []string{otherSecret, vectorSecret}}, // the duplicate counted once
 	}
+	at := time.Unix(1614265330, 0)
+	body := []byte(`{"test": 2432232314}`)
 	for _, tc := range tests {
 		p, ok := reg.lookup(tc.id)
 		if !ok {
@@ -49,8 +52,20 @@ func TestLoadRegistry(t *testing.T) {
 		if got := p.url.String(); got != tc.url {
 			t.Errorf("%s url: got %q, want %q", tc.id, got, tc.url)
 		}
-		if !slices.EqualFunc(p.signer.keys, tc.wantKeys, func(a, b secretKey) bool { return bytes.Equal(a, b) }) {
-			t.Errorf("%s keys: got %d keys, want %d in order", tc.id, len(p.signer.keys), len(tc.wantKeys))
+		h := http.Header{}
+		if err := p.signer.Sign(h, "msg_1", at, body); err != nil {
+			t.Fatalf("%s: Sign: %v", tc.id, err)
+		}
+		var want []string
+		for _, secret := range tc.wantSecrets {
+			sig, err := webhook.Sign(secret, "msg_1", at, body)
+			if err != nil {
+				t.Fatalf("webhook.Sign: %v", err)
+			}
+			want = append(want, sig)
+		}
+		if got := strings.Fields(h.Get(webhook.HeaderSignature)); !slices.Equal(got, want) {
+			t.Errorf("%s signatures: got %d, want %d, one per key in order", tc.id, len(got), len(want))
 		}
 	}
 	if _, ok := reg.lookup("ACME"); ok {
@@ -135,5 +150,21 @@ func TestLoadRegistryMissingFile(t *testing.T) {
 	_, err := LoadRegistry(path, false)
 	if err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("got %v, want an error naming %s", err, path)
+	}
+}
+
+func TestRegistryNeverFormatsSecrets(t *testing.T) {
+	reg, err := parseRegistry([]byte(`{"partners": {"acme": {"url": "https://a.example/h", "secrets": ["`+vectorSecret+`", "`+otherSecret+`"]}}}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := decodeSecret(vectorSecret)
+	for _, v := range []any{reg, *reg, reg.partners["acme"], reg.partners["acme"].signer} {
+		for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+			got := fmt.Sprintf(format, v)
+			if strings.Contains(got, "MfKQ") || strings.Contains(got, string(k)) || strings.Contains(got, fmt.Sprint(k)[1:8]) {
+				t.Errorf("%s of %T: got %q, want the keys redacted", format, v, got)
+			}
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package webhook
+package partner
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/escrowjobs/escrowjobs/retry"
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // DefaultTimeout bounds one delivery: connect, TLS, request and answer.
@@ -148,7 +149,7 @@ func (s *Sender) Send(ctx context.Context, d Delivery) error {
 	if !ok {
 		return fmt.Errorf("webhook %s: %w %q: %w", d.ID, ErrUnknownPartner, d.PartnerID, asynq.SkipRetry)
 	}
-	if err := checkID(d.ID); err != nil {
+	if err := webhook.CheckID(d.ID); err != nil {
 		return fmt.Errorf("webhook %q to partner %s: %w: %w", d.ID, d.PartnerID, err, asynq.SkipRetry)
 	}
 	if s.state == nil {

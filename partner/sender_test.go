@@ -1,4 +1,4 @@
-package webhook
+package partner
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/escrowjobs/escrowjobs/retry"
+	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // The Sender is what the worker's webhook handler is given.
@@ -49,7 +50,7 @@ type received struct {
 	errs   []error // Verify's result for each secret
 }
 
-// verifyingReceiver verifies every request with the exported Verify under
+// verifyingReceiver verifies every request with webhook.Verify under
 // each of the partner's secrets, answers 401 when any fails and code
 // otherwise, and records what it saw.
 func verifyingReceiver(code int) (http.HandlerFunc, func() []received) {
@@ -60,7 +61,7 @@ func verifyingReceiver(code int) (http.HandlerFunc, func() []received) {
 		rec := received{header: r.Header.Clone(), body: string(body)}
 		status := code
 		for _, secret := range []string{vectorSecret, otherSecret} {
-			err := Verify(secret, r.Header, body, time.Minute)
+			err := webhook.Verify(secret, r.Header, body, time.Minute)
 			rec.errs = append(rec.errs, err)
 			if err != nil {
 				status = http.StatusUnauthorized
@@ -104,21 +105,21 @@ func TestSendVerifiedByReceiver(t *testing.T) {
 		checks := []struct{ header, want string }{
 			{"Content-Type", "application/json"},
 			{"User-Agent", userAgent},
-			{HeaderID, d.ID},
+			{webhook.HeaderID, d.ID},
 		}
 		for _, c := range checks {
 			if got := r.header.Get(c.header); got != c.want {
 				t.Errorf("request %d %s: got %q, want %q", i, c.header, got, c.want)
 			}
 		}
-		if n := len(strings.Fields(r.header.Get(HeaderSignature))); n != 2 {
+		if n := len(strings.Fields(r.header.Get(webhook.HeaderSignature))); n != 2 {
 			t.Errorf("request %d: got %d signatures, want 2 (one per secret)", i, n)
 		}
-		if ts, err := strconv.ParseInt(r.header.Get(HeaderTimestamp), 10, 64); err != nil || time.Since(time.Unix(ts, 0)).Abs() > 5*time.Second {
-			t.Errorf("request %d webhook-timestamp: got %q, want the send time", i, r.header.Get(HeaderTimestamp))
+		if ts, err := strconv.ParseInt(r.header.Get(webhook.HeaderTimestamp), 10, 64); err != nil || time.Since(time.Unix(ts, 0)).Abs() > 5*time.Second {
+			t.Errorf("request %d webhook-timestamp: got %q, want the send time", i, r.header.Get(webhook.HeaderTimestamp))
 		}
 	}
-	if a, b := got[0].header.Get(HeaderID), got[1].header.Get(HeaderID); a != b {
+	if a, b := got[0].header.Get(webhook.HeaderID), got[1].header.Get(webhook.HeaderID); a != b {
 		t.Errorf("webhook-id across attempts: got %q then %q, want identical", a, b)
 	}
 }
@@ -130,7 +131,7 @@ func TestSendTimestampFromClock(t *testing.T) {
 	if err := s.Send(context.Background(), Delivery{ID: "evt_2", PartnerID: "acme", Body: []byte(testBody)}); err != nil {
 		t.Fatalf("Send: got %v, want nil", err)
 	}
-	if got, want := requests()[0].header.Get(HeaderTimestamp), strconv.FormatInt(at.Unix(), 10); got != want {
+	if got, want := requests()[0].header.Get(webhook.HeaderTimestamp), strconv.FormatInt(at.Unix(), 10); got != want {
 		t.Errorf("webhook-timestamp: got %s, want %s", got, want)
 	}
 }

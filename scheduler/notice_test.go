@@ -12,7 +12,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/scheduler"
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 func TestWatchdogPostsQueuedNoticesOnceSigned(t *testing.T) {
@@ -26,8 +26,8 @@ func TestWatchdogPostsQueuedNoticesOnceSigned(t *testing.T) {
 	recv := escrowtest.StartPartner(t)
 	ctx := context.Background()
 	notices := []scheduler.Notice{
-		{Type: webhook.AlertPartnerDisabled, Partner: "acme", Reason: "endpoint answered 410 Gone"},
-		{Type: webhook.AlertRedeliveryExhausted, Partner: "globex", Reason: "job webhook_escrow_status_changed:event-e1 failed after 7 redeliveries"},
+		{Type: partner.AlertPartnerDisabled, Partner: "acme", Reason: "endpoint answered 410 Gone"},
+		{Type: partner.AlertRedeliveryExhausted, Partner: "globex", Reason: "job webhook_escrow_status_changed:event-e1 failed after 7 redeliveries"},
 	}
 	for _, n := range notices {
 		if err := scheduler.PushNotice(ctx, rc, n); err != nil {

@@ -19,14 +19,3 @@ type StatusData struct {
 	PreviousStatus string `json:"previousStatus"`
 	Status         string `json:"status"`
 }
-
-// Delivery is one signed webhook to one partner.
-type Delivery struct {
-	// ID is the webhook-id header: stable across attempts (the event ID,
-	// not the job ID).
-	ID string
-	// PartnerID selects URL and secrets from the partner registry.
-	PartnerID string
-	// Body is the exact JSON body that is signed and sent.
-	Body []byte
-}

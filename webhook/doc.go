@@ -1,5 +1,8 @@
-// Package webhook delivers signed webhooks to escrow partners and gives
-// partners the function that verifies them.
+// Package webhook is the partner side of the escrow service's webhooks:
+// the function a partner runs to verify a request it receives, the signing
+// the service does, and the JSON body partners receive. It imports only the
+// standard library, so a partner can use it without pulling in the
+// service's dependencies (deps_test.go keeps it that way).
 //
 // # Signing
 //
@@ -8,53 +11,16 @@
 // webhook-timestamp (unix seconds at send time) and webhook-signature, whose
 // value is "v1," followed by the base64 HMAC-SHA256 of "id.timestamp.body".
 // Secrets look like "whsec_<base64>"; the key is the decoded part. While a
-// partner rotates its secret the registry holds several, and every request
+// partner rotates its secret the service holds several, and every request
 // carries one signature per secret, space-separated. [Sign] computes one
-// signature; [Verify] is what a partner runs on a request it receives.
+// signature, a [Signer] sets all three headers with one signature per key,
+// and [Verify] is what a partner runs on a request it receives.
 //
-// # Partners
+// # Body
 //
-// [LoadRegistry] reads the partner registry (WEBHOOK_ENDPOINTS_FILE), so no
-// URL or secret ever travels in a job payload:
+// A partner receives a [Body] of type [EventEscrowStatusChanged], whose data
+// is a [StatusData].
 //
-//	{"partners": {"acme": {"url": "https://hooks.acme.example/escrow",
-//	                       "secrets": ["whsec_…", "whsec_…"]}}}
-//
-// "secret" takes one secret, "secrets" several; both may be given. URLs must
-// be https unless plain http is allowed (tests). Errors name the partner and
-// the field, never the secret.
-//
-// # Delivery
-//
-// [NewSender] returns the handlers.Sender the worker uses. It posts the body
-// with a 10 s timeout, reads at most 64 KiB of the answer, never follows a
-// redirect and never routes through an environment proxy. Unless private
-// networks are allowed, it refuses at dial time to connect to loopback,
-// private, link-local (so the cloud metadata address), CGNAT, multicast,
-// unspecified and reserved addresses: the check runs on the resolved address
-// that is about to be connected, so DNS rebinding cannot get around it.
-//
-// Outcomes map onto the worker's retry policy: 2xx is success; 3xx, 410 and
-// the other 4xx are permanent (the error wraps asynq.SkipRetry); 408, 409,
-// 425, 429, 5xx, timeouts and network errors are transient; a Retry-After on
-// 429 or 503 becomes a *retry.AfterError. An unknown partner and a
-// refused address are permanent.
-//
-// # Partner delivery
-//
-// [Watcher] keeps the registry live: it re-reads the file when it changes
-// and on SIGHUP, and refuses a file that does not validate. [State] is the
-// per-partner state every worker process shares in Redis; given to the
-// Sender (SenderOptions.State), it gates each delivery: a circuit that opens
-// after consecutive transient failures and lets one probe through per
-// interval, leased concurrency slots (registry "maxConcurrency", default 4),
-// a token bucket ("ratePerSecond"), the pause of a 429/503 Retry-After, and
-// the disabled flag set by a 410 Gone. A delivery that may not start returns
-// a [*WaitError]: nothing was sent, and the worker neither counts it as an
-// attempt nor keeps a slot for it. [Redelivery] requeues webhook dead
-// letters: transient ones on a schedule spanning days, those of a disabled
-// or unknown partner when it comes back. [DeadLetters] is the small
-// interface it needs of the dead-letter store; [LedgerDeadLetters]
-// implements it over the dead-letter ledger. [Collector] exports the per-partner
-// metrics from Redis.
+// Delivering webhooks to partners (the registry, the sender, the
+// per-partner state and redelivery) is package partner.
 package webhook

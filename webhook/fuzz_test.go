@@ -42,7 +42,7 @@ func FuzzVerify(f *testing.F) {
 		if _, err := decodeSecret(secret, false); err != nil {
 			secret = "whsec_" + base64.StdEncoding.EncodeToString(append([]byte("k"), secret...))
 		}
-		if checkID(id) != nil {
+		if CheckID(id) != nil {
 			id = "msg_" + strconv.Itoa(len(id))
 		}
 		ts %= 1 << 40 // seconds: until year 36812

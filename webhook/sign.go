@@ -73,18 +73,18 @@ func Sign(secret string, id string, ts time.Time, body []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := checkID(id); err != nil {
+	if err := CheckID(id); err != nil {
 		return "", err
 	}
 	return signatureVersion + "," + base64.StdEncoding.EncodeToString(mac(key, id, ts.Unix(), body)), nil
 }
 
 // MinSignerKeyLen is the shortest key NewSigner accepts, in bytes. The
-// partner registry asks for more (24 to 64, as Standard Webhooks advises).
+// partner registry (package partner) asks for more (24 to 64, as Standard Webhooks advises).
 const MinSignerKeyLen = 16
 
 // Signer signs outgoing Standard Webhooks requests: the partner webhooks
-// of the Sender and the scheduler's dead-letter alerts. With more than one
+// of partner.Sender and the scheduler's dead-letter alerts. With more than one
 // key (a secret rotation) every request carries one v1 signature per key.
 // It never prints its keys.
 type Signer struct{ keys []secretKey }
@@ -119,7 +119,7 @@ func NewSigner(secrets ...string) (*Signer, error) {
 // (whole unix seconds). It returns ErrInvalidID for an id that cannot be
 // sent.
 func (s *Signer) Sign(h http.Header, id string, ts time.Time, body []byte) error {
-	if err := checkID(id); err != nil {
+	if err := CheckID(id); err != nil {
 		return err
 	}
 	unix := ts.Unix()
@@ -236,8 +236,10 @@ func decodeSecret(secret string, strict bool) (secretKey, error) {
 	return key, nil
 }
 
-// checkID reports whether id can be sent as a webhook-id.
-func checkID(id string) error {
+// CheckID returns ErrInvalidID unless id can be sent as a webhook-id: 1 to
+// 256 bytes, none of them a space or a control character. Signer.Sign runs
+// it; a sender can run it first, to refuse a delivery before any other work.
+func CheckID(id string) error {
 	if id == "" || len(id) > maxIDLen {
 		return ErrInvalidID
 	}

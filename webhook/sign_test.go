@@ -187,12 +187,12 @@ func TestSignaturesRotation(t *testing.T) {
 }
 
 func TestSecretsNeverFormatted(t *testing.T) {
-	reg, err := parseRegistry([]byte(`{"partners": {"acme": {"url": "https://a.example/h", "secrets": ["`+vectorSecret+`", "`+otherSecret+`"]}}}`), false)
+	s, err := NewSigner(vectorSecret, otherSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k, _ := decodeSecret(vectorSecret, true)
-	for _, v := range []any{reg, *reg, reg.partners["acme"].signer.keys[0], reg.partners["acme"].signer.keys} {
+	for _, v := range []any{s, s.keys[0], s.keys} {
 		for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 			got := fmt.Sprintf(format, v)
 			if strings.Contains(got, "MfKQ") || strings.Contains(got, string(k)) || strings.Contains(got, fmt.Sprint([]byte(k))[1:8]) {

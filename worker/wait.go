@@ -9,7 +9,7 @@ import (
 )
 
 // waiter is an error that asks for its job to come back later without
-// spending an attempt: nothing was done (webhook.WaitError: the partner's
+// spending an attempt: nothing was done (partner.WaitError: the partner's
 // circuit is open, it is throttled or at its limits).
 type waiter interface{ WaitUntil() time.Time }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/retry"
 )
 
-// waitErr is a wait as webhook.WaitError reports one.
+// waitErr is a wait as partner.WaitError reports one.
 type waitErr struct{ until time.Time }
 
 func (e waitErr) Error() string        { return "waits" }

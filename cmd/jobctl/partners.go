@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // partners runs "partners list|enable|disable".
@@ -18,16 +18,16 @@ func (c *cli) partners(rest []string) error {
 
 // partnerTools connects to Redis and returns the partner state and the
 // redelivery that enable uses; close releases them.
-func (c *cli) partnerTools() (st *webhook.State, rd *webhook.Redelivery, closeFn func(), err error) {
+func (c *cli) partnerTools() (st *partner.State, rd *partner.Redelivery, closeFn func(), err error) {
 	desk, closeDesk, err := c.desk()
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	in := desk.Inspector()
-	st, err = webhook.NewState(webhook.StateConfig{Redis: in.Redis()})
+	st, err = partner.NewState(partner.StateConfig{Redis: in.Redis()})
 	if err == nil {
-		rd, err = webhook.NewRedelivery(webhook.RedeliveryConfig{
-			Redis: in.Redis(), State: st, DeadLetters: webhook.LedgerDeadLetters{Desk: desk},
+		rd, err = partner.NewRedelivery(partner.RedeliveryConfig{
+			Redis: in.Redis(), State: st, DeadLetters: partner.LedgerDeadLetters{Desk: desk},
 		})
 	}
 	if err != nil {
@@ -46,7 +46,7 @@ func (c *cli) partnersList(args []string) error {
 		return err
 	}
 	defer closeFn()
-	list, err := deadline(c, "partners list", inspectTimeout, func(ctx context.Context) ([]webhook.Status, error) { return st.Statuses(ctx) })
+	list, err := deadline(c, "partners list", inspectTimeout, func(ctx context.Context) ([]partner.Status, error) { return st.Statuses(ctx) })
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (c *cli) partnersList(args []string) error {
 
 // checkPartner refuses an ID that cannot be a partner.
 func checkPartner(id string) error {
-	if !webhook.ValidPartnerID(id) {
+	if !partner.ValidPartnerID(id) {
 		return usagef("partner id %q: want 1-64 letters, digits, '-', '_' or '.'", id)
 	}
 	return nil
@@ -79,13 +79,13 @@ func checkPartner(id string) error {
 func (c *cli) partnersEnable(args []string) error {
 	fs := c.flags("partners enable")
 	actor := fs.String("actor", c.osActor(), "who enables the partner (recorded with each redelivery)")
-	return c.onPartner(fs, args, func(id string, _ *webhook.State, rd *webhook.Redelivery) error {
+	return c.onPartner(fs, args, func(id string, _ *partner.State, rd *partner.Redelivery) error {
 		n, err := deadline(c, "partners enable "+id, enableTimeout, func(ctx context.Context) (int, error) { return rd.Enable(ctx, id, *actor) })
 		if err != nil {
 			return err
 		}
 		if c.json {
-			return writeJSON(c.stdout, map[string]any{"id": id, "state": webhook.StateHealthy, "redelivered": n})
+			return writeJSON(c.stdout, map[string]any{"id": id, "state": partner.StateHealthy, "redelivered": n})
 		}
 		fmt.Fprintf(c.stdout, "partner %s enabled; %s dead letter(s) scheduled for redelivery\n", id, strconv.Itoa(n))
 		return nil
@@ -96,7 +96,7 @@ func (c *cli) partnersDisable(args []string) error {
 	fs := c.flags("partners disable")
 	reason := fs.String("reason", "", "why (recorded)")
 	actor := fs.String("actor", c.osActor(), "who disables the partner (recorded)")
-	return c.onPartner(fs, args, func(id string, st *webhook.State, _ *webhook.Redelivery) error {
+	return c.onPartner(fs, args, func(id string, st *partner.State, _ *partner.Redelivery) error {
 		why := "disabled by " + *actor
 		if *reason != "" {
 			why += ": " + *reason
@@ -105,7 +105,7 @@ func (c *cli) partnersDisable(args []string) error {
 			return err
 		}
 		if c.json {
-			return writeJSON(c.stdout, map[string]any{"id": id, "state": webhook.StateDisabled})
+			return writeJSON(c.stdout, map[string]any{"id": id, "state": partner.StateDisabled})
 		}
 		fmt.Fprintf(c.stdout, "partner %s disabled: its deliveries become dead letters until 'jobctl partners enable %s'\n", id, id)
 		return nil
@@ -114,7 +114,7 @@ func (c *cli) partnersDisable(args []string) error {
 
 // onPartner runs a command on one partner: it parses fs and the partner ID
 // of args, checks the ID, connects and calls do.
-func (c *cli) onPartner(fs *flag.FlagSet, args []string, do func(id string, st *webhook.State, rd *webhook.Redelivery) error) error {
+func (c *cli) onPartner(fs *flag.FlagSet, args []string, do func(id string, st *partner.State, rd *partner.Redelivery) error) error {
 	pos, err := c.parse(fs, args, 1, "the partner ID")
 	if err != nil {
 		return err

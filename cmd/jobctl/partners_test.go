@@ -9,7 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 func TestPartners(t *testing.T) {
@@ -20,7 +20,7 @@ func TestPartners(t *testing.T) {
 	}
 	rc := opt.MakeRedisClient().(redis.UniversalClient)
 	defer rc.Close()
-	st, err := webhook.NewState(webhook.StateConfig{Redis: rc})
+	st, err := partner.NewState(partner.StateConfig{Redis: rc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestPartners(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("list --json: exit %d, stderr %q", r.code, r.stderr)
 	}
-	var list []webhook.Status
+	var list []partner.Status
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatalf("list --json: %v: %s", err, r.stdout)
 	}
@@ -58,7 +58,7 @@ func TestPartners(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, `"state": "healthy"`) || !strings.Contains(r.stdout, `"redelivered": 0`) {
 		t.Errorf("enable --json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if s, _ := st.Status(context.Background(), "globex"); s.State != webhook.StateHealthy {
+	if s, _ := st.Status(context.Background(), "globex"); s.State != partner.StateHealthy {
 		t.Errorf("after enable: state %q, want healthy", s.State)
 	}
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/cmd/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
 )
@@ -111,16 +111,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, errors.New("WEBHOOK_ENDPOINTS_FILE is required (the partner registry: partnerId → url, secret)"))
 	}
 	c.webhookAllowPrivate = cmdenv.Bool(getenv, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", &errs)
-	c.webhookTimeout = cmdenv.Duration(getenv, "WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &errs)
-	c.webhookSchedule = webhook.DefaultRedeliverySchedule
+	c.webhookTimeout = cmdenv.Duration(getenv, "WEBHOOK_TIMEOUT", partner.DefaultTimeout, &errs)
+	c.webhookSchedule = partner.DefaultRedeliverySchedule
 	if v := getenv("WEBHOOK_REDELIVERY_SCHEDULE"); v != "" {
-		if c.webhookSchedule, err = webhook.ParseSchedule(v); err != nil {
+		if c.webhookSchedule, err = partner.ParseSchedule(v); err != nil {
 			errs = append(errs, fmt.Errorf("WEBHOOK_REDELIVERY_SCHEDULE=%q: %w", v, err))
 		}
 	}
-	c.webhookBreakerFailures = cmdenv.Int(getenv, "WEBHOOK_BREAKER_FAILURES", webhook.DefaultBreakerFailures, 1, 1000000, &errs)
-	c.webhookBreakerProbe = cmdenv.Duration(getenv, "WEBHOOK_BREAKER_PROBE", webhook.DefaultBreakerProbe, &errs)
-	c.webhookReloadInterval = cmdenv.Duration(getenv, "WEBHOOK_REGISTRY_POLL", webhook.DefaultReloadInterval, &errs)
+	c.webhookBreakerFailures = cmdenv.Int(getenv, "WEBHOOK_BREAKER_FAILURES", partner.DefaultBreakerFailures, 1, 1000000, &errs)
+	c.webhookBreakerProbe = cmdenv.Duration(getenv, "WEBHOOK_BREAKER_PROBE", partner.DefaultBreakerProbe, &errs)
+	c.webhookReloadInterval = cmdenv.Duration(getenv, "WEBHOOK_REGISTRY_POLL", partner.DefaultReloadInterval, &errs)
 	c.auditDB = getenv("AUDIT_DATABASE_URL")
 	c.auditPath = cmdenv.Or(getenv("AUDIT_LOG_PATH"), "audit.jsonl")
 	c.outboxDB = getenv("OUTBOX_DATABASE_URL")

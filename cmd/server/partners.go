@@ -19,7 +19,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
+	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // partners is the partner delivery of SPEC §10: the live registry, the
@@ -27,9 +27,9 @@ import (
 type partners struct {
 	rc         redis.UniversalClient
 	insp       *tasks.Inspector
-	watcher    *webhook.Watcher
-	sender     *webhook.Sender
-	redelivery *webhook.Redelivery
+	watcher    *partner.Watcher
+	sender     *partner.Sender
+	redelivery *partner.Redelivery
 	log        *slog.Logger
 	reload     chan os.Signal
 	poll       time.Duration
@@ -38,7 +38,7 @@ type partners struct {
 // wrap wraps the sender's HTTP transport (tracing); the per-partner
 // delivery figures go on reg, read from Redis at most every 5 s.
 func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap func(http.RoundTripper) http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) (*partners, error) {
-	watcher, err := webhook.NewWatcher(cfg.webhookFile, cfg.webhookAllowPrivate, log.With("component", "registry"))
+	watcher, err := partner.NewWatcher(cfg.webhookFile, cfg.webhookAllowPrivate, log.With("component", "registry"))
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
 	}
@@ -51,7 +51,7 @@ func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap fun
 			log.Error("alert not queued", "type", kind, "partner", partner, "reason", reason, "error", err)
 		}
 	}
-	state, err := webhook.NewState(webhook.StateConfig{
+	state, err := partner.NewState(partner.StateConfig{
 		Redis: rc, BreakerFailures: cfg.webhookBreakerFailures, BreakerProbe: cfg.webhookBreakerProbe,
 		Lease: 2*cfg.webhookTimeout + 10*time.Second, Alert: alert,
 	})
@@ -60,8 +60,8 @@ func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap fun
 		return nil, err
 	}
 	insp := tasks.NewInspector(cfg.redis)
-	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
-		Redis: rc, DeadLetters: webhook.LedgerDeadLetters{Desk: tasks.NewDeadLetters(insp, dl)}, State: state,
+	rd, err := partner.NewRedelivery(partner.RedeliveryConfig{
+		Redis: rc, DeadLetters: partner.LedgerDeadLetters{Desk: tasks.NewDeadLetters(insp, dl)}, State: state,
 		Registry: watcher.Registry, Schedule: cfg.webhookSchedule, Alert: alert, Logger: log,
 	})
 	if err != nil {
@@ -69,12 +69,12 @@ func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap fun
 		insp.Close()
 		return nil, err
 	}
-	watcher.OnChange(func(reg *webhook.Registry) { rd.RegistryChanged(context.WithoutCancel(ctx), reg) })
-	sender := webhook.NewSender(nil, webhook.SenderOptions{
+	watcher.OnChange(func(reg *partner.Registry) { rd.RegistryChanged(context.WithoutCancel(ctx), reg) })
+	sender := partner.NewSender(nil, partner.SenderOptions{
 		AllowPrivateNetworks: cfg.webhookAllowPrivate, Timeout: cfg.webhookTimeout, Logger: log,
 		Watcher: watcher, State: state, WrapTransport: wrap,
 	})
-	if err := reg.Register(observe.NewCached(webhook.NewCollector(state), observe.QueueCollectInterval)); err != nil {
+	if err := reg.Register(observe.NewCached(partner.NewCollector(state), observe.QueueCollectInterval)); err != nil {
 		rc.Close()
 		insp.Close()
 		return nil, fmt.Errorf("partner metrics: %w", err)

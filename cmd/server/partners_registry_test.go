@@ -15,8 +15,8 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
@@ -26,7 +26,7 @@ func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	e := setupPartners(t, map[string]regEntry{"acme": {URL: recv.URL, Secret: recv.Secret}}, nil)
 	e.start()
 	first := e.enqueue("evt-gone-1", "acme")
-	escrowtest.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == webhook.StateDisabled })
+	escrowtest.Eventually(e.t, "the partner to be disabled", 10*time.Second, func() bool { return e.state("acme").State == partner.StateDisabled })
 	second := e.enqueue("evt-gone-2", "acme")
 	for _, j := range []string{first, second} {
 		escrowtest.Eventually(t, j+" to be a dead letter", 10*time.Second, func() bool { s, _ := e.jobState(j); return s == "archived" })
@@ -38,7 +38,7 @@ func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 		t.Errorf("partner saw %d requests, want 1 (the 410; later deliveries are not sent)", n)
 	}
 	v, _ := e.rc.LIndex(context.Background(), "escrowjobs:alerts:pending", 0).Result()
-	if !strings.Contains(v, webhook.AlertPartnerDisabled) || !strings.Contains(v, `"partner":"acme"`) {
+	if !strings.Contains(v, partner.AlertPartnerDisabled) || !strings.Contains(v, `"partner":"acme"`) {
 		t.Errorf("queued alert %q, want a partner_disabled alert for acme", v)
 	}
 	if st := e.state("acme"); st.Waiting != 2 {
@@ -57,20 +57,20 @@ func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
 	escrowtest.Eventually(e.t, "both events to be delivered after enable", 15*time.Second, func() bool { return len(recv.Delivered()) == 2 })
 	time.Sleep(time.Second)
 	checkDeliveredOnce(t, recv, []string{"evt-gone-1", "evt-gone-2"})
-	if st := e.state("acme"); st.State != webhook.StateHealthy || st.Waiting != 0 {
+	if st := e.state("acme"); st.State != partner.StateHealthy || st.Waiting != 0 {
 		t.Errorf("state after enable: %+v, want healthy with nothing waiting", st)
 	}
 }
 
 // redelivery is a Redelivery over the test's Redis, as the monitor API
 // and jobctl build one to enable a partner.
-func (e *partnerEnv) redelivery() *webhook.Redelivery {
+func (e *partnerEnv) redelivery() *partner.Redelivery {
 	e.t.Helper()
-	w, err := webhook.NewWatcher(e.regPath, true, nil)
+	w, err := partner.NewWatcher(e.regPath, true, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	st, err := webhook.NewState(webhook.StateConfig{Redis: e.rc})
+	st, err := partner.NewState(partner.StateConfig{Redis: e.rc})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -79,8 +79,8 @@ func (e *partnerEnv) redelivery() *webhook.Redelivery {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { ledger.Close() })
-	rd, err := webhook.NewRedelivery(webhook.RedeliveryConfig{
-		Redis: e.rc, DeadLetters: webhook.LedgerDeadLetters{Desk: tasks.NewDeadLetters(e.insp, ledger)}, State: st, Registry: w.Registry,
+	rd, err := partner.NewRedelivery(partner.RedeliveryConfig{
+		Redis: e.rc, DeadLetters: partner.LedgerDeadLetters{Desk: tasks.NewDeadLetters(e.insp, ledger)}, State: st, Registry: w.Registry,
 	})
 	if err != nil {
 		e.t.Fatal(err)

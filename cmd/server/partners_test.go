@@ -22,10 +22,10 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/webhook"
 )
 
 // regEntry is one partner of a test registry.
@@ -155,13 +155,13 @@ func (e *partnerEnv) enqueue(eventID, partner string) string {
 }
 
 // state returns a partner's status as GET /api/v1/partners shows it.
-func (e *partnerEnv) state(partner string) webhook.Status {
+func (e *partnerEnv) state(partnerID string) partner.Status {
 	e.t.Helper()
-	st, err := webhook.NewState(webhook.StateConfig{Redis: e.rc, BreakerFailures: atoiOr(e.env["WEBHOOK_BREAKER_FAILURES"], 5)})
+	st, err := partner.NewState(partner.StateConfig{Redis: e.rc, BreakerFailures: atoiOr(e.env["WEBHOOK_BREAKER_FAILURES"], 5)})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s, err := st.Status(context.Background(), partner)
+	s, err := st.Status(context.Background(), partnerID)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -280,8 +280,8 @@ func TestPartnerDownLongerThanOneRunGetsEveryEventOnce(t *testing.T) {
 			t.Errorf("ledger %s: %v", j, err)
 			continue
 		}
-		if got.State != deadletter.StateRequeued || got.Actor != webhook.ActorRedelivery || !strings.Contains(got.Reason, "step 1") {
-			t.Errorf("ledger %s: got %s by %q (%q), want requeued by %q at step 1", j, got.State, got.Actor, got.Reason, webhook.ActorRedelivery)
+		if got.State != deadletter.StateRequeued || got.Actor != partner.ActorRedelivery || !strings.Contains(got.Reason, "step 1") {
+			t.Errorf("ledger %s: got %s by %q (%q), want requeued by %q at step 1", j, got.State, got.Actor, got.Reason, partner.ActorRedelivery)
 		}
 	}
 }
@@ -306,7 +306,7 @@ func TestRedeliveryStopsAfterLastStepAndAlerts(t *testing.T) {
 		t.Errorf("job state %q, want archived (an open dead letter)", s)
 	}
 	v, _ := e.rc.LIndex(context.Background(), "escrowjobs:alerts:pending", 0).Result()
-	for _, want := range []string{webhook.AlertRedeliveryExhausted, `"partner":"acme"`, job} {
+	for _, want := range []string{partner.AlertRedeliveryExhausted, `"partner":"acme"`, job} {
 		if !strings.Contains(v, want) {
 			t.Errorf("alert %s: want it to contain %q", v, want)
 		}
@@ -408,9 +408,9 @@ func TestHangingPartnerLeavesOthersTheirThroughput(t *testing.T) {
 	if hung.MaxInFlight() == 0 {
 		t.Errorf("hanging partner saw no request")
 	}
-	escrowtest.Eventually(e.t, "the hanging partner's circuit to open", 10*time.Second, func() bool { return e.state("hung").State == webhook.StateOpen })
-	if st := e.state("healthy"); st.State != webhook.StateHealthy {
-		t.Errorf("healthy partner state %q, want %q", st.State, webhook.StateHealthy)
+	escrowtest.Eventually(e.t, "the hanging partner's circuit to open", 10*time.Second, func() bool { return e.state("hung").State == partner.StateOpen })
+	if st := e.state("healthy"); st.State != partner.StateHealthy {
+		t.Errorf("healthy partner state %q, want %q", st.State, partner.StateHealthy)
 	}
 }
 
@@ -460,7 +460,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 			}
 		}
 	}()
-	escrowtest.Eventually(e.t, "the circuit to open", 20*time.Second, func() bool { return e.state("acme").State == webhook.StateOpen })
+	escrowtest.Eventually(e.t, "the circuit to open", 20*time.Second, func() bool { return e.state("acme").State == partner.StateOpen })
 	openedAt := time.Now()
 	before := recv.Requests()
 	// Let it stay open for four probe intervals.
@@ -506,7 +506,7 @@ func TestOpenCircuitSendsOneProbePerIntervalAndClosesOnSuccess(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second) // a late redelivery would double here
 	checkDeliveredOnce(t, recv, events)
-	if st := e.state("acme"); st.State != webhook.StateHealthy || st.ConsecutiveFailures != 0 || st.LastSuccessAt == nil {
+	if st := e.state("acme"); st.State != partner.StateHealthy || st.ConsecutiveFailures != 0 || st.LastSuccessAt == nil {
 		t.Errorf("state after recovery: %+v, want healthy, 0 failures, a last success", st)
 	}
 }
