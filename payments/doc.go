@@ -11,9 +11,20 @@
 //
 //   - Capture retrieves the PaymentIntent. "succeeded" means the capture has
 //     already happened: the result is its latest charge, AlreadyDone.
-//     "requires_capture" is captured. "processing" is retried later. Any
-//     other status (canceled, requires_payment_method, …) is permanent.
-//   - Refund lists the PaymentIntent's refunds. For a refund with the
+//     "requires_capture" is captured. "processing" is retried later.
+//     "canceled" (the authorization expired, or the hold was released) is
+//     permanent and wraps [ErrAuthorizationGone], as is a capture Stripe
+//     refuses with charge_expired_for_capture,
+//     capture_charge_authorization_expired, or
+//     payment_intent_unexpected_state for a canceled PaymentIntent. Any
+//     other status (requires_payment_method, …) is permanent.
+//   - Refund retrieves the PaymentIntent too. One still in
+//     "requires_capture" was never captured: the buyer's money is given back
+//     by canceling it, which releases the whole hold (Idempotency-Key
+//     [CancelKey](jobID)); a partial amount smaller than the hold is
+//     permanent, since the part the seller keeps is settled by capturing
+//     it. One "canceled" is done already. One "succeeded" is refunded: the
+//     PaymentIntent's refunds are listed first. For a refund with the
 //     caller's reference (RefundID, required for a partial refund) the one
 //     whose metadata [MetadataRefund] is that reference is this refund;
 //     for a full refund without one, the one whose [MetadataJob] is the

@@ -13,6 +13,12 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
+// ErrAuthorizationGone is wrapped by the permanent error of a capture whose
+// PaymentIntent's authorization expired (Stripe lets one stand for about
+// seven days) or was canceled: the money is not held any more and cannot
+// be captured.
+var ErrAuthorizationGone = errors.New("authorization expired or canceled")
+
 // textError shows text in place of err's own text and keeps err as the
 // cause. It shows a *stripe.Error without its raw JSON (which can carry a
 // PaymentIntent with its client secret) and any error without the secret key.

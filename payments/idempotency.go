@@ -31,6 +31,13 @@ func IdempotencyKey(jobID string) string {
 	return "escrowjobs-" + hex.EncodeToString(sum[:])
 }
 
+// CancelKey is the Stripe Idempotency-Key of the cancel that a refund job
+// jobID sends for an uncaptured PaymentIntent: IdempotencyKey of jobID and
+// "/cancel". It differs from the job's refund key, so that a refund the
+// same job sends later (the PaymentIntent was captured meanwhile) is not
+// refused as a reuse of the key with other parameters.
+func CancelKey(jobID string) string { return IdempotencyKey(jobID + "/cancel") }
+
 // printable reports whether s is non-empty and only ASCII from '!' to '~'.
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -82,18 +82,21 @@ func NewStripe(cfg StripeConfig, log *slog.Logger) (*Stripe, error) {
 // Capture captures c.PaymentIntentID (c.Amount, or all that is capturable
 // when 0) with Idempotency-Key IdempotencyKey(c.JobID). It first
 // retrieves the PaymentIntent: one that has succeeded is AlreadyDone with
-// its latest charge; one in "processing" is a transient error; one that
-// cannot be captured (canceled, requires_payment_method, …) is permanent.
-// The result ID is the charge ID.
+// its latest charge; one in "processing" is a transient error; one that is
+// canceled (its authorization expired, or someone released the hold) is a
+// permanent error wrapping [ErrAuthorizationGone], and so is a capture that
+// Stripe refuses because the authorization expired meanwhile; any other
+// status (requires_payment_method, …) is permanent. The result ID is the
+// charge ID.
 func (s *Stripe) Capture(ctx context.Context, c handlers.Capture) (handlers.PaymentResult, error) {
 	what := "capture " + c.PaymentIntentID
 	if err := check(c.JobID, c.PaymentIntentID, c.Amount); err != nil {
 		return handlers.PaymentResult{}, permanent(what, err)
 	}
 	key := IdempotencyKey(c.JobID)
-	pi, err := s.api.PaymentIntents.Get(c.PaymentIntentID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+	pi, err := s.intent(ctx, c.PaymentIntentID)
 	if err != nil {
-		return handlers.PaymentResult{}, failure("retrieve "+c.PaymentIntentID, s.secret, err)
+		return handlers.PaymentResult{}, err
 	}
 	switch pi.Status {
 	case stripe.PaymentIntentStatusSucceeded:
@@ -108,6 +111,8 @@ func (s *Stripe) Capture(ctx context.Context, c handlers.Capture) (handlers.Paym
 	case stripe.PaymentIntentStatusRequiresCapture:
 	case stripe.PaymentIntentStatusProcessing:
 		return handlers.PaymentResult{}, fmt.Errorf("stripe: %s: payment intent is processing, not yet capturable", what)
+	case stripe.PaymentIntentStatusCanceled:
+		return handlers.PaymentResult{}, permanent(what, fmt.Errorf("%w: payment intent is canceled%s", ErrAuthorizationGone, cancellation(pi)))
 	default:
 		return handlers.PaymentResult{}, permanent(what, fmt.Errorf("payment intent is %s, not requires_capture", pi.Status))
 	}
@@ -119,8 +124,20 @@ func (s *Stripe) Capture(ctx context.Context, c handlers.Capture) (handlers.Paym
 	return res, nil
 }
 
-// capture sends the capture request itself, with Idempotency-Key key.
+// intent retrieves PaymentIntent id.
+func (s *Stripe) intent(ctx context.Context, id string) (*stripe.PaymentIntent, error) {
+	pi, err := s.api.PaymentIntents.Get(id, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+	if err != nil {
+		return nil, failure("retrieve "+id, s.secret, err)
+	}
+	return pi, nil
+}
+
+// capture sends the capture request itself, with Idempotency-Key key. A
+// refusal because the authorization expired or was canceled is permanent
+// and wraps ErrAuthorizationGone.
 func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (handlers.PaymentResult, error) {
+	what := "capture " + c.PaymentIntentID
 	params := &stripe.PaymentIntentCaptureParams{Params: stripe.Params{Context: ctx}}
 	params.SetIdempotencyKey(key)
 	if c.Amount > 0 {
@@ -132,21 +149,58 @@ func (s *Stripe) capture(ctx context.Context, key string, c handlers.Capture) (h
 	}
 	pi, err := s.api.PaymentIntents.Capture(c.PaymentIntentID, params)
 	if err != nil {
-		return handlers.PaymentResult{}, failure("capture "+c.PaymentIntentID, s.secret, err)
+		var se *stripe.Error
+		if errors.As(err, &se) && authorizationGone(se) {
+			return handlers.PaymentResult{}, permanent(what, fmt.Errorf("%w: %w", ErrAuthorizationGone, &textError{err: se, text: redact(describe(se), s.secret)}))
+		}
+		return handlers.PaymentResult{}, failure(what, s.secret, err)
 	}
 	return handlers.PaymentResult{ID: chargeID(pi), Status: string(pi.Status)}, nil
 }
 
-// Refund refunds r.PaymentIntentID (r.Amount, or what remains when 0) with
-// Idempotency-Key IdempotencyKey(r.JobID). It first lists the
-// PaymentIntent's refunds to find this one already made: for a partial
-// refund the one whose MetadataRefund is its reference (r.RefundID,
-// required), for a full refund the one whose MetadataJob is the key. A
-// found refund is AlreadyDone (a permanent error when it failed or was
-// canceled, or when the reference was used for another amount: the
-// caller reused a reference, and neither refunding again nor reporting
-// success would be right). A new refund carries MetadataJob,
-// MetadataRefund and MetadataTransaction. The result ID is the refund ID.
+// authorizationGone reports whether Stripe refused a capture because the
+// PaymentIntent's authorization expired or was canceled.
+func authorizationGone(se *stripe.Error) bool {
+	switch se.Code {
+	case stripe.ErrorCodeChargeExpiredForCapture, stripe.ErrorCodeCaptureChargeAuthorizationExpired:
+		return true
+	case stripe.ErrorCodePaymentIntentUnexpectedState:
+		return se.PaymentIntent != nil && se.PaymentIntent.Status == stripe.PaymentIntentStatusCanceled
+	}
+	return false
+}
+
+// cancellation is " (cancellation_reason R)" for a canceled pi with a reason.
+func cancellation(pi *stripe.PaymentIntent) string {
+	if pi.CancellationReason == "" {
+		return ""
+	}
+	return " (cancellation_reason " + string(pi.CancellationReason) + ")"
+}
+
+// Refund gives the buyer's money back for r.PaymentIntentID. It first
+// retrieves the PaymentIntent:
+//
+//   - "succeeded" (captured): a refund of r.Amount, or of what remains when
+//     0, with Idempotency-Key IdempotencyKey(r.JobID). It first lists the
+//     PaymentIntent's refunds to find this one already made: for a partial
+//     refund the one whose MetadataRefund is its reference (r.RefundID,
+//     required), for a full refund the one whose MetadataJob is the key. A
+//     found refund is AlreadyDone (a permanent error when it failed or was
+//     canceled, or when the reference was used for another amount: the
+//     caller reused a reference, and neither refunding again nor reporting
+//     success would be right). A new refund carries MetadataJob,
+//     MetadataRefund and MetadataTransaction. The result ID is the refund ID.
+//   - "requires_capture" (authorised, not captured): the PaymentIntent is
+//     canceled, which releases the whole hold, with Idempotency-Key
+//     [CancelKey](r.JobID) and r.Reason as its cancellation_reason. A
+//     partial amount smaller than the hold is a permanent error: a hold is
+//     released whole or not at all, and the part the seller keeps is
+//     settled by capturing it (the capture releases the rest). The result
+//     ID is the PaymentIntent's, status "canceled".
+//   - "canceled": nothing is held, the buyer has the money: AlreadyDone.
+//   - "processing": a transient error.
+//   - any other status: nothing was authorised, a permanent error.
 func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.PaymentResult, error) {
 	what := "refund " + r.PaymentIntentID
 	if r.RefundID != "" {
@@ -158,6 +212,37 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 	if r.Amount > 0 && r.RefundID == "" {
 		return handlers.PaymentResult{}, permanent(what, errors.New("a partial refund needs a refundId (the caller's reference)"))
 	}
+	pi, err := s.intent(ctx, r.PaymentIntentID)
+	if err != nil {
+		return handlers.PaymentResult{}, err
+	}
+	var res handlers.PaymentResult
+	switch pi.Status {
+	case stripe.PaymentIntentStatusSucceeded:
+		res, err = s.refund(ctx, what, r)
+	case stripe.PaymentIntentStatusRequiresCapture:
+		if r.Amount > 0 && r.Amount != pi.AmountCapturable {
+			return handlers.PaymentResult{}, permanent(what, fmt.Errorf(
+				"a partial refund of %d of an uncaptured payment intent holding %d: a hold is released whole; capture the seller's part instead (that releases the rest)",
+				r.Amount, pi.AmountCapturable))
+		}
+		res, err = s.cancel(ctx, what, r)
+	case stripe.PaymentIntentStatusCanceled:
+		res = handlers.PaymentResult{ID: pi.ID, Status: string(pi.Status), AlreadyDone: true}
+	case stripe.PaymentIntentStatusProcessing:
+		return handlers.PaymentResult{}, fmt.Errorf("stripe: %s: payment intent is processing, not yet refundable", what)
+	default:
+		return handlers.PaymentResult{}, permanent(what, fmt.Errorf("payment intent is %s: nothing was captured or held", pi.Status))
+	}
+	if err != nil {
+		return handlers.PaymentResult{}, err
+	}
+	s.logDone(ctx, "stripe refund", IdempotencyKey(r.JobID), r.TransactionID, r.PaymentIntentID, res)
+	return res, nil
+}
+
+// refund refunds the captured r.PaymentIntentID, once.
+func (s *Stripe) refund(ctx context.Context, what string, r handlers.Refund) (handlers.PaymentResult, error) {
 	key := IdempotencyKey(r.JobID)
 	// A partial refund is found by its reference; a full refund (one per
 	// PaymentIntent) by its job, whatever reference it carries, so a full
@@ -179,9 +264,7 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 				"refundId %s was already used for refund %s of %d, not %d: use a new refundId for another refund",
 				r.RefundID, found.ID, found.Amount, r.Amount))
 		}
-		res := handlers.PaymentResult{ID: found.ID, Status: string(found.Status), AlreadyDone: true}
-		s.logDone(ctx, "stripe refund", key, r.TransactionID, r.PaymentIntentID, res)
-		return res, nil
+		return handlers.PaymentResult{ID: found.ID, Status: string(found.Status), AlreadyDone: true}, nil
 	}
 	params := &stripe.RefundParams{Params: stripe.Params{Context: ctx}, PaymentIntent: stripe.String(r.PaymentIntentID)}
 	params.SetIdempotencyKey(key)
@@ -202,9 +285,33 @@ func (s *Stripe) Refund(ctx context.Context, r handlers.Refund) (handlers.Paymen
 	if err != nil {
 		return handlers.PaymentResult{}, failure(what, s.secret, err)
 	}
-	res := handlers.PaymentResult{ID: ref.ID, Status: string(ref.Status)}
-	s.logDone(ctx, "stripe refund", key, r.TransactionID, r.PaymentIntentID, res)
-	return res, nil
+	return handlers.PaymentResult{ID: ref.ID, Status: string(ref.Status)}, nil
+}
+
+// cancel cancels the uncaptured r.PaymentIntentID, releasing its hold,
+// with Idempotency-Key CancelKey(r.JobID). Stripe refusing because the
+// PaymentIntent is canceled already is AlreadyDone; because it was
+// captured meanwhile, a transient error (the next attempt refunds it).
+func (s *Stripe) cancel(ctx context.Context, what string, r handlers.Refund) (handlers.PaymentResult, error) {
+	params := &stripe.PaymentIntentCancelParams{Params: stripe.Params{Context: ctx}}
+	params.SetIdempotencyKey(CancelKey(r.JobID))
+	if r.Reason != "" { // duplicate, fraudulent, requested_by_customer: valid for both
+		params.CancellationReason = stripe.String(r.Reason)
+	}
+	pi, err := s.api.PaymentIntents.Cancel(r.PaymentIntentID, params)
+	if err != nil {
+		var se *stripe.Error
+		if errors.As(err, &se) && se.Code == stripe.ErrorCodePaymentIntentUnexpectedState && se.PaymentIntent != nil {
+			switch se.PaymentIntent.Status {
+			case stripe.PaymentIntentStatusCanceled:
+				return handlers.PaymentResult{ID: r.PaymentIntentID, Status: string(se.PaymentIntent.Status), AlreadyDone: true}, nil
+			case stripe.PaymentIntentStatusSucceeded, stripe.PaymentIntentStatusProcessing:
+				return handlers.PaymentResult{}, fmt.Errorf("stripe: %s: cancel: payment intent is %s now, to be refunded on the next attempt", what, se.PaymentIntent.Status)
+			}
+		}
+		return handlers.PaymentResult{}, failure(what+": cancel", s.secret, err)
+	}
+	return handlers.PaymentResult{ID: pi.ID, Status: string(pi.Status)}, nil
 }
 
 // findRefund returns the refund of payment intent pi that is this one, or

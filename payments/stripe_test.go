@@ -1,10 +1,12 @@
 package payments_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/payments"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
+	"github.com/hibiken/asynq"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -102,6 +105,7 @@ func attempts(t *testing.T, op func() (handlers.PaymentResult, error)) (handlers
 // created), which must end at 1.
 type once struct {
 	key, id, effect string
+	status          string // of the result; empty is succeeded
 	counted         func() int
 	wantAttempts    int
 	wantDone        bool
@@ -117,7 +121,8 @@ func happensOnce(t *testing.T, fx fixture, o once, op func() (handlers.PaymentRe
 	if n != o.wantAttempts {
 		t.Errorf("attempts: got %d, want %d", n, o.wantAttempts)
 	}
-	if want := (handlers.PaymentResult{ID: o.id, Status: "succeeded", AlreadyDone: o.wantDone}); res != want {
+	status := cmp.Or(o.status, "succeeded")
+	if want := (handlers.PaymentResult{ID: o.id, Status: status, AlreadyDone: o.wantDone}); res != want {
 		t.Errorf("result: got %+v, want %+v", res, want)
 	}
 	check()
@@ -134,7 +139,7 @@ func happensOnce(t *testing.T, fx fixture, o once, op func() (handlers.PaymentRe
 		if err != nil {
 			t.Fatalf("replay (keys wiped %v): got error %v, want nil", wipe, err)
 		}
-		if want := (handlers.PaymentResult{ID: o.id, Status: "succeeded", AlreadyDone: true}); res != want {
+		if want := (handlers.PaymentResult{ID: o.id, Status: status, AlreadyDone: true}); res != want {
 			t.Errorf("replay (keys wiped %v): got %+v, want %+v", wipe, res, want)
 		}
 	}
@@ -283,6 +288,9 @@ func TestErrorsArePermanentOrTransient(t *testing.T) {
 		{name: "canceled payment intent", op: "capture", status: "canceled", wantPermanent: true},
 		{name: "payment intent without a payment method", op: "capture", status: "requires_payment_method", wantPermanent: true},
 		{name: "payment intent processing", op: "capture", status: "processing"},
+		{name: "refund of a payment intent without a payment method", op: "refund", status: "requires_payment_method", wantPermanent: true},
+		{name: "refund of a payment intent processing", op: "refund", status: "processing"},
+		{name: "500 on the cancel of an uncaptured payment intent", op: "refund", status: "requires_capture", fault: &escrowtest.StripeFault{Method: "POST", Path: "/v1/payment_intents/pi_1/cancel", Status: 500, Body: escrowtest.StripeError("api_error", "", "oops")}, wantStripe: stripe.ErrorTypeAPI},
 		{name: "this job's refund failed", op: "refund", refund: &escrowtest.StripeRefund{ID: "re_failed", PaymentIntent: "pi_1", Status: "failed", Amount: 5000, Metadata: map[string]string{payments.MetadataJob: refundJob}}, wantPermanent: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -472,5 +480,209 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	if payments.IdempotencyKey(long) == payments.IdempotencyKey(long+"x") {
 		t.Errorf("got one key for two job IDs, want two")
+	}
+}
+
+func TestRefundOfAnUncapturedPaymentIntentCancelsIt(t *testing.T) {
+	cancelPath := "/v1/payment_intents/pi_1/cancel"
+	for _, tc := range []struct {
+		name         string
+		amount       int64 // 0: all
+		reason       string
+		faults       []escrowtest.StripeFault
+		wantAttempts int
+		wantDone     bool
+	}{
+		{name: "first attempt", wantAttempts: 1},
+		{name: "with a reason", reason: "requested_by_customer", wantAttempts: 1},
+		{name: "an amount that is the whole hold", amount: 5000, wantAttempts: 1},
+		{name: "after a 500", faults: []escrowtest.StripeFault{{Status: 500, Body: escrowtest.StripeError("api_error", "", "oops")}}, wantAttempts: 2},
+		{name: "after a lost answer, resent with the key", reason: "fraudulent", faults: []escrowtest.StripeFault{{Drop: true}}, wantAttempts: 1},
+		// The resend is lost too: the next attempt reads a canceled PaymentIntent.
+		{name: "after lost answers, read back", faults: []escrowtest.StripeFault{{Drop: true}, {Drop: true}}, wantAttempts: 2, wantDone: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := setup(t)
+			fx.fake.AddIntent("pi_1", "requires_capture", 5000)
+			for _, ft := range tc.faults {
+				ft.Method, ft.Path = http.MethodPost, cancelPath
+				fx.fake.Inject(ft)
+			}
+			req := handlers.Refund{JobID: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1", Amount: tc.amount, Reason: tc.reason}
+			if tc.amount > 0 {
+				req.RefundID = "rf-1"
+			}
+			o := once{key: payments.CancelKey(refundJob), id: "pi_1", status: "canceled", effect: "cancels",
+				wantAttempts: tc.wantAttempts, wantDone: tc.wantDone, counted: fx.fake.Cancels}
+			happensOnce(t, fx, o, func() (handlers.PaymentResult, error) { return fx.pay.Refund(context.Background(), req) }, func() {
+				got := fx.fake.Intent("pi_1")
+				if got.Status != "canceled" || got.Capturable != 0 || got.Received != 0 || got.CancellationReason != tc.reason {
+					t.Errorf("payment intent: got status %q, capturable %d, received %d, cancellation reason %q; want canceled, 0, 0, %q",
+						got.Status, got.Capturable, got.Received, got.CancellationReason, tc.reason)
+				}
+				if refunds := fx.fake.Refunds(); len(refunds) != 0 {
+					t.Errorf("refunds: got %+v, want none (nothing was captured)", refunds)
+				}
+			})
+		})
+	}
+}
+
+func TestRefundOfAReleasedHoldIsDone(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		setup  func(*escrowtest.Stripe)
+		amount int64
+	}{
+		{name: "canceled", setup: func(f *escrowtest.Stripe) { f.AddIntent("pi_1", "canceled", 5000) }},
+		{name: "authorization expired", setup: func(f *escrowtest.Stripe) {
+			f.AddIntent("pi_1", "requires_capture", 5000)
+			f.ExpireAuthorization("pi_1")
+		}},
+		{name: "canceled, partial amount asked", amount: 1000, setup: func(f *escrowtest.Stripe) { f.AddIntent("pi_1", "canceled", 5000) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := setup(t)
+			tc.setup(fx.fake)
+			req := handlers.Refund{JobID: refundJob, PaymentIntentID: "pi_1", Amount: tc.amount}
+			if tc.amount > 0 {
+				req.RefundID = "rf-1"
+			}
+			res, err := fx.pay.Refund(context.Background(), req)
+			if err != nil {
+				t.Fatalf("got error %v, want nil (the buyer's money is back)", err)
+			}
+			if want := (handlers.PaymentResult{ID: "pi_1", Status: "canceled", AlreadyDone: true}); res != want {
+				t.Errorf("got %+v, want %+v", res, want)
+			}
+			if posts := fx.fake.Posts(); len(posts) != 0 {
+				t.Errorf("requests: got %+v, want none", posts)
+			}
+		})
+	}
+}
+
+func TestPartialRefundOfAnUncapturedPaymentIntentIsPermanent(t *testing.T) {
+	fx := setup(t)
+	fx.fake.AddIntent("pi_1", "requires_capture", 5000)
+	for _, amount := range []int64{1000, 6000} {
+		_, err := fx.pay.Refund(context.Background(), handlers.Refund{JobID: refundJob, PaymentIntentID: "pi_1", Amount: amount, RefundID: "rf-1"})
+		if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "uncaptured") || !strings.Contains(err.Error(), "capture the seller's part") {
+			t.Errorf("amount %d: got %v, want a permanent error saying the hold is released whole and the seller's part is captured", amount, err)
+		}
+	}
+	if got := fx.fake.Intent("pi_1"); got.Status != "requires_capture" || got.Capturable != 5000 {
+		t.Errorf("payment intent: got %s holding %d, want it untouched: requires_capture holding 5000", got.Status, got.Capturable)
+	}
+	if posts := fx.fake.Posts(); len(posts) != 0 {
+		t.Errorf("requests: got %+v, want none", posts)
+	}
+}
+
+// TestRefundCapturedWhileCanceling: the PaymentIntent is captured between
+// the refund job's read and its cancel. Stripe refuses the cancel; the job
+// retries and refunds, under a key of its own (CancelKey differs from the
+// refund's key, so Stripe does not refuse the refund as a reused key).
+func TestRefundCapturedWhileCanceling(t *testing.T) {
+	fx := setup(t)
+	fx.fake.AddIntent("pi_1", "requires_capture", 5000)
+	fx.fake.Inject(escrowtest.StripeFault{Method: http.MethodPost, Path: "/v1/payment_intents/pi_1/cancel", Status: 400,
+		Body: `{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state","message":"You cannot cancel this PaymentIntent because it has a status of succeeded.","payment_intent":{"id":"pi_1","object":"payment_intent","status":"succeeded"}}}`})
+	req := handlers.Refund{JobID: refundJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"}
+	_, err := fx.pay.Refund(context.Background(), req)
+	if err == nil || retry.IsPermanent(err) || !strings.Contains(err.Error(), "succeeded") {
+		t.Fatalf("attempt 1: got %v, want a transient error saying the payment intent succeeded meanwhile", err)
+	}
+	fx.fake.AddIntent("pi_1", "succeeded", 5000) // the capture that raced the cancel
+	res, err := fx.pay.Refund(context.Background(), req)
+	if err != nil {
+		t.Fatalf("attempt 2: got error %v, want nil", err)
+	}
+	if res.ID != "re_fake1" || res.AlreadyDone {
+		t.Errorf("attempt 2: got %+v, want the new refund re_fake1", res)
+	}
+	var keys []string
+	for _, p := range fx.fake.Posts() {
+		keys = append(keys, p.Path+" "+p.IdempotencyKey)
+	}
+	if want := []string{"/v1/payment_intents/pi_1/cancel " + payments.CancelKey(refundJob), "/v1/refunds " + refundJob}; !slices.Equal(keys, want) {
+		t.Errorf("POSTs: got %q, want %q", keys, want)
+	}
+}
+
+func TestCaptureOfAGoneAuthorizationIsPermanent(t *testing.T) {
+	capturePath := "/v1/payment_intents/pi_1/capture"
+	canceledIntent := `"payment_intent":{"id":"pi_1","object":"payment_intent","status":"canceled","cancellation_reason":"automatic"}`
+	for _, tc := range []struct {
+		name     string
+		setup    func(*escrowtest.Stripe)
+		wantGone bool
+		wantText string
+	}{
+		{name: "canceled", setup: func(f *escrowtest.Stripe) { f.AddIntent("pi_1", "canceled", 5000) },
+			wantGone: true, wantText: "payment intent is canceled"},
+		{name: "authorization expired", setup: func(f *escrowtest.Stripe) {
+			f.AddIntent("pi_1", "requires_capture", 5000)
+			f.ExpireAuthorization("pi_1")
+		}, wantGone: true, wantText: "payment intent is canceled (cancellation_reason automatic)"},
+		{name: "charge_expired_for_capture", setup: func(f *escrowtest.Stripe) {
+			f.AddIntent("pi_1", "requires_capture", 5000)
+			f.Inject(escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 400, Body: escrowtest.StripeError("invalid_request_error", "charge_expired_for_capture", "This charge has expired for capture.")})
+		}, wantGone: true, wantText: "charge_expired_for_capture"},
+		{name: "capture_charge_authorization_expired", setup: func(f *escrowtest.Stripe) {
+			f.AddIntent("pi_1", "requires_capture", 5000)
+			f.Inject(escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 400, Body: escrowtest.StripeError("invalid_request_error", "capture_charge_authorization_expired", "The authorization has expired.")})
+		}, wantGone: true, wantText: "capture_charge_authorization_expired"},
+		{name: "payment_intent_unexpected_state, canceled meanwhile", setup: func(f *escrowtest.Stripe) {
+			f.AddIntent("pi_1", "requires_capture", 5000)
+			f.Inject(escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 400,
+				Body: `{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state","message":"This PaymentIntent could not be captured because it has a status of canceled.",` + canceledIntent + `}}`})
+		}, wantGone: true, wantText: "payment_intent_unexpected_state"},
+		{name: "payment_intent_unexpected_state, not canceled", setup: func(f *escrowtest.Stripe) {
+			f.AddIntent("pi_1", "requires_capture", 5000)
+			f.Inject(escrowtest.StripeFault{Method: "POST", Path: capturePath, Status: 400,
+				Body: `{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state","message":"unexpected","payment_intent":{"id":"pi_1","object":"payment_intent","status":"requires_payment_method"}}}`})
+		}, wantText: "payment_intent_unexpected_state"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := setup(t)
+			tc.setup(fx.fake)
+			_, err := fx.pay.Capture(context.Background(), handlers.Capture{JobID: captureJob, TransactionID: "esc-1", PaymentIntentID: "pi_1"})
+			noSecret(t, err)
+			if !errors.Is(err, asynq.SkipRetry) {
+				t.Fatalf("got %v, want a permanent error", err)
+			}
+			if got := errors.Is(err, payments.ErrAuthorizationGone); got != tc.wantGone {
+				t.Errorf("errors.Is(err, ErrAuthorizationGone): got %v, want %v (error %v)", got, tc.wantGone, err)
+			}
+			if got := strings.Contains(err.Error(), "authorization expired or canceled: "); got != tc.wantGone {
+				t.Errorf("error: got %q, want it to say \"authorization expired or canceled: …\": %v", err, tc.wantGone)
+			}
+			if !strings.HasPrefix(err.Error(), "stripe: capture pi_1: ") || !strings.Contains(err.Error(), tc.wantText) {
+				t.Errorf("error: got %q, want \"stripe: capture pi_1: …\" saying %q", err, tc.wantText)
+			}
+			if captures, _ := fx.fake.Counts(); captures != 0 {
+				t.Errorf("captures: got %d, want 0", captures)
+			}
+		})
+	}
+}
+
+// TestCaptureRequestRefusedForACanceledIntent: the authorization expires
+// between the adapter's read (which still shows requires_capture) and its
+// capture. The fake's refusal carries the PaymentIntent, as Stripe's does,
+// and reads as a gone authorization.
+func TestCaptureRequestRefusedForACanceledIntent(t *testing.T) {
+	fx := setup(t)
+	fx.fake.AddIntent("pi_1", "requires_capture", 5000)
+	fx.fake.ExpireAuthorization("pi_1")
+	fx.fake.Inject(escrowtest.StripeFault{Method: http.MethodGet, Path: "/v1/payment_intents/pi_1", Status: 200,
+		Body: `{"id":"pi_1","object":"payment_intent","status":"requires_capture","amount":5000,"amount_capturable":5000}`})
+	_, err := fx.pay.Capture(context.Background(), handlers.Capture{JobID: captureJob, PaymentIntentID: "pi_1"})
+	if !errors.Is(err, payments.ErrAuthorizationGone) || !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "payment_intent_unexpected_state") {
+		t.Errorf("got %v, want a permanent authorization expired or canceled error from the capture request", err)
+	}
+	if posts := fx.fake.Posts(); len(posts) != 1 {
+		t.Errorf("requests: got %d POSTs, want the one capture", len(posts))
 	}
 }

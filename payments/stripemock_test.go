@@ -30,17 +30,38 @@ func startStripeMock(t *testing.T) *Stripe {
 
 func TestStripeMockRefund(t *testing.T) {
 	s := startStripeMock(t)
+
+	// stripe-mock's PaymentIntent fixture is in requires_payment_method:
+	// nothing was authorised, so Refund reads it and stops, permanently.
+	_, err := s.Refund(context.Background(), handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-full", PaymentIntentID: "pi_123"})
+	if !retry.IsPermanent(err) || !strings.Contains(err.Error(), "requires_payment_method") {
+		t.Errorf("Refund: got %v, want a permanent error naming status requires_payment_method (stripe-mock's fixture)", err)
+	}
+
+	// The requests themselves, as Refund sends them for a captured
+	// PaymentIntent (a refund) and for an uncaptured one (a cancel).
 	for _, tc := range []struct {
-		name string
-		r    handlers.Refund
+		name   string
+		cancel bool
+		r      handlers.Refund
 	}{
 		{name: "full", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-full", TransactionID: "esc-1", PaymentIntentID: "pi_123"}},
 		{name: "partial with reason", r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-500-rf-1", TransactionID: "esc-1", PaymentIntentID: "pi_123", Amount: 500, RefundID: "rf-1", Reason: "requested_by_customer"}},
+		{name: "cancel", cancel: true, r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-full", TransactionID: "esc-1", PaymentIntentID: "pi_123"}},
+		{name: "cancel with reason", cancel: true, r: handlers.Refund{JobID: "stripe_refund_payment:refund-pi_123-full", PaymentIntentID: "pi_123", Reason: "fraudulent"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.cancel {
+				got, err := s.cancel(context.Background(), "refund pi_123", tc.r)
+				// The fixture answers with its own status; the request was valid.
+				if err != nil || got.ID != "pi_123" || got.Status == "" || got.AlreadyDone {
+					t.Errorf("cancel request: got (%+v, %v), want pi_123 with a status", got, err)
+				}
+				return
+			}
 			// stripe-mock's refund list fixture carries no metadata, so no
 			// refund is ours and a new one is created.
-			got, err := s.Refund(context.Background(), tc.r)
+			got, err := s.refund(context.Background(), "refund pi_123", tc.r)
 			if err != nil {
 				t.Fatalf("got error %v, want nil", err)
 			}
@@ -51,12 +72,16 @@ func TestStripeMockRefund(t *testing.T) {
 	}
 }
 
-func TestStripeMockRefundWithBadReasonIsPermanent(t *testing.T) {
+func TestStripeMockRefundAndCancelWithBadReasonArePermanent(t *testing.T) {
 	s := startStripeMock(t)
-	_, err := s.Refund(context.Background(), handlers.Refund{JobID: "job-1", PaymentIntentID: "pi_123", Reason: "because"})
-	var se *stripe.Error
-	if !retry.IsPermanent(err) || !errors.As(err, &se) || se.Type != stripe.ErrorTypeInvalidRequest || se.HTTPStatusCode != 400 {
-		t.Fatalf("got %v, want a permanent 400 invalid_request_error", err)
+	r := handlers.Refund{JobID: "job-1", PaymentIntentID: "pi_123", Reason: "because"}
+	_, rerr := s.refund(context.Background(), "refund pi_123", r)
+	_, cerr := s.cancel(context.Background(), "refund pi_123", r)
+	for op, err := range map[string]error{"refund": rerr, "cancel": cerr} {
+		var se *stripe.Error
+		if !retry.IsPermanent(err) || !errors.As(err, &se) || se.Type != stripe.ErrorTypeInvalidRequest || se.HTTPStatusCode != 400 {
+			t.Errorf("%s: got %v, want a permanent 400 invalid_request_error", op, err)
+		}
 	}
 }
 
