@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -257,11 +258,16 @@ func (b *Builder) Build() (*Flow, error) {
 		if err != nil {
 			return fail(s.name, "job", err.Error(), err)
 		}
-		built := *t
-		built.Task = asynq.NewTaskWithHeaders(t.Type(), t.Payload(), headers, t.Options()...)
+		// Built again with the headers (a second tasks.Headers replaces
+		// the caller's, which headers holds), so that Client.Enqueue,
+		// which stamps its headers on a copy, keeps them.
+		built, err := tasks.New(s.job, append(slices.Clone(s.opts), tasks.Headers(headers))...)
+		if err != nil {
+			return fail(s.name, "job", err.Error(), err)
+		}
 		index[s.name] = len(f.steps)
 		f.steps = append(f.steps, step{Name: s.name, JobID: t.ID, Type: t.Type(), Queue: t.Queue,
-			After: append([]string{}, s.after...), Dependents: []string{}, OnFailure: s.onFailure, task: &built, spec: spec})
+			After: append([]string{}, s.after...), Dependents: []string{}, OnFailure: s.onFailure, task: built, spec: spec})
 	}
 	for i := range f.steps {
 		for _, a := range f.steps[i].After {
