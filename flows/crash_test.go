@@ -1,0 +1,197 @@
+package flows_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/flows"
+	"github.com/escrowjobs/escrowjobs/peertest"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// The worker dies (here: the handler panics) after the capture's
+// advancement script and before its dependents are enqueued: asynq runs
+// the capture again, whose advancement enqueues them, and each runs once.
+func TestAdvancementInterruptedBeforeTheEnqueueRunsEachDependentOnce(t *testing.T) {
+	e := setup(t, nil)
+	var crashed atomic.Int32
+	flows.SetHook(e.store, func(point string) error {
+		if point == "advanced" && crashed.Add(1) == 1 {
+			panic("simulated crash between the advancement script and the enqueue")
+		}
+		return nil
+	})
+	e.startWorker(t, 8)
+	f := build(t, release("esc-crash"))
+	if _, err := flows.Start(context.Background(), e.client, f); err != nil {
+		t.Fatal(err)
+	}
+	v := e.awaitFlow(t, f.ID(), flows.StateCompleted)
+	if crashed.Load() < 1 {
+		t.Fatal("the hook never ran")
+	}
+	if n := e.adapters.Calls(step(t, v, "capture").JobID); n != 2 {
+		t.Errorf("capture: got %d calls, want 2 (the run that crashed and the rerun)", n)
+	}
+	for _, name := range []string{"seller-email", "partner-webhook", "audit"} {
+		if n := e.adapters.Calls(step(t, v, name).JobID); n != 1 {
+			t.Errorf("%s: got %d calls, want 1", name, n)
+		}
+	}
+}
+
+// stepTask is the job of a flow step as the worker hands it to its
+// handler.
+func stepTask(flowID, step string) *asynq.Task {
+	return asynq.NewTaskWithHeaders("stripe_capture_payment", []byte(`{}`),
+		map[string]string{flows.HeaderFlow: flowID, flows.HeaderStep: step})
+}
+
+// A step run again after it fully completed (asynq's lease recovery of a
+// job whose outcome was lost) enqueues nothing twice.
+func TestStepRerunAfterItCompletedEnqueuesNothingTwice(t *testing.T) {
+	e := setup(t, nil)
+	ctx := context.Background()
+	f := build(t, release("esc-rerun"))
+	if _, err := flows.Start(ctx, e.client, f); err != nil {
+		t.Fatal(err)
+	}
+	var handled atomic.Int32
+	mw := e.store.Middleware(e.client)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		handled.Add(1)
+		return nil
+	}))
+	for i := range 2 {
+		if err := mw.ProcessTask(ctx, stepTask(f.ID(), "capture")); err != nil {
+			t.Fatalf("run %d: %v", i+1, err)
+		}
+	}
+	if handled.Load() != 2 {
+		t.Fatalf("handler: got %d runs, want 2", handled.Load())
+	}
+	qi, err := e.insp.Asynq().GetQueueInfo("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qi.Pending != 2 {
+		t.Errorf("default queue: got %d pending, want 2 (the e-mail and the webhook, once each)", qi.Pending)
+	}
+	e.startWorker(t, 8)
+	v := e.awaitFlow(t, f.ID(), flows.StateCompleted)
+	// The capture again, after everything completed.
+	if err := mw.ProcessTask(ctx, stepTask(f.ID(), "capture")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, name := range []string{"seller-email", "partner-webhook"} {
+		if n := e.adapters.Calls(step(t, v, name).JobID); n != 1 {
+			t.Errorf("%s: got %d calls, want 1", name, n)
+		}
+	}
+	if v, _ := e.store.Status(ctx, f.ID()); v.State != flows.StateCompleted {
+		t.Errorf("flow: got %s after the rerun, want completed", v.State)
+	}
+}
+
+// Two worker processes finish the two parents of a fan-in at the same
+// instant (both wait at a barrier in the adapters until the other
+// arrived): the child runs once, every time.
+func TestFanInRaceRunsTheChildOnce(t *testing.T) {
+	e := setup(t, nil)
+	// A second process: its own client, store and worker, same Redis
+	// and adapters.
+	e2 := &env{opt: e.opt, client: tasks.NewClient(e.opt), insp: e.insp, adapters: e.adapters, dl: e.dl}
+	e2.rc = e.opt.MakeRedisClient().(redis.UniversalClient)
+	e2.store = flows.NewStore(e2.rc, e2.insp, flows.WithClient(e2.client))
+	t.Cleanup(func() { e2.client.Close(); e2.rc.Close() })
+
+	var mu sync.Mutex
+	barriers := map[string]chan struct{}{} // round → closed when both parents arrived
+	arrived := map[string]int{}
+	var missed atomic.Int32
+	e.adapters.FailWith(func(id string, _ int) error {
+		var round, which string
+		if _, err := fmt.Sscanf(id, "audit_log_created:audit-evt-race-%4s-%1s", &round, &which); err != nil || (which != "a" && which != "b") {
+			return nil
+		}
+		mu.Lock()
+		b, ok := barriers[round]
+		if !ok {
+			b = make(chan struct{})
+			barriers[round] = b
+		}
+		if arrived[round]++; arrived[round] == 2 {
+			close(b)
+		}
+		mu.Unlock()
+		select {
+		case <-b:
+		case <-time.After(5 * time.Second):
+			missed.Add(1)
+		}
+		return nil
+	})
+	e.startWorker(t, 1)
+	e2.startWorker(t, 1)
+	const rounds = 20
+	for i := range rounds {
+		key := fmt.Sprintf("%04d", i)
+		f := build(t, flows.New("race", "esc-"+key).
+			Step("a", audit("evt-race-"+key+"-a")).
+			Step("b", audit("evt-race-"+key+"-b")).
+			Step("c", audit("evt-race-"+key+"-c"), flows.After("a", "b")))
+		if _, err := flows.Start(context.Background(), e.client, f); err != nil {
+			t.Fatal(err)
+		}
+		v := e.awaitFlow(t, f.ID(), flows.StateCompleted)
+		c := step(t, v, "c")
+		escrowtest.Eventually(t, "child of round "+key+" ran", 5*time.Second, func() bool { return e.adapters.Calls(c.JobID) >= 1 })
+		time.Sleep(20 * time.Millisecond)
+		if n := e.adapters.Calls(c.JobID); n != 1 {
+			t.Errorf("round %s: child ran %d times, want 1", key, n)
+		}
+	}
+	mu.Lock()
+	if len(barriers) != rounds {
+		t.Errorf("barriers: got %d rounds, want %d", len(barriers), rounds)
+	}
+	mu.Unlock()
+	if n := missed.Load(); n > 0 {
+		t.Errorf("%d parents gave up waiting for the other at the barrier (not run at the same instant)", n)
+	}
+}
+
+// The start, advancement and completion on a Redis Cluster: every flow
+// script touches the flow's own hash slot only.
+func TestFlowOnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	cluster := peertest.StartCluster(t)
+	e := setup(t, map[string]string{"REDIS_CLUSTER_ADDRS": cluster.Env()})
+	e.startWorker(t, 8)
+	f := build(t, release("esc-cluster"))
+	if _, err := flows.Start(context.Background(), e.client, f); err != nil {
+		t.Fatal(err)
+	}
+	v := e.awaitFlow(t, f.ID(), flows.StateCompleted)
+	for _, s := range v.Steps {
+		if n := e.adapters.Calls(s.JobID); !s.OnFailure && n != 1 {
+			t.Errorf("step %s: got %d calls, want 1", s.Name, n)
+		}
+	}
+	if id, err := flows.Start(context.Background(), e.client, f); id != f.ID() || err == nil {
+		t.Errorf("duplicate Start on the cluster: got %q, %v", id, err)
+	}
+	page, err := e.store.List(context.Background(), flows.Filter{State: flows.StateCompleted, Name: "release"}, "", 10)
+	if err != nil || len(page.Items) != 1 {
+		t.Errorf("List on the cluster: got %+v, %v", page, err)
+	}
+}
