@@ -144,6 +144,15 @@ type step struct {
 // ID is the flow's ID, "<name>:<key>".
 func (f *Flow) ID() string { return ID(f.name, f.key) }
 
+// JobIDs maps each step's name to its job's ID.
+func (f *Flow) JobIDs() map[string]string {
+	m := make(map[string]string, len(f.steps))
+	for _, s := range f.steps {
+		m[s.Name] = s.JobID
+	}
+	return m
+}
+
 // Name and Key are the flow's name and key.
 func (f *Flow) Name() string { return f.name }
 func (f *Flow) Key() string  { return f.key }
