@@ -309,6 +309,28 @@ func (l *File) Get(_ context.Context, id string) (Entry, error) {
 	return out, err
 }
 
+// History returns every dead letter of the job, one per failed run, most
+// recent failure first, or ErrNotFound.
+func (l *File) History(_ context.Context, id string) ([]Entry, error) {
+	var out []Entry
+	err := l.locked(func() error {
+		for _, i := range l.byID[id] {
+			out = append(out, l.entries[i])
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("job %s: %w", id, ErrNotFound)
+		}
+		slices.SortFunc(out, func(a, b Entry) int {
+			if before(a, b) {
+				return -1
+			}
+			return 1
+		})
+		return nil
+	})
+	return out, err
+}
+
 // MarkRequeued resolves the job's open dead letters as requeued.
 func (l *File) MarkRequeued(_ context.Context, id string, r Resolution) (int, error) {
 	return l.resolve(id, StateRequeued, r)

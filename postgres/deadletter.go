@@ -159,6 +159,32 @@ func (l *DeadLetters) Get(ctx context.Context, id string) (deadletter.Entry, err
 	return e, nil
 }
 
+// History returns every row of the job, one per failed run, most recent
+// failure first, or deadletter.ErrNotFound.
+func (l *DeadLetters) History(ctx context.Context, id string) ([]deadletter.Entry, error) {
+	rows, err := l.db.pool.Query(ctx, "SELECT "+entryColumns+
+		" FROM dead_letters WHERE job_id = $1 ORDER BY archived_at DESC, id DESC", id)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: history of dead letter %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []deadletter.Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: history of dead letter %s: %w", id, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: history of dead letter %s: %w", id, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("job %s: %w", id, deadletter.ErrNotFound)
+	}
+	return out, nil
+}
+
 // MarkRequeued resolves the job's open rows (but those of run r.Run) as
 // requeued.
 func (l *DeadLetters) MarkRequeued(ctx context.Context, id string, r deadletter.Resolution) (int, error) {

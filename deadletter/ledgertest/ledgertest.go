@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) deadletter.Ledger) {
 		{"ConcurrentRecordsOfOneFailure", concurrent},
 		{"KeepsTheExactPayload", exactPayload},
 		{"Resolutions", resolutions},
+		{"HistoryListsEveryRun", history},
 		{"PurgeKeepsOpenDeadLetters", purge},
 		{"RefusesAForeignCursor", badCursor},
 	}
@@ -312,6 +313,45 @@ func resolutions(t *testing.T, l deadletter.Ledger) {
 	record(t, l, rerun)
 	if n, err := l.MarkRequeued(ctx, id, deadletter.Resolution{Actor: "alice", At: at, Run: "r1"}); !errors.Is(err, deadletter.ErrNotOpen) || n != 0 {
 		t.Errorf("MarkRequeued sparing run r1: got %d, %v; want 0, ErrNotOpen", n, err)
+	}
+}
+
+// history: every failure of one job ID, each with its own fate, newest
+// first.
+func history(t *testing.T, l deadletter.Ledger) {
+	ctx := context.Background()
+	h, ok := l.(deadletter.Historian)
+	if !ok {
+		t.Fatalf("%T has no History (deadletter.Historian)", l)
+	}
+	first := entry(1, "stripe_capture_payment")
+	record(t, l, first)
+	record(t, l, entry(2, "stripe_capture_payment")) // another job
+	at := base.Add(time.Hour)
+	if _, err := l.MarkRequeued(ctx, first.ID, deadletter.Resolution{Actor: "alice", Reason: "Stripe is back", At: at, Run: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	rerun := first
+	rerun.Run, rerun.FailedAt, rerun.Error = "r1", at.Add(time.Minute), "boom again"
+	record(t, l, rerun)
+	if _, err := l.MarkDiscarded(ctx, first.ID, deadletter.Resolution{Actor: "bob", Reason: "refunded by hand", At: at.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.History(ctx, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d entries %v, want 2 (the failure and the failure of its rerun)", len(got), ids(got))
+	}
+	if got[0].Run != "r1" || got[0].State != deadletter.StateDiscarded || got[0].Actor != "bob" || got[0].Error != "boom again" {
+		t.Errorf("newest: got %+v, want run r1 discarded by bob", got[0])
+	}
+	if got[1].Run != "" || got[1].State != deadletter.StateRequeued || got[1].Actor != "alice" || got[1].Reason != "Stripe is back" {
+		t.Errorf("oldest: got %+v, want the first run requeued by alice", got[1])
+	}
+	if _, err := h.History(ctx, "nope"); !errors.Is(err, deadletter.ErrNotFound) {
+		t.Errorf("History of an unknown job: got %v, want ErrNotFound", err)
 	}
 }
 
