@@ -1,11 +1,11 @@
-// Command escrow is a small escrow API on PostgreSQL that adds its side
-// effects through the transactional outbox: each state change and its jobs
-// (capture, refund, e-mails, partner webhook, audit) commit in one
-// transaction, so a Redis outage at that moment loses nothing. The
-// escrowjobs server, run with OUTBOX_DATABASE_URL set to the same database,
-// relays the jobs to Redis and runs them.
+// Command escrow is a small escrow API on PostgreSQL. Every transition is
+// a flow (package flows) added through the transactional outbox: the
+// escrow's change and its flow commit in one transaction, so a Redis outage
+// at that moment loses nothing. The escrowjobs server, run with
+// OUTBOX_DATABASE_URL set to the same database and REDIS_URL to the same
+// Redis, relays the flows to Redis and runs their steps.
 //
-//	DATABASE_URL=postgres://… go run ./examples/escrow
+//	DATABASE_URL=postgres://… REDIS_URL=redis://127.0.0.1:6379 go run ./examples/escrow
 //
 // Routes (JSON):
 //
@@ -13,11 +13,51 @@
 //	POST /escrows/{id}/release
 //	POST /escrows/{id}/refund   {reason?}
 //	POST /escrows/{id}/dispute  {disputeId, reason}
-//	POST /escrows/{id}/resolve  {resolution}
-//	GET  /escrows/{id}
+//	POST /escrows/{id}/resolve  {resolution, sellerAmount?}
+//	GET  /escrows/{id}          → {id, status, …, flows: [{id, name, state, failedStep, error}]}
 //
-// A transition the current status does not allow is 409; bad input is 400
-// with the fields that are wrong.
+// # Flows
+//
+// Each transition is the flow named after it with the escrow ID as key
+// ("release:esc-123"). The money step runs first; the e-mails and the
+// partner webhook that say money moved run after it succeeded, so a
+// capture or refund that fails for good (an authorization that expired,
+// say) tells no customer and no partner anything; the flow's on-failure
+// step writes an audit record (escrow.release_failed, escrow.refund_failed,
+// escrow.resolve_failed).
+//
+//	fund     payment-confirmed e-mail to the buyer, webhook funded, audit
+//	release  capture → release e-mail to the seller, webhook released; audit
+//	refund   refund (a PaymentIntent never captured is canceled instead,
+//	         which releases the hold) → refund e-mail to the buyer, webhook
+//	         refunded; audit
+//	dispute  dispute e-mails to both parties, webhook disputed, audit
+//	resolve  release_to_seller: capture; refund_to_buyer: refund or cancel;
+//	         split: capture of sellerAmount (required, 0 < sellerAmount <
+//	         amount; the capture releases the rest of the hold)
+//	         → notify_dispute_resolved (its e-mails and webhook); audit
+//
+// # Statuses
+//
+// The status GET reports says where the money is:
+//
+//	funded                       created; the buyer's money is held
+//	releasing, refunding,        the transition committed; its money step
+//	resolving                    has not completed yet (the flow may not
+//	                             have started, or the step runs or retries)
+//	released, refunded,          the money step completed (read from the
+//	resolved                     flow, then stored: the row keeps it)
+//	release_failed,              the money step failed for good (or its
+//	refund_failed,               dead letter was discarded): no money moved;
+//	resolve_failed               requeueing the dead letter repairs it
+//	                             (the status goes back to releasing, …)
+//	disputed                     a dispute is open; the money is held
+//
+// A transition the current status does not allow is 409: release, refund
+// and dispute need funded, resolve needs disputed, so nothing but a
+// repair moves an escrow whose money is moving or whose move failed. A
+// paymentIntentId that another escrow has is 409 naming the field; bad
+// input is 400 with the fields that are wrong.
 package main
 
 import (
@@ -35,7 +75,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/postgres"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
 )
 
 // DefaultAddr is where the API listens unless ESCROW_ADDR says otherwise.
@@ -55,6 +98,7 @@ func main() {
 // config is the example's configuration, from the environment.
 type config struct {
 	databaseURL string
+	redis       asynq.RedisConnOpt
 	addr        string
 }
 
@@ -66,6 +110,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.databaseURL == "" {
 		return c, errors.New("DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/escrow?sslmode=disable)")
 	}
+	u := strings.TrimSpace(getenv("REDIS_URL"))
+	if u == "" {
+		return c, errors.New("REDIS_URL is not set (the jobs' Redis, where the escrows' flows are read; e.g. redis://127.0.0.1:6379)")
+	}
+	opt, err := asynq.ParseRedisURI(u)
+	if err != nil {
+		return c, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	c.redis = opt
 	return c, nil
 }
 
@@ -101,7 +154,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("ESCROW_ADDR %s: %w", cfg.addr, err)
 	}
-	srv := &http.Server{Handler: NewService(db.Pool(), log).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	in := tasks.NewInspector(cfg.redis)
+	defer in.Close()
+	store := flows.NewStore(in.Redis(), in)
+	srv := &http.Server{Handler: NewService(db.Pool(), store, log).Handler(), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "escrow API listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -3,8 +3,10 @@ package main
 // End-to-end: this service in-process, the real cmd/server binary running
 // the outbox relay and the production adapters, real PostgreSQL, Redis,
 // mailpit, the stateful Stripe of escrowtest (every request checked by
-// stripe-mock first) and escrowtest's verifying webhook receiver. Each effect is counted where it lands, and each job's runs are
-// counted from the server's "job done" lines.
+// stripe-mock first) and escrowtest's verifying webhook receiver. Each
+// transition is a flow; each effect is counted where it lands, and each
+// job's runs (the flows' start jobs and steps) are counted from the
+// server's "job done" lines.
 
 import (
 	"context"
@@ -19,10 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/audit"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/peertest"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/webhook"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 )
@@ -94,7 +98,7 @@ func (s *stack) startServer(t *testing.T, extra ...string) *peertest.Process {
 func (s *stack) startAPI(t *testing.T) {
 	t.Helper()
 	getenv := func(k string) string {
-		return map[string]string{"DATABASE_URL": s.dbURL, "ESCROW_ADDR": "127.0.0.1:0"}[k]
+		return map[string]string{"DATABASE_URL": s.dbURL, "REDIS_URL": s.redis.URL(), "ESCROW_ADDR": "127.0.0.1:0"}[k]
 	}
 	escrowtest.Start(t, "escrow API", time.Minute, func(ctx context.Context) error { return run(ctx, nil, getenv, s.apiOut) })
 	deadline := time.Now().Add(30 * time.Second)
@@ -159,17 +163,20 @@ func (s *stack) createAndRelease(t *testing.T, series string, n int) ([]escrow, 
 		if code := s.post(t, "/escrows/"+e.ID+"/release", ""); code != http.StatusOK {
 			t.Fatalf("release %s: got %d, want 200\n%s", e.ID, code, s.apiOut.String())
 		}
-		for _, build := range []func(escrow, time.Time) ([]*tasks.Task, error){createJobs, releaseJobs} {
-			jobs, err := build(e, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, j := range jobs {
-				ids = append(ids, j.ID)
-			}
-		}
+		ids = append(ids, runs(fundFlow(e, time.Now()), releaseFlow(e, time.Now()))...)
 	}
 	return escrows, ids
+}
+
+// runs is the job IDs that run when the flows of plans complete: each
+// flow's start job and its steps (not its on-failure steps).
+func runs(plans ...*plan) []string {
+	var ids []string
+	for _, p := range plans {
+		ids = append(ids, flows.StartType+":"+p.id)
+		ids = append(ids, p.jobs...)
+	}
+	return ids
 }
 
 // runs counts the "job done" and "job failed…" lines per job ID in the
@@ -289,7 +296,7 @@ func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 	for _, n := range deliveries {
 		count(n)
 	}
-	lost += len(escrows) - len(deliveries)
+	lost += 2*len(escrows) - len(deliveries) // funded and released
 	auditEvents := map[string]int{}
 	for i := range s.servers {
 		b, _ := os.ReadFile(filepath.Join(s.dir, fmt.Sprintf("audit-%d.jsonl", i)))
@@ -304,7 +311,7 @@ func (s *stack) checkEffects(t *testing.T, escrows []escrow, ids []string) {
 	}
 	for _, e := range escrows {
 		count(auditEvents[eventID(e.ID, "created")])
-		count(auditEvents[eventID(e.ID, "released")])
+		count(auditEvents[eventID(e.ID, "release_requested")])
 	}
 	effects := len(mails) + len(deliveries) + len(captures) + len(auditEvents)
 	t.Logf("escrows %d, jobs %d, effects %d (mails %d, captures %d, webhooks %d, audit records %d), lost %d, doubled %d",
@@ -383,8 +390,8 @@ func TestRedisDownWhileServiceCommits50ChangesEveryEffectOnceAfter(t *testing.T)
 	if !srv.WaitOutput("outbox relay: batch failed", 60*time.Second) {
 		t.Fatalf("the relay never reported Redis down:\n%s", tail(srv.Output(), 30))
 	}
-	if got, want := len(s.outboxRows(t)), len(ids); got != want {
-		t.Fatalf("outbox rows while Redis is down: got %d, want %d (every committed job waits)", got, want)
+	if got, want := len(s.outboxRows(t)), 2*len(escrows); got != want {
+		t.Fatalf("outbox rows while Redis is down: got %d, want %d (every committed flow waits)", got, want)
 	}
 	s.redis.Start()
 	s.waitDone(t, ids, 3*time.Minute)
@@ -430,8 +437,8 @@ func TestRelayKilledBetweenEnqueueAndDeleteDoublesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("after the kill: %d rows in the outbox, %d of them already enqueued", len(rows), len(inRedis))
-	if len(rows) != len(ids) || len(inRedis) == 0 {
-		t.Fatalf("after the kill: got %d rows (%d in Redis), want all %d rows kept and at least one already in Redis", len(rows), len(inRedis), len(ids))
+	if len(rows) != 2*len(escrows) || len(inRedis) == 0 {
+		t.Fatalf("after the kill: got %d rows (%d in Redis), want all %d rows kept and at least one already in Redis", len(rows), len(inRedis), 2*len(escrows))
 	}
 
 	b := s.startServer(t)
@@ -448,12 +455,245 @@ func TestRelayKilledBetweenEnqueueAndDeleteDoublesNothing(t *testing.T) {
 			_ = json.Unmarshal([]byte(line), &stopped)
 		}
 	}
-	if stopped.Duplicates != len(inRedis) || stopped.Enqueued != len(ids)-len(inRedis) || stopped.Failures != 0 {
+	if stopped.Duplicates != len(inRedis) || stopped.Enqueued != len(rows)-len(inRedis) || stopped.Failures != 0 {
 		t.Errorf("second relay: got %+v, want %d duplicates (the killed batch), %d enqueued, 0 failures",
-			stopped, len(inRedis), len(ids)-len(inRedis))
+			stopped, len(inRedis), len(rows)-len(inRedis))
 	}
 	if rows := s.outboxRows(t); len(rows) != 0 {
 		t.Errorf("outbox after the run: got %d rows, want 0", len(rows))
 	}
 	s.checkEffects(t, escrows, ids)
+}
+
+// getEscrow is GET /escrows/{id}.
+func (s *stack) getEscrow(t *testing.T, id string) escrowView {
+	t.Helper()
+	resp, err := http.Get(s.api + "/escrows/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v escrowView
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /escrows/%s: got %d, %v", id, resp.StatusCode, err)
+	}
+	return v
+}
+
+// auditRecords is the audit records the servers wrote, in order.
+func (s *stack) auditRecords(t *testing.T) []audit.Record {
+	t.Helper()
+	var out []audit.Record
+	for i := range s.servers {
+		b, _ := os.ReadFile(filepath.Join(s.dir, fmt.Sprintf("audit-%d.jsonl", i)))
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r audit.Record
+			if json.Unmarshal([]byte(line), &r) == nil && r.EventID != "" {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// (3) Money first. Four escrows through the real worker and peers: a
+// release whose authorization expired (its capture fails for good), a
+// release that captures, a dispute resolved refund_to_buyer on a
+// PaymentIntent never captured (the refund job cancels it), and a split.
+// Nobody is told that money moved unless it did, and after it did.
+func TestFlowsTellOnlyWhatTheMoneyDid(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.startServer(t)
+	s.startAPI(t)
+	post := func(path, body string, want int) {
+		t.Helper()
+		if code := s.post(t, path, body); code != want {
+			t.Fatalf("POST %s: got %d, want %d\n%s", path, code, want, tail(s.apiOut.String(), 10))
+		}
+	}
+	create := func(i int) escrow {
+		e := escrowOf("money", i)
+		s.stripe.AddIntent(e.PaymentIntentID, "requires_capture", e.Amount)
+		body, _ := json.Marshal(e.terms)
+		post("/escrows", string(body), http.StatusCreated)
+		return e
+	}
+	expired, good, uncaptured, split := create(3), create(4), create(5), create(6)
+	const sellerShare = 600
+
+	s.stripe.ExpireAuthorization(expired.PaymentIntentID)
+	post("/escrows/"+expired.ID+"/release", "", http.StatusOK)
+	post("/escrows/"+good.ID+"/release", "", http.StatusOK)
+	for _, e := range []escrow{uncaptured, split} {
+		post("/escrows/"+e.ID+"/dispute", `{"disputeId":"dsp-`+e.ID+`","reason":"Item not as described."}`, http.StatusOK)
+	}
+	post("/escrows/"+uncaptured.ID+"/resolve", `{"resolution":"refund_to_buyer"}`, http.StatusOK)
+	post("/escrows/"+split.ID+"/resolve", `{"resolution":"split"}`, http.StatusBadRequest)
+	post("/escrows/"+split.ID+"/resolve", fmt.Sprintf(`{"resolution":"split","sellerAmount":%d}`, sellerShare), http.StatusOK)
+	// Money moving: the next transition waits.
+	post("/escrows/"+good.ID+"/refund", `{}`, http.StatusConflict)
+
+	want := map[string]string{expired.ID: "release_failed", good.ID: "released", uncaptured.ID: "resolved", split.ID: "resolved"}
+	escrowtest.Eventually(t, "every escrow's money step to end", 90*time.Second, func() bool {
+		for id, status := range want {
+			if s.getEscrow(t, id).Status != status {
+				return false
+			}
+		}
+		return true
+	})
+	// Every mail that is due: payment confirmations (4), the release (1),
+	// the dispute opened (2 × 2) and resolved (2 × 2) mails.
+	mails := s.mail.WaitMessages(t, 13)
+	escrowtest.Eventually(t, "the failure audit record", 30*time.Second, func() bool {
+		for _, r := range s.auditRecords(t) {
+			if r.Action == "escrow.release_failed" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The failed release: GET shows it, the seller and the partner heard
+	// nothing, the audit log has the failure, Stripe no capture.
+	v := s.getEscrow(t, expired.ID)
+	var release *flowSummary
+	for i := range v.Flows {
+		if v.Flows[i].Name == "release" {
+			release = &v.Flows[i]
+		}
+	}
+	if release == nil || release.ID != "release:"+expired.ID || release.State != "failed" || release.FailedStep != "capture" ||
+		!strings.Contains(release.Error, "authorization expired or canceled") {
+		t.Errorf("expired release: got flows %+v, want release:%s failed at capture with \"authorization expired or canceled\"", v.Flows, expired.ID)
+	}
+	store := flows.NewStore(peertest.RedisClient(t, s.redis.URL()), nil)
+	fv, err := store.Status(context.Background(), flows.ID("release", expired.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range fv.Steps {
+		wantState := map[string]string{"capture": "failed", "seller-email": "blocked", "partner-webhook": "blocked", "audit": "completed", "failure-audit": "completed"}[st.Name]
+		if st.State != wantState {
+			t.Errorf("expired release, step %s: got %s, want %s", st.Name, st.State, wantState)
+		}
+	}
+	var failure *audit.Record
+	for _, r := range s.auditRecords(t) {
+		if r.Action == "escrow.release_failed" {
+			if failure != nil || r.TransactionID != expired.ID {
+				t.Errorf("failure audit record %+v: want one, of %s", r, expired.ID)
+			}
+			failure = &r
+		}
+	}
+	if failure != nil {
+		var meta map[string]string
+		_ = json.Unmarshal(failure.Metadata, &meta)
+		if meta["flowId"] != "release:"+expired.ID || meta["moneyStep"] != "capture" || !strings.Contains(meta["reason"], "failed for good") {
+			t.Errorf("failure audit metadata: got %v, want the flow, its money step and the reason", meta)
+		}
+	}
+	if captured, _, _, _ := s.stripe.Effects(); captured[expired.PaymentIntentID] != 0 {
+		t.Errorf("expired release: got %d captures, want none", captured[expired.PaymentIntentID])
+	}
+
+	// Who was told what, and when.
+	to := map[string][]peertest.MailpitSummary{}
+	for _, m := range mails {
+		for _, a := range m.To {
+			to[a.Address] = append(to[a.Address], m)
+		}
+	}
+	if got := to[expired.SellerEmail]; len(got) != 0 {
+		t.Errorf("expired release: the seller got %d mails (%q…), want none", len(got), got[0].Subject)
+	}
+	hooks := map[string][]string{} // transaction → statuses
+	for _, d := range s.hooks.Received() {
+		var b webhook.Body
+		if err := json.Unmarshal(d.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		hooks[b.Data.TransactionID] = append(hooks[b.Data.TransactionID], b.Data.Status)
+	}
+	for id, wantHooks := range map[string][]string{
+		expired.ID: {"funded"}, good.ID: {"funded", "released"},
+		uncaptured.ID: {"funded", "disputed", "resolved"}, split.ID: {"funded", "disputed", "resolved"},
+	} {
+		got := slices.Clone(hooks[id])
+		slices.Sort(got)
+		slices.Sort(wantHooks)
+		if !slices.Equal(got, wantHooks) {
+			t.Errorf("%s: got webhooks %q, want %q", id, hooks[id], wantHooks)
+		}
+	}
+
+	// The good release: captured, then the seller was told.
+	pi := s.stripe.Intent(good.PaymentIntentID)
+	if got := to[good.SellerEmail]; len(got) != 1 || !strings.HasPrefix(got[0].Subject, "Funds released") {
+		t.Errorf("good release: seller mails %+v, want the release mail", got)
+	} else if pi.Status != "succeeded" || pi.CapturedAt.IsZero() || got[0].Created.Before(pi.CapturedAt.Truncate(time.Millisecond)) {
+		t.Errorf("good release: payment intent %s captured at %s, release mail at %s; want captured, before the mail", pi.Status, pi.CapturedAt, got[0].Created)
+	}
+
+	// refund_to_buyer on an uncaptured PaymentIntent: canceled, then the
+	// dispute-resolved mails.
+	pi = s.stripe.Intent(uncaptured.PaymentIntentID)
+	if pi.Status != "canceled" || pi.CanceledAt.IsZero() || pi.Received != 0 {
+		t.Errorf("refund_to_buyer: payment intent %+v, want canceled, nothing received", pi)
+	}
+	if got := s.stripe.Cancels(); got != 1 {
+		t.Errorf("cancels: got %d, want 1", got)
+	}
+	if refunds := s.stripe.Refunds(); len(refunds) != 0 {
+		t.Errorf("refunds: got %+v, want none (nothing was captured)", refunds)
+	}
+	resolvedMails := func(e escrow) []peertest.MailpitSummary {
+		var out []peertest.MailpitSummary
+		for _, addr := range []string{e.BuyerEmail, e.SellerEmail} {
+			for _, m := range to[addr] {
+				if strings.Contains(s.mail.Message(t, m.ID).Text, "The dispute was resolved") {
+					out = append(out, m)
+				}
+			}
+		}
+		return out
+	}
+	got := resolvedMails(uncaptured)
+	if len(got) != 2 {
+		t.Errorf("refund_to_buyer: got %d dispute-resolved mails, want 2 (buyer and seller)", len(got))
+	}
+	for _, m := range got {
+		if m.Created.Before(pi.CanceledAt.Truncate(time.Millisecond)) {
+			t.Errorf("refund_to_buyer: dispute-resolved mail at %s, before the cancel at %s", m.Created, pi.CanceledAt)
+		}
+	}
+
+	// split: the seller's share captured (the rest of the hold released).
+	pi = s.stripe.Intent(split.PaymentIntentID)
+	if pi.Status != "succeeded" || pi.Received != sellerShare {
+		t.Errorf("split: payment intent %s received %d, want succeeded with %d", pi.Status, pi.Received, sellerShare)
+	}
+	if got := resolvedMails(split); len(got) != 2 {
+		t.Errorf("split: got %d dispute-resolved mails, want 2", len(got))
+	}
+	captured, _, _, _ := s.stripe.Effects()
+	if captured[good.PaymentIntentID] != 1 || captured[split.PaymentIntentID] != 1 || len(captured) != 2 {
+		t.Errorf("captures: got %v, want one each for %s and %s", captured, good.PaymentIntentID, split.PaymentIntentID)
+	}
+	// The stored status follows the money once it has moved; a release of
+	// a released escrow is refused.
+	db, err := pgxConnect(s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	if e, err := load(context.Background(), db, good.ID, false); err != nil || e.Status != "released" {
+		t.Errorf("stored status of %s: got %q, %v; want released", good.ID, e.Status, err)
+	}
+	post("/escrows/"+good.ID+"/release", "", http.StatusConflict)
+	if len(s.mail.Messages(t)) != 13 {
+		t.Errorf("mails: got %d, want 13", len(s.mail.Messages(t)))
+	}
 }

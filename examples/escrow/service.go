@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/outbox"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -30,26 +30,36 @@ type terms struct {
 	PartnerID       string `json:"partnerId,omitempty"`
 }
 
-// escrow is one row of the escrows table, and the GET answer.
+// escrow is one row of the escrows table, and the answer of a change.
 type escrow struct {
 	terms
-	Status     string    `json:"status"`
-	DisputeID  string    `json:"disputeId,omitempty"`
-	Resolution string    `json:"resolution,omitempty"`
-	CreatedAt  time.Time `json:"createdAt"`
-	UpdatedAt  time.Time `json:"updatedAt"`
+	Status       string    `json:"status"`
+	DisputeID    string    `json:"disputeId,omitempty"`
+	Resolution   string    `json:"resolution,omitempty"`
+	SellerAmount int64     `json:"sellerAmount,omitempty"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+}
+
+// escrowView is the GET answer: the escrow with the status its flows
+// report and the flows themselves.
+type escrowView struct {
+	escrow
+	Flows []flowSummary `json:"flows"`
 }
 
 // Service is the escrow API.
 type Service struct {
-	db  *pgxpool.Pool
-	log *slog.Logger
-	now func() time.Time
+	db    *pgxpool.Pool
+	flows flowReader
+	log   *slog.Logger
+	now   func() time.Time
 }
 
-// NewService serves escrows from db (Migrate must have run).
-func NewService(db *pgxpool.Pool, log *slog.Logger) *Service {
-	return &Service{db: db, log: log, now: time.Now}
+// NewService serves escrows from db (Migrate must have run); fr reads the
+// escrows' flows (a *flows.Store on the jobs' Redis).
+func NewService(db *pgxpool.Pool, fr flowReader, log *slog.Logger) *Service {
+	return &Service{db: db, flows: fr, log: log, now: time.Now}
 }
 
 // Handler routes the API.
@@ -90,8 +100,9 @@ func (e *requestError) Error() string {
 	return "invalid request: " + strings.Join(parts, "; ")
 }
 
-// conflictError is a 409: the escrow's status does not allow the change.
-type conflictError struct{ msg, status string }
+// conflictError is a 409: the escrow's status does not allow the change,
+// or a field's value is taken by another escrow (field).
+type conflictError struct{ msg, status, field string }
 
 func (e *conflictError) Error() string { return e.msg }
 
@@ -101,7 +112,7 @@ var errNotFound = errors.New("escrow not found")
 func (s *Service) create(w http.ResponseWriter, r *http.Request, req terms) {
 	now := s.now()
 	e := escrow{terms: req, Status: payloads.StatusFunded, CreatedAt: now.UTC(), UpdatedAt: now.UTC()}
-	jobs, err := createJobs(e, now)
+	f, err := fundFlow(e, now).build()
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -111,34 +122,65 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request, req terms) {
 			INSERT INTO escrows (id, status, buyer_email, seller_email, amount, currency, payment_intent_id, partner_id, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (id) DO NOTHING`,
 			e.ID, e.Status, e.BuyerEmail, e.SellerEmail, e.Amount, e.Currency, e.PaymentIntentID, e.PartnerID, e.CreatedAt)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == paymentIntentIndex {
+			return &conflictError{field: "paymentIntentId", msg: "paymentIntentId " + e.PaymentIntentID + " belongs to another escrow"}
+		}
 		if err != nil {
 			return fmt.Errorf("insert escrow: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
 			return &conflictError{msg: "escrow " + e.ID + " already exists"}
 		}
-		return outbox.Add(r.Context(), tx, jobs...)
+		return flows.Add(r.Context(), tx, f)
 	})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.log.Info("escrow created", "escrow_id", e.ID, "jobs", len(jobs))
+	s.log.Info("escrow created", "escrow_id", e.ID, "flow_id", f.ID())
 	writeJSON(w, http.StatusCreated, e)
 }
 
+// get answers the escrow with its flows, read live, and the status that
+// says where its money is (reportedStatus). A settled status (released,
+// refunded, resolved) is written back to the table, so that it outlives
+// the flow's retention in Redis. Redis unreachable: the table's status and
+// no flows.
 func (s *Service) get(w http.ResponseWriter, r *http.Request) {
-	e, err := load(r.Context(), s.db, r.PathValue("id"), false)
+	ctx := r.Context()
+	e, err := load(ctx, s.db, r.PathValue("id"), false)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	views, err := flowsOf(ctx, s.flows, e.ID)
+	if err != nil {
+		s.log.Warn("escrow flows unavailable; answering the stored status", "escrow_id", e.ID, "error", err.Error())
+		writeJSON(w, http.StatusOK, escrowView{escrow: e})
+		return
+	}
+	if status := reportedStatus(e.Status, views); status != e.Status {
+		if status == movingStatuses[e.Status].done {
+			s.settle(ctx, s.db, e.ID, e.Status, status)
+		}
+		e.Status = status
+	}
+	writeJSON(w, http.StatusOK, escrowView{escrow: e, Flows: summaries(views)})
+}
+
+// settle moves escrow id from the moving status from to its settled status
+// to (its money step completed; nothing changes that), unless another
+// change came first.
+func (s *Service) settle(ctx context.Context, q execer, id, from, to string) {
+	if _, err := q.Exec(ctx, `UPDATE escrows SET status = $3, updated_at = now() WHERE id = $1 AND status = $2`, id, from, to); err != nil {
+		s.log.Warn("escrow status not settled; the next read tries again", "escrow_id", id, "status", to, "error", err.Error())
+	}
 }
 
 func (s *Service) release(w http.ResponseWriter, r *http.Request, _ struct{}) {
-	s.transition(w, r, "release", []string{payloads.StatusFunded}, payloads.StatusReleased,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) { return releaseJobs(e, at) })
+	s.transition(w, r, "release", []string{payloads.StatusFunded}, statusReleasing,
+		func(e escrow, at time.Time) *plan { return releaseFlow(e, at) })
 }
 
 type refundRequest struct {
@@ -146,8 +188,8 @@ type refundRequest struct {
 }
 
 func (s *Service) refund(w http.ResponseWriter, r *http.Request, req refundRequest) {
-	s.transition(w, r, "refund", []string{payloads.StatusFunded}, payloads.StatusRefunded,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) { return refundJobs(e, req.Reason, at) })
+	s.transition(w, r, "refund", []string{payloads.StatusFunded}, statusRefunding,
+		func(e escrow, at time.Time) *plan { return refundFlow(e, req.Reason, at) })
 }
 
 type disputeRequest struct {
@@ -157,46 +199,69 @@ type disputeRequest struct {
 
 func (s *Service) dispute(w http.ResponseWriter, r *http.Request, req disputeRequest) {
 	s.transition(w, r, "dispute", []string{payloads.StatusFunded}, payloads.StatusDisputed,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) {
-			return disputeJobs(e, req.DisputeID, req.Reason, at)
-		},
+		func(e escrow, at time.Time) *plan { return disputeFlow(e, req.DisputeID, req.Reason, at) },
 		column{"dispute_id", req.DisputeID})
 }
 
 type resolveRequest struct {
 	Resolution string `json:"resolution"`
+	// SellerAmount is the seller's part of a split, in minor units.
+	SellerAmount *int64 `json:"sellerAmount,omitempty"`
 }
 
 func (s *Service) resolve(w http.ResponseWriter, r *http.Request, req resolveRequest) {
-	s.transition(w, r, "resolve", []string{payloads.StatusDisputed}, payloads.StatusResolved,
-		func(e escrow, at time.Time) ([]*tasks.Task, error) { return resolveJobs(e, req.Resolution, at) },
-		column{"resolution", req.Resolution})
+	var seller int64
+	if req.SellerAmount != nil {
+		seller = *req.SellerAmount
+	}
+	s.transition(w, r, "resolve", []string{payloads.StatusDisputed}, statusResolving,
+		func(e escrow, at time.Time) *plan { return resolveFlow(e, req.Resolution, req.SellerAmount, at) },
+		column{"resolution", req.Resolution}, column{"seller_amount", seller})
 }
 
 // column is one more column of escrows a transition sets: its name (a
 // constant, never input) and its value from the request.
-type column struct{ name, value string }
+type column struct {
+	name  string
+	value any
+}
 
 // transition moves escrow {id} from one of the statuses in from to to, and
-// adds the jobs build returns, in one transaction. A status outside from is
-// 409 (whatever the body says); then a field build's constructors reject is
-// 400. set updates more columns in the same transaction.
+// adds the flow build returns, in one transaction. A status outside from is
+// 409 (whatever the body says), also while the money of an earlier
+// transition is moving or its flow failed (releasing, release_failed, …:
+// the failed step is repaired by requeueing its dead letter, not by
+// another transition); then a field build's constructors reject is 400.
+// set updates more columns in the same transaction.
 func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string, from []string, to string,
-	build func(escrow, time.Time) ([]*tasks.Task, error), set ...column) {
+	build func(escrow, time.Time) *plan, set ...column) {
 	ctx := r.Context()
 	var out escrow
-	var n int
+	var flowID string
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		e, err := load(ctx, tx, r.PathValue("id"), true)
 		if err != nil {
 			return err
+		}
+		if _, ok := movingStatuses[e.Status]; ok {
+			// Say where the money is, and settle a completed move.
+			views, err := flowsOf(ctx, s.flows, e.ID)
+			if err != nil {
+				return fmt.Errorf("read flows: %w", err)
+			}
+			if status := reportedStatus(e.Status, views); status != e.Status {
+				if status == movingStatuses[e.Status].done {
+					s.settle(ctx, tx, e.ID, e.Status, status)
+				}
+				e.Status = status
+			}
 		}
 		if !slices.Contains(from, e.Status) {
 			return &conflictError{status: e.Status,
 				msg: fmt.Sprintf("escrow %s is %s; %s needs status %s", e.ID, e.Status, verb, strings.Join(from, " or "))}
 		}
 		now := s.now()
-		jobs, err := build(e, now)
+		f, err := build(e, now).build()
 		if err != nil {
 			return err
 		}
@@ -208,18 +273,18 @@ func (s *Service) transition(w http.ResponseWriter, r *http.Request, verb string
 				return fmt.Errorf("update escrow: %w", err)
 			}
 		}
-		if err := outbox.Add(ctx, tx, jobs...); err != nil {
+		if err := flows.Add(ctx, tx, f); err != nil {
 			return err
 		}
 		out, err = load(ctx, tx, e.ID, false)
-		n = len(jobs)
+		flowID = f.ID()
 		return err
 	})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.log.Info("escrow "+to, "escrow_id", out.ID, "jobs", n)
+	s.log.Info("escrow "+to, "escrow_id", out.ID, "flow_id", flowID)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -228,15 +293,20 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
 func load(ctx context.Context, q querier, id string, lock bool) (escrow, error) {
 	sql := `SELECT id, status, buyer_email, seller_email, amount, currency, payment_intent_id, partner_id,
-		dispute_id, resolution, created_at, updated_at FROM escrows WHERE id = $1`
+		dispute_id, resolution, seller_amount, created_at, updated_at FROM escrows WHERE id = $1`
 	if lock {
 		sql += " FOR UPDATE"
 	}
 	var e escrow
 	err := q.QueryRow(ctx, sql, id).Scan(&e.ID, &e.Status, &e.BuyerEmail, &e.SellerEmail, &e.Amount, &e.Currency,
-		&e.PaymentIntentID, &e.PartnerID, &e.DisputeID, &e.Resolution, &e.CreatedAt, &e.UpdatedAt)
+		&e.PaymentIntentID, &e.PartnerID, &e.DisputeID, &e.Resolution, &e.SellerAmount, &e.CreatedAt, &e.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return escrow{}, errNotFound
 	}
@@ -303,6 +373,9 @@ func (s *Service) fail(w http.ResponseWriter, err error) {
 		body := map[string]any{"error": ce.Error()}
 		if ce.status != "" {
 			body["status"] = ce.status
+		}
+		if ce.field != "" {
+			body["fields"] = []payloads.FieldError{{Field: ce.field, Message: "already used by another escrow"}}
 		}
 		writeJSON(w, http.StatusConflict, body)
 	default:

@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// api is the service on a fresh database, behind httptest.
+// api is the service on a fresh database and Redis (no worker: the flows
+// wait in the outbox), behind httptest.
 type api struct {
 	db  *pgxpool.Pool
 	srv *httptest.Server
@@ -30,7 +32,8 @@ func newAPI(t *testing.T) *api {
 		t.Fatal(err)
 	}
 	a := &api{db: db, log: &peertest.Buffer{}}
-	svc := NewService(db, slog.New(slog.NewJSONHandler(a.log, nil)))
+	store := flows.NewStore(peertest.RedisClient(t, peertest.Redis(t)), nil)
+	svc := NewService(db, store, slog.New(slog.NewJSONHandler(a.log, nil)))
 	svc.now = func() time.Time { return time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC) }
 	a.srv = httptest.NewServer(svc.Handler())
 	t.Cleanup(a.srv.Close)
@@ -123,15 +126,16 @@ func TestCreateRejectsBadInputNamingTheField(t *testing.T) {
 
 func TestTransitionsAllowedByStatusElse409(t *testing.T) {
 	a := newAPI(t)
-	create := func(id string) {
+	create := func(id, pi string) {
 		t.Helper()
-		body := strings.Replace(goodBody, id64, id, 1)
+		body := strings.Replace(strings.Replace(goodBody, id64, id, 1), "pi_3MtwBwLkdIwHu7ix28a3tqPa", pi, 1)
 		if code, out := a.call(t, "POST", "/escrows", body); code != http.StatusCreated || out["status"] != "funded" {
 			t.Fatalf("create %s: got %d %v, want 201 funded", id, code, out)
 		}
 	}
-	create(id64)
-	// Each step runs in order on the escrow it names.
+	create(id64, "pi_3MtwBwLkdIwHu7ix28a3tqPa")
+	// Each step runs in order on the escrow it names. No worker runs, so
+	// the money of a transition stays moving (releasing, …).
 	steps := []struct {
 		name, path, body string
 		wantCode         int
@@ -139,7 +143,7 @@ func TestTransitionsAllowedByStatusElse409(t *testing.T) {
 		wantFields       []string // for 400
 	}{
 		{"create again", "/escrows", goodBody, 409, "", nil},
-		{"resolve before a dispute", "/escrows/" + id64 + "/resolve", `{"resolution":"split"}`, 409, "funded", nil},
+		{"resolve before a dispute", "/escrows/" + id64 + "/resolve", `{"resolution":"split","sellerAmount":5000}`, 409, "funded", nil},
 		{"dispute without an id", "/escrows/" + id64 + "/dispute", `{"reason":"not delivered"}`, 400, "", []string{"disputeId"}},
 		{"dispute with a bad id and no reason", "/escrows/" + id64 + "/dispute", `{"disputeId":"d 1"}`, 400, "", []string{"disputeId", "reason"}},
 		{"dispute", "/escrows/" + id64 + "/dispute", `{"disputeId":"dsp-1","reason":"Item not delivered."}`, 200, "disputed", nil},
@@ -147,19 +151,25 @@ func TestTransitionsAllowedByStatusElse409(t *testing.T) {
 		{"release a disputed escrow", "/escrows/" + id64 + "/release", ``, 409, "disputed", nil},
 		{"refund a disputed escrow", "/escrows/" + id64 + "/refund", `{}`, 409, "disputed", nil},
 		{"resolve with an unknown resolution", "/escrows/" + id64 + "/resolve", `{"resolution":"coin_flip"}`, 400, "", []string{"resolution"}},
-		{"resolve", "/escrows/" + id64 + "/resolve", `{"resolution":"split"}`, 200, "resolved", nil},
-		{"resolve twice", "/escrows/" + id64 + "/resolve", `{"resolution":"split"}`, 409, "resolved", nil},
+		{"split without sellerAmount", "/escrows/" + id64 + "/resolve", `{"resolution":"split"}`, 400, "", []string{"sellerAmount"}},
+		{"split of nothing", "/escrows/" + id64 + "/resolve", `{"resolution":"split","sellerAmount":0}`, 400, "", []string{"sellerAmount"}},
+		{"split of everything", "/escrows/" + id64 + "/resolve", `{"resolution":"split","sellerAmount":12500}`, 400, "", []string{"sellerAmount"}},
+		{"split of a negative amount", "/escrows/" + id64 + "/resolve", `{"resolution":"split","sellerAmount":-1}`, 400, "", []string{"sellerAmount"}},
+		{"sellerAmount without a split", "/escrows/" + id64 + "/resolve", `{"resolution":"release_to_seller","sellerAmount":100}`, 400, "", []string{"sellerAmount"}},
+		{"resolve", "/escrows/" + id64 + "/resolve", `{"resolution":"split","sellerAmount":5000}`, 200, "resolving", nil},
+		{"resolve twice", "/escrows/" + id64 + "/resolve", `{"resolution":"split","sellerAmount":5000}`, 409, "resolving", nil},
 		{"release unknown escrow", "/escrows/esc-nope/release", ``, 404, "", nil},
 		{"refund with a reason Stripe does not know", "/escrows/esc-r/refund", `{"reason":"changed my mind"}`, 400, "", []string{"reason"}},
-		{"refund", "/escrows/esc-r/refund", `{"reason":"requested_by_customer"}`, 200, "refunded", nil},
-		{"release a refunded escrow", "/escrows/esc-r/release", `{}`, 409, "refunded", nil},
+		{"refund", "/escrows/esc-r/refund", `{"reason":"requested_by_customer"}`, 200, "refunding", nil},
+		{"release while refunding", "/escrows/esc-r/release", `{}`, 409, "refunding", nil},
 		{"release with a body field", "/escrows/esc-rel/release", `{"force":true}`, 400, "", []string{"force"}},
-		{"release", "/escrows/esc-rel/release", ``, 200, "released", nil},
-		{"refund a released escrow", "/escrows/esc-rel/refund", `{}`, 409, "released", nil},
-		{"dispute a released escrow", "/escrows/esc-rel/dispute", `{"disputeId":"dsp-3","reason":"late"}`, 409, "released", nil},
+		{"release", "/escrows/esc-rel/release", ``, 200, "releasing", nil},
+		{"release while releasing", "/escrows/esc-rel/release", ``, 409, "releasing", nil},
+		{"refund while releasing", "/escrows/esc-rel/refund", `{}`, 409, "releasing", nil},
+		{"dispute while releasing", "/escrows/esc-rel/dispute", `{"disputeId":"dsp-3","reason":"late"}`, 409, "releasing", nil},
 	}
-	create("esc-r")
-	create("esc-rel")
+	create("esc-r", "pi_r1")
+	create("esc-rel", "pi_rel1")
 	for _, s := range steps {
 		code, out := a.call(t, "POST", s.path, s.body)
 		gotStatus, _ := out["status"].(string)
@@ -169,36 +179,73 @@ func TestTransitionsAllowedByStatusElse409(t *testing.T) {
 		}
 	}
 	code, out := a.call(t, "GET", "/escrows/"+id64, "")
-	if code != 200 || out["status"] != "resolved" || out["disputeId"] != "dsp-1" || out["resolution"] != "split" || out["sellerEmail"] != "jane@bücher.de" {
-		t.Errorf("GET: got %d %v, want 200 resolved with disputeId dsp-1, resolution split", code, out)
+	if code != 200 || out["status"] != "resolving" || out["disputeId"] != "dsp-1" || out["resolution"] != "split" || out["sellerAmount"] != 5000.0 || out["sellerEmail"] != "jane@bücher.de" {
+		t.Errorf("GET: got %d %v, want 200 resolving with disputeId dsp-1, resolution split, sellerAmount 5000", code, out)
+	}
+	if fl, ok := out["flows"].([]any); !ok || len(fl) != 0 {
+		t.Errorf("GET flows: got %v, want [] (no relay runs, so no flow has started)", out["flows"])
 	}
 
-	// Only the allowed transitions added jobs, in commit order.
-	create1 := []string{"send_payment_confirmed_email:payment-pi_3MtwBwLkdIwHu7ix28a3tqPa-", "audit_log_created:audit-"}
-	want := [][]string{
-		create1, create1, create1, // three creates; the same payment intent, so the same e-mail job ID (deduplicated)
-		{"send_dispute_email:dispute-dsp-1-", "send_dispute_email:dispute-dsp-1-", "webhook_escrow_status_changed:event-", "audit_log_created:audit-"},
-		{"notify_dispute_resolved:dispute-dsp-1-resolved", "audit_log_created:audit-"},
-		{"stripe_refund_payment:refund-pi_3MtwBwLkdIwHu7ix28a3tqPa-full", "send_refund_email:escrow-esc-r-refund-", "webhook_escrow_status_changed:event-", "audit_log_created:audit-"},
-		{"stripe_capture_payment:capture-pi_3MtwBwLkdIwHu7ix28a3tqPa", "send_release_email:escrow-esc-rel-release-", "webhook_escrow_status_changed:event-", "audit_log_created:audit-"},
+	// Only the allowed transitions added a flow, in commit order, each one
+	// outbox row (its start job).
+	want := []string{
+		"escrowjobs_flow_start:fund:" + id64, "escrowjobs_flow_start:fund:esc-r", "escrowjobs_flow_start:fund:esc-rel",
+		"escrowjobs_flow_start:dispute:" + id64, "escrowjobs_flow_start:resolve:" + id64,
+		"escrowjobs_flow_start:refund:esc-r", "escrowjobs_flow_start:release:esc-rel",
 	}
-	var prefixes []string
-	for i, w := range want {
-		if i == 1 || i == 2 {
-			w = w[1:] // the payment-confirmed e-mail of the same payment intent is already waiting
-		}
-		prefixes = append(prefixes, w...)
-	}
-	got := a.outboxJobs(t)
-	if len(got) != len(prefixes) {
-		t.Fatalf("outbox: got %d jobs %q, want %d", len(got), got, len(prefixes))
-	}
-	for i, p := range prefixes {
-		if !strings.HasPrefix(got[i], p) {
-			t.Errorf("outbox job %d: got %s, want prefix %s", i, got[i], p)
-		}
+	if got := a.outboxJobs(t); !slices.Equal(got, want) {
+		t.Errorf("outbox: got %q, want %q", got, want)
 	}
 	if log := a.log.String(); strings.Contains(log, "bücher") || strings.Contains(log, "jane doe") {
 		t.Errorf("the log shows a customer address:\n%s", log)
+	}
+}
+
+func TestPaymentIntentOfAnotherEscrowIs409NamingTheField(t *testing.T) {
+	a := newAPI(t)
+	if code, out := a.call(t, "POST", "/escrows", goodBody); code != http.StatusCreated {
+		t.Fatalf("create: got %d %v, want 201", code, out)
+	}
+	other := strings.Replace(goodBody, id64, "esc-other", 1)
+	code, out := a.call(t, "POST", "/escrows", other)
+	if got := fieldNames(out); code != http.StatusConflict || !slices.Equal(got, []string{"paymentIntentId"}) {
+		t.Errorf("second escrow with the payment intent: got %d fields %q (%v), want 409 naming paymentIntentId", code, got, out)
+	}
+	if code, _ := a.call(t, "GET", "/escrows/esc-other", ""); code != http.StatusNotFound {
+		t.Errorf("GET the refused escrow: got %d, want 404", code)
+	}
+	if got := a.outboxJobs(t); !slices.Equal(got, []string{"escrowjobs_flow_start:fund:" + id64}) {
+		t.Errorf("outbox: got %q, want only the first escrow's fund flow", got)
+	}
+}
+
+func TestMigrateUpgradesAndRepeats(t *testing.T) {
+	db := peertest.PostgresPool(t)
+	ctx := context.Background()
+	// The table as the example created it before seller_amount and the
+	// payment intent index.
+	if _, err := db.Exec(ctx, `CREATE TABLE escrows (
+		id text PRIMARY KEY, status text NOT NULL, buyer_email text NOT NULL, seller_email text NOT NULL,
+		amount bigint NOT NULL, currency text NOT NULL, payment_intent_id text NOT NULL,
+		partner_id text NOT NULL DEFAULT '', dispute_id text NOT NULL DEFAULT '', resolution text NOT NULL DEFAULT '',
+		created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO escrows (id, status, buyer_email, seller_email, amount, currency, payment_intent_id)
+		VALUES ('esc-old', 'funded', 'b@example.com', 's@example.com', 100, 'EUR', 'pi_old')`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := Migrate(ctx, db); err != nil {
+			t.Fatalf("Migrate %d: %v", i+1, err)
+		}
+	}
+	e, err := load(ctx, db, "esc-old", false)
+	if err != nil || e.SellerAmount != 0 || e.PaymentIntentID != "pi_old" {
+		t.Errorf("old escrow after the upgrade: got %+v, %v; want it kept, sellerAmount 0", e, err)
+	}
+	var unique bool
+	if err := db.QueryRow(ctx, `SELECT indisunique FROM pg_index WHERE indexrelid = $1::regclass`, paymentIntentIndex).Scan(&unique); err != nil || !unique {
+		t.Errorf("index %s: got unique %v, %v; want a unique index", paymentIntentIndex, unique, err)
 	}
 }
