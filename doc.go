@@ -20,7 +20,7 @@
 //     in examples/escrow, a runnable escrow API.
 //   - Operating: cmd/monitor (asynqmon UI, JSON admin API, /metrics) and
 //     cmd/jobctl (status, stats, dead letters, requeue), both over
-//     tasks.Inspector.
+//     tasks.Inspector and the dead-letter desk, repair.Desk.
 //
 // # Packages
 //
@@ -31,20 +31,27 @@
 //	handlers/     one handler family per side effect, the asynq ServeMux, the adapter interfaces
 //	email/        SMTP (go-mail) and Resend mailers, the e-mail templates
 //	payments/     the Stripe adapter (stripe-go, idempotency keys from the job ID)
-//	webhook/      Standard Webhooks signing and verifying, the partner registry, the sender
+//	webhook/      Standard Webhooks signing and verifying, the body partners receive (standard library only)
+//	partner/      partner delivery: the registry, the sender, circuit state and limits in Redis, redelivery
 //	audit/        the JSON-lines audit sink (postgres/ is the PostgreSQL one)
 //	postgres/     PostgreSQL audit sink and dead-letter log
 //	deadletter/   the durable dead-letter log (a JSON-lines file)
+//	repair/       the dead-letter desk: list, requeue with the full budget, discard, purge
 //	worker/       asynq servers with the exact retry schedule and dead-letter recording
 //	scheduler/    periodic jobs and the dead-letter watchdog (signed alerts)
 //	monitor/      asynqmon behind auth, the JSON admin API, /healthz, /metrics
 //	devmode/      what "server -dev" runs instead of infrastructure: in-memory Redis, log adapters, demo traffic
-//	cmd/          server, monitor, jobctl, loadgen: thin binaries over the packages
+//	cmd/          server, monitor, jobctl, loadgen: thin binaries over the packages; cmd/internal holds
+//	              what only they use: cmdenv (env, logger, main), ledgerenv (the ledger from the env),
+//	              logbridge (other libraries' log lines onto slog)
 //	examples/     escrow: a runnable escrow API on PostgreSQL that adds its jobs through the outbox
-//	internal/     cmdenv (binaries' env, logger, main), httpserve (the HTTP endpoints' limits and serve loop),
-//	              jsonl (the shared append-only file under audit/ and deadletter/), apiurl (keyed API base URLs),
-//	              asynqkey (the asynq Redis key names the code uses by hand),
-//	              sample (load mix), testenv and testkit (tests)
+//	internal/     production machinery that imports nothing above it: httpserve (the HTTP endpoints'
+//	              limits and serve loop), jsonl (the shared append-only file under audit/ and deadletter/),
+//	              apiurl (keyed API base URLs), asynqkey (the asynq Redis key names the code uses by hand),
+//	              sample (load mix)
+//	peertest/     the real peers the tests start (redis-server, PostgreSQL, mailpit, stripe-mock); not a stable API
+//	escrowtest/   the one shared kit of test doubles and helpers; not a stable API
+//	faults/       the fault suites: process (cmd/server killed and stopped mid-run) and redis (outages, Cluster, Sentinel)
 //
 // # The path of a job
 //

@@ -18,11 +18,12 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 type env struct {
@@ -276,7 +277,7 @@ func TestFailingJobRetries2s4s8sThenDeadLetters(t *testing.T) {
 
 	// Requeue gives the full budget back: four more attempts on the same schedule.
 	e.rec.Forget(id)
-	if _, err := tasks.NewDeadLetters(e.insp, e.dl).Requeue(context.Background(), id, "test", ""); err != nil {
+	if _, err := repair.NewDesk(e.insp, e.dl).Requeue(context.Background(), id, "test", ""); err != nil {
 		t.Fatalf("requeue: %v", err)
 	}
 	if rj, err := e.insp.Status(context.Background(), id); err != nil || rj.MaxRetry != 3 || rj.Attempts > 1 {

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
-	"github.com/hibiken/asynq"
 	"github.com/escrowjobs/escrowjobs/partner"
+	"github.com/hibiken/asynq"
 )
 
 // Demo failure markers: the dev adapters fail on purpose for these, so

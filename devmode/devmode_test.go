@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 func TestDemoEventsAreValidAndSomeFail(t *testing.T) {

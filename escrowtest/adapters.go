@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/handlers"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Attempt is one adapter call: when the handler made it, when it returned

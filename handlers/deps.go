@@ -3,9 +3,9 @@ package handlers
 import (
 	"context"
 
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Adapters report failures with errors the worker understands:

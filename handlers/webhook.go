@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/webhook"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // Webhook delivers signed partner webhooks through a Sender.

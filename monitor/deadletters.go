@@ -15,6 +15,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -258,14 +259,14 @@ func (m *Monitor) deadLetterError(w http.ResponseWriter, op, id string, err erro
 		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no dead letter of job %s", truncate(id, 100)))
 	case errors.Is(err, deadletter.ErrNotOpen):
 		writeError(w, http.StatusConflict, codeNotOpen, err.Error())
-	case errors.Is(err, tasks.ErrCannotRebuild):
+	case errors.Is(err, repair.ErrCannotRebuild):
 		writeError(w, http.StatusConflict, codeCannotRebuild, err.Error())
-	case errors.Is(err, tasks.ErrStillActive):
+	case errors.Is(err, repair.ErrStillActive):
 		writeError(w, http.StatusConflict, codeStillActive, err.Error())
 	case errors.Is(err, deadletter.ErrBadCursor):
 		fe := payloads.FieldError{Field: "cursor", Message: "is not a cursor this API handed out"}
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, describe([]payloads.FieldError{fe}), fe)
-	case errors.Is(err, tasks.ErrReasonRequired):
+	case errors.Is(err, repair.ErrReasonRequired):
 		fe := payloads.FieldError{Field: "reason", Message: "is required"}
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, describe([]payloads.FieldError{fe}), fe)
 	default:
@@ -296,4 +297,4 @@ func (noLedger) MarkDiscarded(context.Context, string, deadletter.Resolution) (i
 }
 func (noLedger) Purge(context.Context, time.Time) (int, error) { return 0, errNoLedger }
 
-func (m *Monitor) deadLetterDesk() *tasks.DeadLetters { return m.desk }
+func (m *Monitor) deadLetterDesk() *repair.Desk { return m.desk }

@@ -30,7 +30,7 @@
 //
 // Dead letters come from the ledger (Config.DeadLetters, package
 // deadletter), not from asynq's capped archive; repairs go through
-// tasks.DeadLetters, and the UI's Run of archived jobs does too, recording
+// repair.Desk, and the UI's Run of archived jobs does too, recording
 // the Basic-auth user as the actor.
 //
 // # Privacy

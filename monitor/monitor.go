@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynqmon"
 )
@@ -20,7 +21,7 @@ type Monitor struct {
 	log       *slog.Logger
 	client    *tasks.Client
 	inspector *tasks.Inspector
-	desk      *tasks.DeadLetters
+	desk      *repair.Desk
 	ui        *asynqmon.HTTPHandler
 	throttle  *loginThrottle
 	handler   http.Handler
@@ -50,7 +51,7 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.DeadLetters != nil {
 		ledger = cfg.DeadLetters
 	}
-	m.desk = tasks.NewDeadLetters(m.inspector, ledger)
+	m.desk = repair.NewDesk(m.inspector, ledger)
 	m.throttle = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow, log)
 	m.ui = newUI(m)
 	m.handler = m.routes()

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // archiveWebhook enqueues a webhook for partner and lets a worker fail it

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -100,7 +101,7 @@ func uiStatus(err error) int {
 	switch {
 	case errors.Is(err, deadletter.ErrNotFound), errors.Is(err, tasks.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, deadletter.ErrNotOpen), errors.Is(err, tasks.ErrCannotRebuild):
+	case errors.Is(err, deadletter.ErrNotOpen), errors.Is(err, repair.ErrCannotRebuild):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError

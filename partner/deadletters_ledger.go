@@ -7,16 +7,16 @@ import (
 	"fmt"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/repair"
 )
 
 // LedgerDeadLetters is DeadLetters over the dead-letter ledger
-// (tasks.DeadLetters): redelivery lists the open dead letters of a partner
+// (repair.Desk): redelivery lists the open dead letters of a partner
 // from the ledger, so a job asynq has dropped from its archive is still
 // redelivered, and every requeue is recorded there with its actor
 // ("redelivery", "api", …) and reason.
 type LedgerDeadLetters struct {
-	Desk *tasks.DeadLetters
+	Desk *repair.Desk
 }
 
 // listPage is how many dead letters one ledger read returns.
@@ -53,7 +53,7 @@ func (d LedgerDeadLetters) ListOpen(ctx context.Context, taskType, partner strin
 // *NotOpenError; one asynq has not archived yet is ErrStillRunning.
 func (d LedgerDeadLetters) Requeue(ctx context.Context, id, actor, reason string) error {
 	_, err := d.Desk.Requeue(ctx, id, actor, reason)
-	if errors.Is(err, tasks.ErrStillActive) {
+	if errors.Is(err, repair.ErrStillActive) {
 		return fmt.Errorf("requeue %s: %w: %w", id, ErrStillRunning, err)
 	}
 	if errors.Is(err, deadletter.ErrNotOpen) || errors.Is(err, deadletter.ErrNotFound) {

@@ -10,9 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/scheduler"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 func TestWatchdogPostsQueuedNoticesOnceSigned(t *testing.T) {

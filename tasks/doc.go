@@ -81,9 +81,10 @@
 //
 // # Inspecting and repairing
 //
-// [Inspector] finds any job by ID ([Inspector.Status]), counts queues
-// ([Inspector.Stats]), lists dead letters ([Inspector.DeadLetters]) and
-// requeues them with their full retry budget ([Inspector.Requeue]). Every
-// call takes a context and returns when it ends, also when Redis does not
-// answer.
+// [Inspector] finds any job by ID ([Inspector.Status]) and counts queues
+// ([Inspector.Stats]). Every call takes a context and returns when it ends,
+// also when Redis does not answer. Listing dead letters and requeueing them
+// with their full retry budget is the desk of package repair
+// ([github.com/escrowjobs/escrowjobs/repair.Desk]), built over an Inspector
+// and the dead-letter ledger.
 package tasks

@@ -10,6 +10,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -59,7 +60,7 @@ func TestInspectorOnAHungRedisGivesUpAtTheDeadline(t *testing.T) {
 	if _, err := ledger.Record(context.Background(), deadletter.Entry{ID: "audit_log_created:audit-x", Type: "audit_log_created", Queue: "low", Payload: []byte(`{}`), FailedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	d := tasks.NewDeadLetters(in, ledger)
+	d := repair.NewDesk(in, ledger)
 	calls := []struct {
 		name string
 		call func(ctx context.Context) error

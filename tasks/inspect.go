@@ -17,7 +17,8 @@ import (
 // ErrNotFound is returned when no job has the given ID.
 var ErrNotFound = errors.New("job not found")
 
-// Inspector reads job state and repairs dead letters, over asynq's Inspector.
+// Inspector reads job state over asynq's Inspector: a job's status, the
+// queues' counts. Package repair repairs dead letters over it.
 type Inspector struct {
 	rc redis.UniversalClient
 	i  *asynq.Inspector
@@ -149,6 +150,26 @@ func (in *Inspector) find(id string) (*asynq.TaskInfo, error) {
 		}
 	}
 	return nil, fmt.Errorf("job %s: %w", id, ErrNotFound)
+}
+
+// Find returns asynq's record of the job with the given ID, in whichever
+// queue holds it (ErrNotFound when none does), or an error when ctx ends
+// first. Package repair reads an archived job with it.
+func (in *Inspector) Find(ctx context.Context, id string) (*asynq.TaskInfo, error) {
+	return within(ctx, "find "+id, func() (*asynq.TaskInfo, error) { return in.find(id) })
+}
+
+// DeleteArchived deletes asynq's copy of the job id in queue if asynq holds
+// it archived, and reports whether it did; a job in any other state, or
+// none, is left alone. It returns an error when ctx ends first. Package
+// repair discards a dead letter with it.
+func (in *Inspector) DeleteArchived(ctx context.Context, queue, id string) (bool, error) {
+	return within(ctx, "delete archived "+id, func() (bool, error) {
+		if t, err := in.i.GetTaskInfo(queue, id); err == nil && t.State == asynq.TaskStateArchived {
+			return true, in.i.DeleteTask(queue, id)
+		}
+		return false, nil
+	})
 }
 
 // Status returns the state of the job with the given ID, or an error when

@@ -12,7 +12,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -101,7 +101,7 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 					continue
 				}
 			}
-			e := flows.Entry(tasks.EntryFromTask(t), t.Headers)
+			e := flows.Entry(repair.EntryFromTask(t), t.Headers)
 			e.Error = payloads.MaskEmailsString(e.Error)
 			ok, err := w.cfg.DeadLetters.Record(ctx, e)
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -42,7 +43,7 @@ func (c *cli) ledger() (*ledgerenv.Store, error) {
 }
 
 // desk opens Redis and the ledger for a repair.
-func (c *cli) desk() (*tasks.DeadLetters, func(), error) {
+func (c *cli) desk() (*repair.Desk, func(), error) {
 	in, err := c.inspector()
 	if err != nil {
 		return nil, nil, err
@@ -52,7 +53,7 @@ func (c *cli) desk() (*tasks.DeadLetters, func(), error) {
 		in.Close()
 		return nil, nil, err
 	}
-	return tasks.NewDeadLetters(in, st.Ledger), func() { st.Close(); in.Close() }, nil
+	return repair.NewDesk(in, st.Ledger), func() { st.Close(); in.Close() }, nil
 }
 
 // filterFlags are the filter flags of dlq list and a bulk dlq requeue.
@@ -194,7 +195,7 @@ func (c *cli) dlqRequeue(args []string) error {
 	case len(pos) == 0 && !ff.any():
 		return usagef("dlq requeue: missing the job ID (or filters for a bulk requeue: --type, --queue, --partner-id, --transaction-id, --since, --until)")
 	}
-	return c.withDesk(actor, func(d *tasks.DeadLetters) error {
+	return c.withDesk(actor, func(d *repair.Desk) error {
 		if len(pos) == 1 {
 			return c.resolve(pos[0], *actor, *reason, d.Requeue)
 		}
@@ -204,7 +205,7 @@ func (c *cli) dlqRequeue(args []string) error {
 
 // bulkRequeue requeues the open dead letters that ff selects and prints
 // what it matched and requeued.
-func (c *cli) bulkRequeue(d *tasks.DeadLetters, ff filterFlags, dryRun bool, actor, reason string) error {
+func (c *cli) bulkRequeue(d *repair.Desk, ff filterFlags, dryRun bool, actor, reason string) error {
 	f, err := ff.filter("dlq requeue")
 	if err != nil {
 		return err
@@ -249,14 +250,14 @@ func (c *cli) dlqDiscard(args []string) error {
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("dlq discard: --reason is required (why the job will not run again)")
 	}
-	return c.withDesk(actor, func(d *tasks.DeadLetters) error {
+	return c.withDesk(actor, func(d *repair.Desk) error {
 		return c.resolve(pos[0], *actor, *reason, d.Discard)
 	})
 }
 
 // withDesk opens Redis and the ledger for a repair by *actor (the OS user
 // when not given) and runs do.
-func (c *cli) withDesk(actor *string, do func(*tasks.DeadLetters) error) error {
+func (c *cli) withDesk(actor *string, do func(*repair.Desk) error) error {
 	if *actor == "" {
 		*actor = c.osActor()
 	}

@@ -17,9 +17,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/partner"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/scheduler"
 	"github.com/escrowjobs/escrowjobs/tasks"
-	"github.com/escrowjobs/escrowjobs/partner"
 )
 
 // partners is the partner delivery of SPEC §10: the live registry, the
@@ -61,7 +62,7 @@ func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap fun
 	}
 	insp := tasks.NewInspector(cfg.redis)
 	rd, err := partner.NewRedelivery(partner.RedeliveryConfig{
-		Redis: rc, DeadLetters: partner.LedgerDeadLetters{Desk: tasks.NewDeadLetters(insp, dl)}, State: state,
+		Redis: rc, DeadLetters: partner.LedgerDeadLetters{Desk: repair.NewDesk(insp, dl)}, State: state,
 		Registry: watcher.Registry, Schedule: cfg.webhookSchedule, Alert: alert, Logger: log,
 	})
 	if err != nil {

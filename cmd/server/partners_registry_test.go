@@ -16,7 +16,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/partner"
-	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/escrowjobs/escrowjobs/repair"
 )
 
 func TestGoneDisablesPartnerUntilEnabled(t *testing.T) {
@@ -80,7 +80,7 @@ func (e *partnerEnv) redelivery() *partner.Redelivery {
 	}
 	e.t.Cleanup(func() { ledger.Close() })
 	rd, err := partner.NewRedelivery(partner.RedeliveryConfig{
-		Redis: e.rc, DeadLetters: partner.LedgerDeadLetters{Desk: tasks.NewDeadLetters(e.insp, ledger)}, State: st, Registry: w.Registry,
+		Redis: e.rc, DeadLetters: partner.LedgerDeadLetters{Desk: repair.NewDesk(e.insp, ledger)}, State: st, Registry: w.Registry,
 	})
 	if err != nil {
 		e.t.Fatal(err)

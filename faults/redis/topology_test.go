@@ -21,6 +21,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -123,7 +124,7 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 	if j := escrowtest.AwaitState(t, insp, permanent.ID, "archived", 15*time.Second); j.Attempts != 1 || !strings.Contains(j.LastError, "card declined") {
 		t.Errorf("permanent failure: got attempts %d, lastError %q; want 1 and card declined", j.Attempts, j.LastError)
 	}
-	desk := tasks.NewDeadLetters(insp, dl)
+	desk := repair.NewDesk(insp, dl)
 	dead, err := desk.List(ctx, deadletter.Filter{}, "", 10)
 	if err != nil {
 		t.Fatalf("dead letters: %v", err)

@@ -1,4 +1,4 @@
-package tasks_test
+package repair_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/peertest"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -45,7 +46,7 @@ func eachStore(t *testing.T, test func(t *testing.T, e *env)) {
 type env struct {
 	opt  asynq.RedisConnOpt
 	in   *tasks.Inspector
-	d    *tasks.DeadLetters
+	d    *repair.Desk
 	l    deadletter.Ledger
 	ai   *asynq.Inspector
 	c    *asynq.Client
@@ -64,7 +65,7 @@ func setup(t *testing.T, store string) *env {
 	}
 	e := &env{opt: opt, in: tasks.NewInspector(opt), l: escrowtest.Ledger(t, store), ai: asynq.NewInspector(opt), c: asynq.NewClient(opt),
 		runs: map[string]int{}, payload: map[string]string{}}
-	e.d = tasks.NewDeadLetters(e.in, e.l)
+	e.d = repair.NewDesk(e.in, e.l)
 	t.Cleanup(func() { e.in.Close(); e.ai.Close(); e.c.Close() })
 	return e
 }
@@ -265,7 +266,7 @@ func (f *failOn) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 func TestRequeueSurvivesFailuresBetweenItsSteps(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		hook := &failOn{cmds: []string{"exec", "evalsha", "eval"}}
-		tasks.AddRedisHook(e.in, hook)
+		e.in.Redis().AddHook(hook)
 		e.startWorker(t)
 		ctx := context.Background()
 		ids := []string{"audit_log_created:audit-move-fails", "audit_log_created:audit-ledger-fails", "audit_log_created:audit-rebuild-fails"}
@@ -283,11 +284,11 @@ func TestRequeueSurvivesFailuresBetweenItsSteps(t *testing.T) {
 
 		// 2. Moved, then the ledger write fails: the job is pending and
 		// runs; the record is open until the retry completes it.
-		tasks.SetAfterMove(e.d, func() error { return errors.New("ledger unreachable (injected)") })
+		repair.SetAfterMove(e.d, func() error { return errors.New("ledger unreachable (injected)") })
 		if _, err := e.d.Requeue(ctx, ids[1], "api", ""); err == nil || !strings.Contains(err.Error(), "requeue again") {
 			t.Errorf("got %v, want the error to say the job is back and to requeue again", err)
 		}
-		tasks.SetAfterMove(e.d, nil)
+		repair.SetAfterMove(e.d, nil)
 		if got, _ := e.l.Get(ctx, ids[1]); got.State != deadletter.StateOpen {
 			t.Errorf("ledger after the failed mark: got %s, want open", got.State)
 		}
@@ -381,7 +382,7 @@ func TestDiscard(t *testing.T) {
 		ctx := context.Background()
 		id := "notify_dispute_resolved:dispute-1-resolved"
 		e.deadLetters(t, "notify_dispute_resolved", `{"disputeId":"1"}`, id)
-		if _, err := e.d.Discard(ctx, id, "bob", " "); !errors.Is(err, tasks.ErrReasonRequired) {
+		if _, err := e.d.Discard(ctx, id, "bob", " "); !errors.Is(err, repair.ErrReasonRequired) {
 			t.Errorf("no reason: got %v, want ErrReasonRequired", err)
 		}
 		got, err := e.d.Discard(ctx, id, "bob", "resolved by hand")
@@ -411,7 +412,7 @@ func TestRequeueRefusesToRebuildFromAMaskedPayload(t *testing.T) {
 	if _, err := e.l.Record(ctx, huge); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.d.Requeue(ctx, huge.ID, "api", ""); !errors.Is(err, tasks.ErrCannotRebuild) {
+	if _, err := e.d.Requeue(ctx, huge.ID, "api", ""); !errors.Is(err, repair.ErrCannotRebuild) {
 		t.Errorf("got %v, want ErrCannotRebuild", err)
 	}
 	if got, _ := e.l.Get(ctx, huge.ID); got.State != deadletter.StateOpen {
@@ -449,7 +450,7 @@ func TestRequeueOfAJobNotArchivedYetChangesNothing(t *testing.T) {
 		Payload: []byte(`{}`), Error: "peer refused", Attempts: 1, FailedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.d.Requeue(ctx, id, "api", "too early"); !errors.Is(err, tasks.ErrStillActive) {
+	if _, err := e.d.Requeue(ctx, id, "api", "too early"); !errors.Is(err, repair.ErrStillActive) {
 		t.Errorf("requeue while active: got %v, want ErrStillActive", err)
 	}
 	if got, _ := e.l.Get(ctx, id); got.State != deadletter.StateOpen {

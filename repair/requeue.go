@@ -1,4 +1,4 @@
-package tasks
+package repair
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/retry"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -27,7 +28,7 @@ const (
 // default retention keeps a resolved dead letter.
 const requeuedTTL = 90 * 24 * time.Hour
 
-// putBack makes asynq hold the dead letter e to run again, with its full
+// putBack makes in's asynq hold the dead letter e to run again, with its full
 // retry budget, under run header run, in one Redis transaction (WATCH on
 // the task, then MULTI/EXEC) that also writes a marker of this requeue:
 //
@@ -45,18 +46,19 @@ const requeuedTTL = 90 * 24 * time.Hour
 // Either the whole transaction lands or nothing does: at no moment is the
 // job in neither place, and a retry after any failure never runs it twice.
 // It returns the run header of the run and what it did.
-func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string) (string, string, error) {
+func putBack(ctx context.Context, in *tasks.Inspector, e deadletter.Entry, run string) (string, string, error) {
+	rc := in.Redis()
 	q := e.Queue
 	taskKey := asynqkey.Task(q, e.ID)
 	marker := "escrowjobs:{" + q + "}:requeued:" + e.ID + ":" + e.Run
 	// asynq's list of queues is outside the queue's hash slot (Cluster);
 	// adding to it first is harmless.
-	if err := in.rc.SAdd(ctx, asynqkey.AllQueues, q).Err(); err != nil {
+	if err := rc.SAdd(ctx, asynqkey.AllQueues, q).Err(); err != nil {
 		return "", "", fmt.Errorf("requeue %s: %w (the job is where it was)", e.ID, err)
 	}
 	var got, where string
 	for range 5 {
-		err := in.rc.Watch(ctx, func(tx *redis.Tx) error {
+		err := rc.Watch(ctx, func(tx *redis.Tx) error {
 			vals, err := tx.HMGet(ctx, taskKey, "state", "msg").Result()
 			if err != nil {
 				return err
@@ -89,7 +91,7 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 				// asynq runs before it archives the job: not archived yet.
 				return ErrStillActive
 			default:
-				t, err := in.i.GetTaskInfo(q, e.ID)
+				t, err := in.Asynq().GetTaskInfo(q, e.ID)
 				if err == nil {
 					got = t.Headers[deadletter.RunHeader]
 				}
@@ -115,7 +117,7 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 			return "", "", fmt.Errorf("requeue %s: %w (the job is where it was)", e.ID, err)
 		}
 		if where == "moved from asynq's archive" || where == "rebuilt from the ledger" {
-			in.wake(ctx, q)
+			wake(ctx, rc, q)
 		}
 		return got, where, nil
 	}
@@ -127,7 +129,7 @@ func (in *Inspector) putBack(ctx context.Context, e deadletter.Entry, run string
 // retries; the type's timeout; Retention; the run header.
 func buildMessage(e deadletter.Entry, run string) []byte {
 	timeout := 30 * time.Minute // asynq's default
-	if k, err := Lookup(e.Type); err == nil && k.Timeout > 0 {
+	if k, err := tasks.Lookup(e.Type); err == nil && k.Timeout > 0 {
 		timeout = k.Timeout
 	}
 	var b []byte
@@ -146,7 +148,7 @@ func buildMessage(e deadletter.Entry, run string) []byte {
 	str(4, e.Queue)
 	varint(5, uint64(retry.Max))
 	varint(8, uint64(timeout/time.Second))
-	varint(12, uint64(Retention/time.Second))
+	varint(12, uint64(tasks.Retention/time.Second))
 	entry := protowire.AppendTag(nil, 1, protowire.BytesType)
 	entry = protowire.AppendString(entry, deadletter.RunHeader)
 	entry = protowire.AppendTag(entry, 2, protowire.BytesType)
@@ -229,12 +231,13 @@ func headerEntry(b []byte) (key, value string) {
 	return key, value
 }
 
-// wake tells idle workers that queue has a pending job (WakeChannel), as
-// the Client does after an enqueue. A lost wake-up costs one poll interval.
-func (in *Inspector) wake(ctx context.Context, queue string) {
-	if _, cluster := in.rc.(*redis.ClusterClient); cluster {
-		_ = in.rc.SPublish(ctx, WakeChannel(queue), "p").Err()
+// wake tells idle workers that queue has a pending job
+// (tasks.WakeChannel), as tasks.Client does after an enqueue. A lost
+// wake-up costs one poll interval.
+func wake(ctx context.Context, rc redis.UniversalClient, queue string) {
+	if _, cluster := rc.(*redis.ClusterClient); cluster {
+		_ = rc.SPublish(ctx, tasks.WakeChannel(queue), "p").Err()
 		return
 	}
-	_ = in.rc.Publish(ctx, WakeChannel(queue), "p").Err()
+	_ = rc.Publish(ctx, tasks.WakeChannel(queue), "p").Err()
 }

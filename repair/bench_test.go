@@ -1,4 +1,4 @@
-package tasks_test
+package repair_test
 
 import (
 	"context"
@@ -21,7 +21,7 @@ const benchDeadLetters = 10000
 // listing a page of its archive (ListArchivedTasks, which reads the oldest
 // first) of the same size in the same run.
 //
-//	go test -run '^$' -bench DeadLetterList -benchtime 200x ./tasks/
+//	go test -run '^$' -bench DeadLetterList -benchtime 200x ./repair/
 func BenchmarkDeadLetterList(b *testing.B) {
 	ctx := context.Background()
 	base := time.Now().Add(-48 * time.Hour)

@@ -1,4 +1,4 @@
-package tasks_test
+package repair_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -13,7 +14,7 @@ import (
 // Requeue every open dead letter of one type from the last two hours,
 // after a dry run, recording who did it and why. (Needs a Redis and the
 // ledger the workers record into; not run as a test.)
-func ExampleDeadLetters_RequeueMatching() {
+func ExampleDesk_RequeueMatching() {
 	ctx := context.Background()
 	in := tasks.NewInspector(asynq.RedisClientOpt{Addr: "127.0.0.1:6379"})
 	defer in.Close()
@@ -23,7 +24,7 @@ func ExampleDeadLetters_RequeueMatching() {
 		return
 	}
 	defer ledger.Close()
-	d := tasks.NewDeadLetters(in, ledger)
+	d := repair.NewDesk(in, ledger)
 
 	f := deadletter.Filter{Type: "webhook_escrow_status_changed", Since: time.Now().Add(-2 * time.Hour)}
 	dry, err := d.RequeueMatching(ctx, f, true, "alice", "partner endpoint back")

@@ -1,4 +1,4 @@
-package tasks
+package repair
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
 
@@ -27,32 +28,32 @@ var ErrCannotRebuild = errors.New("cannot rebuild the job from the ledger")
 // changed; requeue again in a moment.
 var ErrStillActive = errors.New("the job is still finishing its last attempt; requeue it once it is archived")
 
-// DeadLetters lists and repairs dead letters: the ledger (deadletter.Ledger)
-// is the source of truth, asynq's archive a cache of it. It is its own type
-// rather than more Inspector methods because it needs both stores, while
-// the Inspector (status, stats) needs Redis alone.
-type DeadLetters struct {
-	in     *Inspector
+// Desk lists and repairs dead letters: the ledger (deadletter.Ledger) is
+// the source of truth, asynq's archive a cache of it. It is its own type
+// rather than more tasks.Inspector methods because it needs both stores,
+// while the Inspector (status, stats) needs Redis alone.
+type Desk struct {
+	in     *tasks.Inspector
 	ledger deadletter.Ledger
 	// afterMove runs between putting the job back in Redis and recording
 	// that in the ledger (tests inject a failure there).
 	afterMove func() error
 }
 
-// NewDeadLetters repairs dead letters over in's Redis and ledger l.
-func NewDeadLetters(in *Inspector, l deadletter.Ledger) *DeadLetters {
-	return &DeadLetters{in: in, ledger: l}
+// NewDesk repairs dead letters over in's Redis and ledger l.
+func NewDesk(in *tasks.Inspector, l deadletter.Ledger) *Desk {
+	return &Desk{in: in, ledger: l}
 }
 
 // Ledger is the ledger d reads and writes.
-func (d *DeadLetters) Ledger() deadletter.Ledger { return d.ledger }
+func (d *Desk) Ledger() deadletter.Ledger { return d.ledger }
 
 // Inspector is the Redis side of the desk.
-func (d *DeadLetters) Inspector() *Inspector { return d.in }
+func (d *Desk) Inspector() *tasks.Inspector { return d.in }
 
 // List returns a page of dead letters, most recent failure first, with
 // their exact payloads (mask with Entry.Masked before showing them).
-func (d *DeadLetters) List(ctx context.Context, f deadletter.Filter, cursor string, limit int) (deadletter.Page, error) {
+func (d *Desk) List(ctx context.Context, f deadletter.Filter, cursor string, limit int) (deadletter.Page, error) {
 	if err := f.Validate(); err != nil {
 		return deadletter.Page{}, err
 	}
@@ -60,7 +61,7 @@ func (d *DeadLetters) List(ctx context.Context, f deadletter.Filter, cursor stri
 }
 
 // Get returns the job's most recent dead letter.
-func (d *DeadLetters) Get(ctx context.Context, id string) (deadletter.Entry, error) {
+func (d *Desk) Get(ctx context.Context, id string) (deadletter.Entry, error) {
 	e, err := d.ledger.Get(ctx, id)
 	if errors.Is(err, deadletter.ErrNotFound) {
 		// Archived but not (yet) in the ledger: record it now.
@@ -68,7 +69,7 @@ func (d *DeadLetters) Get(ctx context.Context, id string) (deadletter.Entry, err
 		switch {
 		case rerr == nil:
 			return e2, nil
-		case !errors.Is(rerr, deadletter.ErrNotFound) && !errors.Is(rerr, ErrNotFound):
+		case !errors.Is(rerr, deadletter.ErrNotFound) && !errors.Is(rerr, tasks.ErrNotFound):
 			return e, rerr // Redis did not answer: not "not found"
 		}
 	}
@@ -76,8 +77,8 @@ func (d *DeadLetters) Get(ctx context.Context, id string) (deadletter.Entry, err
 }
 
 // recordFromArchive records an archived job the ledger does not hold.
-func (d *DeadLetters) recordFromArchive(ctx context.Context, id string) (deadletter.Entry, error) {
-	t, err := within(ctx, "dead letter "+id, func() (*asynq.TaskInfo, error) { return d.in.find(id) })
+func (d *Desk) recordFromArchive(ctx context.Context, id string) (deadletter.Entry, error) {
+	t, err := d.in.Find(ctx, id)
 	if err != nil {
 		return deadletter.Entry{}, err
 	}
@@ -123,11 +124,11 @@ func newRun() string {
 // The job is never in neither place: when asynq still holds it archived,
 // one Redis transaction moves it back to pending; when asynq has dropped
 // it, the same kind of transaction rebuilds it from the ledger's exact
-// payload (Inspector.putBack). Only then is the ledger record marked
+// payload (putBack). Only then is the ledger record marked
 // requeued. If that last write fails, the job runs and the record stays
 // open; Requeue again finds the marker of the first requeue, does not put
 // the job back a second time, and completes the record.
-func (d *DeadLetters) Requeue(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
+func (d *Desk) Requeue(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
 	e, err := d.Get(ctx, id)
 	if err != nil {
 		return e, fmt.Errorf("requeue: %w", err)
@@ -135,7 +136,7 @@ func (d *DeadLetters) Requeue(ctx context.Context, id, actor, reason string) (de
 	if e.State != deadletter.StateOpen {
 		return e, fmt.Errorf("requeue %s: %s by %s at %s: %w", id, e.State, e.Actor, stampOf(e.ResolvedAt), deadletter.ErrNotOpen)
 	}
-	run, where, err := d.in.putBack(ctx, e, newRun())
+	run, where, err := putBack(ctx, d.in, e, newRun())
 	if err != nil {
 		return e, err
 	}
@@ -161,7 +162,7 @@ type Bulk struct {
 
 // RequeueMatching requeues every open dead letter matching f, as Requeue
 // does one. With dryRun it only says which it would requeue.
-func (d *DeadLetters) RequeueMatching(ctx context.Context, f deadletter.Filter, dryRun bool, actor, reason string) (Bulk, error) {
+func (d *Desk) RequeueMatching(ctx context.Context, f deadletter.Filter, dryRun bool, actor, reason string) (Bulk, error) {
 	f.State = deadletter.StateOpen
 	if err := f.Validate(); err != nil {
 		return Bulk{}, err
@@ -207,7 +208,7 @@ func (d *DeadLetters) RequeueMatching(ctx context.Context, f deadletter.Filter, 
 // Discard resolves the dead letter without a rerun: the ledger records
 // actor and reason, then asynq's archived copy (if any) is deleted, so the
 // job ID is free again. The ledger keeps the exact payload.
-func (d *DeadLetters) Discard(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
+func (d *Desk) Discard(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
 	if strings.TrimSpace(reason) == "" {
 		return deadletter.Entry{}, fmt.Errorf("discard %s: %w", id, ErrReasonRequired)
 	}
@@ -221,18 +222,13 @@ func (d *DeadLetters) Discard(ctx context.Context, id, actor, reason string) (de
 	if _, err := d.ledger.MarkDiscarded(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now()}); err != nil {
 		return e, fmt.Errorf("discard %s: %w", id, err)
 	}
-	_, _ = within(ctx, "discard "+id, func() (bool, error) {
-		if t, err := d.in.i.GetTaskInfo(e.Queue, id); err == nil && t.State == asynq.TaskStateArchived {
-			return true, d.in.i.DeleteTask(e.Queue, id) // the cache; the ledger holds the record
-		}
-		return false, nil
-	})
+	_, _ = d.in.DeleteArchived(ctx, e.Queue, id) // the cache; the ledger holds the record
 	return d.ledger.Get(ctx, id)
 }
 
 // Purge deletes requeued and discarded dead letters resolved more than
 // retention ago; open ones stay, however old.
-func (d *DeadLetters) Purge(ctx context.Context, retention time.Duration) (int, error) {
+func (d *Desk) Purge(ctx context.Context, retention time.Duration) (int, error) {
 	return d.ledger.Purge(ctx, time.Now().Add(-retention))
 }
 
