@@ -11,6 +11,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/flows"
+	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/hibiken/asynq"
 )
 
@@ -132,5 +133,30 @@ func TestDiscardedStepCancelsTheFlow(t *testing.T) {
 	}
 	if err := e.store.Discarded(context.Background(), v.ID, "nope"); err == nil {
 		t.Error("Discarded of an unknown step: got no error")
+	}
+}
+
+// A dead letter that asynq no longer holds (its archive is capped) is
+// rebuilt from the ledger by the desk's requeue with its flow and step
+// headers, so its success advances the flow; the flow completes even when
+// the desk did not call Requeued.
+func TestRequeueRebuiltFromTheLedgerAdvancesTheFlow(t *testing.T) {
+	e := setup(t, nil)
+	v, fail := failedRelease(t, e, "esc-rebuild")
+	fail.Store(false)
+	ctx := context.Background()
+	capture := step(t, v, "capture")
+	if ok, err := e.insp.DeleteArchived(ctx, "critical", capture.JobID); err != nil || !ok {
+		t.Fatalf("DeleteArchived: %v, %v", ok, err)
+	}
+	desk := repair.NewDesk(e.insp, e.dl)
+	if _, err := desk.Requeue(ctx, capture.JobID, "test", "Stripe is back"); err != nil {
+		t.Fatal(err)
+	}
+	v = e.awaitFlow(t, v.ID, flows.StateCompleted)
+	for name, want := range map[string]int{"capture": 2, "seller-email": 1, "partner-webhook": 1, "failure-audit": 1} {
+		if n := e.adapters.Calls(step(t, v, name).JobID); n != want {
+			t.Errorf("%s: got %d calls, want %d", name, n, want)
+		}
 	}
 }

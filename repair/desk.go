@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
 )
@@ -91,7 +92,8 @@ func (d *Desk) recordFromArchive(ctx context.Context, id string) (deadletter.Ent
 	return d.ledger.Get(ctx, id)
 }
 
-// EntryFromTask is the dead letter of an archived task as asynq holds it.
+// EntryFromTask is the dead letter of an archived task as asynq holds it
+// (with its flow and step, for a job of a flow).
 func EntryFromTask(t *asynq.TaskInfo) deadletter.Entry {
 	why := deadletter.WhyPermanent
 	switch {
@@ -104,10 +106,10 @@ func EntryFromTask(t *asynq.TaskInfo) deadletter.Entry {
 	if failed.IsZero() {
 		failed = time.Now()
 	}
-	return deadletter.Entry{
+	return flows.Entry(deadletter.Entry{
 		ID: t.ID, Type: t.Type, Queue: t.Queue, Run: t.Headers[deadletter.RunHeader],
 		Payload: t.Payload, Error: t.LastErr, Attempts: t.Retried + 1, FailedAt: failed, Why: why,
-	}
+	}, t.Headers)
 }
 
 // newRun makes a fresh RunHeader value.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -126,7 +127,8 @@ func putBack(ctx context.Context, in *tasks.Inspector, e deadletter.Entry, run s
 
 // buildMessage encodes a fresh asynq TaskMessage for e, as asynq's client
 // would for tasks.New's options: same ID, queue, payload; retry.Max
-// retries; the type's timeout; Retention; the run header.
+// retries; the type's timeout; Retention; the run header, and the flow
+// and step headers of a job of a flow.
 func buildMessage(e deadletter.Entry, run string) []byte {
 	timeout := 30 * time.Minute // asynq's default
 	if k, err := tasks.Lookup(e.Type); err == nil && k.Timeout > 0 {
@@ -149,12 +151,21 @@ func buildMessage(e deadletter.Entry, run string) []byte {
 	varint(5, uint64(retry.Max))
 	varint(8, uint64(timeout/time.Second))
 	varint(12, uint64(tasks.Retention/time.Second))
-	entry := protowire.AppendTag(nil, 1, protowire.BytesType)
-	entry = protowire.AppendString(entry, deadletter.RunHeader)
-	entry = protowire.AppendTag(entry, 2, protowire.BytesType)
-	entry = protowire.AppendString(entry, run)
-	b = protowire.AppendTag(b, fieldHeaders, protowire.BytesType)
-	return protowire.AppendBytes(b, entry)
+	header := func(k, v string) {
+		entry := protowire.AppendTag(nil, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, k)
+		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+		entry = protowire.AppendString(entry, v)
+		b = protowire.AppendTag(b, fieldHeaders, protowire.BytesType)
+		b = protowire.AppendBytes(b, entry)
+	}
+	header(deadletter.RunHeader, run)
+	if e.Flow != "" && e.Step != "" {
+		// A step of a flow: its success advances the flow (flows.Of).
+		header(flows.HeaderFlow, e.Flow)
+		header(flows.HeaderStep, e.Step)
+	}
+	return b
 }
 
 // resetMessage rewrites an encoded TaskMessage for a fresh run: no retries

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
-	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/repair"
@@ -101,7 +100,7 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 					continue
 				}
 			}
-			e := flows.Entry(repair.EntryFromTask(t), t.Headers)
+			e := repair.EntryFromTask(t)
 			e.Error = payloads.MaskEmailsString(e.Error)
 			ok, err := w.cfg.DeadLetters.Record(ctx, e)
 			if err != nil {
