@@ -49,7 +49,7 @@ func Binary(t testing.TB, pkg string) string {
 
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..")
 }
 
 // Process is a child process whose output is captured.
