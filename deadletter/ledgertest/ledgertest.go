@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) deadletter.Ledger) {
 		{"HistoryListsEveryRun", history},
 		{"PurgeKeepsOpenDeadLetters", purge},
 		{"RefusesAForeignCursor", badCursor},
+		{"KeepsTheFlowAndStep", flowAndStep},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.f(t, open(t)) })
@@ -397,6 +398,33 @@ func badCursor(t *testing.T, l deadletter.Ledger) {
 	for _, c := range []string{"!!!", "bm90IGEgY3Vyc29y"} {
 		if _, err := l.List(context.Background(), deadletter.Filter{}, c, 10); !errors.Is(err, deadletter.ErrBadCursor) {
 			t.Errorf("List(cursor %q): got %v, want ErrBadCursor", c, err)
+		}
+	}
+}
+
+// flowAndStep: a dead letter of a flow step keeps its flow and step, in
+// Get and List; one of no flow has none.
+func flowAndStep(t *testing.T, l deadletter.Ledger) {
+	ctx := context.Background()
+	e := entry(1, "stripe_capture_payment")
+	e.Flow, e.Step = "release:esc-123", "capture"
+	record(t, l, e)
+	record(t, l, entry(2, "audit_log_created"))
+	got, err := l.Get(ctx, e.ID)
+	if err != nil || got.Flow != e.Flow || got.Step != e.Step {
+		t.Errorf("Get: got flow %q step %q (%v), want %q %q", got.Flow, got.Step, err, e.Flow, e.Step)
+	}
+	p, err := l.List(ctx, deadletter.Filter{}, "", 10)
+	if err != nil || len(p.Entries) != 2 {
+		t.Fatalf("List: got %d entries, %v", len(p.Entries), err)
+	}
+	for _, x := range p.Entries {
+		want := ""
+		if x.ID == e.ID {
+			want = e.Flow
+		}
+		if x.Flow != want {
+			t.Errorf("List %s: got flow %q, want %q", x.ID, x.Flow, want)
 		}
 	}
 }
