@@ -61,12 +61,23 @@ func (f *Fallback) log() *slog.Logger {
 
 // Flush moves every spilled record to the primary. It returns how many it
 // moved; the first failure stops it (the rest wait for the next Flush).
+//
+// A spilled record leaves the spill only as the failure it is (job ID,
+// run, failure time): the same job may have failed twice while the
+// primary was down (a requeued run failing again), and each failure must
+// reach the primary. A spill that is a File resolves each failure as it
+// reaches the primary; any other spill has a job's records resolved by ID
+// only once every one of them reached the primary.
 func (f *Fallback) Flush(ctx context.Context) (int, error) {
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
+	one, _ := f.Spill.(failureDiscarder)
+	moved := Resolution{Actor: flushActor, Reason: "moved to the ledger"}
+	var byID []string // spills that resolve by ID only: the jobs moved
+	seen := map[string]bool{}
 	n := 0
-	for {
-		page, err := f.Spill.List(ctx, Filter{State: StateOpen}, "", 100)
+	for cursor := ""; ; {
+		page, err := f.Spill.List(ctx, Filter{State: StateOpen}, cursor, 100)
 		if err != nil {
 			return n, err
 		}
@@ -74,13 +85,27 @@ func (f *Fallback) Flush(ctx context.Context) (int, error) {
 			if _, err := f.Primary.Record(ctx, e); err != nil {
 				return n, fmt.Errorf("dead-letter flush %s: %w", e.ID, err)
 			}
-			if _, err := f.Spill.MarkDiscarded(ctx, e.ID, Resolution{Actor: flushActor, Reason: "moved to the ledger", At: time.Now()}); err != nil && !errors.Is(err, ErrNotOpen) {
-				return n, err
+			moved.At = time.Now()
+			switch {
+			case one != nil:
+				if err := one.discardFailure(e, moved); err != nil {
+					return n, err
+				}
+			case !seen[e.ID]:
+				seen[e.ID] = true
+				byID = append(byID, e.ID)
 			}
 			n++
 		}
 		if page.Next == "" {
 			break
+		}
+		cursor = page.Next
+	}
+	for _, id := range byID {
+		moved.At = time.Now()
+		if _, err := f.Spill.MarkDiscarded(ctx, id, moved); err != nil && !errors.Is(err, ErrNotOpen) {
+			return n, err
 		}
 	}
 	if n > 0 {
@@ -90,6 +115,36 @@ func (f *Fallback) Flush(ctx context.Context) (int, error) {
 		f.log().Info("dead-letter spill flushed to the ledger", "moved", n)
 	}
 	return n, nil
+}
+
+// failureDiscarder is a spill that resolves one failure of a job and
+// leaves the job's other failures open (File does).
+type failureDiscarder interface {
+	discardFailure(e Entry, r Resolution) error
+}
+
+// discardFailure resolves as discarded the open entry that is e's failure
+// (same Seq, job ID, run and failure time); the job's other entries, and
+// an e already resolved, are left as they are.
+func (l *File) discardFailure(e Entry, r Resolution) error {
+	return l.locked(func() error {
+		i, ok := l.bySeq[e.Seq]
+		if !ok {
+			return nil
+		}
+		cur := l.entries[i]
+		if cur.State != StateOpen || cur.ID != e.ID || cur.Run != e.Run || !cur.FailedAt.Equal(e.FailedAt) {
+			return nil
+		}
+		at := r.At.UTC().Truncate(time.Microsecond)
+		ln := fileLine{Op: "resolve", Seqs: []int64{cur.Seq}, Entry: Entry{ID: cur.ID, State: StateDiscarded, Actor: r.Actor, Reason: r.Reason, ResolvedAt: &at}}
+		if err := l.appendLine(ln); err != nil {
+			return err
+		}
+		c := &l.entries[i]
+		c.State, c.Actor, c.Reason, c.ResolvedAt = StateDiscarded, r.Actor, r.Reason, &at
+		return nil
+	})
 }
 
 // Run flushes every interval until ctx is done.

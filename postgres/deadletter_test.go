@@ -222,3 +222,67 @@ func TestWorkerKeepsProcessingWhileTheLedgerDatabaseHangs(t *testing.T) {
 		t.Errorf("got %d fallback log lines, want 3", n)
 	}
 }
+
+// Two failures of one job ID spilled while the database hung (the job
+// failed, was requeued and failed again), a page of the spill apart, both
+// reach PostgreSQL: a flush moves failures, not job IDs. The spill is the File itself (which
+// resolves one failure at a time) or a ledger that resolves by job ID
+// only.
+func TestFlushMovesEveryFailureOfAJob(t *testing.T) {
+	tests := []struct {
+		name  string
+		spill func(*deadletter.File) deadletter.Ledger
+	}{
+		{"file spill", func(f *deadletter.File) deadletter.Ledger { return f }},
+		{"spill resolving by job ID", func(f *deadletter.File) deadletter.Ledger { return struct{ deadletter.Ledger }{f} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := hungLedger(t)
+			h.fb.Spill = tt.spill(h.spill)
+			ctx := context.Background()
+			const id = "webhook_escrow_status_changed:twice"
+			first := time.Now().Add(-time.Minute)
+			for i, e := range []deadletter.Entry{
+				{ID: id, Type: "webhook_escrow_status_changed", Queue: "default", Payload: json.RawMessage(`{"n":1}`), Why: deadletter.WhyExhausted, FailedAt: first},
+				{ID: id, Type: "webhook_escrow_status_changed", Queue: "default", Run: "run-2", Payload: json.RawMessage(`{"n":1}`), Why: deadletter.WhyExhausted, FailedAt: first.Add(30 * time.Second)},
+			} {
+				if ok, err := h.fb.Record(ctx, e); err != nil || !ok {
+					t.Fatalf("Record %d: got %v, %v; want true, nil", i, ok, err)
+				}
+			}
+			// A page of other jobs' failures between the two, so the
+			// older failure is on the flush's next page of the spill.
+			for i := range 100 {
+				e := deadletter.Entry{ID: fmt.Sprint("audit_log_created:other-", i), Type: "audit_log_created", Queue: "low",
+					Payload: json.RawMessage(`{}`), Why: deadletter.WhyPermanent, FailedAt: first.Add(time.Duration(i+1) * 100 * time.Millisecond)}
+				if _, err := h.spill.Record(ctx, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, _ := h.spill.History(ctx, id); len(got) != 2 {
+				t.Fatalf("spill: got %d entries of %s, want 2", len(got), id)
+			}
+			if err := h.lock.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := h.fb.Flush(ctx); err != nil || n != 102 {
+				t.Fatalf("Flush: got %d, %v; want 102, nil", n, err)
+			}
+			got, err := h.db.DeadLetters().History(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var runs []string
+			for _, e := range got {
+				runs = append(runs, e.Run+"/"+e.State)
+			}
+			if want := []string{"run-2/open", "/open"}; strings.Join(runs, ",") != strings.Join(want, ",") {
+				t.Errorf("PostgreSQL: got runs %q, want %q (both failures, open)", runs, want)
+			}
+			if p, _ := h.spill.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 10); len(p.Entries) != 0 {
+				t.Errorf("spill after flush: got %d open entries, want none", len(p.Entries))
+			}
+		})
+	}
+}
