@@ -16,6 +16,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/escrowtest"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -247,4 +248,43 @@ func httpGet(t *testing.T, url string) (int, string) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp.StatusCode, b.String()
+}
+
+// -demo runs its escrow events as flows: the release of event 5, whose
+// capture is marked flaky, is retried, dead-lettered and fails its flow;
+// the seller's e-mail and the partner's webhook after it are blocked, and
+// the flow is listed among the failed release flows. A good release flow
+// completes.
+func TestDemoShowsAFailedReleaseFlowWithBlockedSteps(t *testing.T) {
+	t.Parallel()
+	d := startDev(t, "-demo", "-dev-redis-addr", "127.0.0.1:0")
+	store := flows.NewStore(peertest.RedisClient(t, d.url), d.insp)
+	ctx := context.Background()
+	escrowtest.Eventually(t, "release:esc-0000 to complete", 30*time.Second, func() bool {
+		v, err := store.Status(ctx, "release:esc-0000")
+		return err == nil && v.State == flows.StateCompleted
+	})
+	var failed flows.View
+	escrowtest.Eventually(t, "release:esc-0005 among the failed release flows", 60*time.Second, func() bool {
+		page, err := store.List(ctx, flows.Filter{State: flows.StateFailed, Name: "release"}, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page.Items {
+			if v.ID == "release:esc-0005" {
+				failed = v
+				return true
+			}
+		}
+		return false
+	})
+	want := map[string]string{"capture": flows.StepFailed, "seller-email": flows.StepBlocked, "partner-webhook": flows.StepBlocked, "audit": flows.StepCompleted}
+	for _, st := range failed.Steps {
+		if w, ok := want[st.Name]; ok && st.State != w {
+			t.Errorf("release:esc-0005 step %s: got %s, want %s", st.Name, st.State, w)
+		}
+	}
+	if name, lastErr := failed.FailedStep(); name != "capture" || !strings.Contains(lastErr, "demo failure") {
+		t.Errorf("release:esc-0005 failed step: got %q (%q), want capture with the demo failure", name, lastErr)
+	}
 }
