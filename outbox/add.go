@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,18 +54,57 @@ type row struct {
 // tasks.Client.Enqueue would be. A relative process time (tasks.ProcessIn)
 // becomes absolute here, counted from the call.
 func Add(ctx context.Context, tx pgx.Tx, ts ...*tasks.Task) error {
-	if len(ts) == 0 {
-		return nil
+	args, err := insertArgs(ctx, ts)
+	if err != nil || len(args) == 0 {
+		return err
 	}
-	now := time.Now()
 	b := &pgx.Batch{}
+	for _, a := range args {
+		b.Queue(insertRow, a...)
+	}
+	b.Queue(notifyRelay, channel)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("outbox: add %d job(s): %w", len(ts), err)
+	}
+	return nil
+}
+
+// AddSQL is Add for a service on database/sql: tx is a transaction of a
+// *sql.DB opened with pgx's driver (github.com/jackc/pgx/v5/stdlib: the
+// driver name "pgx", or stdlib.OpenDBFromPool). The rows, the job IDs and
+// the rules are Add's: a rollback leaves no job.
+func AddSQL(ctx context.Context, tx *sql.Tx, ts ...*tasks.Task) error {
+	args, err := insertArgs(ctx, ts)
+	if err != nil || len(args) == 0 {
+		return err
+	}
+	for _, a := range args {
+		if _, err := tx.ExecContext(ctx, insertRow, a...); err != nil {
+			return fmt.Errorf("outbox: add %d job(s): %w", len(ts), err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, notifyRelay, channel); err != nil {
+		return fmt.Errorf("outbox: add %d job(s): %w", len(ts), err)
+	}
+	return nil
+}
+
+// notifyRelay wakes the relays listening on the outbox channel once the
+// transaction commits.
+const notifyRelay = `SELECT pg_notify($1, '')`
+
+// insertArgs are the arguments of insertRow for each task, in order, with
+// its trace context and due time set (see Add).
+func insertArgs(ctx context.Context, ts []*tasks.Task) ([][]any, error) {
+	now := time.Now()
+	args := make([][]any, 0, len(ts))
 	for _, t := range ts {
 		if t == nil || t.Task == nil {
-			return errors.New("outbox: add: nil task")
+			return nil, errors.New("outbox: add: nil task")
 		}
 		r, err := toRow(t, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		headers := make(map[string]string, len(r.headers)+1)
 		for k, v := range r.headers {
@@ -86,16 +126,12 @@ func Add(ctx context.Context, tx pgx.Tx, ts ...*tasks.Task) error {
 		}
 		hb, err := json.Marshal(headers)
 		if err != nil {
-			return fmt.Errorf("outbox: add %s: headers: %w", r.jobID, err)
+			return nil, fmt.Errorf("outbox: add %s: headers: %w", r.jobID, err)
 		}
-		b.Queue(insertRow, r.jobID, r.taskType, r.payload, r.queue, r.timeout.Milliseconds(), r.maxRetry,
-			r.retention.Milliseconds(), r.processAt, hb)
+		args = append(args, []any{r.jobID, r.taskType, r.payload, r.queue, r.timeout.Milliseconds(), r.maxRetry,
+			r.retention.Milliseconds(), r.processAt, hb})
 	}
-	b.Queue(`SELECT pg_notify($1, '')`, channel)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("outbox: add %d job(s): %w", len(ts), err)
-	}
-	return nil
+	return args, nil
 }
 
 // toRow reads what rebuilds t from its options.

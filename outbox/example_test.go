@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"database/sql"
 	"log"
 	"os"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver of database/sql
 )
 
 // Release an escrow and capture its payment in one transaction: if the
@@ -40,5 +42,36 @@ func ExampleAdd() {
 	})
 	if err != nil {
 		log.Fatal(err) // rolled back: no escrow change, no job
+	}
+}
+
+// The same release in a service on database/sql (pgx's stdlib driver).
+func ExampleAddSQL() {
+	ctx := context.Background()
+	db, err := sql.Open("pgx", os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	capture, err := tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{
+		TransactionID: "esc-123", PaymentIntentID: "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tx.Rollback() // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `UPDATE escrows SET status = 'released' WHERE id = $1 AND status = 'funded'`, "esc-123"); err != nil {
+		log.Fatal(err)
+	}
+	if err := outbox.AddSQL(ctx, tx, capture); err != nil {
+		log.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		log.Fatal(err) // no escrow change, no job
 	}
 }
