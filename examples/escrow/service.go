@@ -71,7 +71,38 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /escrows/{id}/refund", withBody(s, s.refund))
 	mux.HandleFunc("POST /escrows/{id}/dispute", withBody(s, s.dispute))
 	mux.HandleFunc("POST /escrows/{id}/resolve", withBody(s, s.resolve))
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// No route, or not this method: the mux's answer, in JSON.
+			w = &jsonError{ResponseWriter: w}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// jsonError turns the mux's plain-text 404 and 405 (with its Allow
+// header) into {"error": …} like every other answer.
+type jsonError struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (j *jsonError) WriteHeader(code int) {
+	j.wrote = true
+	j.Header().Del("X-Content-Type-Options")
+	msg := "no such route"
+	if code == http.StatusMethodNotAllowed {
+		msg = "method not allowed; allowed: " + j.Header().Get("Allow")
+	}
+	writeJSON(j.ResponseWriter, code, map[string]any{"error": msg})
+}
+
+// Write drops the mux's plain-text body.
+func (j *jsonError) Write(b []byte) (int, error) {
+	if !j.wrote {
+		j.WriteHeader(http.StatusNotFound)
+	}
+	return len(b), nil
 }
 
 // withBody decodes the request body into a Req (strictly, see decode: a
@@ -79,7 +110,7 @@ func (s *Service) Handler() http.Handler {
 func withBody[Req any](s *Service, h func(http.ResponseWriter, *http.Request, Req)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req Req
-		if err := decode(r, &req); err != nil {
+		if err := decode(w, r, &req); err != nil {
 			s.fail(w, err)
 			return
 		}
@@ -320,11 +351,14 @@ func load(ctx context.Context, q querier, id string, lock bool) (escrow, error) 
 // maxBody caps a request body.
 const maxBody = 64 << 10
 
+// errTooLarge is a 413: the body is over maxBody.
+var errTooLarge = fmt.Errorf("request body over %d bytes", maxBody)
+
 // decode reads a JSON object into v, strictly: unknown fields, a wrong type
-// and trailing data are 400s naming the field. An empty body is an empty
-// object.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+// and trailing data are 400s naming the field, a body over maxBody is
+// errTooLarge. An empty body is an empty object.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if errors.Is(err, io.EOF) {
@@ -337,9 +371,12 @@ func decode(r *http.Request, v any) error {
 		return nil
 	}
 	var te *json.UnmarshalTypeError
+	var me *http.MaxBytesError
 	switch {
+	case errors.As(err, &me):
+		return errTooLarge
 	case errors.As(err, &te) && te.Field != "":
-		return &requestError{Fields: []payloads.FieldError{{Field: te.Field, Message: "must be a JSON " + jsonKind(te.Type.Kind().String())}}}
+		return &requestError{Fields: []payloads.FieldError{{Field: te.Field, Message: "must be " + jsonKind(te.Type.Kind().String())}}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return &requestError{Fields: []payloads.FieldError{{Field: payloads.MaskEmailsString(name), Message: "unknown field"}}}
@@ -347,19 +384,23 @@ func decode(r *http.Request, v any) error {
 	return &requestError{Fields: []payloads.FieldError{{Field: "body", Message: "not a valid JSON object: " + payloads.MaskEmailsString(err.Error())}}}
 }
 
+// jsonKind says what a field of the Go kind must be: the service's integers
+// are amounts in minor units (cents).
 func jsonKind(goKind string) string {
 	switch goKind {
-	case "int64", "int", "float64":
-		return "number"
+	case "int64", "int":
+		return "an integer number of minor units"
+	case "float64":
+		return "a JSON number"
 	case "string":
-		return "string"
+		return "a JSON string"
 	case "struct":
-		return "object"
+		return "a JSON object"
 	}
-	return goKind
+	return "a JSON " + goKind
 }
 
-// fail answers err: 400 for bad input, 404, 409 for a status that does not
+// fail answers err: 400 for bad input, 404, 413 for a body too large, 409 for a status that does not
 // allow the change, 500 (logged, not shown) otherwise.
 func (s *Service) fail(w http.ResponseWriter, err error) {
 	var re *requestError
@@ -369,6 +410,8 @@ func (s *Service) fail(w http.ResponseWriter, err error) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "fields": re.Fields})
 	case errors.Is(err, errNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": err.Error()})
+	case errors.Is(err, errTooLarge):
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"error": err.Error()})
 	case errors.As(err, &ce):
 		body := map[string]any{"error": ce.Error()}
 		if ce.status != "" {
