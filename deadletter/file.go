@@ -80,6 +80,9 @@ func OpenFile(path string) (*File, error) {
 // Path is the file's path.
 func (l *File) Path() string { return l.path }
 
+// String names the ledger for logs and the console: "file <path>".
+func (l *File) String() string { return "file " + l.path }
+
 // Close closes the file.
 func (l *File) Close() error {
 	l.mu.Lock()

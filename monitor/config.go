@@ -50,6 +50,10 @@ type Config struct {
 	// (DEAD_LETTER_DATABASE_URL, else DEAD_LETTER_PATH): the same one the
 	// workers record into. Without it the dead-letter routes answer 503.
 	DeadLetters deadletter.Ledger
+	// LedgerName says which ledger DeadLetters is ("PostgreSQL", "file
+	// dead-letters.jsonl"): the start log line and the console's footer
+	// show it. Empty: what the ledger says of itself (its String method).
+	LedgerName string
 	// LoginFailures is how many wrong credentials one client (remote IP)
 	// may send in LoginWindow before it is answered 429 until the window
 	// ends; 0 is DefaultLoginFailures.

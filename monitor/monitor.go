@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/console"
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -23,6 +24,7 @@ type Monitor struct {
 	inspector *tasks.Inspector
 	desk      *repair.Desk
 	ui        *asynqmon.HTTPHandler
+	console   *console.Console
 	throttle  *loginThrottle
 	handler   http.Handler
 	closeOnce sync.Once
@@ -54,6 +56,12 @@ func New(cfg Config) (*Monitor, error) {
 	m.desk = repair.NewDesk(m.inspector, ledger)
 	m.throttle = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow, log)
 	m.ui = newUI(m)
+	c, err := m.newConsole()
+	if err != nil {
+		_ = m.Close()
+		return nil, err
+	}
+	m.console = c
 	m.handler = m.routes()
 	return m, nil
 }
@@ -76,6 +84,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.Handle("/metrics", methods(m.metricsHandler().ServeHTTP, http.MethodGet, http.MethodHead))
 	mux.Handle("/api/", requireBearer(m.cfg.APIToken, m.throttle, m.apiRoutes()))
 	mux.Handle(RootPath+"/", m.uiRoutes())
+	mux.Handle(console.Root+"/", m.consoleRoutes())
 	mux.Handle("GET /{$}", http.RedirectHandler(RootPath+"/", http.StatusFound))
 	mux.HandleFunc("/", notFound)
 

@@ -27,6 +27,13 @@ type DeadLetters struct {
 // DeadLetters returns the dead-letter ledger of db. Migrate must have run.
 func (db *DB) DeadLetters() *DeadLetters { return &DeadLetters{db: db} }
 
+// String names the ledger for logs and the console: "PostgreSQL database
+// <name> on <host>:<port>" (never a user or password).
+func (l *DeadLetters) String() string {
+	cc := l.db.pool.Config().ConnConfig
+	return fmt.Sprintf("PostgreSQL database %s on %s:%d", cc.Database, cc.Host, cc.Port)
+}
+
 // Record inserts e as an open row unless the table holds this failure (an
 // open row of the same job and run, or one resolved at or after
 // e.FailedAt). A payload that is not JSON, or that jsonb cannot hold (a
