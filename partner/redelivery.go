@@ -94,10 +94,15 @@ type RedeliveryConfig struct {
 //
 // Which step a job is on lives in Redis (it survives restarts); due
 // redeliveries are a sorted set that every worker process polls, each one
-// claimed by the process whose ZREM removes it.
+// claimed for a lease by one process and removed once it is requeued.
 type Redelivery struct {
 	cfg RedeliveryConfig
 	log *slog.Logger
+	// lease is how long a claim holds a due entry (claimLease when 0).
+	lease time.Duration
+	// afterClaim runs between claiming a due entry and requeueing it;
+	// an error stops RunDue there (tests inject a crash).
+	afterClaim func() error
 }
 
 // NewRedelivery checks cfg.
@@ -305,11 +310,42 @@ func (r *Redelivery) Run(ctx context.Context) {
 	}
 }
 
+// claimLease is how long a process holds a due redelivery it claimed:
+// past it (the process died between the claim and the requeue) the entry
+// is due again and another process takes it.
+const claimLease = time.Minute
+
+// claimScript claims a due member of dueKey for ARGV[3] ms: it moves its
+// score from the past (ARGV[2], now) to the end of the lease, atomically,
+// so one process takes it and it stays in the set until its requeue is
+// done.
+//
+// KEYS[1] dueKey; ARGV[1] the member, ARGV[2] now (unix ms), ARGV[3] lease end (unix ms)
+var claimScript = redis.NewScript(`
+local s = redis.call("ZSCORE", KEYS[1], ARGV[1])
+if not s or tonumber(s) > tonumber(ARGV[2]) then
+	return 0
+end
+redis.call("ZADD", KEYS[1], ARGV[3], ARGV[1])
+return 1
+`)
+
 // RunDue requeues every redelivery due now; it returns how many it
 // requeued.
+//
+// A due entry is claimed with a lease (claimScript), requeued, and only
+// then removed: a process that dies between the claim and the removal
+// leaves the entry in the set, due again when the lease ends, and the
+// requeue (idempotent: a dead letter requeued already is not open) is
+// done by whichever process takes it next. The step and its alert are
+// never lost.
 func (r *Redelivery) RunDue(ctx context.Context) int {
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	members, err := r.cfg.Redis.ZRangeByScore(ctx, dueKey, &redis.ZRangeBy{Min: "-inf", Max: now, Count: 100}).Result()
+	lease := r.lease
+	if lease <= 0 {
+		lease = claimLease
+	}
+	now := time.Now()
+	members, err := r.cfg.Redis.ZRangeByScore(ctx, dueKey, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 100}).Result()
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.WarnContext(ctx, "cannot read due redeliveries", "error", err)
@@ -318,30 +354,46 @@ func (r *Redelivery) RunDue(ctx context.Context) int {
 	}
 	n := 0
 	for _, m := range members {
-		if removed, err := r.cfg.Redis.ZRem(ctx, dueKey, m).Result(); err != nil || removed == 0 {
-			continue // another process took it
-		}
 		var e dueEntry
 		if json.Unmarshal([]byte(m), &e) != nil {
+			_ = r.cfg.Redis.ZRem(ctx, dueKey, m).Err()
 			continue
 		}
+		claimed, err := claimScript.Run(ctx, r.cfg.Redis, []string{dueKey}, m, now.UnixMilli(), now.Add(lease).UnixMilli()).Int()
+		if err != nil || claimed == 0 {
+			continue // another process took it
+		}
+		if r.afterClaim != nil && r.afterClaim() != nil {
+			return n // a crash between the claim and the requeue
+		}
 		log := r.log.With("task_id", e.ID, "task_type", webhookType, "partner", e.Partner)
-		err := r.cfg.DeadLetters.Requeue(ctx, e.ID, ActorRedelivery, e.Reason)
+		err = r.cfg.DeadLetters.Requeue(ctx, e.ID, ActorRedelivery, e.Reason)
+		var notOpen *NotOpenError
 		switch {
 		case err == nil:
 			n++
 			log.InfoContext(ctx, "webhook dead letter requeued", "actor", ActorRedelivery, "reason", e.Reason)
+			r.done(ctx, m)
 		case errors.Is(err, ErrStillRunning):
 			_ = r.schedule(ctx, time.Now().Add(r.cfg.Poll), e)
+		case errors.As(err, &notOpen):
+			log.WarnContext(ctx, "webhook redelivery not requeued", "reason", e.Reason, "error", err)
+			r.done(ctx, m)
 		default:
 			log.WarnContext(ctx, "webhook redelivery not requeued", "reason", e.Reason, "error", err)
-			var notOpen *NotOpenError
-			if !errors.As(err, &notOpen) {
-				_ = r.schedule(ctx, time.Now().Add(10*r.cfg.Poll), e) // Redis trouble: try again
-			}
+			_ = r.schedule(ctx, time.Now().Add(10*r.cfg.Poll), e) // Redis trouble: try again
 		}
 	}
 	return n
+}
+
+// done removes a claimed due entry whose requeue is settled. If the
+// removal fails, the entry comes back when its lease ends and its requeue
+// finds the dead letter no longer open.
+func (r *Redelivery) done(ctx context.Context, member string) {
+	if err := r.cfg.Redis.ZRem(ctx, dueKey, member).Err(); err != nil {
+		r.log.WarnContext(ctx, "cannot remove a done redelivery; it is looked at again once its lease ends", "error", err)
+	}
 }
 
 // NotOpenError is returned by DeadLetters.Requeue for a job that is no
