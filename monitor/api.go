@@ -46,6 +46,7 @@ func (m *Monitor) apiRoutes() http.Handler {
 	mux.Handle("/api/v1/stats", methods(m.stats, http.MethodGet))
 	m.deadLetterRoutes(mux)
 	mux.Handle("/api/v1/transactions/{transactionId}/jobs", methods(m.history, http.MethodGet))
+	m.flowRoutes(mux)
 	m.partnerRoutes(mux)
 	mux.HandleFunc("/", notFound)
 	return mux

@@ -41,6 +41,10 @@ func (m *Monitor) metricsHandler() http.Handler {
 	reg.MustRegister(
 		observe.NewCached(metrics.NewQueueMetricsCollector(m.inspector.Asynq()), observe.QueueCollectInterval),
 		observe.NewCached(m.partnerMetrics(), observe.QueueCollectInterval),
+		// The fleet's flow counters and the oldest running flow's age, read
+		// from Redis (at most once per flows.CollectInterval): exported here,
+		// not by every worker.
+		m.flowStore().Collector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
