@@ -1,5 +1,6 @@
 // Command monitor serves the operator's window on the escrow jobs: the
-// asynqmon web UI under /monitor/ (HTTP Basic auth), the JSON admin API
+// asynqmon web UI under /monitor/ and the operator console under
+// /console/ (HTTP Basic auth), the JSON admin API
 // under /api/v1 (bearer token), /healthz and /metrics (unauthenticated).
 //
 //	monitor                     production: configuration from the environment
@@ -21,7 +22,9 @@
 // Without the credentials it refuses to start, naming each missing
 // variable, unless told to serve loopback only. It prints
 // "monitor listening on http://<addr>" once it accepts connections, and
-// shuts down gracefully on SIGINT/SIGTERM.
+// shuts down gracefully on SIGINT/SIGTERM. Its start log line
+// ("monitor: serving") names the dead-letter ledger it reads (PostgreSQL
+// database and host, or the file), as the console's footer does.
 package main
 
 import (
@@ -40,6 +43,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/cmd/internal/cmdenv"
 	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/cmd/internal/logbridge"
+	"github.com/escrowjobs/escrowjobs/console"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -188,13 +192,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { served <- m.Serve(ctx, ln) }()
 
 	url := "http://" + ln.Addr().String()
-	mode := []any{"addr", ln.Addr().String(), "read_only", cfg.monitor.ReadOnly, "loopback_no_auth", cfg.loopback}
+	mode := []any{"addr", ln.Addr().String(), "read_only", cfg.monitor.ReadOnly, "loopback_no_auth", cfg.loopback, "ledger", m.LedgerName()}
 	if cfg.loopback && (cfg.monitor.Username == "" || cfg.monitor.APIToken == "") {
 		log.Warn("monitor: serving loopback clients without authentication", mode...)
 	} else {
 		log.Info("monitor: serving", mode...)
 	}
-	fmt.Fprintf(stdout, "monitor listening on %s (UI %s%s/, API %s/api/v1)\n", url, url, monitor.RootPath, url)
+	fmt.Fprintf(stdout, "monitor listening on %s (UI %s%s/, console %s%s/, API %s/api/v1; dead letters: %s)\n",
+		url, url, monitor.RootPath, url, console.Root, url, m.LedgerName())
 
 	if err := <-served; err != nil {
 		return err
