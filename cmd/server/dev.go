@@ -12,6 +12,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/devmode"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/observe"
@@ -61,7 +62,14 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(worker.Config{Redis: redisOpt, DeadLetters: dl, Logger: log, ShutdownTimeout: 5 * time.Second},
+	inspector := tasks.NewInspector(redisOpt)
+	defer inspector.Close()
+	fl := flows.NewStore(client.Redis(), inspector, flows.WithClient(client), flows.Logger(log.With("component", "flows")))
+	mux.Use(fl.Middleware(client))
+	if err := tel.reg.Register(fl.Collector()); err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{Redis: redisOpt, DeadLetters: dl, Logger: log, ShutdownTimeout: 5 * time.Second, Flows: fl},
 		observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
 		return err
@@ -73,8 +81,6 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	inspector := tasks.NewInspector(redisOpt)
-	defer inspector.Close()
 	metricsAt, stopEndpoints, err := tel.serveEndpoints(ctx, addr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/audit"
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/postgres"
@@ -130,17 +131,26 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	if err != nil {
 		return err
 	}
+	inspector := tasks.NewInspector(cfg.redis)
+	cleanup.add(func() { inspector.Close() })
+	// Flows: the middleware advances a flow when its step's job succeeds
+	// (inside the worker's retry gate), the worker tells the store of
+	// dead-lettered steps; flow state is kept as long as dead letters.
+	fl := flows.NewStore(client.Redis(), inspector, flows.Retention(cfg.deadLetterRetention),
+		flows.WithClient(client), flows.Logger(log.With("component", "flows")))
+	mux.Use(fl.Middleware(client))
+	if err := tel.reg.Register(fl.Collector()); err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
 		FallbackPoll: cfg.fallbackPoll, DisableWake: cfg.disableWake,
 		ShutdownTimeout: cfg.shutdownTimeout, DeadLetters: dl, Logger: log, Archived: partners.redelivery.Archived,
-		DoneMarkersPath: cfg.doneMarkersPath,
+		DoneMarkersPath: cfg.doneMarkersPath, Flows: fl,
 	}, observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
 		return err
 	}
-	inspector := tasks.NewInspector(cfg.redis)
-	cleanup.add(func() { inspector.Close() })
 	_, stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
 	if err != nil {
 		return err
