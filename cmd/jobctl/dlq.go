@@ -31,15 +31,25 @@ type deadLetterList struct {
 }
 
 // ledger opens the dead-letter ledger of the environment (the one the
-// workers record into).
+// workers record into). It takes no default: without
+// DEAD_LETTER_DATABASE_URL (or AUDIT_DATABASE_URL) and DEAD_LETTER_PATH it
+// fails naming them, and a file ledger that does not exist is an error, not
+// a new empty file. With -v, or when announce is set (dlq list), it says
+// on standard error which ledger it reads.
 func (c *cli) ledger() (*ledgerenv.Store, error) {
 	lc, err := ledgerenv.Load(c.getenv)
 	if err != nil {
 		return nil, err
 	}
+	if err := lc.Require(); err != nil {
+		return nil, err
+	}
+	if c.verbose || c.announceLedger {
+		fmt.Fprintf(c.stderr, "ledger: %s\n", redact(lc.String(), c.getenv))
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, inspectTimeout)
 	defer cancel()
-	return lc.Open(ctx)
+	return lc.OpenExisting(ctx)
 }
 
 // desk opens Redis and the ledger for a repair.
@@ -140,6 +150,7 @@ func (c *cli) dlqList(args []string) error {
 	if err != nil {
 		return err
 	}
+	c.announceLedger = true // "no dead letters" must say where it looked
 	return fromLedger(c, func(ctx context.Context, l deadletter.Ledger) (deadLetterList, error) {
 		page, err := l.List(ctx, f, *cursor, *limit)
 		if errors.Is(err, deadletter.ErrBadCursor) {

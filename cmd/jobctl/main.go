@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	jobctl [--json] <command> [flags] [args]
+//	jobctl [--json] [-v] <command> [flags] [args]
 //
 //	enqueue <type> --payload JSON|@file|- [--dedupe-key K] [--in 10s]
 //	status <id>
@@ -36,9 +36,13 @@
 // is a table or "key: value" lines.
 //
 // Dead letters come from the ledger (DEAD_LETTER_DATABASE_URL, else
-// AUDIT_DATABASE_URL, else the file DEAD_LETTER_PATH, default
-// dead-letters.jsonl), the one the workers record into; dlq list and show
-// need no Redis. --actor defaults to the OS user.
+// AUDIT_DATABASE_URL, else the file DEAD_LETTER_PATH), the one the workers
+// record into; dlq list and show need no Redis. jobctl takes no default
+// ledger: without one of these variables a command that reads dead letters
+// fails naming them, and a DEAD_LETTER_PATH that does not exist is an error
+// (jobctl never creates a ledger). dlq list, and with -v every command
+// that reads the ledger, prints "ledger: postgres (host:port/db)" or
+// "ledger: file /path" on standard error. --actor defaults to the OS user.
 // E-mail addresses are masked in everything shown.
 //
 // Redis is REDIS_URL (redis://, rediss://, redis-sentinel://) or
@@ -116,6 +120,8 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	json           bool
+	verbose        bool // -v: say which ledger a command reads
+	announceLedger bool // dlq list: say which ledger it read, -v or not
 }
 
 // config is jobctl's configuration, read from the environment.
@@ -212,6 +218,7 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.BoolVar(&c.json, "json", c.json, "print JSON in the HTTP API's shapes")
+	fs.BoolVar(&c.verbose, "v", c.verbose, "say on standard error which dead-letter ledger is read")
 	return fs
 }
 
@@ -256,7 +263,7 @@ func (c *cli) usage() error {
 	fmt.Fprint(tw, `jobctl operates the escrow background jobs (asynq on Redis).
 
 Usage:
-  jobctl [--json] <command> [flags] [args]
+  jobctl [--json] [-v] <command> [flags] [args]
 
 Commands:
   enqueue <type> --payload JSON|@file|- [--dedupe-key K] [--in 10s]
@@ -280,6 +287,7 @@ Commands:
 
 Flags:
   --json	JSON in the HTTP API's shapes; before or after the command
+  -v	say on standard error which dead-letter ledger is read (dlq list always does)
   --payload	inline JSON, @file to read a file, - to read standard input
   --dedupe-key	replaces the type's default dedupe key; the job ID is <type>:<key>
   --in	delay the first attempt (Go duration: 90s, 10m, 2h)
@@ -298,7 +306,7 @@ Environment:
   REDIS_USERNAME	Redis ACL user for REDIS_CLUSTER_ADDRS or the master behind redis-sentinel://
   REDIS_PASSWORD	password for REDIS_CLUSTER_ADDRS or the master behind redis-sentinel://
   DEAD_LETTER_DATABASE_URL	the dead-letter ledger in PostgreSQL (else AUDIT_DATABASE_URL)
-  DEAD_LETTER_PATH	the file ledger without a database (default dead-letters.jsonl)
+  DEAD_LETTER_PATH	the workers' file ledger without a database (no default: one of the two is required)
 
 Exit status: 0 ok (a duplicate enqueue too), 1 error, 2 usage error.
 `)

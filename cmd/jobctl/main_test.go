@@ -23,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(quietLogger{}) // as main does: failures are reported by jobctl itself
-	os.Exit(m.Run())
+	os.Exit(peertest.RunMain(m))
 }
 
 // fixture is a Redis of this test alone and a way to run jobctl against it.
@@ -44,7 +44,12 @@ func setup(t *testing.T) *fixture {
 	}
 	in := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = in.Close() })
-	env := map[string]string{"REDIS_URL": url, "DEAD_LETTER_PATH": filepath.Join(t.TempDir(), "dead-letters.jsonl")}
+	// The workers' ledger: jobctl reads it and never creates it.
+	path := filepath.Join(t.TempDir(), "dead-letters.jsonl")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"REDIS_URL": url, "DEAD_LETTER_PATH": path}
 	return &fixture{t: t, url: url, env: env, inspector: in}
 }
 

@@ -2,18 +2,24 @@
 // the environment: PostgreSQL when DEAD_LETTER_DATABASE_URL (or
 // AUDIT_DATABASE_URL) is set, else the JSON-lines file DEAD_LETTER_PATH
 // (default dead-letters.jsonl). cmd/server, cmd/monitor and jobctl must
-// point at the same one.
+// point at the same one, so each says which it uses (Config.String); jobctl
+// takes no default (Config.Require) and never creates a file ledger
+// (Config.OpenExisting).
 package ledgerenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/postgres"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // DefaultPath is the file ledger's path when DEAD_LETTER_PATH is unset.
@@ -32,7 +38,13 @@ type Config struct {
 	// Retention is DEAD_LETTER_RETENTION: how long a requeued or discarded
 	// dead letter is kept.
 	Retention time.Duration
+
+	// pathSet says DEAD_LETTER_PATH was given (Path is not the default).
+	pathSet bool
 }
+
+// ErrNoLedger is returned by Require when the environment names no ledger.
+var ErrNoLedger = errors.New("no dead-letter ledger configured: set DEAD_LETTER_DATABASE_URL (the PostgreSQL ledger the workers record into) or DEAD_LETTER_PATH (their file ledger)")
 
 // Load reads the configuration; errors name the variable.
 func Load(getenv func(string) string) (Config, error) {
@@ -46,6 +58,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.Path == "" {
 		c.Path = DefaultPath
+	} else {
+		c.pathSet = true
 	}
 	if v := strings.TrimSpace(getenv("DEAD_LETTER_RETENTION")); v != "" {
 		d, err := ParseRetention(v)
@@ -78,6 +92,33 @@ func ParseRetention(v string) (time.Duration, error) {
 	return d, nil
 }
 
+// Require fails with ErrNoLedger unless the environment names the ledger
+// (a database URL or DEAD_LETTER_PATH): a tool that reads the workers'
+// ledger must not guess it.
+func (c Config) Require() error {
+	if c.DatabaseURL == "" && !c.pathSet {
+		return ErrNoLedger
+	}
+	return nil
+}
+
+// String says which ledger c is, without credentials: "postgres
+// (host:port/database)" or "file /absolute/path".
+func (c Config) String() string {
+	if c.DatabaseURL == "" {
+		p, err := filepath.Abs(c.Path)
+		if err != nil {
+			p = c.Path
+		}
+		return "file " + p
+	}
+	pc, err := pgconn.ParseConfig(c.DatabaseURL)
+	if err != nil {
+		return "postgres (unparsable DEAD_LETTER_DATABASE_URL)"
+	}
+	return fmt.Sprintf("postgres (%s:%d/%s)", pc.Host, pc.Port, pc.Database)
+}
+
 // Store is an open ledger.
 type Store struct {
 	Ledger deadletter.Ledger
@@ -96,7 +137,23 @@ func (s *Store) Close() {
 	}
 }
 
-// Open opens the ledger for reading and repairs (cmd/monitor, jobctl).
+// OpenExisting is Open for a tool (jobctl): a file ledger that does not
+// exist is an error naming its path, never a new empty file.
+func (c Config) OpenExisting(ctx context.Context) (*Store, error) {
+	if c.DatabaseURL == "" {
+		if _, err := os.Stat(c.Path); err != nil {
+			p, _ := filepath.Abs(c.Path)
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("DEAD_LETTER_PATH: no dead-letter ledger at %s (the workers create it; is it the path they use?)", p)
+			}
+			return nil, fmt.Errorf("DEAD_LETTER_PATH: %w", err)
+		}
+	}
+	return c.Open(ctx)
+}
+
+// Open opens the ledger for reading and repairs (cmd/monitor); a missing
+// file ledger is created.
 func (c Config) Open(ctx context.Context) (*Store, error) {
 	s := &Store{}
 	if c.DatabaseURL == "" {
