@@ -24,6 +24,7 @@ var ErrDuplicate = errors.New("duplicate job")
 type Client struct {
 	rc           redis.UniversalClient
 	c            *asynq.Client
+	in           *asynq.Inspector // on rc; reads the job of a refused duplicate
 	timeout      time.Duration
 	waitReplicas int
 	tracing      *Tracing // nil: no spans
@@ -45,6 +46,7 @@ func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 		installWaitHook(rc, c.waitReplicas)
 	}
 	c.c = asynq.NewClientFromRedisClient(rc)
+	c.in = asynq.NewInspectorFromRedisClient(rc)
 	return c
 }
 
@@ -103,7 +105,7 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 	_, err = c.c.EnqueueContext(ctx, c.asynqTask(ctx, t, now))
 	dup := errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask)
 	if ix != nil && (err == nil || dup) {
-		if werr := ix.write(ctx, c.rc); werr != nil {
+		if werr := ix.write(ctx, c.rc, c.in, t.Queue, err == nil); werr != nil {
 			return t.ID, fmt.Errorf("enqueue %s: stored, but not in the escrow's history: %w", t.ID, werr)
 		}
 	}

@@ -24,16 +24,21 @@ import (
 // them for good, so they do not depend on the index.
 const HistoryTTL = 24 * time.Hour
 
-// historyKey is the Redis string of one escrow's jobs: one line per
-// enqueue, "<enqueued-at unix nanos> <queue> <job ID>\n", appended. A job
-// enqueued again (a duplicate) adds a line; History keeps its latest. A
-// string of lines costs Redis less than a hash, which job IDs over 64
-// bytes turn from a compact listpack into a hashtable.
-func historyKey(transactionID string) string { return "escrowjobs:jobs:" + transactionID }
+// historyKey is the Redis hash of one escrow's jobs: job ID → "<queue>
+// <enqueued-at unix nanos>", one field per job. Enqueue writes a field
+// only when the job has none (HSETNX), and sets the expiry only then: a
+// refused duplicate, however often it is retried, leaves the hash and its
+// expiry as they were.
+func historyKey(transactionID string) string { return "escrowjobs:index:" + transactionID }
+
+// linesHistoryKey is the string of lines "<enqueued-at unix nanos>
+// <queue> <job ID>\n" that Enqueue appended before (one per enqueue,
+// duplicates too); History still reads it until the last of them expires
+// (HistoryTTL).
+func linesHistoryKey(transactionID string) string { return "escrowjobs:jobs:" + transactionID }
 
 // legacyHistoryKey is the hash of job ID → "<queue> <enqueued-at unix
-// nanos>" that Enqueue wrote before; History still reads it, until the
-// last of them expires (HistoryTTL).
+// nanos>" that Enqueue wrote before the lines; History still reads it.
 func legacyHistoryKey(transactionID string) string { return "escrowjobs:history:" + transactionID }
 
 // transactionOf is p's transactionId ("" for a payload without one).
@@ -44,24 +49,46 @@ func transactionOf(p Payload) string {
 	return ""
 }
 
-// indexEntry is the history line of one enqueue. Enqueue hands it to the
+// indexScript writes one job's field of an escrow's index. KEYS: the
+// index. ARGV: job ID, "<queue> <nanos>", expiry ms, mode: "nx" writes
+// only a field that is not there yet, "set" overwrites it. The expiry is
+// set (never shortened) only when the field was written, so a duplicate
+// changes nothing. Returns 1 when it wrote the field.
+var indexScript = redis.NewScript(`
+if ARGV[4] == 'set' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+elseif redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`)
+
+// unindexScript takes a job's field out of an escrow's index if it still
+// holds the value this enqueue wrote. KEYS: the index. ARGV: job ID, value.
+var unindexScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`)
+
+// indexEntry is the history field of one enqueue. Enqueue hands it to the
 // wake publisher (wake.go), which sends it in the pipeline that carries
 // asynq's enqueue script, ahead of the script: no extra round trip, and
-// on one Redis the line lands before the job. (On a Cluster the escrow's
-// key is in another slot than the queue's: its two commands go to their
-// own node in the same round trip, never inside asynq's script.) A job
-// whose enqueue then fails stays in the index and shows as StateExpired:
+// on one Redis the field lands before the job. (On a Cluster the escrow's
+// key is in another slot than the queue's: its script goes to its own
+// node in the same round trip, never inside asynq's script.) A job whose
+// enqueue then fails stays in the index and shows as StateExpired:
 // taking it out could drop a job that did land.
 type indexEntry struct {
-	txID, key, line string
-	ttl             time.Duration
-	appended        *redis.IntCmd  // nil until sent
-	expire          *redis.BoolCmd // nil until sent
+	txID, key, id, value string
+	ttl                  time.Duration
+	sent                 *redis.Cmd // nil until sent
 }
 
 type indexEntryKey struct{}
 
-// indexEntry is t's history line, or nil for a job of no escrow.
+// indexEntry is t's history field, or nil for a job of no escrow.
 func (c *Client) indexEntry(t *Task, now time.Time) *indexEntry {
 	txID := t.transactionID
 	if txID == "" && t.opts == nil && t.Task != nil {
@@ -74,28 +101,55 @@ func (c *Client) indexEntry(t *Task, now time.Time) *indexEntry {
 	if !t.readyAt.IsZero() {
 		delay = max(delay, t.readyAt.Sub(now))
 	}
-	return &indexEntry{txID: txID, key: historyKey(txID), ttl: HistoryTTL + delay,
-		line: strconv.FormatInt(now.UnixNano(), 10) + " " + t.Queue + " " + t.ID + "\n"}
+	return &indexEntry{txID: txID, key: historyKey(txID), id: t.ID, ttl: HistoryTTL + delay,
+		value: t.Queue + " " + strconv.FormatInt(now.UnixNano(), 10)}
 }
 
-// add queues the entry's APPEND and PEXPIRE on pipe.
+// args are indexScript's arguments for mode.
+func (ix *indexEntry) args(mode string) []any {
+	return []any{ix.id, ix.value, ix.ttl.Milliseconds(), mode}
+}
+
+// add queues the entry's write (EVALSHA of indexScript) on pipe.
 func (ix *indexEntry) add(ctx context.Context, pipe redis.Pipeliner) {
-	ix.appended = pipe.Append(ctx, ix.key, ix.line)
-	ix.expire = pipe.PExpire(ctx, ix.key, ix.ttl)
+	ix.sent = pipe.EvalSha(ctx, indexScript.Hash(), []string{ix.key}, ix.args("nx")...)
 }
 
-// write makes sure the entry is in Redis after the enqueue: written on its
-// own when the enqueue's pipeline did not carry it (a script the wake
-// publisher does not recognise) or failed to write it, so no job of an
-// escrow that Enqueue reports stored is missing from the index.
-func (ix *indexEntry) write(ctx context.Context, rc redis.UniversalClient) error {
-	if ix.appended != nil && ix.appended.Err() == nil && ix.expire.Err() == nil {
-		return nil
+// write settles the entry once the enqueue has answered: stored says
+// whether it stored the job (false: refused as a duplicate). The common
+// cases cost nothing more: a new job whose field the pipeline wrote, a
+// duplicate whose field was there. Otherwise it writes the field on its
+// own when the pipeline did not carry it (a script the wake publisher
+// does not recognise, or Redis had not loaded indexScript) or failed to
+// write it, so no job of an escrow that Enqueue reports stored is missing
+// from the index; it overwrites the field of a job stored again under an
+// ID the index still held (asynq had dropped the earlier job); and it
+// takes back the field a refused duplicate wrote for a job of another
+// escrow (a dedupe key reused across escrows). in reads that job; nil
+// skips the check.
+func (ix *indexEntry) write(ctx context.Context, rc redis.UniversalClient, in *asynq.Inspector, queue string, stored bool) error {
+	var wrote int64
+	err := errors.New("not sent")
+	if ix.sent != nil {
+		wrote, err = ix.sent.Int64()
 	}
-	pipe := rc.Pipeline()
-	ix.add(ctx, pipe)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("history index of %s: %w", ix.txID, err)
+	if err != nil {
+		if wrote, err = indexScript.Run(ctx, rc, []string{ix.key}, ix.args("nx")...).Int64(); err != nil {
+			return fmt.Errorf("history index of %s: %w", ix.txID, err)
+		}
+	}
+	switch {
+	case stored && wrote == 0:
+		if err := indexScript.Run(ctx, rc, []string{ix.key}, ix.args("set")...).Err(); err != nil {
+			return fmt.Errorf("history index of %s: %w", ix.txID, err)
+		}
+	case !stored && wrote == 1 && in != nil:
+		// A duplicate whose job this escrow's index did not name: this
+		// escrow's own job whose field was lost (kept), or another's.
+		info, err := in.GetTaskInfo(queue, ix.id)
+		if err == nil && storedTransactionID(info.Payload) != ix.txID {
+			_ = unindexScript.Run(ctx, rc, []string{ix.key}, ix.id, ix.value).Err()
+		}
 	}
 	return nil
 }
@@ -188,6 +242,17 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 		if err != nil {
 			return nil, fmt.Errorf("history of %s: job %s: %w", transactionID, id, err)
 		}
+		if info != nil && storedTransactionID(info.Payload) != transactionID {
+			// A job of another escrow under an ID this escrow's index
+			// names (a dedupe key used by both): not this escrow's.
+			if r.field != "" {
+				_ = unindexScript.Run(ctx, in.rc, []string{historyKey(transactionID)}, id, r.field).Err()
+			}
+			info = nil
+			if _, isDead := dead[id]; !isDead {
+				continue
+			}
+		}
 		h := HistoryJob{}
 		if !r.enqueued.IsZero() {
 			h.EnqueuedAt = &r.enqueued
@@ -218,13 +283,15 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 type indexRef struct {
 	queue    string
 	enqueued time.Time
+	field    string // its field's value in historyKey ("": from the formats before it)
 }
 
-// indexed reads an escrow's index (and the legacy hash, in the same round
-// trip): job ID → its latest line.
+// indexed reads an escrow's index, and the lines and the hash it used to
+// be, in one round trip: job ID → its latest entry.
 func (in *Inspector) indexed(ctx context.Context, transactionID string) (map[string]indexRef, error) {
 	pipe := in.rc.Pipeline()
-	lines := pipe.Get(ctx, historyKey(transactionID))
+	index := pipe.HGetAll(ctx, historyKey(transactionID))
+	lines := pipe.Get(ctx, linesHistoryKey(transactionID))
 	legacy := pipe.HGetAll(ctx, legacyHistoryKey(transactionID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -240,6 +307,10 @@ func (in *Inspector) indexed(ctx context.Context, transactionID string) (map[str
 		if ok1 && ok2 && id != "" {
 			refs[id] = indexRef{queue: q, enqueued: unixNanos(ns)}
 		}
+	}
+	for id, v := range index.Val() {
+		q, ns, _ := strings.Cut(v, " ")
+		refs[id] = indexRef{queue: q, enqueued: unixNanos(ns), field: v}
 	}
 	return refs, nil
 }

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,10 +16,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The history index's write path: the line goes in the enqueue's pipeline,
-// ahead of the job; it is written on its own when that pipeline did not
-// carry it; a failed write is reported; History keeps each job's latest
-// line and still reads the hash the index used to be.
+// The history index's write path: the job's field goes in the enqueue's
+// pipeline, ahead of the job; it is written on its own when that pipeline
+// did not carry it; a failed write is reported; a duplicate changes
+// nothing; History lists no job of another escrow and still reads the
+// formats the index used to have.
 
 // indexRedis is a private Redis as an asynq option, a plain client on it,
 // an Inspector and a Client.
@@ -93,8 +95,8 @@ func (r *commandRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	}
 }
 
-// The history line costs no round trip of its own: APPEND and PEXPIRE go
-// in the pipeline of asynq's enqueue script and the wake-up, ahead of the
+// The history field costs no round trip of its own: its script goes in
+// the pipeline of asynq's enqueue script and the wake-up, ahead of the
 // script, and nothing else is sent.
 func TestEnqueueSendsTheHistoryLineAheadOfTheJobInOneRoundTrip(t *testing.T) {
 	_, _, in, c := indexRedis(t)
@@ -108,7 +110,7 @@ func TestEnqueueSendsTheHistoryLineAheadOfTheJobInOneRoundTrip(t *testing.T) {
 	if _, err := c.Enqueue(ctx, task); err != nil {
 		t.Fatal(err)
 	}
-	want := [][]string{{"append", "pexpire", "evalsha", "publish"}}
+	want := [][]string{{"evalsha", "evalsha", "publish"}}
 	if len(rec.single) > 0 || !slices.EqualFunc(rec.pipelines, want, slices.Equal) {
 		t.Errorf("sent: got alone %q and pipelines %q, want no command alone and pipelines %q", rec.single, rec.pipelines, want)
 	}
@@ -137,7 +139,7 @@ func TestEnqueueReportsAJobStoredWithoutItsHistoryLine(t *testing.T) {
 	_, rc, in, c := indexRedis(t)
 	ctx := context.Background()
 	const tx = "esc-wrong-type"
-	if err := rc.HSet(ctx, historyKey(tx), "x", "y").Err(); err != nil { // APPEND there fails: WRONGTYPE
+	if err := rc.Set(ctx, historyKey(tx), "x", 0).Err(); err != nil { // HSETNX there fails: WRONGTYPE
 		t.Fatal(err)
 	}
 	task := captureTask(t, tx, "pi_wrongtype")
@@ -157,10 +159,11 @@ func TestEnqueueReportsAJobStoredWithoutItsHistoryLine(t *testing.T) {
 	wantHistory(t, in, tx, []string{task.ID}, []string{"pending"})
 }
 
-// A job enqueued twice is listed once, at its latest enqueue; a job only
-// in the hash the index used to be is listed too; the index outlives its
-// latest enqueue by HistoryTTL plus that job's delay.
-func TestHistoryKeepsTheLatestLineOfAJobAndReadsTheLegacyHash(t *testing.T) {
+// A job in the lines or the hash the index used to be is listed too; a
+// job of both the lines and the index is listed once, from the index; the
+// index has one field per job and outlives its latest new job by
+// HistoryTTL plus that job's delay.
+func TestHistoryReadsTheFormatsBeforeTheIndex(t *testing.T) {
 	_, rc, in, c := indexRedis(t)
 	ctx := context.Background()
 	const tx = "esc-lines"
@@ -168,11 +171,16 @@ func TestHistoryKeepsTheLatestLineOfAJobAndReadsTheLegacyHash(t *testing.T) {
 	if err := rc.HSet(ctx, legacyHistoryKey(tx), legacy, "critical 1764460800000000000").Err(); err != nil {
 		t.Fatal(err)
 	}
+	lined := "stripe_capture_payment:capture-pi_lined"
 	twice := captureTask(t, tx, "pi_twice")
-	if _, err := c.Enqueue(ctx, twice); err != nil {
+	lines := "1764460900000000000 critical " + lined + "\n1764461000000000000 critical " + twice.ID + "\n"
+	if err := rc.Set(ctx, linesHistoryKey(tx), lines, time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 	between := time.Now()
+	if _, err := c.Enqueue(ctx, twice); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Enqueue(ctx, twice); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("second enqueue: got %v, want ErrDuplicate", err)
 	}
@@ -183,14 +191,102 @@ func TestHistoryKeepsTheLatestLineOfAJobAndReadsTheLegacyHash(t *testing.T) {
 	if ttl := rc.PTTL(ctx, historyKey(tx)).Val(); ttl < HistoryTTL+time.Hour-time.Minute || ttl > HistoryTTL+time.Hour {
 		t.Errorf("index expiry: got %s, want HistoryTTL + the 1 h delay", ttl)
 	}
-	if lines := strings.Count(rc.Get(ctx, historyKey(tx)).Val(), "\n"); lines != 3 {
-		t.Errorf("index: got %d lines, want 3 (one per enqueue)", lines)
+	if n := rc.HLen(ctx, historyKey(tx)).Val(); n != 2 {
+		t.Errorf("index: got %d fields, want 2 (one per job)", n)
 	}
-	jobs := wantHistory(t, in, tx, []string{legacy, twice.ID, later.ID}, []string{StateExpired, "pending", "scheduled"})
+	jobs := wantHistory(t, in, tx, []string{legacy, lined, twice.ID, later.ID}, []string{StateExpired, StateExpired, "pending", "scheduled"})
 	if want := time.Unix(0, 1764460800000000000).UTC(); jobs[0].EnqueuedAt == nil || !jobs[0].EnqueuedAt.Equal(want) || jobs[0].Queue != "critical" {
 		t.Errorf("legacy job: got enqueued at %v in %q, want %s in critical", jobs[0].EnqueuedAt, jobs[0].Queue, want)
 	}
-	if jobs[1].EnqueuedAt == nil || jobs[1].EnqueuedAt.Before(between) {
-		t.Errorf("job enqueued twice: got enqueued at %v, want its second enqueue (after %s)", jobs[1].EnqueuedAt, between)
+	if want := time.Unix(0, 1764460900000000000).UTC(); jobs[1].EnqueuedAt == nil || !jobs[1].EnqueuedAt.Equal(want) {
+		t.Errorf("job of the lines: got enqueued at %v, want %s", jobs[1].EnqueuedAt, want)
+	}
+	if jobs[2].EnqueuedAt == nil || jobs[2].EnqueuedAt.Before(between) {
+		t.Errorf("job of the lines and the index: got enqueued at %v, want its enqueue into the index (after %s)", jobs[2].EnqueuedAt, between)
+	}
+}
+
+// However often a job is enqueued again while it exists, the escrow's
+// index keeps the size and the expiry it had after the first enqueue.
+func TestDuplicatesLeaveTheIndexAsTheFirstEnqueueDid(t *testing.T) {
+	_, rc, in, c := indexRedis(t)
+	ctx := context.Background()
+	const tx = "esc-dups"
+	task := captureTask(t, tx, "pi_dups")
+	if _, err := c.Enqueue(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	key := historyKey(tx)
+	size, ttl := rc.MemoryUsage(ctx, key).Val(), rc.PTTL(ctx, key).Val()
+	fields := rc.HGetAll(ctx, key).Val()
+	for i := range 300 {
+		if _, err := c.Enqueue(ctx, captureTask(t, tx, "pi_dups")); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("duplicate %d: got %v, want ErrDuplicate", i, err)
+		}
+	}
+	if got := rc.MemoryUsage(ctx, key).Val(); got != size {
+		t.Errorf("index size after 300 duplicates: got %d bytes, want %d (as after the first enqueue)", got, size)
+	}
+	if got := rc.PTTL(ctx, key).Val(); got > ttl {
+		t.Errorf("index expiry after 300 duplicates: got %s, want at most %s (not pushed out)", got, ttl)
+	}
+	if got := rc.HGetAll(ctx, key).Val(); !maps.Equal(got, fields) {
+		t.Errorf("index after 300 duplicates: got %q, want %q", got, fields)
+	}
+	wantHistory(t, in, tx, []string{task.ID}, []string{"pending"})
+}
+
+// A dedupe key used by two escrows names one job, the first escrow's: the
+// second escrow's refused enqueue leaves nothing in its index, and an
+// index entry naming a job of another escrow (written before) is not
+// listed, and taken out.
+func TestHistoryListsNoJobOfAnotherEscrow(t *testing.T) {
+	_, rc, in, c := indexRedis(t)
+	ctx := context.Background()
+	first := captureTask(t, "esc-1", "pi_shared", DedupeKey("shared-capture"))
+	if _, err := c.Enqueue(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	second := captureTask(t, "esc-4", "pi_other", DedupeKey("shared-capture"))
+	if id, err := c.Enqueue(ctx, second); !errors.Is(err, ErrDuplicate) || id != first.ID {
+		t.Fatalf("enqueue for esc-4: got (%q, %v), want (%q, ErrDuplicate)", id, err, first.ID)
+	}
+	if n := rc.Exists(ctx, historyKey("esc-4")).Val(); n != 0 {
+		t.Errorf("index of esc-4: got %q, want none", rc.HGetAll(ctx, historyKey("esc-4")).Val())
+	}
+	wantHistory(t, in, "esc-4", nil, nil)
+	wantHistory(t, in, "esc-1", []string{first.ID}, []string{"pending"})
+
+	// An entry written before (by an enqueue without the check above).
+	if err := rc.HSet(ctx, historyKey("esc-4"), first.ID, first.Queue+" 1764460800000000000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantHistory(t, in, "esc-4", nil, nil)
+	if n := rc.HLen(ctx, historyKey("esc-4")).Val(); n != 0 {
+		t.Errorf("index of esc-4 after History: got %d fields, want 0", n)
+	}
+	wantHistory(t, in, "esc-1", []string{first.ID}, []string{"pending"})
+}
+
+// A job stored again under an ID the index still names (asynq dropped
+// the earlier job) is listed at its new enqueue.
+func TestHistoryListsAJobStoredAgainAtItsNewEnqueue(t *testing.T) {
+	_, rc, in, c := indexRedis(t)
+	ctx := context.Background()
+	const tx = "esc-again"
+	task := captureTask(t, tx, "pi_again")
+	if err := rc.HSet(ctx, historyKey(tx), task.ID, task.Queue+" 1764460800000000000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if _, err := c.Enqueue(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	jobs := wantHistory(t, in, tx, []string{task.ID}, []string{"pending"})
+	if jobs[0].EnqueuedAt == nil || jobs[0].EnqueuedAt.Before(before) {
+		t.Errorf("enqueued at: got %v, want after %s", jobs[0].EnqueuedAt, before)
+	}
+	if ttl := rc.PTTL(ctx, historyKey(tx)).Val(); ttl < HistoryTTL-time.Minute {
+		t.Errorf("index expiry: got %s, want about HistoryTTL", ttl)
 	}
 }

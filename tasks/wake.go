@@ -23,7 +23,7 @@ func WakeChannel(queue string) string { return "escrowjobs:wake:{" + queue + "}"
 // PUBLISH (SPUBLISH on a Cluster) of the job's queue in one pipeline: the
 // wake-up costs no extra round trip, and Redis runs it after the script,
 // so a worker that hears it finds the job. The same pipeline carries, ahead
-// of the script, the escrow's history line of a job Client.Enqueue stores
+// of the script, the escrow's history field of a job Client.Enqueue stores
 // (indexEntry). A failed publish is ignored:
 // workers still poll, so a lost wake-up costs at most one poll interval.
 type wakePublisher struct {
@@ -49,8 +49,8 @@ func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		pipe := p.rc.Pipeline()
-		if ix, ok := ctx.Value(indexEntryKey{}).(*indexEntry); ok && ix.appended == nil {
-			ix.add(ctx, pipe) // Client.Enqueue's history line, ahead of the job (history.go)
+		if ix, ok := ctx.Value(indexEntryKey{}).(*indexEntry); ok && ix.sent == nil {
+			ix.add(ctx, pipe) // Client.Enqueue's history field, ahead of the job (history.go)
 		}
 		_ = pipe.Process(ctx, cmd)
 		if p.sharded {
