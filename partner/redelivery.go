@@ -164,6 +164,7 @@ func (r *Redelivery) Archived(ctx context.Context, jobID, taskType string, paylo
 		return
 	}
 	log := r.log.With("task_id", jobID, "task_type", taskType, "partner", p.PartnerID)
+	r.cfg.State.unwait(ctx, p.PartnerID, jobID) // a dead letter waits for no circuit
 	switch {
 	case errors.Is(err, ErrUnknownPartner), errors.Is(err, ErrEndpointDisabled):
 		if perr := r.cfg.Redis.SAdd(ctx, parkedKey(p.PartnerID), jobID).Err(); perr != nil {

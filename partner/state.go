@@ -23,7 +23,15 @@ import (
 const (
 	DefaultBreakerFailures = 5
 	DefaultBreakerProbe    = 30 * time.Second
+	DefaultMaxWaiting      = 10000
 )
+
+// waitingGrace is how long a delivery stays in its partner's waiting set
+// after the end of its wait: a job that has not come back to admit by
+// then (dead-lettered, deleted) no longer waits, and one that is late is
+// due anyway, so waking it early is moot. The set expires this long after
+// its latest wait ends.
+const waitingGrace = 10 * time.Minute
 
 // Partner states of Status.State.
 const (
@@ -71,6 +79,11 @@ type StateConfig struct {
 	// taken; default 2 × DefaultTimeout + 10 s. It must exceed the
 	// sender's timeout.
 	Lease time.Duration
+	// MaxWaiting bounds the deliveries a partner's waiting set names
+	// (default 10000): beyond it, those whose wait ends first are dropped
+	// from it (they still come back at the end of their wait; only the
+	// early wake-up when the circuit closes is lost).
+	MaxWaiting int
 	// Alert is told when a partner is disabled (410 Gone); may be nil.
 	Alert func(ctx context.Context, kind, partner, reason string)
 }
@@ -94,6 +107,7 @@ func NewState(cfg StateConfig) (*State, error) {
 	cfg.BreakerFailures = cmp.Or(max(cfg.BreakerFailures, 0), DefaultBreakerFailures)
 	cfg.BreakerProbe = cmp.Or(max(cfg.BreakerProbe, 0), DefaultBreakerProbe)
 	cfg.Lease = cmp.Or(max(cfg.Lease, 0), 2*DefaultTimeout+10*time.Second)
+	cfg.MaxWaiting = cmp.Or(max(cfg.MaxWaiting, 0), DefaultMaxWaiting)
 	return &State{rc: cfg.Redis, cfg: cfg}, nil
 }
 
@@ -108,7 +122,10 @@ type admission struct {
 // admitScript decides whether a delivery to one partner may start now.
 // KEYS: state, probe, slots, bucket, waiting. ARGV: failures threshold,
 // probe ms, max concurrency, lease ms, rate per second (0: none), token,
-// job ID. Answers {"ok", probe} | {"wait", ms, reason} | {"disabled"}.
+// job ID, max waiting, waiting grace ms. Answers {"ok", probe} | {"wait",
+// ms, reason} | {"disabled"}. A wait also trims the waiting set (entries
+// whose wait ended more than the grace ago, then the soonest beyond max
+// waiting) and keeps it expiring the grace after its latest wait.
 var admitScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -116,7 +133,12 @@ local threshold, probeMs = tonumber(ARGV[1]), tonumber(ARGV[2])
 local maxConc, leaseMs, rate = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local function wait(ms, reason)
   if ms < 1 then ms = 1 end
+  local maxWaiting, grace = tonumber(ARGV[8]), tonumber(ARGV[9])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - grace)
   redis.call('ZADD', KEYS[5], now + ms, ARGV[7])
+  local n = redis.call('ZCARD', KEYS[5])
+  if n > maxWaiting then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, n - maxWaiting - 1) end
+  if redis.call('PTTL', KEYS[5]) < ms + grace then redis.call('PEXPIRE', KEYS[5], ms + grace) end
   return {'wait', ms, reason}
 end
 local st = redis.call('HMGET', KEYS[1], 'disabled', 'throttleUntil', 'failures')
@@ -174,7 +196,7 @@ func (s *State) admit(ctx context.Context, partner, jobID string, l Limits) (adm
 	res, err := admitScript.Run(ctx, s.rc,
 		[]string{stateKey(partner), probeKey(partner), slotsKey(partner), bucketKey(partner), waitingKey(partner)},
 		s.cfg.BreakerFailures, s.cfg.BreakerProbe.Milliseconds(), max(l.MaxConcurrency, 1), s.cfg.Lease.Milliseconds(),
-		strconv.FormatFloat(l.RatePerSecond, 'f', -1, 64), token, jobID,
+		strconv.FormatFloat(l.RatePerSecond, 'f', -1, 64), token, jobID, s.cfg.MaxWaiting, waitingGrace.Milliseconds(),
 	).Slice()
 	if err != nil {
 		return admission{}, fmt.Errorf("partner %s: admit: %w", partner, err)
@@ -441,8 +463,11 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 		if err != nil {
 			log.DebugContext(ctx, "webhook: waiting delivery not woken", "partner", partner, "task_id", id, "error", err)
 		}
-		if n == 1 {
+		switch n {
+		case 1:
 			woken[q] = true
+		case -1:
+			s.unwait(ctx, partner, id)
 		}
 	}
 	// Tell idle workers, as an enqueue does (a lost wake-up costs their
@@ -460,13 +485,24 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 // wakeScript moves a job that waits in asynq's retry set to pending. It
 // is asynq's RunTask restricted to the retry state: RunTask would also
 // move a job that completed meanwhile back to pending and run it twice.
+//
+// It returns -1 for a job that no longer waits: gone, completed or
+// archived.
 var wakeScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'state') ~= 'retry' then return 0 end
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st or st == 'completed' or st == 'archived' then return -1 end
+if st ~= 'retry' then return 0 end
 if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'pending')
 return 1
 `)
+
+// unwait takes jobID out of partner's waiting set: it no longer waits (it
+// is a dead letter, or gone).
+func (s *State) unwait(ctx context.Context, partner, jobID string) {
+	_ = s.rc.ZRem(ctx, waitingKey(partner), jobID).Err()
+}
 
 // queueOf is the queue of a job ID "<type>:<key>".
 func queueOf(jobID string) string {
