@@ -33,6 +33,7 @@ type config struct {
 	deadLetterPath      string
 	doneMarkersPath     string
 	deadLetterDB        string
+	ledgerName          string // for the start log line: "postgres (host:port/db)" or "file /path"
 	deadLetterRetention time.Duration
 
 	smtpURL, mailFrom, resendKey, resendBase string
@@ -78,6 +79,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, err)
 	} else {
 		c.deadLetterPath, c.deadLetterDB, c.deadLetterRetention = lc.Path, lc.DatabaseURL, lc.Retention
+		c.ledgerName = lc.String()
 	}
 	// Completion markers of jobs that finished while Redis was down (see
 	// worker.Config.DoneMarkersPath): next to the dead-letter file, "off"

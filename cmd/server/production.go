@@ -90,6 +90,8 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		cleanup.add(func() { file.Close() })
 		dl = file
 	}
+	// jobctl and the monitor must read this same ledger: say which it is.
+	log.Info("dead-letter ledger", "ledger", cfg.ledgerName)
 	pctx, stopPurge := context.WithCancel(ctx)
 	purged := make(chan struct{})
 	go func() { defer close(purged); purgeLoop(pctx, dl, cfg.deadLetterRetention, log) }()
