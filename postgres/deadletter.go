@@ -94,6 +94,33 @@ func (l *DeadLetters) List(ctx context.Context, f deadletter.Filter, cursor stri
 	if limit <= 0 {
 		return page, nil
 	}
+	q, args := listQuery(f, c, has, limit)
+	rows, err := l.db.pool.Query(ctx, q, args...)
+	if err != nil {
+		return page, fmt.Errorf("postgres: list dead letters: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return page, fmt.Errorf("postgres: list dead letters: %w", err)
+		}
+		page.Entries = append(page.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("postgres: list dead letters: %w", err)
+	}
+	if len(page.Entries) > limit {
+		page.Entries = page.Entries[:limit]
+		page.Next = deadletter.EncodeCursor(page.Entries[limit-1])
+	}
+	return page, nil
+}
+
+// listQuery is List's query: the rows matching f after cursor c (when
+// has), most recent failure first, limit+1 of them. Its payload filters
+// are exactly the expressions migrate.go indexes.
+func listQuery(f deadletter.Filter, c deadletter.Cursor, has bool, limit int) (string, []any) {
 	var where []string
 	var args []any
 	add := func(cond string, v any) {
@@ -131,26 +158,7 @@ func (l *DeadLetters) List(ctx context.Context, f deadletter.Filter, cursor stri
 	}
 	args = append(args, limit+1)
 	q += fmt.Sprintf(" ORDER BY archived_at DESC, id DESC LIMIT $%d", len(args))
-	rows, err := l.db.pool.Query(ctx, q, args...)
-	if err != nil {
-		return page, fmt.Errorf("postgres: list dead letters: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return page, fmt.Errorf("postgres: list dead letters: %w", err)
-		}
-		page.Entries = append(page.Entries, e)
-	}
-	if err := rows.Err(); err != nil {
-		return page, fmt.Errorf("postgres: list dead letters: %w", err)
-	}
-	if len(page.Entries) > limit {
-		page.Entries = page.Entries[:limit]
-		page.Next = deadletter.EncodeCursor(page.Entries[limit-1])
-	}
-	return page, nil
+	return q, args
 }
 
 // Get returns the job's most recent dead letter.

@@ -50,6 +50,11 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS dead_letters_job_idx ON dead_letters (job_id)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_list_idx ON dead_letters (archived_at DESC, id DESC)`,
 	`CREATE INDEX IF NOT EXISTS dead_letters_resolved_idx ON dead_letters (resolved_at) WHERE state <> 'open'`,
+	// One escrow's or one partner's dead letters (List's transactionId and
+	// partnerId filters, most recent failure first): the expressions are
+	// exactly the ones listQuery writes, or the planner cannot use them.
+	`CREATE INDEX IF NOT EXISTS dead_letters_transaction_idx ON dead_letters ((payload->>'transactionId'), archived_at DESC, id DESC)`,
+	`CREATE INDEX IF NOT EXISTS dead_letters_partner_idx ON dead_letters ((payload->>'partnerId'), archived_at DESC, id DESC)`,
 	// The flow and step of a job of a flow (package flows).
 	`ALTER TABLE dead_letters
 		ADD COLUMN IF NOT EXISTS flow text NOT NULL DEFAULT '',
