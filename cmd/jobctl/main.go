@@ -19,6 +19,8 @@
 //	partners enable <id> [--actor A]
 //	partners disable <id> [--reason R] [--actor A]
 //	history <transactionId>
+//	flow show <id>
+//	flow list [--state running|completed|failed|cancelled] [--name N] [--limit N] [--cursor C]
 //	help
 //
 // The payload is inline JSON, @file to read it from a file, or - to read it
@@ -31,9 +33,11 @@
 // --json, before or after the command, prints the HTTP API's JSON shapes:
 // {"id": …} (plus "duplicate": true) for enqueue, the job for status, the
 // list of queue counts for stats, {"items": […], "next": cursor|null} for
-// dlq list, the dead letter for dlq show, requeue and discard, and
-// {"matched", "requeued", "ids"} for a bulk requeue. Without it the output
-// is a table or "key: value" lines.
+// dlq list, the dead letter for dlq show, requeue and discard,
+// {"matched", "requeued", "ids"} for a bulk requeue, the flow (GET
+// /api/v1/flows/{id}) for flow show and {"items": [flows…], "next":
+// cursor|null} for flow list. Without it the output is a table or "key:
+// value" lines.
 //
 // Dead letters come from the ledger (DEAD_LETTER_DATABASE_URL, else
 // AUDIT_DATABASE_URL, else the file DEAD_LETTER_PATH), the one the workers
@@ -163,7 +167,7 @@ func (c *cli) dispatch(args []string) error {
 
 func (c *cli) command(cmd string, rest []string) error {
 	cmds := []command{{"enqueue", c.enqueue}, {"status", c.status}, {"stats", c.stats}, {"dlq", c.dlq},
-		{"partners", c.partners}, {"history", c.history}, {"help", func([]string) error { return c.usage() }}}
+		{"partners", c.partners}, {"history", c.history}, {"flow", c.flow}, {"help", func([]string) error { return c.usage() }}}
 	if run := pick(cmds, cmd); run != nil {
 		return run(rest)
 	}
@@ -283,6 +287,9 @@ Commands:
   partners enable <id> [--actor A]	turn a partner back on and redeliver what waited
   partners disable <id> [--reason R] [--actor A]	turn a partner off: its deliveries become dead letters
   history <transactionId>	every job of one escrow, oldest first, dead letters included
+  flow show <id>	one flow (release:esc-123): state, its steps in dependency order with state, attempts, last error
+  flow list [--state S] [--name N] [--limit N] [--cursor C]
+    	flows, most recently created first (default 50, at most 500); --state running, completed, failed or cancelled
   help	this text
 
 Flags:
