@@ -25,8 +25,9 @@ const (
 	fieldHeaders      = 15
 )
 
-// requeuedTTL keeps the marker of a requeue (see putBack) as long as the
-// default retention keeps a resolved dead letter.
+// requeuedTTL keeps the marker of a requeue (see putBack) and the
+// tombstone of a discard (takeOut) as long as the default retention keeps
+// a resolved dead letter.
 const requeuedTTL = 90 * 24 * time.Hour
 
 // putBack makes in's asynq hold the dead letter e to run again, with its full
@@ -43,6 +44,11 @@ const requeuedTTL = 90 * 24 * time.Hour
 //   - the marker exists, or asynq holds the job in another state: an
 //     earlier requeue put it back (and its ledger write failed); nothing to
 //     do.
+//   - the tombstone of a discard of e exists (takeOut): the error wraps
+//     ErrConflict and nothing is changed.
+//
+// The marker and the tombstone are keyed by the failure (failureKey), so
+// a later dead letter of the same job ID is requeued afresh.
 //
 // Either the whole transaction lands or nothing does: at no moment is the
 // job in neither place, and a retry after any failure never runs it twice.
@@ -51,7 +57,9 @@ func putBack(ctx context.Context, in *tasks.Inspector, e deadletter.Entry, run s
 	rc := in.Redis()
 	q := e.Queue
 	taskKey := asynqkey.Task(q, e.ID)
-	marker := "escrowjobs:{" + q + "}:requeued:" + e.ID + ":" + e.Run
+	// The marker and the tombstone name this failure (failureKey): a later
+	// dead letter of the same job ID is never taken for this one.
+	marker, tomb := failureKey("requeued", e), failureKey("discarded", e)
 	// asynq's list of queues is outside the queue's hash slot (Cluster);
 	// adding to it first is harmless.
 	if err := rc.SAdd(ctx, asynqkey.AllQueues, q).Err(); err != nil {
@@ -69,6 +77,11 @@ func putBack(ctx context.Context, in *tasks.Inspector, e deadletter.Entry, run s
 			prev, err := tx.Get(ctx, marker).Result()
 			if err != nil && !errors.Is(err, redis.Nil) {
 				return err
+			}
+			if n, err := tx.Exists(ctx, tomb).Result(); err != nil {
+				return err
+			} else if n > 0 {
+				return fmt.Errorf("a discard of this dead letter took it out of Redis; it does not run (discard it again if its record is still open): %w", ErrConflict)
 			}
 			if prev != "" && state != "archived" {
 				got, where = prev, "already requeued"
@@ -110,7 +123,7 @@ func putBack(ctx context.Context, in *tasks.Inspector, e deadletter.Entry, run s
 			})
 			got = run
 			return err
-		}, taskKey, marker)
+		}, taskKey, marker, tomb)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue // the task changed meanwhile: look again
 		}
