@@ -170,21 +170,64 @@ func (c *cli) dlqList(args []string) error {
 	}, writeDeadLetters)
 }
 
+// shownDeadLetter is what dlq show prints: the job's latest dead letter
+// (the API's shape of GET /api/v1/dead-letters/{id}) and every run of
+// the job, newest first, each failure with its fate.
+type shownDeadLetter struct {
+	deadletter.Entry
+	Runs []deadletter.Entry `json:"runs"`
+}
+
 func (c *cli) dlqShow(args []string) error {
 	pos, err := c.parse(c.flags("dlq show"), args, 1, "the job ID")
 	if err != nil {
 		return err
 	}
-	return fromLedger(c, func(ctx context.Context, l deadletter.Ledger) (deadletter.Entry, error) {
-		e, err := l.Get(ctx, pos[0])
+	return fromLedger(c, func(ctx context.Context, l deadletter.Ledger) (shownDeadLetter, error) {
+		runs, err := deadletter.HistoryOf(ctx, l, pos[0])
 		if errors.Is(err, deadletter.ErrNotFound) {
-			return e, fmt.Errorf("no dead letter of job %s", pos[0])
+			return shownDeadLetter{}, fmt.Errorf("no dead letter of job %s", pos[0])
 		}
 		if err != nil {
-			return e, err
+			return shownDeadLetter{}, err
 		}
-		return e.Masked(), nil
-	}, writeDeadLetter)
+		out := shownDeadLetter{Runs: make([]deadletter.Entry, len(runs))}
+		for i, e := range runs {
+			out.Runs[i] = e.Masked()
+		}
+		out.Entry = out.Runs[0]
+		return out, nil
+	}, writeShown)
+}
+
+// writeShown prints the latest dead letter as "key: value" lines, then a
+// table of every run.
+func writeShown(w io.Writer, s shownDeadLetter) error {
+	if err := writeDeadLetter(w, s.Entry); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nruns (%d, newest first):\n", len(s.Runs))
+	tw := table(w)
+	fmt.Fprintln(tw, "FAILED AT\tRUN\tWHY\tATTEMPTS\tSTATE\tBY\tRESOLVED AT\tREASON\tERROR")
+	for _, e := range s.Runs {
+		run, by, reason, resolved := e.Run, e.Actor, cell(e.Reason), "-"
+		if run == "" {
+			run = "first"
+		}
+		if e.ResolvedAt != nil {
+			resolved = stamp(e.ResolvedAt)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", stamp(&e.FailedAt), run, e.Why, e.Attempts, e.State,
+			orDash(by), resolved, orDash(reason), truncate(cell(e.Error), lastErrorWidth))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func (c *cli) dlqRequeue(args []string) error {
