@@ -65,10 +65,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	inspector := tasks.NewInspector(redisOpt)
 	defer inspector.Close()
 	fl := flows.NewStore(client.Redis(), inspector, flows.WithClient(client), flows.Logger(log.With("component", "flows")))
-	mux.Use(fl.Middleware(client))
-	if err := tel.reg.Register(fl.Collector()); err != nil {
-		return err
-	}
+	mux.Use(fl.Middleware(client)) // the flow metrics are the monitor's (fl.Collector reads the fleet's)
 	w, err := worker.New(worker.Config{Redis: redisOpt, DeadLetters: dl, Logger: log, ShutdownTimeout: 5 * time.Second, Flows: fl},
 		observe.NewObserver(tel.jobs, tel.tp).Wrap(mux))
 	if err != nil {
@@ -81,7 +78,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	metricsAt, stopEndpoints, err := tel.serveEndpoints(ctx, addr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
+	metricsAt, stopEndpoints, err := tel.serveEndpoints(ctx, addr, getenv("METRICS_ADDR") != "", w, log)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,6 @@ import (
 	"github.com/escrowjobs/escrowjobs/observe"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
-	"github.com/hibiken/asynq"
-	"github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/trace"
@@ -84,19 +82,21 @@ func (t *telemetry) httpClient(peer string) *http.Client {
 }
 
 // serveEndpoints serves /healthz, /readyz and /metrics on addr until ctx is
-// done, with the queue figures of in (collected at most once per 5 s). It
-// logs and returns the bound address ("metrics listening", addr) so that
+// done. /metrics holds this process's own figures (its jobs' counters and
+// histograms, its relay, its runtime); the cluster-wide figures read from
+// Redis (asynq_* queue gauges, escrowjobs_partner_*, escrowjobs_flows_*)
+// are the monitor's, so that a sum over every scraped process counts each
+// queue, partner and flow once. It logs and returns the bound address ("metrics listening", addr) so that
 // an address ending in :0 can be found ("" when not served).
 //
 // When METRICS_ADDR is not set and the default address is taken (a second
 // server process on the host), the process runs without the endpoints and
 // says so; an address that was set and cannot be bound stops the start.
-func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, w *worker.Worker, in *asynq.Inspector, log *slog.Logger) (bound string, stop func(), err error) {
+func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, w *worker.Worker, log *slog.Logger) (bound string, stop func(), err error) {
 	if addr == "" {
 		log.Info("metrics endpoints disabled (METRICS_ADDR=off)")
 		return "", func() {}, nil
 	}
-	t.reg.MustRegister(observe.NewCached(metrics.NewQueueMetricsCollector(in), observe.QueueCollectInterval))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil && !explicit {
 		log.Warn("metrics endpoints not served: the default address is taken; set METRICS_ADDR (e.g. 127.0.0.1:9091) for this process",

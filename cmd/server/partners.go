@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/escrowjobs/escrowjobs/observe"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net/http"
 	"os"
@@ -36,9 +34,10 @@ type partners struct {
 	poll       time.Duration
 }
 
-// wrap wraps the sender's HTTP transport (tracing); the per-partner
-// delivery figures go on reg, read from Redis at most every 5 s.
-func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap func(http.RoundTripper) http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) (*partners, error) {
+// wrap wraps the sender's HTTP transport (tracing). The per-partner
+// delivery figures, read from Redis for the whole fleet, are the monitor's
+// (escrowjobs_partner_*), not every worker's.
+func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap func(http.RoundTripper) http.RoundTripper, log *slog.Logger) (*partners, error) {
 	watcher, err := partner.NewWatcher(cfg.webhookFile, cfg.webhookAllowPrivate, log.With("component", "registry"))
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_ENDPOINTS_FILE: %w", err)
@@ -75,11 +74,6 @@ func newPartners(ctx context.Context, cfg config, dl deadletter.Ledger, wrap fun
 		AllowPrivateNetworks: cfg.webhookAllowPrivate, Timeout: cfg.webhookTimeout, Logger: log,
 		Watcher: watcher, State: state, WrapTransport: wrap,
 	})
-	if err := reg.Register(observe.NewCached(partner.NewCollector(state), observe.QueueCollectInterval)); err != nil {
-		rc.Close()
-		insp.Close()
-		return nil, fmt.Errorf("partner metrics: %w", err)
-	}
 	p := &partners{rc: rc, insp: insp, watcher: watcher, sender: sender, redelivery: rd, log: log, reload: make(chan os.Signal, 1), poll: cfg.webhookReloadInterval}
 	// SIGHUP re-reads the registry; registered at once so an early HUP
 	// does not kill the process.

@@ -112,7 +112,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 		deps.Audit = file
 	}
 
-	partners, err := newPartners(ctx, cfg, dl, func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }, tel.reg, log)
+	partners, err := newPartners(ctx, cfg, dl, func(rt http.RoundTripper) http.RoundTripper { return observe.Transport(rt, tel.tp, "webhook") }, log)
 	if err != nil {
 		return err
 	}
@@ -140,10 +140,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	// dead-lettered steps; flow state is kept as long as dead letters.
 	fl := flows.NewStore(client.Redis(), inspector, flows.Retention(cfg.deadLetterRetention),
 		flows.WithClient(client), flows.Logger(log.With("component", "flows")))
-	mux.Use(fl.Middleware(client))
-	if err := tel.reg.Register(fl.Collector()); err != nil {
-		return err
-	}
+	mux.Use(fl.Middleware(client)) // the flow metrics are the monitor's (fl.Collector reads the fleet's)
 	w, err := worker.New(worker.Config{
 		Redis: cfg.redis, Concurrency: cfg.concurrency, FetchLoops: cfg.fetchLoops, PollInterval: cfg.pollInterval,
 		FallbackPoll: cfg.fallbackPoll, DisableWake: cfg.disableWake,
@@ -153,7 +150,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	if err != nil {
 		return err
 	}
-	_, stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", w, inspector.Asynq(), log)
+	_, stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", w, log)
 	if err != nil {
 		return err
 	}
