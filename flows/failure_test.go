@@ -138,8 +138,8 @@ func TestDiscardedStepCancelsTheFlow(t *testing.T) {
 
 // A dead letter that asynq no longer holds (its archive is capped) is
 // rebuilt from the ledger by the desk's requeue with its flow and step
-// headers, so its success advances the flow; the flow completes even when
-// the desk did not call Requeued.
+// headers, so its success advances the flow; the desk's requeue makes the
+// flow running again at once.
 func TestRequeueRebuiltFromTheLedgerAdvancesTheFlow(t *testing.T) {
 	e := setup(t, nil)
 	v, fail := failedRelease(t, e, "esc-rebuild")
@@ -149,14 +149,34 @@ func TestRequeueRebuiltFromTheLedgerAdvancesTheFlow(t *testing.T) {
 	if ok, err := e.insp.DeleteArchived(ctx, "critical", capture.JobID); err != nil || !ok {
 		t.Fatalf("DeleteArchived: %v, %v", ok, err)
 	}
+	e.adapters.Hold() // the requeued capture waits in its handler
 	desk := repair.NewDesk(e.insp, e.dl)
 	if _, err := desk.Requeue(ctx, capture.JobID, "test", "Stripe is back"); err != nil {
 		t.Fatal(err)
 	}
+	running, _ := e.store.Status(ctx, v.ID)
+	if running.State != flows.StateRunning || step(t, running, "seller-email").State != flows.StepWaiting {
+		t.Errorf("after the desk's requeue: got flow %s, seller-email %s; want running, waiting", running.State, step(t, running, "seller-email").State)
+	}
+	e.adapters.Release()
 	v = e.awaitFlow(t, v.ID, flows.StateCompleted)
 	for name, want := range map[string]int{"capture": 2, "seller-email": 1, "partner-webhook": 1, "failure-audit": 1} {
 		if n := e.adapters.Calls(step(t, v, name).JobID); n != want {
 			t.Errorf("%s: got %d calls, want %d", name, n, want)
 		}
+	}
+}
+
+// The desk's discard of a flow step's dead letter cancels the flow.
+func TestDeskDiscardCancelsTheFlow(t *testing.T) {
+	e := setup(t, nil)
+	v, _ := failedRelease(t, e, "esc-desk-discard")
+	desk := repair.NewDesk(e.insp, e.dl)
+	if _, err := desk.Discard(context.Background(), step(t, v, "capture").JobID, "test", "the buyer cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	v = e.awaitFlow(t, v.ID, flows.StateCancelled)
+	if s := step(t, v, "seller-email"); s.State != flows.StepCancelled {
+		t.Errorf("seller-email: got %s, want cancelled", s.State)
 	}
 }

@@ -39,11 +39,24 @@ type Desk struct {
 	// afterMove runs between putting the job back in Redis and recording
 	// that in the ledger (tests inject a failure there).
 	afterMove func() error
+	// flows is told when the dead letter of a flow step is requeued or
+	// discarded.
+	flows FlowRepairs
 }
 
-// NewDesk repairs dead letters over in's Redis and ledger l.
+// FlowRepairs is told what became of the dead letter of a flow step
+// (flows.Store).
+type FlowRepairs interface {
+	Requeued(ctx context.Context, flowID, step string) error
+	Discarded(ctx context.Context, flowID, step string) error
+}
+
+// NewDesk repairs dead letters over in's Redis and ledger l. The dead
+// letter of a flow step (Entry.Flow) also repairs its flow, in the flow
+// store on in's Redis: a requeue makes the flow running again, a discard
+// cancels it.
 func NewDesk(in *tasks.Inspector, l deadletter.Ledger) *Desk {
-	return &Desk{in: in, ledger: l}
+	return &Desk{in: in, ledger: l, flows: flows.NewStore(in.Redis(), in)}
 }
 
 // Ledger is the ledger d reads and writes.
@@ -147,6 +160,14 @@ func (d *Desk) Requeue(ctx context.Context, id, actor, reason string) (deadlette
 			return e, fmt.Errorf("requeue %s: the job is back in queue %s (%s), but the ledger was not updated; requeue again to record it: %w", id, e.Queue, where, err)
 		}
 	}
+	if e.Flow != "" {
+		// After the job is back (a step that completes meanwhile is
+		// completed in the flow, and this changes nothing), before the
+		// ledger: a failure here is repaired by requeueing again.
+		if err := d.flows.Requeued(ctx, e.Flow, e.Step); err != nil && !errors.Is(err, flows.ErrNotFound) {
+			return e, fmt.Errorf("requeue %s: the job is back in queue %s (%s), but its flow %s was not updated; requeue again to record it: %w", id, e.Queue, where, e.Flow, err)
+		}
+	}
 	if _, err := d.ledger.MarkRequeued(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now(), Run: run}); err != nil && !errors.Is(err, deadletter.ErrNotOpen) {
 		return e, fmt.Errorf("requeue %s: the job is back in queue %s (%s), but the ledger was not updated; requeue again to record it: %w", id, e.Queue, where, err)
 	}
@@ -220,6 +241,13 @@ func (d *Desk) Discard(ctx context.Context, id, actor, reason string) (deadlette
 	}
 	if e.State != deadletter.StateOpen {
 		return e, fmt.Errorf("discard %s: %s by %s at %s: %w", id, e.State, e.Actor, stampOf(e.ResolvedAt), deadletter.ErrNotOpen)
+	}
+	if e.Flow != "" {
+		// Before the ledger, so a failure leaves the dead letter open and
+		// a second discard repeats this (the flow's change is idempotent).
+		if err := d.flows.Discarded(ctx, e.Flow, e.Step); err != nil && !errors.Is(err, flows.ErrNotFound) {
+			return e, fmt.Errorf("discard %s: its flow %s: %w", id, e.Flow, err)
+		}
 	}
 	if _, err := d.ledger.MarkDiscarded(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now()}); err != nil {
 		return e, fmt.Errorf("discard %s: %w", id, err)
