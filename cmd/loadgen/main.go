@@ -14,19 +14,36 @@
 //     jobs pending). A worker.Worker with no-op adapters, concurrency K and
 //     -loops fetch loops then drains them: processing throughput, from the
 //     first handler start to the last handler return.
+//
 //  2. raw asynq: the same with asynq.Client, the same payload bytes and an
 //     equally long TaskID (queue "default"), drained by one asynq.Server at
 //     concurrency K with a no-op handler.
+//
 //  3. idle: the worker (then the raw Server) running with nothing to do:
 //     Redis commands/s (INFO stats total_commands_processed delta; it counts
 //     the commands inside Lua scripts too, and every client of that Redis),
 //     then jobs enqueued one at a time with random gaps: enqueue → handler
 //     start p50/p99.
 //
-// Phases 1 and 2 alternate -rounds times and each figure is the median.
-// -loops takes a list (1,2,4,8): the worker's processing and phase 3 run
-// once per value. -v adds, per phase, the CPU time per job of this process
-// and of Redis, and Redis commands per job by name.
+//  4. flows (-flows): -flow-n three-step flows (a capture, then the seller's
+//     e-mail and the partner's webhook after it) started with flows.Start
+//     from C goroutines, then the worker as cmd/server runs it (the flows'
+//     middleware, no-op adapters) drains them; against the same three jobs
+//     per escrow enqueued at once and drained by the same worker: steps/s
+//     and Redis commands per step (INFO commandstats) of each side.
+//
+//  5. flow latency (-flow-latency): on that worker idle, the release flow
+//     (capture, then e-mail and webhook after it, and an audit) from
+//     flows.Start to its last step's handler start, against one job's
+//     Enqueue → handler start; with -outbox-db also from the commit of
+//     flows.Add (and of outbox.Add for one job) through the outbox relay
+//     cmd/server runs. The paths alternate sample by sample.
+//
+// Phases 1 and 2, and the two sides of phase 4, alternate -rounds times;
+// phase 5 runs -rounds rounds; each figure is the median. -loops takes a
+// list (1,2,4,8): the worker's processing and phase 3 run once per value
+// (phases 4 and 5 use the first). -v adds, per phase, the CPU time per job
+// of this process and of Redis, and Redis commands per job by name.
 //
 // Redis must be an empty database, or -flush must be given: loadgen writes
 // jobs, and FLUSHDB destroys every key in the database. Timings are of this
@@ -77,6 +94,11 @@ type config struct {
 	fallbackPoll   time.Duration
 	idlePolling    bool
 	idleRawPolls   durList
+	flows          bool
+	flowLatency    bool
+	flowN          int
+	flowSamples    int
+	outboxDB       string
 	cpuprofile     string
 	progress       bool
 	verbose        bool
@@ -144,6 +166,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&cfg.fallbackPoll, "fallback-poll", 0, "worker.Config.FallbackPoll (0: the worker's default)")
 	fs.BoolVar(&cfg.idlePolling, "idle-polling", true, "also measure the worker idle with wake-ups off (DisableWake)")
 	fs.Var(&cfg.idleRawPolls, "idle-raw-polls", "raw Server TaskCheckIntervals measured idle, a list (default 1s,10ms: asynq's default and a fast poll)")
+	fs.BoolVar(&cfg.flows, "flows", false, "run the flow processing phase: -flow-n three-step flows (one step, two after it) against the same jobs enqueued at once, same worker")
+	fs.BoolVar(&cfg.flowLatency, "flow-latency", false, "run the flow latency phase: release flow start → last step's handler start against one job's, idle worker (and outbox relay with -outbox-db)")
+	fs.IntVar(&cfg.flowN, "flow-n", 5000, "flows per side and round of the flow processing phase (three jobs each)")
+	fs.IntVar(&cfg.flowSamples, "flow-samples", 200, "samples per path and round of the flow latency phase")
+	fs.StringVar(&cfg.outboxDB, "outbox-db", "", "PostgreSQL URL for the flow latency phase's outbox paths (flows.Add and outbox.Add, relayed as cmd/server does); its escrowjobs_outbox table is created if missing and must be empty")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.BoolVar(&cfg.progress, "progress", true, "show progress bars on stderr when it is a terminal (never in a file or CI log)")
 	fs.BoolVar(&cfg.verbose, "v", false, "also print each phase's figures and Redis commands per job on stderr")
@@ -159,7 +186,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if cfg.redisURL == "" {
 		return cfg, errors.New("no Redis: set REDIS_URL or -redis-url (e.g. redis://127.0.0.1:6379/15)")
 	}
-	for name, v := range map[string]int{"-n": cfg.n, "-c": cfg.c, "-k": cfg.k, "-latency-n": cfg.latencyN, "-rounds": cfg.rounds, "-idle-samples": cfg.idleSamples, "-raw-idle-samples": cfg.rawIdleSamples} {
+	for name, v := range map[string]int{"-n": cfg.n, "-c": cfg.c, "-k": cfg.k, "-latency-n": cfg.latencyN, "-rounds": cfg.rounds, "-idle-samples": cfg.idleSamples, "-raw-idle-samples": cfg.rawIdleSamples, "-flow-n": cfg.flowN, "-flow-samples": cfg.flowSamples} {
 		if v <= 0 {
 			return cfg, fmt.Errorf("%s must be positive, got %d", name, v)
 		}
@@ -167,8 +194,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if cfg.perEscrow < 1 || cfg.perEscrow > len(tasks.Types()) {
 		return cfg, fmt.Errorf("-jobs-per-escrow must be 1 to %d (the types, so one escrow's jobs have different IDs), got %d", len(tasks.Types()), cfg.perEscrow)
 	}
-	if !cfg.throughput && !cfg.idle {
-		return cfg, errors.New("-throughput=false and -idle=false leave nothing to measure")
+	if !cfg.throughput && !cfg.idle && !cfg.flows && !cfg.flowLatency {
+		return cfg, errors.New("-throughput=false and -idle=false without -flows or -flow-latency leave nothing to measure")
 	}
 	if cfg.idleWindow <= 0 || cfg.idleGap <= 0 {
 		return cfg, errors.New("-idle-window and -idle-gap must be positive")
@@ -222,6 +249,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cfg.idle {
 		if err := b.idlePhases(ctx, &rep); err != nil {
+			return err
+		}
+	}
+	if cfg.flows {
+		if err := b.flowPhase(ctx, &rep); err != nil {
+			return err
+		}
+	}
+	if cfg.flowLatency {
+		if err := b.flowLatencyPhase(ctx, &rep); err != nil {
 			return err
 		}
 	}

@@ -20,6 +20,10 @@ type report struct {
 	proc         map[int][]procFigure // fetch loops → one per round
 	rawProc      []procFigure
 	idle         []idleFigure
+	flow         []flowFigure // flow processing, flows side, one per round
+	flowJobs     []flowFigure // the same jobs enqueued at once
+	latency      []latencyRound
+	latKinds     []latencyKind // the paths measured by the latency rounds
 }
 
 // row is one line of the table; met is "yes", "NO" or "-" (no target).
@@ -201,17 +205,18 @@ func (r *report) print(w io.Writer) {
 		c.n, c.perEscrow, c.c, c.k, c.loops.String(), c.latencyN, c.rounds, rawPoll)
 	fmt.Fprintf(w, "raw asynq: asynq.Client + TaskID, the same payload bytes and ID length; one asynq.Server, concurrency %d, no-op handler\n", c.k)
 	fmt.Fprintf(w, "load: 1-minute load average %s at the end of the run (2 cores: above ~1 means others competed for the CPU)\n", loadAverage())
-	defer r.printIdle(w)
-	if len(r.rows()) == 0 {
-		return
+	if rows := r.rows(); len(rows) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "figure\tescrowjobs\traw asynq\tratio\ttarget\tmet")
+		for _, x := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.figure, x.ours, x.raw, x.ratio, x.target, x.met)
+		}
+		_ = tw.Flush()
 	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tescrowjobs\traw asynq\tratio\ttarget\tmet")
-	for _, x := range r.rows() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.figure, x.ours, x.raw, x.ratio, x.target, x.met)
-	}
-	_ = tw.Flush()
+	r.printIdle(w)
+	r.printFlows(w)
+	r.printFlowLatency(w)
 }
 
 // loadAverage is /proc/loadavg's 1-minute figure, or "unknown".
@@ -224,4 +229,94 @@ func loadAverage() string {
 		return f[0]
 	}
 	return "unknown"
+}
+
+// perStep is n commands over steps, formatted.
+func perStep(n int64, steps int) float64 { return float64(n) / float64(steps) }
+
+// printFlows prints the flow processing figures: the flows against the
+// same jobs enqueued at once, and the Redis commands per step.
+func (r *report) printFlows(w io.Writer) {
+	if len(r.flow) == 0 || len(r.flowJobs) == 0 {
+		return
+	}
+	c := r.cfg
+	steps := c.flowN * flowSteps
+	fmt.Fprintf(w, "\nflows: %d three-step flows (capture, then e-mail and webhook after it) started with flows.Start from %d goroutines, vs the same %d jobs enqueued at once; the same worker (flows' middleware, k=%d, %d loops) drains both\n",
+		c.flowN, c.c, steps, c.k, c.loops[0])
+	rate := func(f flowFigure) float64 { return f.rate }
+	cpu := func(f flowFigure) float64 { return f.cpu }
+	enq := func(f flowFigure) float64 { return perStep(f.enqCmds, steps) }
+	proc := func(f flowFigure) float64 { return perStep(f.prCmds, steps) }
+	all := func(f flowFigure) float64 { return perStep(f.enqCmds+f.prCmds, steps) }
+	fr, jr := field(r.flow, rate), field(r.flowJobs, rate)
+	pr := ratios(fr, jr)
+	rows := []row{
+		{"processing throughput, steps/s", spread(fr, kJobs), spread(jr, kJobs), spread(pr, twoDecimals), "≥ 0.8× jobs", yesNo(median(pr) >= 0.8)},
+		{"processing CPU per step (this process), µs", spread(field(r.flow, cpu), oneDecimal), spread(field(r.flowJobs, cpu), oneDecimal),
+			spread(ratios(field(r.flow, cpu), field(r.flowJobs, cpu)), twoDecimals), "", "-"},
+	}
+	for _, x := range []struct {
+		name string
+		get  func(flowFigure) float64
+	}{{"Redis commands per step, start/enqueue", enq}, {"Redis commands per step, processing", proc}, {"Redis commands per step, total", all}} {
+		fv, jv := field(r.flow, x.get), field(r.flowJobs, x.get)
+		rows = append(rows, row{x.name, spread(fv, twoDecimals), spread(jv, twoDecimals), spread(ratios(fv, jv), twoDecimals), "", "-"})
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\tflows\tjobs\tratio\ttarget\tmet")
+	for _, x := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.figure, x.ours, x.raw, x.ratio, x.target, x.met)
+	}
+	_ = tw.Flush()
+	extra := make([]float64, 0, len(r.flow))
+	for i := range min(len(r.flow), len(r.flowJobs)) {
+		extra = append(extra, all(r.flow[i])-all(r.flowJobs[i]))
+	}
+	fmt.Fprintf(w, "extra Redis commands per step, flows − jobs (scripts' own included): %s\n", spread(extra, twoDecimals))
+	fmt.Fprintln(w, "Redis commands per step by name, first round (start/enqueue; processing):")
+	fmt.Fprintf(w, "  flows: %s; %s\n", byName(r.flow[0].enqueue, steps), byName(r.flow[0].proc, steps))
+	fmt.Fprintf(w, "  jobs: %s; %s\n", byName(r.flowJobs[0].enqueue, steps), byName(r.flowJobs[0].proc, steps))
+}
+
+// byName formats commands by name per step, most frequent first.
+func byName(cs []calls, steps int) string {
+	if len(cs) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(cs))
+	for i, x := range cs {
+		parts[i] = fmt.Sprintf("%s %.2f", strings.ToLower(x.name), perStep(x.n, steps))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printFlowLatency prints the latency paths: p50 and p99 (medians over
+// the rounds, with their range), each flow's p99 against one job's on the
+// same path.
+func (r *report) printFlowLatency(w io.Writer) {
+	if len(r.latency) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nflow latency: idle worker (flows' middleware), %d samples per path and round, paths interleaved in random order, %d rounds; to the last regular step's handler start\n",
+		r.cfg.flowSamples, len(r.latency))
+	ms := func(x float64) string { return human(time.Duration(x)) }
+	q := func(k latencyKind, p float64) []float64 {
+		out := make([]float64, len(r.latency))
+		for i, l := range r.latency {
+			out[i] = float64(l[k].q(p))
+		}
+		return out
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "path\tp50\tp99\tsamples\tp99 ÷ one job's\ttarget\tmet")
+	for _, k := range r.latKinds {
+		ratioCol, target, met := "-", "-", "-"
+		if job := k - 1; k == latDirectFlow || k == latOutboxFlow { // each flow path follows its job path
+			pr := ratios(q(k, 0.99), q(job, 0.99))
+			ratioCol, target, met = spread(pr, twoDecimals), "≤ 3× one job's", yesNo(median(pr) <= 3)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", latencyLabels[k], spread(q(k, 0.5), ms), spread(q(k, 0.99), ms), len(r.latency[0][k])*len(r.latency), ratioCol, target, met)
+	}
+	_ = tw.Flush()
 }
