@@ -271,7 +271,7 @@ func (c *Console) storeError(w http.ResponseWriter, r *http.Request, what string
 	switch {
 	case errors.Is(err, deadletter.ErrNotFound), errors.Is(err, tasks.ErrNotFound), errors.Is(err, flows.ErrNotFound):
 		c.fail(w, r, http.StatusNotFound, "Not found", what+": not found.")
-	case errors.Is(err, deadletter.ErrNotOpen), errors.Is(err, repair.ErrCannotRebuild), errors.Is(err, repair.ErrStillActive):
+	case errors.Is(err, deadletter.ErrNotOpen), errors.Is(err, repair.ErrConflict), errors.Is(err, repair.ErrCannotRebuild), errors.Is(err, repair.ErrStillActive):
 		c.fail(w, r, http.StatusConflict, "Conflict", what+": "+maskErr(err)+". Nothing was changed by this request.")
 	case errors.Is(err, deadletter.ErrBadCursor), errors.Is(err, flows.ErrBadCursor):
 		c.fail(w, r, http.StatusBadRequest, "Bad request", "The page cursor is not one the console handed out.")

@@ -227,7 +227,7 @@ func (c *Console) bulkRequeue(w http.ResponseWriter, r *http.Request) {
 	dry := r.PostForm.Get("dryRun") != ""
 	who := actor(r)
 	b, err := c.cfg.DeadLetters.RequeueMatching(r.Context(), f, dry, who, reason)
-	if err != nil && !errors.Is(err, deadletter.ErrNotOpen) {
+	if err != nil {
 		c.storeError(w, r, "Bulk requeue", err)
 		return
 	}
