@@ -39,7 +39,8 @@
 //	repair/       the dead-letter desk: list, requeue with the full budget, discard, purge
 //	worker/       asynq servers with the exact retry schedule and dead-letter recording
 //	scheduler/    periodic jobs and the dead-letter watchdog (signed alerts)
-//	monitor/      asynqmon behind auth, the JSON admin API, /healthz, /metrics
+//	monitor/      asynqmon behind auth, the operator console, the JSON admin API, /healthz, /metrics
+//	console/      the operator console's pages and repairs (html/template, no JavaScript), mounted by the monitor
 //	devmode/      what "server -dev" runs instead of infrastructure: in-memory Redis, log adapters, demo traffic
 //	cmd/          server, monitor, jobctl, loadgen: thin binaries over the packages; cmd/internal holds
 //	              what only they use: cmdenv (env, logger, main), ledgerenv (the ledger from the env),

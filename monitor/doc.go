@@ -1,10 +1,12 @@
 // Package monitor is the operator's window on the escrow jobs: the asynqmon
-// web UI, a JSON admin API, a health check and Prometheus metrics, as one
-// http.Handler.
+// web UI, the operator console (package console), a JSON admin API, a
+// health check and Prometheus metrics, as one http.Handler.
 //
 // # Routes
 //
 //	/monitor/                                asynqmon (HTTP Basic auth)
+//	/console/                                the operator console (the same Basic auth): dead letters,
+//	                                         flows, escrows, partners and their repairs (package console)
 //	POST /api/v1/jobs                        enqueue {type, payload, dedupeKey?, processIn?}
 //	GET  /api/v1/jobs/{id}                   a job's state (tasks.Job)
 //	GET  /api/v1/stats                       queue counts ([]tasks.QueueStats)
