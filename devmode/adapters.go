@@ -23,6 +23,10 @@ const (
 	FailPermanent = "declined"
 )
 
+// DemoPartners are the partners the demo's webhooks go to: a healthy one
+// and one whose deliveries keep failing.
+var DemoPartners = []string{"partner-acme", "partner-" + FailTransient}
+
 var errDemo = errors.New("demo failure")
 
 func demoFailure(id string) error {

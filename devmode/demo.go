@@ -29,14 +29,14 @@ type demoStep struct {
 func demoEvent(n int, now time.Time) (name, key string, steps []demoStep) {
 	tx := fmt.Sprintf("esc-%04d", n)
 	pi := fmt.Sprintf("pi_demo%04d", n)
-	partner := "partner-acme"
+	partner := DemoPartners[0]
 	switch n % 10 { // n%5 picks the event kind below; these land on kinds that use them
 	case 5: // a release whose capture keeps failing: three retries, then a dead letter; the flow fails, its e-mail and webhook are blocked
 		pi = fmt.Sprintf("pi_%s%04d", FailTransient, n)
 	case 6: // a refund that is declined: a dead letter after one attempt; the flow fails
 		pi = fmt.Sprintf("pi_%s%04d", FailPermanent, n)
 	case 7: // a dispute whose partner webhook keeps failing
-		partner = "partner-" + FailTransient
+		partner = DemoPartners[1]
 	}
 	at := now.UTC().Format(time.RFC3339)
 	buyer, seller := fmt.Sprintf("buyer%d@example.com", n), fmt.Sprintf("seller%d@example.com", n)

@@ -16,6 +16,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/monitor"
 	"github.com/escrowjobs/escrowjobs/observe"
+	"github.com/escrowjobs/escrowjobs/partner"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"
@@ -72,13 +73,21 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 		return err
 	}
 	// The worker's /healthz, /readyz and /metrics, as in production
-	// (METRICS_ADDR, default 127.0.0.1:9090, skipped with a warning when
-	// that is taken).
+	// (METRICS_ADDR, default 127.0.0.1:9090, a free port when that is
+	// taken).
 	addr, err := metricsAddr(getenv)
 	if err != nil {
 		return err
 	}
-	metricsAt, stopEndpoints, err := tel.serveEndpoints(ctx, addr, getenv("METRICS_ADDR") != "", w, log)
+	var metricsLn net.Listener
+	metricsTaken := false
+	if getenv("METRICS_ADDR") == "" {
+		if metricsLn, metricsTaken, err = listenOrFree(f.metricsDefault, f.metricsDefault); err != nil {
+			return fmt.Errorf("dev: metrics on %s: %w (set METRICS_ADDR)", f.metricsDefault, err)
+		}
+		addr = f.metricsDefault
+	}
+	metricsAt, stopEndpoints, err := tel.serveEndpoints(ctx, addr, getenv("METRICS_ADDR") != "", metricsLn, w, log)
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,7 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 		return err
 	}
 	defer mon.Close()
-	ln, err := net.Listen("tcp", f.monitorAddr)
+	ln, monitorTaken, err := listenOrFree(f.monitorAddr, f.monitorDefault)
 	if err != nil {
 		return fmt.Errorf("dev: monitor on %s: %w (choose another with -monitor-addr)", f.monitorAddr, err)
 	}
@@ -117,14 +126,29 @@ func runDev(ctx context.Context, f flags, getenv func(string) string, stdout io.
 
 	fmt.Fprint(stdout, devBanner)
 	fmt.Fprintf(stdout, "\n  monitor: http://%s/monitor/   (API: http://%s/api/v1, no login on loopback)", ln.Addr(), ln.Addr())
+	if monitorTaken {
+		fmt.Fprintf(stdout, "\n           %s is taken: the monitor is on http://%s instead (or choose with -monitor-addr)", f.monitorDefault, ln.Addr())
+	}
 	if metricsAt != "" {
 		fmt.Fprintf(stdout, "\n  metrics: http://%s/metrics   (and /healthz, /readyz)", metricsAt)
+	}
+	if metricsTaken {
+		fmt.Fprintf(stdout, "\n           %s is taken: the metrics are on http://%s instead (or choose with METRICS_ADDR)", f.metricsDefault, metricsAt)
 	}
 	fmt.Fprintf(stdout, "\n  export REDIS_URL=%s   # for jobctl and the monitor\n", store.URL())
 	fmt.Fprintf(stdout, "  export DEAD_LETTER_PATH=%s   # the dead-letter ledger, for jobctl dlq (deleted on exit)\n\n", dl.Path())
 	log.Warn("dev mode: in-memory store, nothing survives a restart", "redis_url", store.URL())
 
 	if f.demo {
+		// The demo's partners, as the registry's would be: listed by
+		// jobctl partners list and GET /api/v1/partners.
+		st, err := partner.NewState(partner.StateConfig{Redis: client.Redis()})
+		if err != nil {
+			return err
+		}
+		if err := st.Known(ctx, devmode.DemoPartners); err != nil {
+			return fmt.Errorf("dev: record the demo's partners: %w", err)
+		}
 		go devmode.RunDemo(ctx, client, 2*time.Second, log)
 	}
 	<-ctx.Done()

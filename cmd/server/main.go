@@ -39,18 +39,25 @@ type flags struct {
 	demo         bool
 	noScheduler  bool
 	monitorAddr  string
+	// monitorDefault and metricsDefault are the addresses -dev moves off
+	// to a free port when they are taken: the -monitor-addr default and
+	// DefaultMetricsAddr (tests hold ports of their own as defaults).
+	monitorDefault, metricsDefault string
 }
+
+// DefaultDevMonitorAddr is where the monitor of -dev listens by default.
+const DefaultDevMonitorAddr = "127.0.0.1:8080"
 
 // run is the whole program; tests call it in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var f flags
+	f := flags{monitorDefault: DefaultDevMonitorAddr, metricsDefault: DefaultMetricsAddr}
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.BoolVar(&f.dev, "dev", false, "development mode: embedded in-memory store, log adapters, monitor without auth on loopback; nothing persists")
 	fs.StringVar(&f.devRedisAddr, "dev-redis-addr", "127.0.0.1:6379", "with -dev: address of the embedded store (a free port is used when 6379 is taken)")
 	fs.BoolVar(&f.demo, "demo", false, "with -dev: enqueue a stream of sample escrow events, some failing")
 	fs.BoolVar(&f.noScheduler, "no-scheduler", false, "do not run the scheduler (periodic jobs, dead-letter watchdog) in this process")
-	fs.StringVar(&f.monitorAddr, "monitor-addr", "127.0.0.1:8080", "with -dev: where the monitor listens (loopback only)")
+	fs.StringVar(&f.monitorAddr, "monitor-addr", DefaultDevMonitorAddr, "with -dev: where the monitor listens (loopback only; a free port is used when 8080 is taken)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

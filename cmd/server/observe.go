@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/observe"
@@ -92,12 +93,16 @@ func (t *telemetry) httpClient(peer string) *http.Client {
 // When METRICS_ADDR is not set and the default address is taken (a second
 // server process on the host), the process runs without the endpoints and
 // says so; an address that was set and cannot be bound stops the start.
-func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, w *worker.Worker, log *slog.Logger) (bound string, stop func(), err error) {
-	if addr == "" {
+//
+// -dev passes ln, the listener it took itself (see listenOrFree).
+func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bool, ln net.Listener, w *worker.Worker, log *slog.Logger) (bound string, stop func(), err error) {
+	if addr == "" && ln == nil {
 		log.Info("metrics endpoints disabled (METRICS_ADDR=off)")
 		return "", func() {}, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	if ln == nil {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil && !explicit {
 		log.Warn("metrics endpoints not served: the default address is taken; set METRICS_ADDR (e.g. 127.0.0.1:9091) for this process",
 			"addr", addr, "error", err.Error())
@@ -117,4 +122,18 @@ func (t *telemetry) serveEndpoints(ctx context.Context, addr string, explicit bo
 		}
 	}()
 	return ln.Addr().String(), func() { cancel(); <-done }, nil
+}
+
+// listenOrFree listens on addr; when addr is def (the address was not
+// chosen) and taken, it listens on a free port of the same host instead
+// and reports taken. -dev does this for the monitor and the metrics, as
+// the embedded store does for 6379.
+func listenOrFree(addr, def string) (ln net.Listener, taken bool, err error) {
+	ln, err = net.Listen("tcp", addr)
+	if err != nil && addr == def && errors.Is(err, syscall.EADDRINUSE) {
+		host, _, _ := net.SplitHostPort(addr)
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+		taken = err == nil
+	}
+	return ln, taken, err
 }

@@ -150,7 +150,7 @@ func runProduction(ctx context.Context, f flags, getenv func(string) string, log
 	if err != nil {
 		return err
 	}
-	_, stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", w, log)
+	_, stopEndpoints, err := tel.serveEndpoints(ctx, cfg.metricsAddr, getenv("METRICS_ADDR") != "", nil, w, log)
 	if err != nil {
 		return err
 	}
