@@ -319,6 +319,14 @@ func TestConsoleBulkRequeue(t *testing.T) {
 	}
 	f.archive(t, ids...)
 	token := csrf(t, f.get(t, "/console/dead-letters", http.StatusOK))
+	// The bulk form carries every filter of the list it sits under.
+	listed := f.get(t, "/console/dead-letters?type=send_release_email&queue=default&transactionId=esc-3001&since=2h&until=1s", http.StatusOK)
+	bulk := regexp.MustCompile(`(?s)<form method="post" action="/console/actions/bulk-requeue">.*?</form>`).FindString(listed.body)
+	for _, kv := range [][2]string{{"type", "send_release_email"}, {"queue", "default"}, {"transactionId", "esc-3001"}, {"since", "2h"}, {"until", "1s"}} {
+		if !strings.Contains(bulk, `name="`+kv[0]+`" value="`+kv[1]+`"`) {
+			t.Errorf("the bulk form lacks the list's %s=%s: %s", kv[0], kv[1], bulk)
+		}
+	}
 
 	if p := f.submit(t, "/console/actions/bulk-requeue", url.Values{"transactionId": {"esc-3002"}, "dryRun": {"1"}}); p.status != http.StatusForbidden {
 		t.Errorf("bulk without a token: got %d, want 403", p.status)
