@@ -40,6 +40,7 @@ func TestAsynqKeyNamesTheCodeUses(t *testing.T) {
 	}
 	enqueue("pending-job")
 	enqueue("scheduled-job", asynq.ProcessIn(time.Hour))
+	enqueue("grouped-job", asynq.Group("g")) // aggregating: no server here aggregates
 	enqueue("archived-job")
 	if err := in.ArchiveTask(q, "archived-job"); err != nil {
 		t.Fatal(err)
@@ -95,6 +96,8 @@ func TestAsynqKeyNamesTheCodeUses(t *testing.T) {
 		{asynqkey.Active(q), "active-job", "list"},
 		{asynqkey.Lease(q), "active-job", "zset"},
 		{asynqkey.Task(q, "pending-job"), "msg", "hash"},
+		{asynqkey.Group(q, "g"), "grouped-job", "zset"},
+		{asynqkey.Groups(q), "g", "set"},
 		{asynqkey.AllQueues, q, "set"},
 	} {
 		var found bool

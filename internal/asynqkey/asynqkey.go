@@ -38,6 +38,12 @@ func Active(q string) string { return Prefix(q) + "active" }
 // Lease is q's sorted set of active jobs by lease expiry.
 func Lease(q string) string { return Prefix(q) + "lease" }
 
+// Group is the sorted set of q's jobs aggregating in group g.
+func Group(q, g string) string { return Prefix(q) + "g:" + g }
+
+// Groups is the set of q's groups that hold aggregating jobs.
+func Groups(q string) string { return Prefix(q) + "groups" }
+
 // Task is the hash of job id in q (fields msg, state, …).
 func Task(q, id string) string { return Prefix(q) + "t:" + id }
 
