@@ -137,6 +137,13 @@ func (r *Partner) Delivered() map[string]int {
 // enough to poll while measuring throughput.
 func (r *Partner) DeliveredCount() int { return int(r.delivered.Load()) }
 
+// InFlight is how many requests the receiver holds now.
+func (r *Partner) InFlight() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inFlight
+}
+
 // MaxInFlight is the most requests the receiver held at once.
 func (r *Partner) MaxInFlight() int {
 	r.mu.Lock()

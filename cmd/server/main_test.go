@@ -16,7 +16,7 @@ func envOf(m map[string]string) func(string) string { return func(k string) stri
 // runUntilCleanup runs the server (run) with args and env in the
 // background until the test ends; the cleanup cancels it and wants it to
 // return nil within wait.
-func runUntilCleanup(t *testing.T, args []string, env func(string) string, stdout, stderr io.Writer, wait time.Duration) {
+func runUntilCleanup(t testing.TB, args []string, env func(string) string, stdout, stderr io.Writer, wait time.Duration) {
 	t.Helper()
 	escrowtest.Start(t, "run", wait, func(ctx context.Context) error { return run(ctx, args, env, stdout, stderr) })
 }
