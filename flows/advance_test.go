@@ -222,7 +222,7 @@ func TestListByStateAndName(t *testing.T) {
 	if len(page.Items) != 4 {
 		t.Errorf("running after one expired: got %d, want 4", len(page.Items))
 	}
-	if n, _ := e.rc.ZScore(ctx, "escrowjobs:flows:running", "release:esc-list-4").Result(); n != 0 {
+	if n, _ := e.rc.ZScore(ctx, "escrowjobs:flows:{index}:running", "release:esc-list-4").Result(); n != 0 {
 		t.Error("stale index member not dropped")
 	}
 }

@@ -194,4 +194,22 @@ func TestFlowOnRedisCluster(t *testing.T) {
 	if err != nil || len(page.Items) != 1 {
 		t.Errorf("List on the cluster: got %+v, %v", page, err)
 	}
+	// A failure moves the flow between the indexes; a requeue back.
+	var fail atomic.Bool
+	fail.Store(true)
+	failCapture(e, "esc-cluster-2", &fail)
+	failing := build(t, release("esc-cluster-2"))
+	if _, err := flows.Start(context.Background(), e.client, failing); err != nil {
+		t.Fatal(err)
+	}
+	e.awaitFlow(t, failing.ID(), flows.StateFailed)
+	if page, err := e.store.List(context.Background(), flows.Filter{State: flows.StateFailed}, "", 10); err != nil || len(page.Items) != 1 {
+		t.Errorf("failed flows on the cluster: got %+v, %v", page, err)
+	}
+	if err := e.store.Requeued(context.Background(), failing.ID(), "capture"); err != nil {
+		t.Fatal(err)
+	}
+	if page, err := e.store.List(context.Background(), flows.Filter{State: flows.StateRunning}, "", 10); err != nil || len(page.Items) != 1 {
+		t.Errorf("running flows on the cluster after the requeue: got %+v, %v", page, err)
+	}
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-var errSkipRetry = asynq.SkipRetry
-
 // Bounds of an advancement's own retries (Redis briefly unreachable).
 const (
 	advanceFirstPause = 50 * time.Millisecond

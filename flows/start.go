@@ -10,6 +10,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/outbox"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 )
@@ -195,14 +196,14 @@ func startTask(f *Flow, created time.Time) (*tasks.Task, error) {
 func (s *Store) runStart(ctx context.Context, c *tasks.Client, payload []byte) error {
 	var w wireFlow
 	if err := json.Unmarshal(payload, &w); err != nil {
-		return fmt.Errorf("flow start job: payload: %v: %w", err, errSkipRetry)
+		return fmt.Errorf("flow start job: payload: %v: %w", err, asynq.SkipRetry)
 	}
 	if len(w.Steps) == 0 || w.Name == "" || w.Key == "" {
-		return fmt.Errorf("flow start job: payload has no flow: %w", errSkipRetry)
+		return fmt.Errorf("flow start job: payload has no flow: %w", asynq.SkipRetry)
 	}
 	for _, st := range w.Steps {
 		if st.After == nil || st.Dependents == nil {
-			return fmt.Errorf("flow start job %s: step %q: no dependency lists: %w", ID(w.Name, w.Key), st.Name, errSkipRetry)
+			return fmt.Errorf("flow start job %s: step %q: no dependency lists: %w", ID(w.Name, w.Key), st.Name, asynq.SkipRetry)
 		}
 	}
 	_, err := s.start(ctx, c, w, nil)

@@ -57,10 +57,12 @@ const (
 	flowKeyPrefix = "escrowjobs:flow:"
 	// indexAll holds every flow ID by creation time (Unix ms), indexRunning
 	// the running ones, indexFailed the failed ones; statsKey the counters
-	// of the metrics (field "<event>:<name>").
-	indexAll     = "escrowjobs:flows:all"
-	indexRunning = "escrowjobs:flows:running"
-	indexFailed  = "escrowjobs:flows:failed"
+	// of the metrics (field "<event>:<name>"). The indexes share one hash
+	// tag, so the script that moves a flow between them (addIndex) runs
+	// on one Cluster node.
+	indexAll     = "escrowjobs:flows:{index}:all"
+	indexRunning = "escrowjobs:flows:{index}:running"
+	indexFailed  = "escrowjobs:flows:{index}:failed"
 	statsKey     = "escrowjobs:flows:counts"
 )
 
