@@ -57,6 +57,7 @@ func (c *Console) escrow(w http.ResponseWriter, r *http.Request) {
 				c.storeError(w, r, "Flows of escrow "+id, err)
 				return
 			}
+			v.Steps = dependencyOrder(v.Steps)
 			d.Flows = append(d.Flows, v)
 		}
 	}

@@ -147,6 +147,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if e := f.entry(t, toRequeue); e.State != deadletter.StateRequeued || e.Actor != testUser || e.Reason != "smtp relay is back" {
 		t.Errorf("the ledger holds %+v", e)
 	}
+	screenshot(t, ctx, "console-dead-letter-requeued.png")
 
 	// Discard the other one.
 	do(t, ctx, "open "+toDiscard, chromedp.Navigate(f.url+detailPath(toDiscard)), chromedp.WaitVisible(chromedp.ID("discard")))
@@ -167,6 +168,11 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Errorf("the flow's steps: %s", steps)
 	}
 	screenshot(t, ctx, "console-flow-failed.png")
+	do(t, ctx, "the escrow", chromedp.Navigate(f.url+"/console/escrows/esc-5003"), chromedp.WaitVisible(chromedp.CSS("table.list")))
+	if story := textOf(t, ctx, "table.list"); !strings.Contains(story, captureID) || !strings.Contains(story, "dead letter (permanent)") {
+		t.Errorf("the escrow page: %s", story)
+	}
+	screenshot(t, ctx, "console-escrow.png")
 	do(t, ctx, "the partners", chromedp.Navigate(f.url+"/console/partners"), chromedp.WaitVisible(chromedp.CSS("table.list")))
 	if p := textOf(t, ctx, "table.list"); !strings.Contains(p, "initech") || !strings.Contains(p, "disabled") || !strings.Contains(p, "healthy") {
 		t.Errorf("the partners page: %s", p)
