@@ -154,7 +154,8 @@ func (b *bench) flowPhase(ctx context.Context, rep *report) error {
 
 // flowRound is one side: -flow-n flows started with flows.Start (asFlows)
 // or their 3 × -flow-n jobs enqueued with tasks.Client, from -c
-// goroutines, then drained by the flow worker.
+// goroutines, then drained by the flow worker; pprof labels side
+// (flows, flow-jobs) and phase (enqueue, process).
 func (b *bench) flowRound(ctx context.Context, label string, asFlows bool) (flowFigure, error) {
 	var f flowFigure
 	if err := b.adm.reset(ctx); err != nil {
@@ -191,7 +192,11 @@ func (b *bench) flowRound(ctx context.Context, label string, asFlows bool) (flow
 	if err != nil {
 		return f, err
 	}
-	if err := b.parallel(ctx, label+": start", work); err != nil {
+	side := "flow-jobs"
+	if asFlows {
+		side = "flows"
+	}
+	if err := labelled(ctx, side, "enqueue", func(ctx context.Context) error { return b.parallel(ctx, label+": start", work) }); err != nil {
 		return f, err
 	}
 	s1, err := b.adm.commandStats(ctx)
@@ -201,7 +206,8 @@ func (b *bench) flowRound(ctx context.Context, label string, asFlows bool) (flow
 	p := newProbe(steps, false)
 	runtime.GC()
 	cpu0 := processCPU()
-	stop, err := b.startFlowWorker(p, nil)
+	var stop func()
+	err = labelled(ctx, side, "process", func(context.Context) (err error) { stop, err = b.startFlowWorker(p, nil); return err })
 	if err != nil {
 		return f, err
 	}

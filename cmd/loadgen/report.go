@@ -279,14 +279,20 @@ func (r *report) printFlows(w io.Writer) {
 	fmt.Fprintf(w, "  jobs: %s; %s\n", byName(r.flowJobs[0].enqueue, steps), byName(r.flowJobs[0].proc, steps))
 }
 
-// byName formats commands by name per step, most frequent first.
+// byName formats commands by name per step, most frequent first, those
+// under 0.005 per step left out.
 func byName(cs []calls, steps int) string {
 	if len(cs) == 0 {
 		return "none"
 	}
-	parts := make([]string, len(cs))
-	for i, x := range cs {
-		parts[i] = fmt.Sprintf("%s %.2f", strings.ToLower(x.name), perStep(x.n, steps))
+	var parts []string
+	for _, x := range cs {
+		if v := perStep(x.n, steps); v >= 0.005 { // the worker's own background commands round to 0.00
+			parts = append(parts, fmt.Sprintf("%s %.2f", strings.ToLower(x.name), v))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
 	}
 	return strings.Join(parts, ", ")
 }
