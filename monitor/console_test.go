@@ -328,8 +328,10 @@ func TestConsoleBulkRequeue(t *testing.T) {
 		}
 	}
 
-	if p := f.submit(t, "/console/actions/bulk-requeue", url.Values{"transactionId": {"esc-3002"}, "dryRun": {"1"}}); p.status != http.StatusForbidden {
-		t.Errorf("bulk without a token: got %d, want 403", p.status)
+	for _, form := range []url.Values{{"transactionId": {"esc-3002"}, "dryRun": {"1"}}, {"type": {"send_release_email"}}, {"type": {"send_release_email"}, "csrf": {"forged"}}} {
+		if p := f.submit(t, "/console/actions/bulk-requeue", form); p.status != http.StatusForbidden {
+			t.Errorf("bulk %v: got %d, want 403", form, p.status)
+		}
 	}
 	p := f.submit(t, "/console/actions/bulk-requeue", url.Values{"csrf": {token}, "transactionId": {"esc-3002"}, "dryRun": {"1"}})
 	if p.status != http.StatusOK {
