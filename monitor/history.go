@@ -10,7 +10,8 @@ import (
 )
 
 // history answers GET /api/v1/transactions/{transactionId}/jobs: every job
-// of the escrow, oldest first (tasks.EscrowHistory).
+// of the escrow, oldest first, each with its flow and step, and the
+// escrow's flows with their steps (flows.History).
 func (m *Monitor) history(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("transactionId")
 	var dl tasks.DeadLetterFinder
@@ -27,5 +28,10 @@ func (m *Monitor) history(w http.ResponseWriter, r *http.Request) {
 		m.inspectError(w, "history", id, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, tasks.EscrowHistory{TransactionID: id, Jobs: jobs})
+	h, err := m.flowStore().History(r.Context(), tasks.EscrowHistory{TransactionID: id, Jobs: jobs})
+	if err != nil {
+		m.flowError(w, "history", id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
 }

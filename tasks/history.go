@@ -181,6 +181,9 @@ type HistoryJob struct {
 	EnqueuedAt *time.Time `json:"enqueuedAt,omitempty"`
 	// DeadLetter is the durable dead-letter record, when there is one.
 	DeadLetter *DeadLetterRecord `json:"deadLetter,omitempty"`
+	// Headers are the job's headers while asynq holds it (a flow step's
+	// name its flow and step; package flows reads them). Not in the JSON.
+	Headers map[string]string `json:"-"`
 }
 
 // DeadLetterRecord is what the dead-letter ledger holds of a job (its
@@ -193,6 +196,10 @@ type DeadLetterRecord struct {
 	Why       string `json:"why"`
 	State     string `json:"state"`
 	LastError string `json:"lastError,omitempty"`
+	// Flow and Step are the flow and step the record names
+	// (deadletter.Entry), for a job asynq no longer holds. Not in the JSON.
+	Flow string `json:"-"`
+	Step string `json:"-"`
 }
 
 // StateExpired is the state of a job that is in the escrow's index but no
@@ -259,11 +266,13 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 		}
 		e, isDead := dead[id]
 		if isDead {
-			h.DeadLetter = &DeadLetterRecord{FailedAt: e.FailedAt.UTC(), Attempts: e.Attempts, Why: e.Why, State: e.State, LastError: payloads.MaskEmailsString(e.Error)}
+			h.DeadLetter = &DeadLetterRecord{FailedAt: e.FailedAt.UTC(), Attempts: e.Attempts, Why: e.Why, State: e.State, LastError: payloads.MaskEmailsString(e.Error),
+				Flow: e.Flow, Step: e.Step}
 		}
 		switch {
 		case info != nil:
 			h.Job = jobFrom(info)
+			h.Headers = info.Headers
 		case isDead:
 			h.Job = Job{ID: id, Type: e.Type, Queue: e.Queue, State: asynq.TaskStateArchived.String(),
 				Attempts: e.Attempts, MaxRetry: -1, LastError: payloads.MaskEmailsString(e.Error), Payload: payloads.MaskedJSON(e.Payload)}
