@@ -260,21 +260,26 @@ func cutID(id string) (name, key string, ok bool) {
 // Failed records that the job of step was dead-lettered (permanent or
 // exhausted) with reason: the step is failed, its dependents that have not
 // completed are blocked, the flow is failed, and its on-failure steps are
-// enqueued, once per flow, with the Store's client (WithClient, or the one
-// given to Middleware). The worker calls it wherever it dead-letters a job
-// of a flow (worker.Config.Flows). Calling it again is harmless.
+// enqueued, once per flow, carrying step and reason (FailureOf), with the
+// Store's client (WithClient, or the one given to Middleware). The worker
+// calls it wherever it dead-letters a job of a flow (worker.Config.Flows).
+// Calling it again is harmless.
 func (s *Store) Failed(ctx context.Context, flowID, step, reason string) error {
 	c := s.client.Load()
 	wait := 0
 	if c != nil {
 		wait = c.ReplicasToWait()
 	}
-	tr, err := s.apply(ctx, wait, "fail", flowID, step, payloads.MaskEmailsString(reason))
+	reason = payloads.MaskEmailsString(reason)
+	tr, err := s.apply(ctx, wait, "fail", flowID, step, reason)
 	if err != nil {
 		return err
 	}
 	if len(tr.ready) == 0 {
 		return nil
+	}
+	for i := range tr.ready { // the on-failure steps: they can say why (FailureOf)
+		tr.ready[i] = withFailure(tr.ready[i], step, reason)
 	}
 	if c == nil {
 		return fmt.Errorf("flow %s: %d on-failure step(s) to enqueue, but the store has no client (WithClient)", flowID, len(tr.ready))

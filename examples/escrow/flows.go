@@ -90,8 +90,9 @@ func auditEvent(e escrow, action string, at time.Time, meta map[string]string) p
 }
 
 // failureAudit is the on-failure audit record of flow name of e: its money
-// step (moneyStep) or a step after it was dead-lettered. The dead-lettered
-// step and its error are in the flow (GET /escrows/{id} shows them).
+// step (moneyStep) or a step after it failed for good. The audit handler
+// adds the failed step and its error to the metadata ("failedStep",
+// "failure"); GET /escrows/{id} shows them too.
 func failureAudit(e escrow, name, action, moneyStep string, at time.Time) payloads.AuditLogCreated {
 	return auditEvent(e, action, at, map[string]string{
 		"status": action, "flowId": flows.ID(name, e.ID), "moneyStep": moneyStep,

@@ -591,8 +591,8 @@ func TestFlowsTellOnlyWhatTheMoneyDid(t *testing.T) {
 	if failure != nil {
 		var meta map[string]string
 		_ = json.Unmarshal(failure.Metadata, &meta)
-		if meta["flowId"] != "release:"+expired.ID || meta["moneyStep"] != "capture" || !strings.Contains(meta["reason"], "failed for good") {
-			t.Errorf("failure audit metadata: got %v, want the flow, its money step and the reason", meta)
+		if meta["flowId"] != "release:"+expired.ID || meta["failedStep"] != "capture" || !strings.Contains(meta["failure"], "authorization expired or canceled") {
+			t.Errorf("failure audit metadata: got %v, want the flow, the failed step capture and its error (authorization expired or canceled)", meta)
 		}
 	}
 	if captured, _, _, _ := s.stripe.Effects(); captured[expired.PaymentIntentID] != 0 {
