@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -302,8 +303,11 @@ func TestSendTimeout(t *testing.T) {
 	if got := classify(err); got != transient {
 		t.Fatalf("slow receiver: got %s (%v), want transient", got, err)
 	}
-	if elapsed > 3*time.Second {
-		t.Errorf("slow receiver: Send took %v, want about the 200ms timeout", elapsed)
+	// The sender's own 200 ms timeout ended it (a timeout error), not the
+	// receiver: it holds the request until the test ends.
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("slow receiver: got %v after %v, want a timeout error from the 200ms timeout", err, elapsed)
 	}
 	if !strings.Contains(err.Error(), "acme") {
 		t.Errorf("got %q, want the partner named", err)
@@ -325,14 +329,12 @@ func TestSendCapsResponseBody(t *testing.T) {
 			w.(http.Flusher).Flush()
 		}
 	}, SenderOptions{Timeout: 30 * time.Second})
-	start := time.Now()
+	// Reading the endless body to its end could only stop at the 30 s
+	// timeout, with an error: nil means the sender stopped reading by
+	// itself, after maxResponseBody.
 	err := s.Send(context.Background(), Delivery{ID: "evt_big", PartnerID: "acme", Body: []byte(testBody)})
-	elapsed := time.Since(start)
 	if err != nil {
-		t.Fatalf("200 with an endless body: got %v, want nil", err)
-	}
-	if elapsed > 5*time.Second {
-		t.Errorf("endless body: Send took %v, want it to stop reading after %d bytes", elapsed, maxResponseBody)
+		t.Fatalf("200 with an endless body: got %v, want nil (it stops reading after %d bytes)", err, maxResponseBody)
 	}
 }
 
