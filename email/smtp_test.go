@@ -215,13 +215,14 @@ func TestSMTPErrorMapping(t *testing.T) {
 		addr := fakeSMTP(t, map[string]string{"greeting": ""})
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		err := newSMTP(t, "smtp://"+addr+"?tls=none", nil).SendMail(ctx, mail("job-err", to))
 		if err == nil || errors.Is(err, asynq.SkipRetry) {
 			t.Errorf("SendMail to a silent server: got %v, want a transient error", err)
 		}
-		if d := time.Since(start); d > 3*time.Second {
-			t.Errorf("SendMail to a silent server took %s, want about the context's 300ms", d)
+		// The context's deadline ended it (on the connection too), not the
+		// server, which stays silent until the test ends.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("SendMail to a silent server: got %v, want the context's 300ms deadline to end it", err)
 		}
 	})
 	t.Run("invalid recipient", func(t *testing.T) {
