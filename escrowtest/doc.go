@@ -11,7 +11,7 @@
 //
 // The real peers (redis-server, PostgreSQL, mailpit, stripe-mock) are
 // started by peertest; the sample payloads of the nine job types
-// come from internal/sample. A test file never keeps its own copy of any of
+// come from escrowtest/sample. A test file never keeps its own copy of any of
 // these.
 //
 // Like River's rivertest it is public but not a stable API: it exists for

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/sample"
+	"github.com/escrowjobs/escrowjobs/escrowtest/sample"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
@@ -25,7 +25,7 @@ func Task(t testing.TB, p payloads.Payload, opts ...tasks.Option) *tasks.Task {
 	return task
 }
 
-// All returns the sample payloads of every job type (internal/sample),
+// All returns the sample payloads of every job type (escrowtest/sample),
 // one each in the registry's order, with IDs made unique by seq.
 func All(seq string) []payloads.Payload {
 	first := sample.Payload(0, seq).TaskType()

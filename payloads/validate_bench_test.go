@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/escrowjobs/escrowjobs/internal/sample"
+	"github.com/escrowjobs/escrowjobs/escrowtest/sample"
 	"github.com/escrowjobs/escrowjobs/payloads"
 )
 

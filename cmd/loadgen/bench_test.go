@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/escrowtest"
-	"github.com/escrowjobs/escrowjobs/internal/sample"
+	"github.com/escrowjobs/escrowjobs/escrowtest/sample"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"

@@ -48,7 +48,7 @@ func TestRedisClusterRunsTheWholeLifecycle(t *testing.T) {
 		}
 		return task
 	}
-	// The nine types, one sample payload each (internal/sample).
+	// The nine types, one sample payload each (escrowtest/sample).
 	var nine []*tasks.Task
 	var notify payloads.NotifyDisputeResolved
 	for _, p := range escrowtest.All("c") {
