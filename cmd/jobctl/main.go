@@ -286,7 +286,7 @@ Commands:
   partners list	webhook partners: state (healthy, open, disabled), failures, last success, waiting
   partners enable <id> [--actor A]	turn a partner back on and redeliver what waited
   partners disable <id> [--reason R] [--actor A]	turn a partner off: its deliveries become dead letters
-  history <transactionId>	every job of one escrow, oldest first, dead letters included
+  history <transactionId>	every job of one escrow, oldest first, dead letters included, grouped under its flow
   flow show <id>	one flow (release:esc-123): state, its steps in dependency order with state, attempts, last error
   flow list [--state S] [--name N] [--limit N] [--cursor C]
     	flows, most recently created first (default 50, at most 500); --state running, completed, failed or cancelled
