@@ -263,6 +263,8 @@ func (m *Monitor) deadLetterError(w http.ResponseWriter, op, id string, err erro
 		writeError(w, http.StatusConflict, codeCannotRebuild, err.Error())
 	case errors.Is(err, repair.ErrStillActive):
 		writeError(w, http.StatusConflict, codeStillActive, err.Error())
+	case errors.Is(err, repair.ErrConflict):
+		writeError(w, http.StatusConflict, codeConflict, err.Error())
 	case errors.Is(err, deadletter.ErrBadCursor):
 		fe := payloads.FieldError{Field: "cursor", Message: "is not a cursor this API handed out"}
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, describe([]payloads.FieldError{fe}), fe)

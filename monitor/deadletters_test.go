@@ -283,3 +283,25 @@ func TestUIRunRequeuesAndRecordsTheUser(t *testing.T) {
 		t.Errorf("run without credentials: got %d, want 401", a.status)
 	}
 }
+
+// A discard never lets the job run: a dead letter whose job ID is pending
+// in Redis (not put there by a requeue of it) is not discarded; the API
+// answers 409 conflict and nothing changes.
+func TestDiscardOfAJobInAQueueIsAConflict(t *testing.T) {
+	f := setup(t)
+	id := f.enqueue(t, "esc-510")
+	if _, err := f.ledger.Record(context.Background(), deadletter.Entry{ID: id, Type: "send_release_email", Queue: "default",
+		Payload: []byte(`{}`), Why: deadletter.WhyPermanent, FailedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	a := f.api(t, "POST", "/api/v1/dead-letters/"+id+"/discard", `{"reason":"not needed"}`)
+	if e := a.apiError(t); a.status != http.StatusConflict || e.Error.Code != "conflict" {
+		t.Errorf("discard: got %d %s, want 409 conflict", a.status, a.body)
+	}
+	if j, err := f.inspector.Status(context.Background(), id); err != nil || j.State != "pending" {
+		t.Errorf("got state %q (%v), want the job untouched (pending)", j.State, err)
+	}
+	if got, _ := f.ledger.Get(context.Background(), id); got.State != deadletter.StateOpen {
+		t.Errorf("ledger: got %s, want open", got.State)
+	}
+}

@@ -21,6 +21,7 @@ const (
 	codeNotOpen          = "not_open"
 	codeCannotRebuild    = "cannot_rebuild"
 	codeStillActive      = "still_active"
+	codeConflict         = "conflict"
 	codeReadOnly         = "read_only"
 	codeUnavailable      = "unavailable"
 	codeTooManyRequests  = "too_many_requests"

@@ -49,14 +49,15 @@ func (d LedgerDeadLetters) ListOpen(ctx context.Context, taskType, partner strin
 
 // Requeue runs dead letter id again with its full budget under the same
 // job ID and records actor and reason in the ledger. A dead letter that is
-// no longer open (requeued or discarded meanwhile, or unknown) is a
-// *NotOpenError; one asynq has not archived yet is ErrStillRunning.
+// no longer open (requeued or discarded meanwhile, or unknown), or whose
+// discard got there first (repair.ErrConflict), is a *NotOpenError; one
+// asynq has not archived yet is ErrStillRunning.
 func (d LedgerDeadLetters) Requeue(ctx context.Context, id, actor, reason string) error {
 	_, err := d.Desk.Requeue(ctx, id, actor, reason)
 	if errors.Is(err, repair.ErrStillActive) {
 		return fmt.Errorf("requeue %s: %w: %w", id, ErrStillRunning, err)
 	}
-	if errors.Is(err, deadletter.ErrNotOpen) || errors.Is(err, deadletter.ErrNotFound) {
+	if errors.Is(err, deadletter.ErrNotOpen) || errors.Is(err, deadletter.ErrNotFound) || errors.Is(err, repair.ErrConflict) {
 		return &NotOpenError{Err: err}
 	}
 	return err

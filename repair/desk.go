@@ -39,6 +39,9 @@ type Desk struct {
 	// afterMove runs between putting the job back in Redis and recording
 	// that in the ledger (tests inject a failure there).
 	afterMove func() error
+	// beforeMove runs between a requeue's read of the ledger and putting
+	// the job back (tests interleave a discard there).
+	beforeMove func()
 	// flows is told when the dead letter of a flow step is requeued or
 	// discarded.
 	flows FlowRepairs
@@ -142,7 +145,9 @@ func newRun() string {
 // payload (putBack). Only then is the ledger record marked
 // requeued. If that last write fails, the job runs and the record stays
 // open; Requeue again finds the marker of the first requeue, does not put
-// the job back a second time, and completes the record.
+// the job back a second time, and completes the record. A requeue that a
+// discard of the same dead letter got to first changes nothing and wraps
+// ErrConflict: the job does not run.
 func (d *Desk) Requeue(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
 	e, err := d.Get(ctx, id)
 	if err != nil {
@@ -150,6 +155,9 @@ func (d *Desk) Requeue(ctx context.Context, id, actor, reason string) (deadlette
 	}
 	if e.State != deadletter.StateOpen {
 		return e, fmt.Errorf("requeue %s: %s by %s at %s: %w", id, e.State, e.Actor, stampOf(e.ResolvedAt), deadletter.ErrNotOpen)
+	}
+	if d.beforeMove != nil {
+		d.beforeMove()
 	}
 	run, where, err := putBack(ctx, d.in, e, newRun())
 	if err != nil {
@@ -168,7 +176,16 @@ func (d *Desk) Requeue(ctx context.Context, id, actor, reason string) (deadlette
 			return e, fmt.Errorf("requeue %s: the job is back in queue %s (%s), but its flow %s was not updated; requeue again to record it: %w", id, e.Queue, where, e.Flow, err)
 		}
 	}
-	if _, err := d.ledger.MarkRequeued(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now(), Run: run}); err != nil && !errors.Is(err, deadletter.ErrNotOpen) {
+	_, err = d.ledger.MarkRequeued(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now(), Run: run})
+	switch {
+	case errors.Is(err, deadletter.ErrNotOpen):
+		// Resolved meanwhile: by a requeue running alongside (fine), or
+		// discarded, which only a job kept out of Redis allows (takeOut).
+		cur, gerr := d.ledger.Get(ctx, id)
+		if gerr == nil && cur.State == deadletter.StateDiscarded {
+			return cur, fmt.Errorf("requeue %s: discarded by %s at %s while it was being requeued; it does not run: %w", id, cur.Actor, stampOf(cur.ResolvedAt), ErrConflict)
+		}
+	case err != nil:
 		return e, fmt.Errorf("requeue %s: the job is back in queue %s (%s), but the ledger was not updated; requeue again to record it: %w", id, e.Queue, where, err)
 	}
 	return d.ledger.Get(ctx, id)
@@ -228,9 +245,16 @@ func (d *Desk) RequeueMatching(ctx context.Context, f deadletter.Filter, dryRun 
 	return b, nil
 }
 
-// Discard resolves the dead letter without a rerun: the ledger records
-// actor and reason, then asynq's archived copy (if any) is deleted, so the
-// job ID is free again. The ledger keeps the exact payload.
+// Discard resolves the dead letter without a rerun. First one Redis
+// transaction (takeOut) deletes asynq's archived copy, if any, so the job
+// ID is free again, and leaves a tombstone that a requeue of this dead
+// letter refuses; then the ledger records actor and reason (it keeps the
+// exact payload). A discard never lets the job run: when a requeue of this
+// dead letter has put the job back (its ledger write still to come, or
+// failed), or a job of that ID is running or waiting in a queue, nothing
+// is changed and the error wraps ErrConflict. If the ledger write fails,
+// the job stays out of Redis and the record open: Discard again records
+// it.
 func (d *Desk) Discard(ctx context.Context, id, actor, reason string) (deadletter.Entry, error) {
 	if strings.TrimSpace(reason) == "" {
 		return deadletter.Entry{}, fmt.Errorf("discard %s: %w", id, ErrReasonRequired)
@@ -242,6 +266,9 @@ func (d *Desk) Discard(ctx context.Context, id, actor, reason string) (deadlette
 	if e.State != deadletter.StateOpen {
 		return e, fmt.Errorf("discard %s: %s by %s at %s: %w", id, e.State, e.Actor, stampOf(e.ResolvedAt), deadletter.ErrNotOpen)
 	}
+	if err := takeOut(ctx, d.in.Redis(), e); err != nil {
+		return e, fmt.Errorf("discard %s: %w", id, err)
+	}
 	if e.Flow != "" {
 		// Before the ledger, so a failure leaves the dead letter open and
 		// a second discard repeats this (the flow's change is idempotent).
@@ -252,7 +279,6 @@ func (d *Desk) Discard(ctx context.Context, id, actor, reason string) (deadlette
 	if _, err := d.ledger.MarkDiscarded(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now()}); err != nil {
 		return e, fmt.Errorf("discard %s: %w", id, err)
 	}
-	_, _ = d.in.DeleteArchived(ctx, e.Queue, id) // the cache; the ledger holds the record
 	return d.ledger.Get(ctx, id)
 }
 

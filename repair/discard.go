@@ -80,10 +80,10 @@ func takeOut(ctx context.Context, rc redis.UniversalClient, e deadletter.Entry) 
 		if errors.Is(err, redis.TxFailedErr) {
 			continue // the task changed meanwhile: look again
 		}
-		if err != nil {
-			return fmt.Errorf("discard %s: %w", e.ID, err)
+		if err != nil && !errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%w (nothing was changed)", err)
 		}
-		return nil
+		return err
 	}
-	return fmt.Errorf("discard %s: the task kept changing under the discard; try again", e.ID)
+	return errors.New("the task kept changing under the discard; try again")
 }
