@@ -46,8 +46,9 @@ import (
 //
 // How it can fail: without WAIT a Start acknowledged on the master can be
 // lost with the proxy's data (TestUnplannedFailoverWithoutWaitReplicas
-// measures that for jobs), and the flow is then not found on the new
-// master: "flow … not found". An advancement that was not idempotent (a
+// measures that for jobs): the check right after the promotion that every
+// flow acknowledged before the kill is on the promoted replica fails, and
+// so does its completion. An advancement that was not idempotent (a
 // step completed again re-enqueueing its dependents as new jobs, or a
 // Start retry re-enqueueing steps that ran) would run a dependent a second
 // time after the failover was over: a doubled effect outside the window.
@@ -70,6 +71,7 @@ func TestUnplannedFailoverMidFlowAdvancesEveryFlowOnce(t *testing.T) {
 		mu                      sync.Mutex
 		next, acked             int
 		notDurable, otherErrors int
+		ackedIDs                []string
 		wg                      sync.WaitGroup
 	)
 	ctx := context.Background()
@@ -91,6 +93,7 @@ func TestUnplannedFailoverMidFlowAdvancesEveryFlowOnce(t *testing.T) {
 					switch {
 					case err == nil || errors.Is(err, flows.ErrDuplicate):
 						acked++
+						ackedIDs = append(ackedIDs, f.ID())
 					case errors.Is(err, tasks.ErrNotReplicated):
 						notDurable++
 					default:
@@ -116,7 +119,7 @@ func TestUnplannedFailoverMidFlowAdvancesEveryFlowOnce(t *testing.T) {
 		t.Fatalf("replica replicates from port %d (err %v), want the lag proxy's %d", link, err, proxy)
 	}
 	mu.Lock()
-	ackedAtKill := acked
+	ackedAtKill := append([]string(nil), ackedIDs...)
 	mu.Unlock()
 	s.KillMaster()
 	killed := time.Now()
@@ -124,6 +127,16 @@ func TestUnplannedFailoverMidFlowAdvancesEveryFlowOnce(t *testing.T) {
 		t.Fatalf("after SIGKILL of %s: %v\n%s", oldMaster, err, s.Output())
 	}
 	promoted := time.Since(killed)
+	// Every Start acknowledged before the kill (its state written with WAIT
+	// 1) is on the promoted replica, though the master's last writes were
+	// lost with the proxy.
+	nm := goredis.NewClient(&goredis.Options{Addr: newMaster})
+	defer nm.Close()
+	for _, id := range ackedAtKill {
+		if n, err := nm.Exists(ctx, "escrowjobs:flow:{"+id+"}").Result(); err != nil || n != 1 {
+			t.Errorf("flow %s, acknowledged before the kill: not on the promoted replica (exists %d, %v)", id, n, err)
+		}
+	}
 	// A second worker joins now: its recoverer's second run, a minute from
 	// now, finds the jobs leased on the new master to no running handler
 	// (their completion was lost) once their lease has expired.
@@ -134,15 +147,13 @@ func TestUnplannedFailoverMidFlowAdvancesEveryFlowOnce(t *testing.T) {
 	if err := peertest.WaitRole(oldMaster, "slave", 30*time.Second); err != nil {
 		t.Fatalf("old master %s restarted: %v\n%s", oldMaster, err, s.Output())
 	}
-	nm := goredis.NewClient(&goredis.Options{Addr: newMaster})
-	defer nm.Close()
 	escrowtest.Eventually(t, "the new master has a replica in sync", 60*time.Second, func() bool {
 		info, err := nm.Info(ctx, "replication").Result()
 		return err == nil && infoValue(info, "connected_slaves") == "1" && strings.Contains(infoValue(info, "slave0"), "state=online")
 	})
 	settled := time.Now()
 	t.Logf("SIGKILL of %s with %d of %d flows acknowledged (%d replication bytes dropped); %s promoted after %v; replica back after %v",
-		oldMaster, ackedAtKill, n, s.Dropped(), newMaster, promoted.Round(time.Millisecond), settled.Sub(killed).Round(time.Millisecond))
+		oldMaster, len(ackedAtKill), n, s.Dropped(), newMaster, promoted.Round(time.Millisecond), settled.Sub(killed).Round(time.Millisecond))
 	wg.Wait()
 
 	store := flows.NewStore(client.Redis(), insp)
