@@ -13,7 +13,9 @@ import (
 // request is a client span of tp named after the peer ("stripe POST",
 // "webhook POST"), a child of the request context's span. No trace
 // context is sent to the peer: Stripe, Resend and partners are outside
-// our trace, and our trace IDs stay ours.
+// our trace, and our trace IDs stay ours. No span holds a URL's query,
+// user or password (url.full, errors), nor an e-mail address: partners
+// put their tokens in the query.
 func Transport(base http.RoundTripper, tp trace.TracerProvider, peer string) http.RoundTripper {
 	if tasks.NewTracing(tp) == nil { // nil or the no-op provider: base unchanged
 		if base == nil {
@@ -25,7 +27,7 @@ func Transport(base http.RoundTripper, tp trace.TracerProvider, peer string) htt
 		base = http.DefaultTransport
 	}
 	return otelhttp.NewTransport(base,
-		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithTracerProvider(redactingProvider{tp}),
 		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return peer + " " + r.Method }),
 	)

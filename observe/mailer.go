@@ -3,8 +3,6 @@ package observe
 import (
 	"context"
 
-	"github.com/escrowjobs/escrowjobs/payloads"
-
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"go.opentelemetry.io/otel/attribute"
@@ -37,7 +35,7 @@ func (t tracedMailer) SendMail(ctx context.Context, m handlers.Mail) error {
 	}
 	err := t.next.SendMail(ctx, m)
 	if err != nil {
-		span.SetStatus(codes.Error, payloads.MaskEmailsString(err.Error()))
+		span.SetStatus(codes.Error, tasks.RedactText(err.Error()))
 	}
 	return err
 }

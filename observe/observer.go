@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"errors"
-	"github.com/escrowjobs/escrowjobs/payloads"
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -55,7 +54,7 @@ func (o *Observer) Wrap(next asynq.Handler) asynq.Handler {
 		err := next.ProcessTask(ctx, t)
 		if span != nil {
 			if err != nil {
-				span.SetStatus(codes.Error, payloads.MaskEmailsString(err.Error()))
+				span.SetStatus(codes.Error, tasks.RedactText(err.Error()))
 			}
 			span.End()
 		}

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/hibiken/asynq"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -120,7 +119,7 @@ func (tr *Tracing) Stamp(ctx context.Context, t *Task) *Task {
 // end ends span, recording err.
 func endSpan(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {
-		span.SetStatus(codes.Error, payloads.MaskEmailsString(err.Error()))
+		span.SetStatus(codes.Error, RedactText(err.Error()))
 	}
 	span.End()
 }
