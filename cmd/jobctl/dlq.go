@@ -270,25 +270,35 @@ func (c *cli) bulkRequeue(d *repair.Desk, ff filterFlags, dryRun bool, actor, re
 	if err != nil {
 		return fmt.Errorf("dlq requeue: %w", err)
 	}
-	if c.json {
-		if err := writeJSON(c.stdout, b); err != nil {
-			return err
-		}
-	} else {
-		verb := "requeued"
-		if dryRun {
-			verb = "would requeue (dry run)"
-		}
-		fmt.Fprintf(c.stdout, "matched %d, %s %d\n", b.Matched, verb, max(b.Requeued, len(b.IDs)))
-		for _, id := range b.IDs {
-			fmt.Fprintln(c.stdout, id)
-		}
-		for id, why := range b.Failed {
-			fmt.Fprintf(c.stdout, "failed %s: %s\n", id, oneLine(why))
-		}
+	if err := c.printBulk(b, dryRun); err != nil {
+		return err
 	}
 	if len(b.Failed) > 0 {
 		return fmt.Errorf("dlq requeue: %d of %d not requeued (see above; run it again to retry them)", len(b.Failed), b.Matched)
+	}
+	return nil
+}
+
+// printBulk prints what a bulk requeue matched and requeued, and why the
+// ones that failed did: masked like every other message (addresses, a
+// URL's password and query, the environment's Redis passwords).
+func (c *cli) printBulk(b repair.Bulk, dryRun bool) error {
+	for id, why := range b.Failed {
+		b.Failed[id] = tasks.RedactText(redact(why, c.getenv))
+	}
+	if c.json {
+		return writeJSON(c.stdout, b)
+	}
+	verb := "requeued"
+	if dryRun {
+		verb = "would requeue (dry run)"
+	}
+	fmt.Fprintf(c.stdout, "matched %d, %s %d\n", b.Matched, verb, max(b.Requeued, len(b.IDs)))
+	for _, id := range b.IDs {
+		fmt.Fprintln(c.stdout, id)
+	}
+	for id, why := range b.Failed {
+		fmt.Fprintf(c.stdout, "failed %s: %s\n", id, oneLine(why))
 	}
 	return nil
 }
