@@ -144,7 +144,7 @@ func TestUnplannedFailoverMidFlowAdvancesEveryFlowOnce(t *testing.T) {
 	// The old master comes back empty; the sentinel makes it a replica of
 	// the new master, which can answer WAIT 1 again.
 	s.Master.Start()
-	if err := peertest.WaitRole(oldMaster, "slave", 30*time.Second); err != nil {
+	if err := peertest.WaitRole(oldMaster, "slave", 90*time.Second); err != nil { // the sentinel converts it at its next look, ~15 s
 		t.Fatalf("old master %s restarted: %v\n%s", oldMaster, err, s.Output())
 	}
 	escrowtest.Eventually(t, "the new master has a replica in sync", 60*time.Second, func() bool {
