@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,14 +19,10 @@ import (
 // jobs the ledger lacks.
 const SweepInterval = 30 * time.Second
 
-// sweepMarkKey + queue holds the archive time (asynq's score, Unix seconds)
-// up to which the sweep has recorded every archived job, for every worker
-// process.
-const sweepMarkKey = "escrowjobs:deadletter:sweep-mark:"
-
-// sweepOverlap is re-read below the mark each sweep: workers' clocks
-// differ, and a worker behind archives with an older score.
-const sweepOverlap = 2 * time.Minute
+// sweptKey is the sorted set of the archived jobs of queue q the sweep has
+// dealt with: member the job ID, score its archive score then. It shares
+// the queue's hash tag with asynq's archive (one slot on a Cluster).
+func sweptKey(q string) string { return "escrowjobs:{" + q + "}:swept" }
 
 // leaseExpired is asynq's error for a job whose worker died; when that was
 // the job's last attempt, asynq's recoverer archives it directly and no
@@ -39,12 +34,16 @@ var leaseExpired = asynq.ErrLeaseExpired.Error()
 const sweepPage = 200
 
 // sweep records in the ledger every archived job it does not hold yet,
-// reading each queue's archive from its persisted mark in pages ordered by
-// archive time, however many there are. The ledger's Record is idempotent,
-// so what the error handler (or another worker's sweep) recorded already
-// is a no-op. Most archived jobs were recorded by handleError when they
-// failed; the sweep finds those asynq's recoverer archived itself (their
-// worker died during the last attempt). It returns how many it recorded.
+// reading each queue's whole archive in pages, however many there are.
+// What it has dealt with is kept by job ID and archive score (sweptKey),
+// so a job is looked at once per archival, whatever its score: asynq
+// scores an archived job by the clock of the process that archived it,
+// and a recoverer whose clock is behind must not hide its archives. The
+// ledger's Record is idempotent, so what the error handler (or another
+// worker's sweep) recorded already is a no-op. Most archived jobs were
+// recorded by handleError when they failed; the sweep finds those asynq's
+// recoverer archived itself (their worker died during the last attempt).
+// It returns how many it recorded.
 func (w *Worker) sweep(ctx context.Context, insp *asynq.Inspector) int {
 	queues, err := insp.Queues()
 	if err != nil {
@@ -59,28 +58,31 @@ func (w *Worker) sweep(ctx context.Context, insp *asynq.Inspector) int {
 }
 
 func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string) int {
-	mark, err := w.rc.Get(ctx, sweepMarkKey+q).Int64()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		w.cfg.Logger.Warn("dead-letter sweep: read mark", "queue", q, "error", err)
-		return 0
-	}
-	from := max(0, mark-int64(sweepOverlap/time.Second))
-	high, atHigh := from, int64(0) // score reached, members done at that score
-	recorded, failed := 0, false
-	for {
-		zs, err := w.rc.ZRangeByScoreWithScores(ctx, asynqkey.Archived(q), &redis.ZRangeBy{
-			Min: strconv.FormatInt(high, 10), Max: "+inf", Offset: atHigh, Count: sweepPage,
-		}).Result()
+	recorded := 0
+	for start := int64(0); ; start += sweepPage {
+		zs, err := w.rc.ZRangeWithScores(ctx, asynqkey.Archived(q), start, start+sweepPage-1).Result()
 		if err != nil {
 			w.cfg.Logger.Warn("dead-letter sweep: read archive", "queue", q, "error", err)
 			return recorded
 		}
-		for _, z := range zs {
-			id, _ := z.Member.(string)
-			if score := int64(z.Score); score > high {
-				high, atHigh = score, 0
+		if len(zs) == 0 {
+			break
+		}
+		ids := make([]string, len(zs))
+		for i, z := range zs {
+			ids[i], _ = z.Member.(string)
+		}
+		seen, err := w.rc.ZMScore(ctx, sweptKey(q), ids...).Result()
+		if err != nil {
+			w.cfg.Logger.Warn("dead-letter sweep: read what was swept", "queue", q, "error", err)
+			return recorded
+		}
+		for i, z := range zs {
+			id := ids[i]
+			if i < len(seen) && seen[i] == z.Score {
+				continue // dealt with at this archival
 			}
-			atHigh++
+			done := func() { _ = w.rc.ZAdd(ctx, sweptKey(q), redis.Z{Score: z.Score, Member: id}).Err() }
 			t, err := insp.GetTaskInfo(q, id)
 			if err != nil { // requeued or trimmed meanwhile
 				continue
@@ -104,7 +106,6 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			e.Error = payloads.MaskEmailsString(e.Error)
 			ok, err := w.cfg.DeadLetters.Record(ctx, e)
 			if err != nil {
-				failed = true
 				w.cfg.Logger.Error("dead-letter sweep: write failed; the next sweep tries again", "task_id", t.ID, "queue", q, "error", payloads.MaskEmailsString(err.Error()))
 				continue
 			}
@@ -114,9 +115,10 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			}
 			// Also when the ledger had it: the error handler that recorded
 			// it may have died before telling the flow (Failed is
-			// idempotent; the sweep sees a job for sweepOverlap at most).
+			// idempotent; the sweep deals with a job once per archival).
 			w.flowFailed(ctx, e, attrs)
 			if !ok {
+				done()
 				continue
 			}
 			recorded++
@@ -128,15 +130,16 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			if w.cfg.Archived != nil {
 				w.cfg.Archived(ctx, t.ID, t.Type, t.Payload, errors.New(t.LastErr))
 			}
+			done()
 		}
 		if len(zs) < sweepPage {
 			break
 		}
 	}
-	if !failed && high > mark {
-		if err := w.rc.Set(ctx, sweepMarkKey+q, high, 0).Err(); err != nil {
-			w.cfg.Logger.Warn("dead-letter sweep: save mark", "queue", q, "error", err)
-		}
+	// Forget the jobs no longer archived (requeued, discarded, trimmed):
+	// keep only the members also in the archive, with their swept score.
+	if err := w.rc.ZInterStore(ctx, sweptKey(q), &redis.ZStore{Keys: []string{sweptKey(q), asynqkey.Archived(q)}, Weights: []float64{1, 0}}).Err(); err != nil {
+		w.cfg.Logger.Warn("dead-letter sweep: prune what was swept", "queue", q, "error", err)
 	}
 	return recorded
 }

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 func ledgerIDs(t *testing.T, l deadletter.Ledger) map[string]int {
@@ -130,7 +132,59 @@ func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
 	if n := w2.sweep(context.Background(), insp); n != 0 {
 		t.Errorf("third sweep: got %d recorded, want 0", n)
 	}
-	if mark, err := w2.rc.Get(context.Background(), sweepMarkKey+"parked").Int64(); err != nil || mark == 0 {
-		t.Errorf("got mark %d (%v), want the archive time persisted", mark, err)
+	if n := w2.rc.ZCard(context.Background(), sweptKey("parked")).Val(); n != 450 {
+		t.Errorf("got %d jobs kept as swept in parked, want 450", n)
+	}
+}
+
+// Clock skew between processes cannot hide an archive: a job that a
+// recoverer whose clock is an hour behind archived (asynq scores it by
+// that clock, far below every archive the sweep has seen) is still
+// recorded; and the sweep forgets jobs no longer archived.
+func TestSweepRecordsAnArchiveScoredFarBelowTheOthers(t *testing.T) {
+	ctx := context.Background()
+	opt := redisOpt(t, peertest.Redis(t))
+	dl := deadLetters(t)
+	w := sweeper(t, opt, dl)
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+
+	archiveAsCrashed(t, opt, "crash", asynq.NewTask("audit_log_created", []byte(`{"eventId":"e"}`), asynq.TaskID("recent")))
+	if n := w.sweep(ctx, insp); n != 1 {
+		t.Fatalf("first sweep: got %d recorded, want 1", n)
+	}
+	c := asynq.NewClient(opt)
+	defer c.Close()
+	if _, err := c.Enqueue(asynq.NewTask("audit_log_created", []byte(`{"eventId":"e"}`), asynq.TaskID("skewed")), asynq.Queue("crash")); err != nil {
+		t.Fatal(err)
+	}
+	if err := insp.ArchiveTask("crash", "skewed"); err != nil {
+		t.Fatal(err)
+	}
+	behind := float64(time.Now().Add(-time.Hour).Unix()) // the recoverer's clock
+	if err := w.rc.ZAddXX(ctx, asynqkey.Archived("crash"), redis.Z{Score: behind, Member: "skewed"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		want int
+	}{
+		{"sweep after the skewed archive", 1},
+		{"sweep again", 0},
+	}
+	for _, s := range steps {
+		if n := w.sweep(ctx, insp); n != s.want {
+			t.Errorf("%s: got %d recorded, want %d", s.name, n, s.want)
+		}
+	}
+	if e, err := dl.Get(ctx, "skewed"); err != nil || e.State != deadletter.StateOpen {
+		t.Errorf("skewed: got %+v, %v; want its open dead letter", e, err)
+	}
+	if err := insp.DeleteTask("crash", "recent"); err != nil {
+		t.Fatal(err)
+	}
+	w.sweep(ctx, insp)
+	if got := w.rc.ZRange(ctx, sweptKey("crash"), 0, -1).Val(); len(got) != 1 || got[0] != "skewed" {
+		t.Errorf("swept after a job left the archive: got %v, want [skewed]", got)
 	}
 }

@@ -32,8 +32,10 @@
 //     Redis is still down then, a completion marker is written as soon as
 //     it is back, and asynq's rerun of the job finds it and does nothing
 //     (done.go).
-//   - A sweep every 30 s pages through asynq's archive from a persisted
-//     high-water mark and records what the ledger lacks: the jobs asynq's
+//   - A sweep every 30 s pages through asynq's archive, looks once at each
+//     archival it has not dealt with (kept by job ID and archive score, so
+//     no clock skew between processes hides one), and records what the
+//     ledger lacks: the jobs asynq's
 //     recoverer archived itself (their worker died during the last
 //     attempt), or any archival whose record was lost. A job archived after
 //     it had finished (its completion marker exists) is not a dead letter:
