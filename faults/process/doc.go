@@ -1,7 +1,9 @@
 // Package process holds the process fault suite (its tests only): the real
 // cmd/server binary, the production worker process, killed with SIGKILL
-// while it holds in-flight jobs, stopped with SIGTERM mid-run, and three of
-// them sharing one Redis under load.
+// while it holds in-flight jobs, stopped with SIGTERM mid-run, three of
+// them sharing one Redis under load, and its outbox relay killed inside a
+// batch of flow start jobs (PostgreSQL from peertest.Postgres; TestMain
+// stops it).
 //
 // The peers are real (redis-server, mailpit) or the stateful loopback
 // doubles of escrowtest that count effects per job: a Stripe that
