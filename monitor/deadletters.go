@@ -245,7 +245,7 @@ func (m *Monitor) bulkRequeue(w http.ResponseWriter, r *http.Request) {
 	}
 	m.log.Info("monitor: bulk requeue", "dry_run", req.DryRun, "matched", b.Matched, "requeued", b.Requeued, "failed", len(b.Failed), "remote", r.RemoteAddr)
 	for id, why := range b.Failed {
-		b.Failed[id] = payloads.MaskEmailsString(why)
+		b.Failed[id] = tasks.RedactText(why)
 	}
 	writeJSON(w, http.StatusOK, b)
 }
@@ -272,7 +272,7 @@ func (m *Monitor) deadLetterError(w http.ResponseWriter, op, id string, err erro
 		fe := payloads.FieldError{Field: "reason", Message: "is required"}
 		writeError(w, http.StatusBadRequest, codeInvalidRequest, describe([]payloads.FieldError{fe}), fe)
 	default:
-		m.log.Error("monitor: "+op, "task_id", payloads.MaskEmailsString(id), "err", payloads.MaskEmailsString(err.Error()))
+		m.log.Error("monitor: "+op, "task_id", payloads.MaskEmailsString(id), "err", tasks.RedactText(err.Error()))
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "the job store (Redis) or the dead-letter ledger is unavailable; nothing was lost, try again: "+err.Error())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
 // Error codes of the JSON error shape.
@@ -55,14 +56,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // writeError answers status with the stable error shape. The message and
-// the field names are masked: they may echo what a caller typed (an ID, an
-// unknown field's name).
+// the field names are masked (tasks.RedactText: addresses, a URL's
+// password and query): they may echo what a caller typed (an ID, an
+// unknown field's name) or an error of Redis or the ledger.
 func writeError(w http.ResponseWriter, status int, code, msg string, fields ...payloads.FieldError) {
 	masked := make([]payloads.FieldError, len(fields))
 	for i, f := range fields {
-		masked[i] = payloads.FieldError{Field: payloads.MaskEmailsString(f.Field), Message: payloads.MaskEmailsString(f.Message)}
+		masked[i] = payloads.FieldError{Field: tasks.RedactText(f.Field), Message: tasks.RedactText(f.Message)}
 	}
-	writeJSON(w, status, apiError{Error: errorBody{Code: code, Message: payloads.MaskEmailsString(msg), Fields: masked}})
+	writeJSON(w, status, apiError{Error: errorBody{Code: code, Message: tasks.RedactText(msg), Fields: masked}})
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
