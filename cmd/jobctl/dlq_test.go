@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os/user"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
@@ -182,4 +184,31 @@ func TestDeadLetterCommands(t *testing.T) {
 			t.Errorf("with Redis down: got exit %d stdout %q stderr %q, want the discarded dead letter", r.code, r.stdout, r.stderr)
 		}
 	})
+}
+
+// A discard that would let the job run (a job of that ID is pending in
+// Redis) is refused: jobctl exits non-zero with a one-line reason and
+// the record stays open.
+func TestDiscardConflictExitsNonZero(t *testing.T) {
+	f := setup(t)
+	id := f.enqueueRelease("esc-conflict")
+	l, err := deadletter.OpenFile(f.env["DEAD_LETTER_PATH"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Record(context.Background(), deadletter.Entry{ID: id, Type: "send_release_email", Queue: "default",
+		Payload: []byte(`{}`), Why: deadletter.WhyPermanent, FailedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.run("dlq", "discard", id, "--reason", "not needed")
+	if r.code == 0 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "conflict") || !strings.Contains(r.stderr, "pending") {
+		t.Errorf("got exit %d stderr %q, want non-zero and one line naming the conflict", r.code, r.stderr)
+	}
+	if got, _ := l.Get(context.Background(), id); got.State != deadletter.StateOpen {
+		t.Errorf("ledger: got %s, want open", got.State)
+	}
+	if ti, err := f.inspector.GetTaskInfo("default", id); err != nil || ti.State != asynq.TaskStatePending {
+		t.Errorf("asynq: got %+v, %v; want the job pending", ti, err)
+	}
 }
