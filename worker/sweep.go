@@ -24,6 +24,9 @@ const SweepInterval = 30 * time.Second
 // the queue's hash tag with asynq's archive (one slot on a Cluster).
 func sweptKey(q string) string { return "escrowjobs:{" + q + "}:swept" }
 
+// sweptTTL is how long the swept set outlives the last sweep.
+const sweptTTL = 7 * 24 * time.Hour
+
 // leaseExpired is asynq's error for a job whose worker died; when that was
 // the job's last attempt, asynq's recoverer archives it directly and no
 // error handler runs.
@@ -138,7 +141,13 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 	}
 	// Forget the jobs no longer archived (requeued, discarded, trimmed):
 	// keep only the members also in the archive, with their swept score.
-	if err := w.rc.ZInterStore(ctx, sweptKey(q), &redis.ZStore{Keys: []string{sweptKey(q), asynqkey.Archived(q)}, Weights: []float64{1, 0}}).Err(); err != nil {
+	// The set also expires sweptTTL after the last sweep of any worker: a
+	// fleet stopped that long re-checks the archive once (recording what
+	// the ledger already holds is a no-op).
+	pipe := w.rc.TxPipeline()
+	pipe.ZInterStore(ctx, sweptKey(q), &redis.ZStore{Keys: []string{sweptKey(q), asynqkey.Archived(q)}, Weights: []float64{1, 0}})
+	pipe.Expire(ctx, sweptKey(q), sweptTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
 		w.cfg.Logger.Warn("dead-letter sweep: prune what was swept", "queue", q, "error", err)
 	}
 	return recorded

@@ -135,6 +135,9 @@ func TestSweepRecordsEveryArchivedJobOnce(t *testing.T) {
 	if n := w2.rc.ZCard(context.Background(), sweptKey("parked")).Val(); n != 450 {
 		t.Errorf("got %d jobs kept as swept in parked, want 450", n)
 	}
+	if ttl := w2.rc.TTL(context.Background(), sweptKey("parked")).Val(); ttl <= 0 || ttl > sweptTTL {
+		t.Errorf("swept set of parked: got TTL %v, want (0, %v]", ttl, sweptTTL)
+	}
 }
 
 // Clock skew between processes cannot hide an archive: a job that a
