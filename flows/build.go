@@ -403,5 +403,5 @@ func (s taskSpec) task(now time.Time) *tasks.Task {
 	if _, given := h[tasks.HeaderReadyAt]; !given {
 		tasks.SetReadyAt(h, ready)
 	}
-	return &tasks.Task{Task: asynq.NewTaskWithHeaders(s.Type, s.Payload, h, opts...), ID: s.ID, Queue: s.Queue}
+	return tasks.Stored(asynq.NewTaskWithHeaders(s.Type, s.Payload, h, opts...), s.ID, s.Queue, opts...)
 }

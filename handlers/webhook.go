@@ -20,11 +20,12 @@ func NewWebhook(s Sender) *Webhook { return &Webhook{sender: s} }
 func (w *Webhook) routes() []route { return []route{handle(w.StatusChanged)} }
 
 // StatusChanged handles webhook_escrow_status_changed. The webhook-id is the
-// event ID, so every attempt carries the same one.
+// event ID and the body's sequence the one Enqueue stored in the job, so
+// every attempt and redelivery carries the same ones.
 func (w *Webhook) StatusChanged(ctx context.Context, p payloads.WebhookEscrowStatusChanged) error {
 	body, err := json.Marshal(webhook.Body{
 		Type: webhook.EventEscrowStatusChanged, Timestamp: p.OccurredAt,
-		Data: webhook.StatusData{EventID: p.EventID, TransactionID: p.TransactionID, PreviousStatus: p.PreviousStatus, Status: p.Status},
+		Data: webhook.StatusData{EventID: p.EventID, TransactionID: p.TransactionID, PreviousStatus: p.PreviousStatus, Status: p.Status, Sequence: p.Sequence},
 	})
 	if err != nil {
 		return fmt.Errorf("webhook %s: encode: %w", p.EventID, err)

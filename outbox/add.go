@@ -186,5 +186,5 @@ func (r row) task() *tasks.Task {
 	} else {
 		t = asynq.NewTask(r.taskType, r.payload, opts...)
 	}
-	return &tasks.Task{Task: t, ID: r.jobID, Queue: r.queue}
+	return tasks.Stored(t, r.jobID, r.queue, opts...)
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/jackc/pgx/v5"
@@ -267,6 +268,9 @@ func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]int64, []row, error) {
 // is true when Redis holds row i's job (new or already there). After the
 // first failure no new call starts: Redis is likely down, and the rest wait
 // for the next batch.
+//
+// The partner events of one escrow are enqueued one after another, in row
+// order (lanes), so the sequence Enqueue gives each is in commit order.
 func (r *Relay) enqueueAll(ctx context.Context, rows []row) ([]bool, error) {
 	done := make([]bool, len(rows))
 	var (
@@ -276,29 +280,35 @@ func (r *Relay) enqueueAll(ctx context.Context, rows []row) ([]bool, error) {
 		errOnce  sync.Once
 		wg       sync.WaitGroup
 	)
-	workers := min(r.cfg.Concurrency, len(rows))
+	ls := lanes(rows)
+	workers := min(r.cfg.Concurrency, len(ls))
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= len(rows) {
+				l := int(next.Add(1) - 1)
+				if l >= len(ls) {
 					return
 				}
-				r.attempts.Add(1)
-				_, err := r.cfg.Client.Enqueue(ctx, rows[i].task())
-				switch {
-				case err == nil:
-					r.enqueued.Add(1)
-					done[i] = true
-				case errors.Is(err, tasks.ErrDuplicate):
-					r.duplicates.Add(1)
-					done[i] = true
-				default:
-					r.failures.Add(1)
-					failed.Store(true)
-					errOnce.Do(func() { firstErr = err })
+				for _, i := range ls[l] {
+					if failed.Load() {
+						return
+					}
+					r.attempts.Add(1)
+					_, err := r.cfg.Client.Enqueue(ctx, rows[i].task())
+					switch {
+					case err == nil:
+						r.enqueued.Add(1)
+						done[i] = true
+					case errors.Is(err, tasks.ErrDuplicate):
+						r.duplicates.Add(1)
+						done[i] = true
+					default:
+						r.failures.Add(1)
+						failed.Store(true)
+						errOnce.Do(func() { firstErr = err })
+					}
 				}
 			}
 		}()
@@ -306,6 +316,39 @@ func (r *Relay) enqueueAll(ctx context.Context, rows []row) ([]bool, error) {
 	wg.Wait()
 	return done, firstErr
 }
+
+// lanes splits rows (in commit order) into the indexes enqueued one after
+// another: the partner events of one escrow share a lane, in row order;
+// every other row is a lane of its own.
+func lanes(rows []row) [][]int {
+	ls := make([][]int, 0, len(rows))
+	byEscrow := map[string]int{}
+	for i, rw := range rows {
+		tx := ""
+		if rw.taskType == webhookType {
+			var p struct {
+				TransactionID string `json:"transactionId"`
+			}
+			if json.Unmarshal(rw.payload, &p) == nil {
+				tx = p.TransactionID
+			}
+		}
+		if tx == "" {
+			ls = append(ls, []int{i})
+			continue
+		}
+		if l, ok := byEscrow[tx]; ok {
+			ls[l] = append(ls[l], i)
+			continue
+		}
+		byEscrow[tx] = len(ls)
+		ls = append(ls, []int{i})
+	}
+	return ls
+}
+
+// webhookType is the job type of partner events, numbered per escrow.
+var webhookType = payloads.WebhookEscrowStatusChanged{}.TaskType()
 
 // listen wakes Run on every NOTIFY from Add, on its own connection, and
 // reconnects with backoff when that connection fails. While it is down the

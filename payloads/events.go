@@ -25,6 +25,12 @@ type WebhookEscrowStatusChanged struct {
 	PreviousStatus string `json:"previousStatus" validate:"required,escrowstatus"`
 	Status         string `json:"status"         validate:"required,escrowstatus,nefield=PreviousStatus"`
 	OccurredAt     string `json:"occurredAt"     validate:"required,rfc3339"`
+	// Sequence orders the events of one escrow: it grows with each event
+	// in the order they were created, and the partner receives it in the
+	// body's sequence. Leave it 0: tasks.Client.Enqueue assigns it from the
+	// escrow's counter in Redis when the job is enqueued and stores it in
+	// the job, so every attempt and redelivery carries the same one.
+	Sequence int64 `json:"sequence,omitempty" validate:"gte=0"`
 }
 
 // TaskType is the asynq task type. It never changes after a deploy.

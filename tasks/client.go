@@ -74,7 +74,9 @@ func honourDeadlines(rc redis.UniversalClient) {
 // transactionId) is added to that escrow's history index (History) in the
 // same round trip, ahead of the job; when that write fails and the job
 // was stored, Enqueue returns the job's ID and an error (a retry adds the
-// index entry and reports ErrDuplicate).
+// index entry and reports ErrDuplicate). A partner event
+// (webhook_escrow_status_changed) without a sequence gets the next one of
+// its escrow first, in one more round trip (sequence.go).
 func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
 		var cancel context.CancelFunc
@@ -91,6 +93,9 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 			}
 			endSpan(span, err)
 		}()
+	}
+	if t, err = c.sequenced(ctx, t); err != nil {
+		return "", err
 	}
 	now := time.Now()
 	ix := c.indexEntry(t, now)

@@ -35,6 +35,9 @@ type Task struct {
 	readyAt       time.Time
 	delay         time.Duration
 	transactionID string
+	// storedOpts are the options of a task rebuilt by Stored; Enqueue
+	// rebuilds it with them to add a partner event's sequence.
+	storedOpts []asynq.Option
 }
 
 // Options returns the asynq options the task was built with (job ID, queue,

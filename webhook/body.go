@@ -18,4 +18,9 @@ type StatusData struct {
 	TransactionID  string `json:"transactionId"`
 	PreviousStatus string `json:"previousStatus"`
 	Status         string `json:"status"`
+	// Sequence grows with each event of the escrow in the order the events
+	// were created; it is the same on every attempt and redelivery. A
+	// receiver ignores an event whose sequence is not above the last one it
+	// applied for the transaction.
+	Sequence int64 `json:"sequence"`
 }

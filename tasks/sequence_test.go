@@ -1,0 +1,120 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/peertest"
+	"github.com/escrowjobs/escrowjobs/tasks"
+	"github.com/hibiken/asynq"
+)
+
+func statusEvent(t *testing.T, eventID, txID string, seq int64) *tasks.Task {
+	t.Helper()
+	task, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
+		EventID: eventID, PartnerID: "acme", TransactionID: txID, PreviousStatus: payloads.StatusPending,
+		Status: payloads.StatusFunded, OccurredAt: "2026-12-03T12:00:00Z", Sequence: seq,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+// storedSequence is the sequence in the payload Redis holds for job id.
+func storedSequence(t *testing.T, in *tasks.Inspector, id string) int64 {
+	t.Helper()
+	j, err := in.Status(context.Background(), id)
+	if err != nil {
+		t.Fatalf("job %s: %v", id, err)
+	}
+	var p payloads.WebhookEscrowStatusChanged
+	if err := json.Unmarshal(j.Payload, &p); err != nil {
+		t.Fatalf("job %s: payload %s: %v", id, j.Payload, err)
+	}
+	return p.Sequence
+}
+
+// Enqueue numbers each escrow's partner events in the order they are
+// enqueued, one counter per escrow, whether built by New or rebuilt from
+// storage (Stored, as the outbox relay and flows do); a duplicate keeps the
+// number of the job Redis holds, and a given sequence is kept.
+func TestEnqueueNumbersEachEscrowsEventsInOrder(t *testing.T) {
+	ctx := context.Background()
+	u := peertest.Redis(t)
+	opt, err := asynq.ParseRedisURI(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, in, c := peertest.RedisClient(t, u), tasks.NewInspector(opt), tasks.NewClient(opt)
+	t.Cleanup(func() { in.Close(); c.Close() })
+
+	stored := func(task *tasks.Task) *tasks.Task {
+		return tasks.Stored(asynq.NewTask(task.Type(), task.Payload()), task.ID, task.Queue, task.Options()...)
+	}
+	for _, step := range []struct {
+		name    string
+		task    *tasks.Task
+		wantDup bool
+		want    int64
+	}{
+		{"first event of esc-a", statusEvent(t, "evt-a1", "esc-a", 0), false, 1},
+		{"first event of esc-b", statusEvent(t, "evt-b1", "esc-b", 0), false, 1},
+		{"second event of esc-a", statusEvent(t, "evt-a2", "esc-a", 0), false, 2},
+		{"the first again (a duplicate)", statusEvent(t, "evt-a1", "esc-a", 0), true, 1},
+		{"third event of esc-a, from storage", stored(statusEvent(t, "evt-a3", "esc-a", 0)), false, 4},
+		{"an event with its sequence", statusEvent(t, "evt-b9", "esc-b", 42), false, 42},
+		{"second event of esc-b", statusEvent(t, "evt-b2", "esc-b", 0), false, 2},
+	} {
+		id, err := c.Enqueue(ctx, step.task)
+		if gotDup := errors.Is(err, tasks.ErrDuplicate); gotDup != step.wantDup || (err != nil && !gotDup) {
+			t.Fatalf("%s: got %v, want duplicate %v", step.name, err, step.wantDup)
+		}
+		if got := storedSequence(t, in, id); got != step.want {
+			t.Errorf("%s: got sequence %d, want %d", step.name, got, step.want)
+		}
+	}
+	ttl, err := rc.PTTL(ctx, "escrowjobs:seq:{esc-a}").Result()
+	if err != nil || ttl < tasks.SequenceTTL-time.Minute {
+		t.Errorf("counter's expiry: got %v (%v), want about %v", ttl, err, tasks.SequenceTTL)
+	}
+}
+
+// Only partner events touch the counters: other jobs of an escrow cost
+// nothing more.
+func TestEnqueueNumbersOnlyPartnerEvents(t *testing.T) {
+	ctx := context.Background()
+	u := peertest.Redis(t)
+	opt, err := asynq.ParseRedisURI(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, c := peertest.RedisClient(t, u), tasks.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	task, err := tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-c", PaymentIntentID: "pi_123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enqueue(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rc.Exists(ctx, "escrowjobs:seq:{esc-c}").Result(); err != nil || n != 0 {
+		t.Errorf("counter of esc-c after a capture: got %d keys (%v), want none", n, err)
+	}
+}
+
+// A negative sequence is refused when the job is built.
+func TestNegativeSequenceIsRefused(t *testing.T) {
+	_, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
+		EventID: "evt-n", PartnerID: "acme", TransactionID: "esc-n", PreviousStatus: payloads.StatusPending,
+		Status: payloads.StatusFunded, OccurredAt: "2026-12-03T12:00:00Z", Sequence: -1,
+	})
+	var ve *payloads.ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("got %v, want a *payloads.ValidationError", err)
+	}
+}
