@@ -110,7 +110,11 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 	_, err = c.c.EnqueueContext(ctx, c.asynqTask(ctx, t, now))
 	dup := errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask)
 	if ix != nil && (err == nil || dup) {
-		if werr := ix.write(ctx, c.rc, c.in, t.Queue, err == nil); werr != nil {
+		// The job's own replication was waited for in its pipeline; the
+		// index is a secondary record, written again here only when that
+		// pipeline did not carry it, and is not waited for a second time.
+		ictx := context.WithValue(ctx, replicaWaitKey{}, nil)
+		if werr := ix.write(ictx, c.rc, c.in, t.Queue, err == nil); werr != nil {
 			return t.ID, fmt.Errorf("enqueue %s: stored, but not in the escrow's history: %w", t.ID, werr)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,7 +109,10 @@ func (h waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		if !ok {
 			return next(ctx, cmds)
 		}
-		i := slices.IndexFunc(cmds, isScript)
+		// The job's script is the last one: the history index's (wake.go)
+		// goes ahead of it in the same pipeline. Its success, and its
+		// queue's hash tag for the barrier, are what the WAIT is about.
+		i := lastScript(cmds)
 		if i < 0 {
 			return next(ctx, cmds)
 		}
@@ -133,6 +135,16 @@ func (h waitHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 }
 
 func isScript(cmd redis.Cmder) bool { return cmd.Name() == "evalsha" || cmd.Name() == "eval" }
+
+// lastScript is the index of the last script in cmds, or -1.
+func lastScript(cmds []redis.Cmder) int {
+	for i := len(cmds) - 1; i >= 0; i-- {
+		if isScript(cmds[i]) {
+			return i
+		}
+	}
+	return -1
+}
 
 // barrierKey is a key in the hash slot of the script's first key (asynq's
 // keys carry the queue as hash tag: asynq:{queue}:…).
