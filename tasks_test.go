@@ -100,7 +100,8 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 		case payloads.StripeRefundPayment:
 			checks = append(checks, check{id, handlers.Refund{JobID: id, TransactionID: p.TransactionID, PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, RefundID: p.RefundID, Reason: p.Reason}})
 		case payloads.WebhookEscrowStatusChanged:
-			body := fmt.Sprintf(`{"type":"escrow.status_changed","timestamp":%q,"data":{"eventId":%q,"transactionId":%q,"previousStatus":%q,"status":%q}}`,
+			// The escrow's first event: sequence 1, numbered at enqueue.
+			body := fmt.Sprintf(`{"type":"escrow.status_changed","timestamp":%q,"data":{"eventId":%q,"transactionId":%q,"previousStatus":%q,"status":%q,"sequence":1}}`,
 				p.OccurredAt, p.EventID, p.TransactionID, p.PreviousStatus, p.Status)
 			checks = append(checks, check{id, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: []byte(body)}})
 		case payloads.NotifyDisputeResolved:
