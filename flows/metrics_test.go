@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/flows"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,25 +33,7 @@ func TestMetricsCountTransitionsPerName(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e.store.Collector())
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += "{" + l.GetValue() + "}"
-			}
-			switch {
-			case m.Counter != nil:
-				got[key] = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				got[key] = m.GetGauge().GetValue()
-			}
-		}
-	}
+	got := escrowtest.Gather(t, reg)
 	for key, want := range map[string]float64{
 		flows.MetricStarted + "{release}": 2, flows.MetricStarted + "{refund}": 1,
 		flows.MetricCompleted + "{release}": 1, flows.MetricFailed + "{release}": 1,

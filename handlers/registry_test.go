@@ -10,8 +10,8 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/devmode"
 	"github.com/escrowjobs/escrowjobs/email"
-	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/escrowtest/sample"
+	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"

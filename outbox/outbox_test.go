@@ -382,25 +382,7 @@ func TestCollectorsReportBacklogAndAge(t *testing.T) {
 	if err := r.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, l := range m.GetLabel() {
-				name += "{" + l.GetValue() + "}"
-			}
-			switch {
-			case m.Gauge != nil:
-				got[name] = m.GetGauge().GetValue()
-			case m.Counter != nil:
-				got[name] = m.GetCounter().GetValue()
-			}
-		}
-	}
+	got := escrowtest.Gather(t, reg)
 	for _, tc := range []struct {
 		name     string
 		min, max float64

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/devmode"
-	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/escrowtest/sample"
+	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/escrowjobs/escrowjobs/worker"
 	"github.com/hibiken/asynq"

@@ -182,25 +182,11 @@ func runs(plans ...*plan) []string {
 // runs counts the "job done" and "job failed…" lines per job ID in the
 // output of every server this stack started.
 func (s *stack) runs() (done, failed map[string]int) {
-	done, failed = map[string]int{}, map[string]int{}
+	var outs []string
 	for _, p := range s.servers {
-		for _, line := range strings.Split(p.Output(), "\n") {
-			var l struct {
-				Msg    string `json:"msg"`
-				TaskID string `json:"task_id"`
-			}
-			if json.Unmarshal([]byte(line), &l) != nil || l.TaskID == "" {
-				continue
-			}
-			switch {
-			case l.Msg == "job done":
-				done[l.TaskID]++
-			case strings.HasPrefix(l.Msg, "job failed"):
-				failed[l.TaskID]++
-			}
-		}
+		outs = append(outs, p.Output())
 	}
-	return done, failed
+	return escrowtest.JobRuns(outs...)
 }
 
 // waitDone waits until every job in ids has run.

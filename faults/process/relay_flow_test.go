@@ -150,24 +150,7 @@ func TestRelayKilledMidBatchStartsEachFlowOnce(t *testing.T) {
 	escrowtest.NoLeases(t, h.opt)
 
 	// Runs of every job, from the "job done" / "job failed" lines of all three servers.
-	done, failed := map[string]int{}, map[string]int{}
-	for _, p := range []*peertest.Process{w, a, b} {
-		for _, line := range strings.Split(p.Output(), "\n") {
-			var l struct {
-				Msg    string `json:"msg"`
-				TaskID string `json:"task_id"`
-			}
-			if json.Unmarshal([]byte(line), &l) != nil || l.TaskID == "" {
-				continue
-			}
-			switch {
-			case l.Msg == "job done":
-				done[l.TaskID]++
-			case strings.HasPrefix(l.Msg, "job failed"):
-				failed[l.TaskID]++
-			}
-		}
-	}
+	done, failed := escrowtest.JobRuns(w.Output(), a.Output(), b.Output())
 	captured, _, _, _ := h.stripe.Effects()
 	hooks, refused := h.hooks.Deliveries()
 	audits := map[string]int{}
