@@ -1,3 +1,9 @@
+// The fuzz runs of scripts/test build with -tags fuzzing: chromedp's
+// generated protocol packages take minutes to build with the fuzzer's
+// coverage instrumentation, and no fuzz target needs a browser.
+
+//go:build !fuzzing
+
 package monitor_test
 
 import (
