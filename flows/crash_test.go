@@ -171,9 +171,6 @@ func TestFanInRaceRunsTheChildOnce(t *testing.T) {
 // The start, advancement and completion on a Redis Cluster: every flow
 // script touches the flow's own hash slot only.
 func TestFlowOnRedisCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a Redis Cluster")
-	}
 	cluster := peertest.StartCluster(t)
 	e := setup(t, map[string]string{"REDIS_CLUSTER_ADDRS": cluster.Env()})
 	e.startWorker(t, 8)
