@@ -17,6 +17,9 @@ type roundTrips struct{ n, cmds atomic.Int64 }
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "hello" { // a new pooled connection's setup
+			return next(ctx, cmd)
+		}
 		r.n.Add(1)
 		r.cmds.Add(1)
 		return next(ctx, cmd)
@@ -24,6 +27,11 @@ func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "client" {
+			// A new pooled connection's CLIENT SETINFO (after its HELLO):
+			// the pool's doing, not the flow's.
+			return next(ctx, cmds)
+		}
 		r.n.Add(1)
 		r.cmds.Add(int64(len(cmds)))
 		return next(ctx, cmds)
