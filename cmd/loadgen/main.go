@@ -58,6 +58,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -102,6 +103,8 @@ type config struct {
 	cpuprofile     string
 	progress       bool
 	verbose        bool
+	bullmq         string // the installed BullMQ probe's directory
+	detail         bool
 }
 
 // intList is a comma-separated list of positive integers.
@@ -174,6 +177,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.BoolVar(&cfg.progress, "progress", true, "show progress bars on stderr when it is a terminal (never in a file or CI log)")
 	fs.BoolVar(&cfg.verbose, "v", false, "also print each phase's figures and Redis commands per job on stderr")
+	fs.StringVar(&cfg.bullmq, "bullmq", "", "directory of an installed copy of bench/bullmq (npm ci): add BullMQ's column to every round and the idle phase, and print one table of the three (needs -flush and a Redis at 127.0.0.1, database 0)")
+	fs.BoolVar(&cfg.detail, "detail", false, "with -bullmq, also print the escrowjobs-vs-raw tables that loadgen prints without it")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -196,6 +201,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if !cfg.throughput && !cfg.idle && !cfg.flows && !cfg.flowLatency {
 		return cfg, errors.New("-throughput=false and -idle=false without -flows or -flow-latency leave nothing to measure")
+	}
+	if cfg.bullmq != "" && !cfg.flush {
+		return cfg, errors.New("-bullmq needs -flush: BullMQ's phases start from an empty database, like the others")
 	}
 	if cfg.idleWindow <= 0 || cfg.idleGap <= 0 {
 		return cfg, errors.New("-idle-window and -idle-gap must be positive")
@@ -242,6 +250,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg.progress = cfg.progress && isTerminal(stderr)
 	b := &bench{cfg: cfg, opt: opt, adm: adm, stderr: stderr}
 	rep := report{cfg: cfg, redisVersion: version, redisURL: tasks.RedactURL(cfg.redisURL)}
+	if cfg.bullmq != "" {
+		if b.bull, err = newBullMQProbe(cfg.bullmq, cfg.redisURL, exec.LookPath); err != nil {
+			return err
+		}
+		rep.bullVersion = b.bull.version
+	}
 	if cfg.throughput {
 		if err := b.throughput(ctx, &rep); err != nil {
 			return err

@@ -29,6 +29,7 @@ type bench struct {
 	opt    asynq.RedisConnOpt
 	adm    admin
 	stderr io.Writer
+	bull   *bullmqProbe // the BullMQ column (-bullmq), or nil
 }
 
 // enqueuer enqueues one job; clients returns one and its Close.
@@ -63,6 +64,7 @@ type enqueueFigures struct {
 	seq       [3]time.Duration // p50, p99, p999 from one goroutine
 	memPerJob float64          // bytes of used_memory per pending job
 	cpu       float64          // CPU µs of this process per job enqueued from c goroutines
+	redisCPU  float64          // CPU µs of Redis per job enqueued from c goroutines
 }
 
 var quantiles = [3]float64{0.50, 0.99, 0.999}
@@ -157,12 +159,13 @@ func (b *bench) enqueuePhase(ctx context.Context, label string, newClient client
 	}
 	ourCPU := processCPU() - ourCPU0
 	f.cpu = float64(ourCPU/time.Duration(b.cfg.n)) / float64(time.Microsecond)
+	redisCPU, err := b.adm.cpu(ctx)
+	if err != nil {
+		closeClient()
+		return f, err
+	}
+	f.redisCPU = float64((redisCPU-redisCPU0)/time.Duration(b.cfg.n)) / float64(time.Microsecond)
 	if b.cfg.verbose {
-		redisCPU, err := b.adm.cpu(ctx)
-		if err != nil {
-			closeClient()
-			return f, err
-		}
 		fmt.Fprintf(b.stderr, "%s: enqueue %.0f jobs/s from %d goroutines; CPU per job: this process %s, Redis %s\n",
 			label, float64(b.cfg.n)/elapsed.Seconds(), b.cfg.c, human(ourCPU/time.Duration(b.cfg.n)), human((redisCPU-redisCPU0)/time.Duration(b.cfg.n)))
 	}
@@ -247,8 +250,8 @@ func (b *bench) startRawPolling(p *probe, poll time.Duration) (func(), error) {
 }
 
 // procFigure is one processing run: jobs/s from the first handler start to
-// the n-th handler return, and CPU µs of this process per job.
-type procFigure struct{ rate, cpu float64 }
+// the n-th handler return, and CPU µs of this process and of Redis per job.
+type procFigure struct{ rate, cpu, redisCPU float64 }
 
 // process drains n pending jobs.
 func (b *bench) process(ctx context.Context, label string, n int, startFn func(*probe) (func(), error)) (procFigure, error) {
@@ -274,11 +277,12 @@ func (b *bench) process(ctx context.Context, label string, n int, startFn func(*
 	rate := float64(n) / p.elapsed().Seconds()
 	ourCPU := processCPU() - ourCPU0
 	f.rate, f.cpu = rate, float64(ourCPU/time.Duration(n))/float64(time.Microsecond)
+	redisCPU, after, err := b.adm.load(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.redisCPU = float64((redisCPU-redisCPU0)/time.Duration(n)) / float64(time.Microsecond)
 	if b.cfg.verbose {
-		redisCPU, after, err := b.adm.load(ctx)
-		if err != nil {
-			return f, err
-		}
 		fmt.Fprintf(b.stderr, "%s: %.0f jobs/s; CPU per job: this process %s, Redis %s; Redis commands per job (scripts' own included): %s\n",
 			label, rate, human(ourCPU/time.Duration(n)), human((redisCPU-redisCPU0)/time.Duration(n)), perJob(before, after, n))
 	}
@@ -313,8 +317,9 @@ func awaitDone(ctx context.Context, label string, p *probe, bar *progress) error
 }
 
 // throughput runs the enqueue and processing phases -rounds times: ours
-// then raw (raw first in odd rounds, so drift favours neither), then ours
-// again for every further -loops value.
+// then raw (raw first in odd rounds, so drift favours neither; with
+// -bullmq the three sides rotate, ours, raw, BullMQ, then raw, BullMQ,
+// ours, …), then ours again for every further -loops value.
 func (b *bench) throughput(ctx context.Context, rep *report) error {
 	rep.proc = map[int][]procFigure{}
 	for r := range b.cfg.rounds {
@@ -326,10 +331,10 @@ func (b *bench) throughput(ctx context.Context, rep *report) error {
 			func() error { return b.oursRound(ctx, rep, tag) },
 			func() error { return b.rawRound(ctx, rep, tag) },
 		}
-		if r%2 == 1 {
-			steps[0], steps[1] = steps[1], steps[0]
+		if b.bull != nil {
+			steps = append(steps, func() error { return b.bullmqSide(ctx, rep, tag) })
 		}
-		for _, step := range steps {
+		for _, step := range rotated(steps, r) {
 			if err := step(); err != nil {
 				return err
 			}
@@ -464,6 +469,13 @@ func (b *bench) idlePhases(ctx context.Context, rep *report) error {
 		}
 		f.label, f.side, f.loops = sd.label, sd.kind, sd.loops
 		rep.idle = append(rep.idle, f)
+	}
+	if b.bull != nil {
+		f, err := b.bullmqIdle(ctx)
+		if err != nil {
+			return err
+		}
+		rep.bullIdle = &f
 	}
 	return nil
 }

@@ -23,7 +23,11 @@ type report struct {
 	flow         []flowFigure // flow processing, flows side, one per round
 	flowJobs     []flowFigure // the same jobs enqueued at once
 	latency      []latencyRound
-	latKinds     []latencyKind // the paths measured by the latency rounds
+	latKinds     []latencyKind     // the paths measured by the latency rounds
+	bullVersion  string            // -bullmq: BullMQ's version
+	bull         []enqueueFigures  // -bullmq: BullMQ's enqueue side, one per round
+	bullProc     []procFigure      // -bullmq: BullMQ's Worker, one per round
+	bullIdle     *bullmqIdleFigure // -bullmq: BullMQ's idle Worker
 }
 
 // row is one line of the table; met is "yes", "NO" or "-" (no target).
@@ -199,12 +203,23 @@ func (r *report) print(w io.Writer) {
 	if c.rawPoll > 0 {
 		rawPoll = c.rawPoll.String()
 	}
-	fmt.Fprintf(w, "loadgen: escrowjobs vs raw asynq, same run, same Redis\n")
+	if r.cfg.bullmq != "" {
+		fmt.Fprintf(w, "loadgen: escrowjobs vs raw asynq vs BullMQ %s, same run, same Redis\n", r.bullVersion)
+	} else {
+		fmt.Fprintf(w, "loadgen: escrowjobs vs raw asynq, same run, same Redis\n")
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s, Redis %s at %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), r.redisVersion, r.redisURL)
 	fmt.Fprintf(w, "run: n=%d jobs (nine types round-robin, %d per escrow), c=%d, k=%d, loops=%s, latency-n=%d, rounds=%d interleaved (median (min–max); ratio = median of the rounds' ratios), raw poll %s\n",
 		c.n, c.perEscrow, c.c, c.k, c.loops.String(), c.latencyN, c.rounds, rawPoll)
 	fmt.Fprintf(w, "raw asynq: asynq.Client + TaskID, the same payload bytes and ID length; one asynq.Server, concurrency %d, no-op handler\n", c.k)
 	fmt.Fprintf(w, "load: 1-minute load average %s at the end of the run (2 cores: above ~1 means others competed for the CPU)\n", loadAverage())
+	if c.bullmq != "" {
+		r.printCompare(w)
+		if !c.detail {
+			return
+		}
+		fmt.Fprintln(w, "\nescrowjobs vs raw asynq in detail:")
+	}
 	if rows := r.rows(); len(rows) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
