@@ -39,7 +39,15 @@
 //     flows.Add (and of outbox.Add for one job) through the outbox relay
 //     cmd/server runs. The paths alternate sample by sample.
 //
-// Phases 1 and 2, and the two sides of phase 4, alternate -rounds times;
+//  6. BullMQ (-bullmq DIR, DIR an installed copy of bench/bullmq): in
+//     every round of phases 1 and 2, and after phase 3, the pinned BullMQ
+//     probe runs the same on the same Redis (node bench.js add, add from
+//     one caller, work, latency, one process per phase, its JSON line
+//     read), and loadgen prints one table of escrowjobs, raw asynq and
+//     BullMQ with the ratios to both (-detail adds the tables above).
+//     scripts/bench installs the probe and a private Redis and runs this.
+//
+// Phases 1 and 2 (and 6), and the two sides of phase 4, alternate -rounds times;
 // phase 5 runs -rounds rounds; each figure is the median. -loops takes a
 // list (1,2,4,8): the worker's processing and phase 3 run once per value
 // (phases 4 and 5 use the first). -v adds, per phase, the CPU time per job
