@@ -41,6 +41,7 @@ type Stripe struct {
 	validate string
 	srv      *httptest.Server
 	inflight atomic.Int64
+	down     atomic.Int64 // the status every request gets while not 0 (SetDown)
 
 	mu       sync.Mutex
 	intents  map[string]*StripeIntent
@@ -143,6 +144,10 @@ func StartStripe(t testing.TB, cfg StripeConfig) *Stripe {
 func (s *Stripe) serve(t testing.TB, mux http.Handler, w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer "+s.secret {
 		writeStripeError(w, http.StatusUnauthorized, "invalid_request_error", "", "Invalid API Key provided")
+		return
+	}
+	if code := int(s.down.Load()); code != 0 {
+		writeStripeError(w, code, "api_error", "", "Stripe is unavailable (SetDown)")
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
@@ -394,6 +399,10 @@ func (s *Stripe) Inject(ft StripeFault) {
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, ft)
 }
+
+// SetDown answers every request with status (an api_error, nothing
+// applied, nothing recorded) until SetDown(0), as Stripe does in an outage.
+func (s *Stripe) SetDown(status int) { s.down.Store(int64(status)) }
 
 // SetDelay holds each answer back for fn(request) after its effect.
 func (s *Stripe) SetDelay(fn func(r *http.Request) time.Duration) {

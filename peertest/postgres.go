@@ -118,9 +118,9 @@ func (c *pgCluster) stop() {
 	_ = os.RemoveAll(c.dir)
 }
 
-// startCluster runs initdb and starts postgres, retrying on another port if
-// the first one was taken in the meantime.
-func startCluster() (*pgCluster, error) {
+// startCluster runs initdb and starts postgres (with extra arguments),
+// retrying on another port if the first one was taken in the meantime.
+func startCluster(extra ...string) (*pgCluster, error) {
 	bin, err := postgresBinDir()
 	if err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func startCluster() (*pgCluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := startPostgres(bin, dir, data, sock, port, cred)
+		c, err := startPostgres(bin, dir, data, sock, port, cred, extra...)
 		if err == nil {
 			ok = true
 			return c, nil
@@ -203,7 +203,8 @@ func sweepStale() {
 }
 
 // startPostgres starts the server and waits until it accepts connections.
-func startPostgres(bin, dir, data, sock string, port int, cred *syscall.Credential) (*pgCluster, error) {
+// extra are more command-line arguments (a later -c overrides an earlier).
+func startPostgres(bin, dir, data, sock string, port int, cred *syscall.Credential, extra ...string) (*pgCluster, error) {
 	logPath := filepath.Join(dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -213,6 +214,7 @@ func startPostgres(bin, dir, data, sock string, port int, cred *syscall.Credenti
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", sock, "-p", strconv.Itoa(port), "-h", "127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "logging_collector=off")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Dir = dir
 	cmd.Env = pgEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf

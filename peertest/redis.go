@@ -111,6 +111,15 @@ func (s *RedisServer) Kill() {
 	s.cmd = nil
 }
 
+// Signal sends sig to the running server (SIGSTOP pauses it, SIGCONT
+// resumes it); it does nothing when the server is not running.
+func (s *RedisServer) Signal(sig os.Signal) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+}
+
 // WaitRedis waits until addr answers PING.
 func WaitRedis(addr string, timeout time.Duration) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})

@@ -26,6 +26,11 @@ type Sentinel struct {
 	// Port is the sentinel's port.
 	Port     int
 	password string // the data nodes' requirepass, "" for none
+	// monitor and replica are the addresses the sentinel knows the master
+	// and the replica by ("" for their own); downAfterMS is its
+	// down-after-milliseconds (0 for 1000).
+	monitor, replica string
+	downAfterMS      int
 }
 
 // StartSentinel starts a master, a replica of it and a sentinel that
@@ -54,12 +59,35 @@ func StartSentinelAuth(t testing.TB, password string) *Sentinel {
 	return s
 }
 
+// StartSentinelAt starts a sentinel (quorum 1, failover timeout 5 s, down
+// after downAfter) for a master and a replica that are reached at other
+// addresses than their own, e.g. through proxies: it monitors the master at
+// masterAddr and waits until it lists the replica, healthy, at replicaAddr
+// (the replica must announce it with --replica-announce-port and
+// replicate from masterAddr). The data nodes are the caller's; the sentinel
+// is killed at cleanup.
+func StartSentinelAt(t testing.TB, master, replica *RedisServer, masterAddr, replicaAddr string, downAfter time.Duration) *Sentinel {
+	t.Helper()
+	bin := LookPath(t, "redis-server", RedisToolsInstall)
+	s := &Sentinel{Master: master, Replica: replica, monitor: masterAddr, replica: replicaAddr, downAfterMS: int(downAfter / time.Millisecond)}
+	s.start(t, bin, 5000)
+	return s
+}
+
 // start writes the sentinel's configuration (failover timeout in ms) and
 // runs it until it monitors s.Master and sees s.Replica.
 func (s *Sentinel) start(t testing.TB, bin string, failoverTimeoutMS int) {
 	t.Helper()
 	s.Port = FreePort(t)
 	dir := t.TempDir()
+	monitor, replica, downAfter := s.Master.Addr(), s.Replica.Addr(), 1000
+	if s.monitor != "" {
+		monitor, replica = s.monitor, s.replica
+	}
+	if s.downAfterMS > 0 {
+		downAfter = s.downAfterMS
+	}
+	_, monitorPort, _ := net.SplitHostPort(monitor)
 	conf := filepath.Join(dir, "sentinel.conf")
 	body := fmt.Sprintf(`port %d
 bind 127.0.0.1
@@ -68,10 +96,10 @@ daemonize no
 dir %s
 loglevel notice
 sentinel resolve-hostnames no
-sentinel monitor %s 127.0.0.1 %d 1
-sentinel down-after-milliseconds %s 1000
+sentinel monitor %s 127.0.0.1 %s 1
+sentinel down-after-milliseconds %s %d
 sentinel failover-timeout %s %d
-`, s.Port, dir, SentinelMasterName, s.Master.Port, SentinelMasterName, SentinelMasterName, failoverTimeoutMS)
+`, s.Port, dir, SentinelMasterName, monitorPort, SentinelMasterName, downAfter, SentinelMasterName, failoverTimeoutMS)
 	if s.password != "" {
 		body += fmt.Sprintf("sentinel auth-pass %s %s\n", SentinelMasterName, s.password)
 	}
@@ -82,7 +110,7 @@ sentinel failover-timeout %s %d
 	if err := WaitRedis(s.Addr(), 10*time.Second); err != nil {
 		t.Fatalf("sentinel on %s: %v\n%s", s.Addr(), err, s.sentinel.Output())
 	}
-	if err := s.waitReplica(s.Replica.Addr(), 20*time.Second); err != nil {
+	if err := s.waitReplica(replica, 20*time.Second); err != nil {
 		t.Fatalf("%v\nsentinel output:\n%s", err, s.sentinel.Output())
 	}
 }
