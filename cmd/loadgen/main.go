@@ -225,6 +225,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	var bull *bullmqProbe
+	if cfg.bullmq != "" {
+		if bull, err = newBullMQProbe(cfg.bullmq, cfg.redisURL, exec.LookPath); err != nil {
+			return err
+		}
+	}
 	opt, err := tasks.RedisFromEnv(func(k string) string {
 		if k == "REDIS_URL" {
 			return cfg.redisURL
@@ -258,11 +264,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg.progress = cfg.progress && isTerminal(stderr)
 	b := &bench{cfg: cfg, opt: opt, adm: adm, stderr: stderr}
 	rep := report{cfg: cfg, redisVersion: version, redisURL: tasks.RedactURL(cfg.redisURL)}
-	if cfg.bullmq != "" {
-		if b.bull, err = newBullMQProbe(cfg.bullmq, cfg.redisURL, exec.LookPath); err != nil {
-			return err
-		}
-		rep.bullVersion = b.bull.version
+	if bull != nil {
+		b.bull, rep.bullVersion = bull, bull.version
 	}
 	if cfg.throughput {
 		if err := b.throughput(ctx, &rep); err != nil {

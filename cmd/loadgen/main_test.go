@@ -163,6 +163,9 @@ func TestBadUsageIsAnError(t *testing.T) {
 		{"zero jobs", []string{"-n", "0"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1"}, "-n must be positive"},
 		{"bad loops", []string{"-loops", "4,x"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1"}, "positive integer"},
 		{"stray argument", []string{"now"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1"}, "unexpected arguments"},
+		{"bullmq without flush", []string{"-bullmq", "bench/bullmq"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, "-bullmq needs -flush"},
+		{"bullmq not installed", []string{"-flush", "-bullmq", "no/such/dir"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, "no bench.js"},
+		{"bullmq on another database", []string{"-flush", "-bullmq", "../../bench/bullmq"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/15"}, "names database 15"},
 	}
 	for _, c := range cases {
 		var stdout, stderr bytes.Buffer
