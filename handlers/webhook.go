@@ -21,7 +21,8 @@ func (w *Webhook) routes() []route { return []route{handle(w.StatusChanged)} }
 
 // StatusChanged handles webhook_escrow_status_changed. The webhook-id is the
 // event ID and the body's sequence the one Enqueue stored in the job, so
-// every attempt and redelivery carries the same ones.
+// every attempt and redelivery carries the same ones. The escrow's ID
+// lets an "ordered" partner get its events in sequence.
 func (w *Webhook) StatusChanged(ctx context.Context, p payloads.WebhookEscrowStatusChanged) error {
 	body, err := json.Marshal(webhook.Body{
 		Type: webhook.EventEscrowStatusChanged, Timestamp: p.OccurredAt,
@@ -30,5 +31,5 @@ func (w *Webhook) StatusChanged(ctx context.Context, p payloads.WebhookEscrowSta
 	if err != nil {
 		return fmt.Errorf("webhook %s: encode: %w", p.EventID, err)
 	}
-	return w.sender.Send(ctx, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: body})
+	return w.sender.Send(ctx, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: body, TransactionID: p.TransactionID})
 }

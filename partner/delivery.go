@@ -9,4 +9,9 @@ type Delivery struct {
 	PartnerID string
 	// Body is the exact JSON body that is signed and sent.
 	Body []byte
+	// TransactionID is the escrow the event belongs to. With it, a
+	// partner that is "ordered" gets the escrow's events strictly in
+	// sequence, and a delivery releases the events waiting behind it;
+	// empty: no ordering.
+	TransactionID string
 }

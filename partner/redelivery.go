@@ -157,7 +157,8 @@ func (r *Redelivery) Archived(ctx context.Context, jobID, taskType string, paylo
 		return
 	}
 	var p struct {
-		PartnerID string `json:"partnerId"`
+		PartnerID     string `json:"partnerId"`
+		TransactionID string `json:"transactionId"`
 	}
 	_ = json.Unmarshal(payload, &p)
 	if p.PartnerID == "" {
@@ -166,6 +167,15 @@ func (r *Redelivery) Archived(ctx context.Context, jobID, taskType string, paylo
 	log := r.log.With("task_id", jobID, "task_type", taskType, "partner", p.PartnerID)
 	r.cfg.State.unwait(ctx, p.PartnerID, jobID) // a dead letter waits for no circuit
 	switch {
+	case errors.Is(err, ErrWaitsInOrder):
+		// Not a failure: it waited for an earlier event on its last
+		// attempt. Its redelivery is scheduled now by the release of the
+		// event ahead (State.wakeJob); this is the fallback.
+		e := dueEntry{ID: jobID, Partner: p.PartnerID, Reason: "waiting for an earlier event of its escrow"}
+		if err := r.schedule(ctx, time.Now().Add(r.cfg.State.cfg.OrderRecheck), e); err != nil {
+			log.ErrorContext(ctx, "cannot schedule the redelivery; the dead letter stays open", "error", err)
+		}
+		return
 	case errors.Is(err, ErrUnknownPartner), errors.Is(err, ErrEndpointDisabled):
 		if perr := r.cfg.Redis.SAdd(ctx, parkedKey(p.PartnerID), jobID).Err(); perr != nil {
 			log.ErrorContext(ctx, "cannot record the dead letter as waiting for its partner; requeue it by hand once the partner is back", "error", perr)
@@ -175,7 +185,10 @@ func (r *Redelivery) Archived(ctx context.Context, jobID, taskType string, paylo
 		r.releaseParked(ctx, p.PartnerID)
 		return
 	case errors.Is(err, asynq.SkipRetry):
-		return // permanent: an operator decides
+		// Permanent: an operator decides. It is a final dead letter, and
+		// the later events of its escrow no longer wait for it.
+		r.cfg.State.released(ctx, p.TransactionID, p.PartnerID, jobID, log)
+		return
 	}
 	step, serr := r.cfg.Redis.Incr(ctx, stepKey(p.PartnerID, jobID)).Result()
 	if serr != nil {
@@ -190,6 +203,8 @@ func (r *Redelivery) Archived(ctx context.Context, jobID, taskType string, paylo
 	n := len(r.cfg.Schedule)
 	if int(step) > n {
 		log.ErrorContext(ctx, "webhook redelivery exhausted: the dead letter stays open", "steps", n)
+		// A final dead letter: the later events of its escrow go.
+		r.cfg.State.released(ctx, p.TransactionID, p.PartnerID, jobID, log)
 		if r.cfg.Alert != nil {
 			r.cfg.Alert(ctx, AlertRedeliveryExhausted, p.PartnerID, fmt.Sprintf("job %s failed after %d redeliveries", jobID, n))
 		}
@@ -271,6 +286,17 @@ func (r *Redelivery) adopt(ctx context.Context, partner, reason, why string) int
 func (r *Redelivery) RegistryChanged(ctx context.Context, reg *Registry) {
 	if err := r.cfg.State.Known(ctx, reg.Partners()); err != nil {
 		r.log.WarnContext(ctx, "cannot record the registry's partners in Redis", "error", err)
+	}
+	off, err := r.cfg.State.recordOrdered(ctx, reg.OrderedPartners())
+	if err != nil {
+		r.log.WarnContext(ctx, "cannot record the registry's ordered partners in Redis", "error", err)
+	}
+	for _, p := range off {
+		// Its ordering was turned off: what waited behind an earlier
+		// event is simply sent.
+		if n := r.cfg.State.wakeBehind(ctx, p); n > 0 {
+			r.log.InfoContext(ctx, "partner no longer ordered: deliveries that waited for earlier events sent", "partner", p, "count", n)
+		}
 	}
 	n := 0
 	for _, p := range reg.Partners() {

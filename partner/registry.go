@@ -38,6 +38,9 @@ type partner struct {
 	url    *url.URL
 	signer *webhook.Signer
 	limits Limits
+	// ordered: the events of one escrow are delivered strictly in
+	// sequence (registry "ordered").
+	ordered bool
 }
 
 // DefaultMaxConcurrency is a partner's maxConcurrency when the registry
@@ -71,6 +74,7 @@ type registryEntry struct {
 	Secrets        []string `json:"secrets"`
 	MaxConcurrency *int     `json:"maxConcurrency"`
 	RatePerSecond  *float64 `json:"ratePerSecond"`
+	Ordered        *bool    `json:"ordered"`
 }
 
 // LoadRegistry reads and validates the partner registry at path:
@@ -79,8 +83,11 @@ type registryEntry struct {
 //	                              "maxConcurrency": 4, "ratePerSecond": 10}}}
 //
 // maxConcurrency (1–1000, default 4) and ratePerSecond (positive, optional)
-// limit deliveries to the partner across every worker process; with "secrets": ["whsec_…", …] accepted besides (or instead of) "secret"
-// for rotation. Partner IDs are 1–64 letters, digits, '-', '_' or '.'. URLs
+// limit deliveries to the partner across every worker process; "ordered":
+// true delivers the events of one escrow strictly in sequence (a later
+// one waits until the earlier one is delivered, discarded or a final dead
+// letter); "secrets": ["whsec_…", …] is accepted besides (or instead of)
+// "secret" for rotation. Partner IDs are 1–64 letters, digits, '-', '_' or '.'. URLs
 // must be absolute https without credentials; allowHTTP also admits http
 // (test mode only). Every secret must be "whsec_" followed by standard
 // base64 of 24 to 64 bytes. Errors name the file, the partner and the
@@ -142,6 +149,7 @@ func parseRegistry(data []byte, allowHTTP bool) (*Registry, error) {
 			}
 			p.limits.RatePerSecond = *e.RatePerSecond
 		}
+		p.ordered = e.Ordered != nil && *e.Ordered
 		var keys [][]byte    // the decoded keys, each once, in order
 		var secrets []string // the secret of each key
 		add := func(field, s string) error {
@@ -199,6 +207,21 @@ func (r Registry) Has(id string) bool { _, ok := r.partners[id]; return ok }
 func (r Registry) Limits(id string) (l Limits, ok bool) {
 	p, ok := r.partners[id]
 	return p.limits, ok
+}
+
+// Ordered reports whether partner id gets the events of one escrow
+// strictly in sequence (registry "ordered": true).
+func (r Registry) Ordered(id string) bool { return r.partners[id].ordered }
+
+// OrderedPartners returns the IDs of the ordered partners, sorted.
+func (r Registry) OrderedPartners() []string {
+	var out []string
+	for _, id := range r.Partners() {
+		if r.partners[id].ordered {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // lookup returns the partner with the given ID.

@@ -168,3 +168,45 @@ func TestRegistryNeverFormatsSecrets(t *testing.T) {
 		}
 	}
 }
+
+// "ordered" is a boolean per partner, off when absent; a value of another
+// type is refused with an error naming the partner and the field.
+func TestLoadRegistryOrdered(t *testing.T) {
+	for _, tc := range []struct {
+		name, ordered string
+		want          bool
+		wantErr       string
+	}{
+		{"absent", ``, false, ""},
+		{"true", `, "ordered": true`, true, ""},
+		{"false", `, "ordered": false`, false, ""},
+		{"null", `, "ordered": null`, false, ""},
+		{"string", `, "ordered": "yes"`, false, `partner "acme": invalid JSON: ordered: want bool, found string`},
+		{"number", `, "ordered": 1`, false, `partner "acme": invalid JSON: ordered: want bool, found number`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeRegistry(t, `{"partners": {"acme": {"url": "https://hooks.acme.example/escrow", "secret": "`+vectorSecret+`"`+tc.ordered+`},
+				"globex": {"url": "https://globex.example/wh", "secret": "`+otherSecret+`"}}}`)
+			reg, err := LoadRegistry(path, false)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := reg.Ordered("acme"); got != tc.want {
+				t.Errorf("Ordered(acme): got %v, want %v", got, tc.want)
+			}
+			var want []string
+			if tc.want {
+				want = []string{"acme"}
+			}
+			if got := reg.OrderedPartners(); !slices.Equal(got, want) || reg.Ordered("globex") {
+				t.Errorf("OrderedPartners: got %v, want %v", got, want)
+			}
+		})
+	}
+}

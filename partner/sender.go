@@ -160,6 +160,11 @@ func (s *Sender) Send(ctx context.Context, d Delivery) error {
 	if jobID == "" {
 		jobID = d.ID
 	}
+	if p.ordered && d.TransactionID != "" {
+		if err := s.inOrder(ctx, d, jobID); err != nil {
+			return err
+		}
+	}
 	a, err := s.admit(ctx, d, jobID, p.limits)
 	if err != nil {
 		return err
@@ -180,6 +185,12 @@ func (s *Sender) Send(ctx context.Context, d Delivery) error {
 	if rerr != nil {
 		s.log.WarnContext(ctx, "webhook: could not record the outcome; the concurrency slot frees itself after its lease", "partner", d.PartnerID, "error", rerr)
 	}
+	if err == nil {
+		// Delivered: the escrow's next event (to an ordered partner) no
+		// longer waits for it; for any partner, so that ordering turned on
+		// later finds no stale event ahead.
+		s.state.released(rctx, d.TransactionID, d.PartnerID, jobID, s.log)
+	}
 	switch {
 	case code == http.StatusGone:
 		if first, derr := s.state.disable(rctx, d.PartnerID, fmt.Sprintf("endpoint answered %d Gone", code), true); derr != nil {
@@ -196,6 +207,28 @@ func (s *Sender) Send(ctx context.Context, d Delivery) error {
 		s.state.wake(rctx, d.PartnerID, s.log)
 	}
 	return err
+}
+
+// inOrder holds back a delivery to an ordered partner while an earlier
+// event of its escrow is open: the *WaitError brings it back without
+// spending an attempt, woken when the event ahead is released. On the
+// job's last attempt, where asynq archives any error, it is an error
+// wrapping ErrWaitsInOrder instead: Redelivery requeues that dead letter,
+// without a step of its schedule, once the event ahead is released.
+func (s *Sender) inOrder(ctx context.Context, d Delivery, jobID string) error {
+	w, err := s.state.orderGate(ctx, d.TransactionID, d.PartnerID, jobID, s.log)
+	if err != nil {
+		return fmt.Errorf("webhook %s: %w", d.ID, err)
+	}
+	if w == nil {
+		return nil
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	if maxRetry, ok := asynq.GetMaxRetry(ctx); ok && retried >= maxRetry {
+		return fmt.Errorf("webhook %s: last attempt not sent: %w (%s)", d.ID, ErrWaitsInOrder, w.Head)
+	}
+	s.log.DebugContext(ctx, "webhook waits for an earlier event of its escrow", "partner", d.PartnerID, "task_id", jobID, "head", w.Head, "ahead", w.Ahead)
+	return w
 }
 
 // admit passes the partner's gate. A wait is returned as a *WaitError,

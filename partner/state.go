@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
@@ -24,6 +24,8 @@ const (
 	DefaultBreakerFailures = 5
 	DefaultBreakerProbe    = 30 * time.Second
 	DefaultMaxWaiting      = 10000
+	DefaultOrderRecheck    = time.Minute
+	DefaultOrphanGrace     = time.Minute
 )
 
 // waitingGrace is how long a delivery stays in its partner's waiting set
@@ -59,6 +61,7 @@ func bucketKey(id string) string  { return stateKey(id) + ":bucket" }
 func waitingKey(id string) string { return stateKey(id) + ":waiting" }
 func statsKey(id string) string   { return stateKey(id) + ":stats" }
 func parkedKey(id string) string  { return stateKey(id) + ":parked" }
+func behindKey(id string) string  { return stateKey(id) + ":behind" }
 
 // stepKey holds the redelivery step a job is on; it shares its partner's
 // hash tag so a delivery's outcome script can clear it.
@@ -86,6 +89,16 @@ type StateConfig struct {
 	MaxWaiting int
 	// Alert is told when a partner is disabled (410 Gone); may be nil.
 	Alert func(ctx context.Context, kind, partner, reason string)
+	// OrderRecheck is how long a delivery to an "ordered" partner that
+	// waits for an earlier event of its escrow stays away before it looks
+	// again (default 1 min): the release of the event ahead of it wakes it
+	// at once; this only bounds the wait when that wake-up is lost.
+	OrderRecheck time.Duration
+	// OrphanGrace is how long the event ahead of a waiting one may be
+	// without a job (its enqueue failed after it was registered, or asynq
+	// lost it and it is no dead letter) before it is dropped from the
+	// order (default 1 min; an enqueue gives up after 2 s).
+	OrphanGrace time.Duration
 }
 
 // State is the per-partner delivery state every worker process shares in
@@ -108,6 +121,8 @@ func NewState(cfg StateConfig) (*State, error) {
 	cfg.BreakerProbe = cmp.Or(max(cfg.BreakerProbe, 0), DefaultBreakerProbe)
 	cfg.Lease = cmp.Or(max(cfg.Lease, 0), 2*DefaultTimeout+10*time.Second)
 	cfg.MaxWaiting = cmp.Or(max(cfg.MaxWaiting, 0), DefaultMaxWaiting)
+	cfg.OrderRecheck = cmp.Or(max(cfg.OrderRecheck, 0), DefaultOrderRecheck)
+	cfg.OrphanGrace = cmp.Or(max(cfg.OrphanGrace, 0), DefaultOrphanGrace)
 	return &State{rc: cfg.Redis, cfg: cfg}, nil
 }
 
@@ -120,10 +135,12 @@ type admission struct {
 }
 
 // admitScript decides whether a delivery to one partner may start now.
-// KEYS: state, probe, slots, bucket, waiting. ARGV: failures threshold,
+// KEYS: state, probe, slots, bucket, waiting, behind. ARGV: failures threshold,
 // probe ms, max concurrency, lease ms, rate per second (0: none), token,
 // job ID, max waiting, waiting grace ms. Answers {"ok", probe} | {"wait",
-// ms, reason} | {"disabled"}. A wait also trims the waiting set (entries
+// ms, reason} | {"disabled"}; "ok" and "disabled" take the job out of the
+// partner's set of deliveries waiting in order (behind): it no longer
+// waits for an earlier event. A wait also trims the waiting set (entries
 // whose wait ended more than the grace ago, then the soonest beyond max
 // waiting) and keeps it expiring the grace after its latest wait.
 var admitScript = redis.NewScript(`
@@ -144,6 +161,7 @@ end
 local st = redis.call('HMGET', KEYS[1], 'disabled', 'throttleUntil', 'failures')
 if st[1] == '1' then
   redis.call('ZREM', KEYS[5], ARGV[7])
+  redis.call('ZREM', KEYS[6], ARGV[7])
   return {'disabled'}
 end
 local tu = tonumber(st[2] or '0') or 0
@@ -178,6 +196,7 @@ if probe == 1 then redis.call('SET', KEYS[2], '1', 'PX', probeMs) end
 redis.call('ZADD', KEYS[3], now + leaseMs, ARGV[6])
 redis.call('PEXPIRE', KEYS[3], leaseMs)
 redis.call('ZREM', KEYS[5], ARGV[7])
+redis.call('ZREM', KEYS[6], ARGV[7])
 return {'ok', probe}
 `)
 
@@ -194,7 +213,7 @@ func (s *State) admit(ctx context.Context, partner, jobID string, l Limits) (adm
 	_, _ = rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
 	res, err := admitScript.Run(ctx, s.rc,
-		[]string{stateKey(partner), probeKey(partner), slotsKey(partner), bucketKey(partner), waitingKey(partner)},
+		[]string{stateKey(partner), probeKey(partner), slotsKey(partner), bucketKey(partner), waitingKey(partner), behindKey(partner)},
 		s.cfg.BreakerFailures, s.cfg.BreakerProbe.Milliseconds(), max(l.MaxConcurrency, 1), s.cfg.Lease.Milliseconds(),
 		strconv.FormatFloat(l.RatePerSecond, 'f', -1, 64), token, jobID, s.cfg.MaxWaiting, waitingGrace.Milliseconds(),
 	).Slice()
@@ -387,6 +406,12 @@ type Status struct {
 	ThrottledUntil *time.Time `json:"throttledUntil,omitempty"`
 	// Known is false for a partner the registry no longer has.
 	Known bool `json:"known"`
+	// Ordered is true for a partner that gets the events of one escrow
+	// strictly in sequence (registry "ordered").
+	Ordered bool `json:"ordered"`
+	// WaitingInOrder counts its deliveries that wait behind an earlier
+	// event of their escrow.
+	WaitingInOrder int `json:"waitingInOrder"`
 }
 
 // Statuses returns the state of every partner the registry has, plus any
@@ -416,11 +441,14 @@ func (s *State) Status(ctx context.Context, id string) (Status, error) {
 	h := pipe.HMGet(ctx, stateKey(id), "disabled", "failures", "lastSuccessAt", "throttleUntil", "openedAt")
 	waiting := pipe.ZCard(ctx, waitingKey(id))
 	parked := pipe.SCard(ctx, parkedKey(id))
+	ordered := pipe.SIsMember(ctx, orderedKey, id)
+	behind := pipe.ZCount(ctx, behindKey(id), strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf")
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Status{}, fmt.Errorf("partner %s: %w", id, err)
 	}
 	v := h.Val()
-	st := Status{ID: id, State: StateHealthy, Waiting: int(waiting.Val() + parked.Val()), Known: true}
+	st := Status{ID: id, State: StateHealthy, Waiting: int(waiting.Val() + parked.Val()), Known: true,
+		Ordered: ordered.Val(), WaitingInOrder: int(behind.Val())}
 	str := func(i int) string { s, _ := v[i].(string); return s }
 	st.ConsecutiveFailures, _ = strconv.Atoi(str(1))
 	if ms, err := strconv.ParseInt(str(2), 10, 64); err == nil {
@@ -459,7 +487,7 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 	for _, id := range ids {
 		q := queueOf(id)
 		// All keys of a queue share its hash tag: one slot on a Cluster.
-		n, err := wakeScript.Run(ctx, s.rc, []string{asynqkey.Task(q, id), asynqkey.Retry(q), asynqkey.Pending(q)}, id).Int()
+		n, err := eventorder.Wake(ctx, s.rc, q, id)
 		if err != nil {
 			log.DebugContext(ctx, "webhook: waiting delivery not woken", "partner", partner, "task_id", id, "error", err)
 		}
@@ -470,38 +498,28 @@ func (s *State) wake(ctx context.Context, partner string, log *slog.Logger) {
 			s.unwait(ctx, partner, id)
 		}
 	}
-	// Tell idle workers, as an enqueue does (a lost wake-up costs their
-	// fallback poll).
-	_, cluster := s.rc.(*redis.ClusterClient)
 	for q := range woken {
-		if cluster {
-			_ = s.rc.SPublish(ctx, tasks.WakeChannel(q), "p").Err()
-		} else {
-			_ = s.rc.Publish(ctx, tasks.WakeChannel(q), "p").Err()
-		}
+		s.announce(ctx, q)
 	}
 }
 
-// wakeScript moves a job that waits in asynq's retry set to pending. It
-// is asynq's RunTask restricted to the retry state: RunTask would also
-// move a job that completed meanwhile back to pending and run it twice.
-//
-// It returns -1 for a job that no longer waits: gone, completed or
-// archived.
-var wakeScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st or st == 'completed' or st == 'archived' then return -1 end
-if st ~= 'retry' then return 0 end
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('LPUSH', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'pending')
-return 1
-`)
+// announce tells idle workers that queue q has a job, as an enqueue does
+// (a lost wake-up costs their fallback poll).
+func (s *State) announce(ctx context.Context, q string) {
+	if _, cluster := s.rc.(*redis.ClusterClient); cluster {
+		_ = s.rc.SPublish(ctx, tasks.WakeChannel(q), "p").Err()
+	} else {
+		_ = s.rc.Publish(ctx, tasks.WakeChannel(q), "p").Err()
+	}
+}
 
 // unwait takes jobID out of partner's waiting set: it no longer waits (it
 // is a dead letter, or gone).
 func (s *State) unwait(ctx context.Context, partner, jobID string) {
-	_ = s.rc.ZRem(ctx, waitingKey(partner), jobID).Err()
+	pipe := s.rc.Pipeline()
+	pipe.ZRem(ctx, waitingKey(partner), jobID)
+	pipe.ZRem(ctx, behindKey(partner), jobID)
+	_, _ = pipe.Exec(ctx)
 }
 
 // queueOf is the queue of a job ID "<type>:<key>".

@@ -24,7 +24,18 @@ const (
 	WaitThrottled   = "partner throttled"
 	WaitConcurrency = "partner at maxConcurrency"
 	WaitRate        = "partner at ratePerSecond"
+	// WaitInOrder: the partner is "ordered" and an earlier event of the
+	// same escrow is not delivered, discarded or finally dead yet.
+	WaitInOrder = "waiting for an earlier event"
 )
+
+// ErrWaitsInOrder is returned (not as a wait) by a delivery that must
+// wait for an earlier event of its escrow on its last attempt, where
+// asynq would archive a wait: the job becomes a dead letter that
+// Redelivery brings back without spending a step of its schedule, as
+// soon as the event ahead of it is released (or after
+// StateConfig.OrderRecheck).
+var ErrWaitsInOrder = errors.New("waiting for an earlier event of the escrow")
 
 // WaitError is returned when a delivery may not start yet: the partner's
 // circuit is open, it asked for a pause (429/503 Retry-After), or it is at
@@ -36,6 +47,10 @@ type WaitError struct {
 	Partner string
 	Reason  string
 	Until   time.Time
+	// Head is, for WaitInOrder, the job of the earlier event it waits
+	// for, and Ahead how many open events of its escrow are ahead of it.
+	Head  string
+	Ahead int
 }
 
 func (e *WaitError) Error() string {

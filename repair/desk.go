@@ -276,6 +276,10 @@ func (d *Desk) Discard(ctx context.Context, id, actor, reason string) (deadlette
 			return e, fmt.Errorf("discard %s: its flow %s: %w", id, e.Flow, err)
 		}
 	}
+	if err := releaseInOrder(ctx, d.in.Redis(), e); err != nil {
+		// Before the ledger, like the flow: a second discard repeats it.
+		return e, fmt.Errorf("discard %s: release the later events of its escrow: %w", id, err)
+	}
 	if _, err := d.ledger.MarkDiscarded(ctx, id, deadletter.Resolution{Actor: actor, Reason: reason, At: time.Now()}); err != nil {
 		return e, fmt.Errorf("discard %s: %w", id, err)
 	}

@@ -2,12 +2,16 @@ package repair
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/eventorder"
+	"github.com/escrowjobs/escrowjobs/payloads"
+	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -86,4 +90,39 @@ func takeOut(ctx context.Context, rc redis.UniversalClient, e deadletter.Entry) 
 		return err
 	}
 	return errors.New("the task kept changing under the discard; try again")
+}
+
+// webhookType is the job type of partner events, which an "ordered"
+// partner gets in sequence.
+var webhookType = payloads.WebhookEscrowStatusChanged{}.TaskType()
+
+// releaseInOrder releases the discarded partner event e from its
+// escrow's order (package internal/eventorder): the later events of the
+// escrow no longer wait for it, and the next one, if it waits, is moved
+// from asynq's retry set to pending and announced. Any other job: nothing.
+func releaseInOrder(ctx context.Context, rc redis.UniversalClient, e deadletter.Entry) error {
+	if e.Type != webhookType {
+		return nil
+	}
+	var p struct {
+		TransactionID string `json:"transactionId"`
+		PartnerID     string `json:"partnerId"`
+	}
+	if json.Unmarshal(e.Payload, &p) != nil || p.TransactionID == "" || p.PartnerID == "" {
+		return nil
+	}
+	next, _, err := eventorder.Release(ctx, rc, p.TransactionID, p.PartnerID, e.ID)
+	if err != nil || next == "" {
+		return err
+	}
+	q := e.Queue
+	if n, err := eventorder.Wake(ctx, rc, q, next); err == nil && n == 1 {
+		ch := tasks.WakeChannel(q)
+		if _, cluster := rc.(*redis.ClusterClient); cluster {
+			_ = rc.SPublish(ctx, ch, "p").Err()
+		} else {
+			_ = rc.Publish(ctx, ch, "p").Err()
+		}
+	}
+	return nil
 }

@@ -6,22 +6,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/hibiken/asynq"
 )
 
 // SequenceTTL is how long an escrow's event counter outlives its last
 // event. Every event refreshes it.
-const SequenceTTL = 90 * 24 * time.Hour
+const SequenceTTL = eventorder.TTL
 
 // webhookType is the job type whose payload carries a sequence.
 var webhookType = payloads.WebhookEscrowStatusChanged{}.TaskType()
-
-// sequenceKey is the counter of an escrow's partner events. The braces
-// make it a hash tag: INCR and PEXPIRE of one escrow go to one slot.
-func sequenceKey(transactionID string) string { return "escrowjobs:seq:{" + transactionID + "}" }
 
 // Stored is a job rebuilt from storage (an outbox row, a flow step) under
 // its job ID and queue, with the asynq options it is stored with. Enqueue
@@ -34,10 +30,16 @@ func Stored(t *asynq.Task, id, queue string, opts ...asynq.Option) *Task {
 // sequenced is t with its partner event's sequence: a
 // webhook_escrow_status_changed job whose payload has none gets the next
 // number of its escrow's counter (INCR escrowjobs:seq:{<transactionId>},
-// expiry refreshed to SequenceTTL, one round trip) written into the
-// payload, before asynq stores it. Any other job, an event that has its
-// sequence and a Task that cannot be rebuilt (built by hand, neither by
-// New nor by Stored) are t itself, at no cost.
+// expiry refreshed to SequenceTTL) written into the payload, before asynq
+// stores it. In the same script, one round trip, the event is registered
+// in the sorted set of its escrow and partner
+// (escrowjobs:seq:{<transactionId>}:<partnerId>, member the job ID, score
+// the sequence, ZADD NX: a duplicate writes nothing), which the delivery
+// to an "ordered" partner reads (package internal/eventorder). An event
+// that has its sequence is registered with it (a dead letter rebuilt
+// from the ledger is there already and keeps its place). Any other job
+// and a Task that cannot be rebuilt (built by hand, neither by New nor by
+// Stored) are t itself, at no cost.
 //
 // The number is taken when the job is enqueued, so the events of one
 // escrow are numbered in the order their jobs reach Redis: direct
@@ -52,22 +54,23 @@ func (c *Client) sequenced(ctx context.Context, t *Task) (*Task, error) {
 	}
 	var p struct {
 		TransactionID string `json:"transactionId"`
+		PartnerID     string `json:"partnerId"`
 		Sequence      int64  `json:"sequence"`
 	}
 	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return nil, fmt.Errorf("enqueue %s: read payload: %w", t.ID, err)
 	}
-	if p.Sequence > 0 || p.TransactionID == "" {
+	if p.TransactionID == "" {
 		return t, nil
 	}
-	key := sequenceKey(p.TransactionID)
-	pipe := c.rc.Pipeline()
-	incr := pipe.Incr(ctx, key)
-	pipe.PExpire(ctx, key, SequenceTTL)
-	if _, err := pipe.Exec(ctx); err != nil {
+	seq, err := eventorder.Register(ctx, c.rc, p.TransactionID, p.PartnerID, t.ID, p.Sequence)
+	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: sequence of %s: %w", t.ID, p.TransactionID, err)
 	}
-	payload, err := withSequence(t.Payload(), incr.Val())
+	if p.Sequence > 0 {
+		return t, nil
+	}
+	payload, err := withSequence(t.Payload(), seq)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}

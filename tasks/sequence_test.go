@@ -11,6 +11,7 @@ import (
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 func statusEvent(t *testing.T, eventID, txID string, seq int64) *tasks.Task {
@@ -116,5 +117,46 @@ func TestNegativeSequenceIsRefused(t *testing.T) {
 	var ve *payloads.ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("got %v, want a *payloads.ValidationError", err)
+	}
+}
+
+// Enqueue registers each partner event in its escrow and partner's order
+// set (score the sequence) in the script that numbers it; a duplicate
+// writes nothing, and an event with its sequence is registered with it.
+func TestEnqueueRegistersEventsInTheirEscrowsOrder(t *testing.T) {
+	ctx := context.Background()
+	u := peertest.Redis(t)
+	opt, err := asynq.ParseRedisURI(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, c := peertest.RedisClient(t, u), tasks.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	var ids []string
+	for _, task := range []*tasks.Task{statusEvent(t, "evt-o1", "esc-o", 0), statusEvent(t, "evt-o2", "esc-o", 0), statusEvent(t, "evt-o9", "esc-o", 9)} {
+		id, err := c.Enqueue(ctx, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := c.Enqueue(ctx, statusEvent(t, "evt-o1", "esc-o", 0)); !errors.Is(err, tasks.ErrDuplicate) {
+		t.Fatalf("duplicate: got %v, want ErrDuplicate", err)
+	}
+	got, err := rc.ZRangeWithScores(ctx, "escrowjobs:seq:{esc-o}:acme", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []redis.Z{{Score: 1, Member: ids[0]}, {Score: 2, Member: ids[1]}, {Score: 9, Member: ids[2]}}
+	if len(got) != len(want) {
+		t.Fatalf("order set: got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("order set entry %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	if ttl, err := rc.PTTL(ctx, "escrowjobs:seq:{esc-o}:acme").Result(); err != nil || ttl < tasks.SequenceTTL-time.Minute {
+		t.Errorf("order set's expiry: got %v (%v), want about %v", ttl, err, tasks.SequenceTTL)
 	}
 }
