@@ -17,6 +17,11 @@
 // queue known empty without running it, and runs asynq's forwarder's
 // scripts only when a scheduled or retry job is due (see wake.go).
 //
+// Under load, asynq's per-job commands from all loops and handlers (the
+// dequeue and completion scripts, result writes) share round trips: a
+// second hook sends the commands issued while one is in flight together
+// in the next pipeline (pipeline.go).
+//
 // The worker adds to asynq what payment side effects need:
 //
 //   - Exact retry timing. asynq stores retry times in whole seconds; the
@@ -202,6 +207,7 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: done}
 	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
 	rc.AddHook(w.idle)
+	rc.AddHook(newCombiner(rc, combineFlights, func() { w.redisOK.Store(time.Now().UnixNano()) }))
 	if !cfg.DisableWake {
 		w.sub = &subscriber{rc: rc, e: w.idle}
 	}
@@ -404,8 +410,9 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 
 // Bounds of awaitRedis.
 const (
-	// redisFresh: a PING this recent vouches for Redis; under load that is
-	// at most one extra PING per 20 ms per process.
+	// redisFresh: an answer this recent, to a PING or to any of asynq's
+	// commands (the combiner notes them), vouches for Redis; under load no
+	// PING is needed at all.
 	redisFresh = 20 * time.Millisecond
 	// maxHold bounds the hold of a job without a deadline; it stays inside
 	// asynq's 30 s lease.
