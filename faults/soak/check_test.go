@@ -270,17 +270,29 @@ func (s *system) keysWithoutTTL(ctx context.Context) (map[string]int, error) {
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, err
 		}
+		var tasks []string // asynq task hashes without an expiry: archived or completed ones are trimmed by asynq
 		for i, k := range keys {
 			if ttls[i].Val() != -1 {
 				continue // has an expiry (or is gone)
 			}
 			if strings.HasPrefix(k, "asynq:{") && strings.Contains(k, "}:t:") {
-				st, err := s.rc.HGet(ctx, k, "state").Result()
-				if err == nil && (st == "archived" || st == "completed") {
-					continue
-				}
+				tasks = append(tasks, k)
+				continue
 			}
 			out[soak.KeyPattern(k)]++
+		}
+		pipe = s.rc.Pipeline()
+		states := make([]interface{ Val() string }, len(tasks))
+		for i, k := range tasks {
+			states[i] = pipe.HGet(ctx, k, "state")
+		}
+		if len(tasks) > 0 {
+			_, _ = pipe.Exec(ctx) // a key gone in between answers nil
+		}
+		for i, k := range tasks {
+			if st := states[i].Val(); st != "" && st != "archived" && st != "completed" {
+				out[soak.KeyPattern(k)]++
+			}
 		}
 		if cursor = next; cursor == 0 {
 			return out, nil

@@ -30,7 +30,7 @@ var (
 func TestSoak(t *testing.T) {
 	seed := *soakSeed
 	if seed == 0 {
-		seed = rand.Uint64() >> 1 // printable as a positive number
+		seed = 1 + rand.Uint64N(1<<31) // short enough to retype
 	}
 	fmt.Printf("soak: seed %d (replay: go test ./faults/soak -run TestSoak -soak.seed %d -soak.duration %s)\n", seed, seed, *soakDuration)
 	t.Logf("soak: seed %d, duration %s", seed, *soakDuration)
@@ -143,6 +143,7 @@ func TestSoak(t *testing.T) {
 		bad[id] = append(bad[id], fmt.Sprintf(format, args...))
 	}
 	var lost, doubled, redelivered int
+	var redeliveredIDs []string // at-least-once effects seen more than once, the same Message-ID or webhook-id
 	if len(left) > 0 {
 		fail("", "the system did not drain within %s: %v", drain.Round(time.Second), left)
 	}
@@ -253,6 +254,7 @@ func TestSoak(t *testing.T) {
 				fail(e.id, "e-mail %s: sent to %s, want %s", mid, payloads.MaskEmail(mailTo[mid]), payloads.MaskEmail(to))
 			case n > 1:
 				redelivered += n - 1
+				redeliveredIDs = append(redeliveredIDs, fmt.Sprintf("%s e-mail %s ×%d", e.id, mid, n))
 			}
 		}
 		// Webhooks: at least one successful delivery per webhook-id at the escrow's partner.
@@ -264,6 +266,7 @@ func TestSoak(t *testing.T) {
 				fail(e.id, "webhook %s at %s: no successful delivery", id, e.partner)
 			case n > 1:
 				redelivered += n - 1
+				redeliveredIDs = append(redeliveredIDs, fmt.Sprintf("%s webhook %s at %s ×%d", e.id, id, e.partner, n))
 			}
 		}
 		for _, id := range x.audits {
@@ -339,8 +342,8 @@ func TestSoak(t *testing.T) {
 
 	summary := fmt.Sprintf("soak: seed %d, %d s, escrows %d, transitions %d, jobs %d, faults %s, lost %d, doubled %d",
 		seed, int(faultsEnd.Seconds()), escrows, transitions, len(done), soak.CountLine(plan), lost, doubled)
-	t.Logf("redelivered at-least-once effects (same Message-ID or webhook-id, absorbed by the peer): %d; dead letters resolved by redelivery or requeue: %d; drain %.1fs",
-		redelivered, requeued, drain.Seconds())
+	t.Logf("redelivered at-least-once effects (same Message-ID or webhook-id, absorbed by the peer): %d %v; dead letters resolved by redelivery or requeue: %d; drain %.1fs",
+		redelivered, redeliveredIDs[:min(len(redeliveredIDs), 20)], requeued, drain.Seconds())
 	if len(bad) > 0 || len(global) > 0 {
 		s.mu.Lock()
 		timeline := strings.Join(s.timeline, "\n")

@@ -221,19 +221,36 @@ func envList(m map[string]string) []string {
 }
 
 // startWorker starts the process of worker slot i and waits until its
-// worker runs.
+// worker runs. Like a supervisor (systemd's Restart=always), it starts the
+// process again when it exits during start-up: a worker refuses to start
+// while its PostgreSQL is down (its ledger is part of its configuration),
+// and the nemesis may restart PostgreSQL at that moment.
 func (s *system) startWorker(i int) error {
-	p := peertest.Start(s.t, s.serverBin, envList(s.workerEnv[i]))
-	s.mu.Lock()
-	s.workers[i] = p
-	s.outputs = append(s.outputs, p.Output)
-	s.processes = append(s.processes, p)
-	s.mu.Unlock()
-	if !p.WaitOutput(`"msg":"worker started"`, 60*time.Second) {
+	deadline := time.Now().Add(90 * time.Second)
+	for attempt := 1; ; attempt++ {
+		p := peertest.Start(s.t, s.serverBin, envList(s.workerEnv[i]))
+		s.mu.Lock()
+		s.workers[i] = p
+		s.outputs = append(s.outputs, p.Output)
+		s.processes = append(s.processes, p)
+		s.mu.Unlock()
+		if p.WaitOutput(`"msg":"worker started"`, time.Until(deadline)) {
+			return nil
+		}
+		if err, exited := p.Wait(100 * time.Millisecond); exited && time.Now().Before(deadline) {
+			s.logf("worker w%d exited during start-up (%v): %s; starting it again", i, err, lastLine(p.Output()))
+			time.Sleep(time.Second)
+			continue
+		}
 		p.Kill()
-		return fmt.Errorf("worker w%d did not start within 60 s; its output:\n%s", i, tail(p.Output(), 4000))
+		return fmt.Errorf("worker w%d did not start within 90 s (%d attempts); its output:\n%s", i, attempt, tail(p.Output(), 4000))
 	}
-	return nil
+}
+
+// lastLine is the last non-empty line of out.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return tail(lines[len(lines)-1], 300)
 }
 
 func (s *system) worker(i int) *peertest.Process {
