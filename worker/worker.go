@@ -188,9 +188,9 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	if cfg.Queues == nil {
 		cfg.Queues = Queues()
 	}
-	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("worker: Redis option does not make a go-redis client")
+	rc, err := newRedisClient(cfg.Redis)
+	if err != nil {
+		return nil, err
 	}
 	names := make([]string, 0, len(cfg.Queues))
 	for q := range cfg.Queues {
@@ -198,7 +198,6 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	}
 	done := newDoneMarkers()
 	if cfg.DoneMarkersPath != "" {
-		var err error
 		if done, err = openDoneMarkers(cfg.DoneMarkersPath, cfg.Logger); err != nil {
 			rc.Close()
 			return nil, err
