@@ -381,6 +381,7 @@ func (w *Worker) flowFailed(ctx context.Context, e deadletter.Entry, attrs []slo
 // marker, see done.go), and settles a finished job (settle).
 func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		growStack()
 		if n, _ := asynq.GetRetryCount(ctx); n > 0 {
 			id, _ := asynq.GetTaskID(ctx)
 			// One round trip; a pipeline, not MGET, as the two keys may
