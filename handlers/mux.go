@@ -85,14 +85,19 @@ func newMux(logging asynq.MiddlewareFunc, routes []route, types []tasks.Type) (*
 // TaskAttrs are the log attributes of the job in ctx: task_type, task_id,
 // queue and attempt (1-based).
 func TaskAttrs(ctx context.Context, taskType string) []slog.Attr {
+	return appendTaskAttrs(make([]slog.Attr, 0, 4), ctx, taskType)
+}
+
+func appendTaskAttrs(attrs []slog.Attr, ctx context.Context, taskType string) []slog.Attr {
 	id, _ := asynq.GetTaskID(ctx)
 	q, _ := asynq.GetQueueName(ctx)
 	n, _ := asynq.GetRetryCount(ctx)
-	return []slog.Attr{slog.String("task_type", taskType), slog.String("task_id", id), slog.String("queue", q), slog.Int("attempt", n+1)}
+	return append(attrs, slog.String("task_type", taskType), slog.String("task_id", id), slog.String("queue", q), slog.Int("attempt", n+1))
 }
 
 // Logging logs the outcome of every job with its task attributes (errors
 // with e-mail addresses masked) and archives jobs of unknown types at once.
+// A line the logger's level leaves out costs nothing beyond the check.
 func Logging(log *slog.Logger) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
@@ -101,20 +106,32 @@ func Logging(log *slog.Logger) asynq.MiddlewareFunc {
 			if errors.Is(err, asynq.ErrHandlerNotFound) {
 				err = fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 			}
-			attrs := append(TaskAttrs(ctx, t.Type()), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			level, msg, mask := slog.LevelInfo, "job done", true
 			var wait interface{ WaitUntil() time.Time }
 			switch {
 			case err == nil:
-				log.LogAttrs(ctx, slog.LevelInfo, "job done", attrs...)
 			case errors.As(err, &wait):
 				// Nothing was done; the job comes back without spending an
 				// attempt (a partner's circuit, throttle or limits).
-				log.LogAttrs(ctx, slog.LevelDebug, "job waits", append(attrs, slog.String("error", err.Error()))...)
+				level, msg, mask = slog.LevelDebug, "job waits", false
 			case errors.Is(err, asynq.SkipRetry):
-				log.LogAttrs(ctx, slog.LevelError, "job failed permanently", append(attrs, slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+				level, msg = slog.LevelError, "job failed permanently"
 			default:
-				log.LogAttrs(ctx, slog.LevelWarn, "job failed", append(attrs, slog.String("error", payloads.MaskEmailsString(err.Error())))...)
+				level, msg = slog.LevelWarn, "job failed"
 			}
+			if !log.Enabled(ctx, level) {
+				return err
+			}
+			var buf [6]slog.Attr
+			attrs := append(appendTaskAttrs(buf[:0], ctx, t.Type()), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			switch {
+			case err == nil:
+			case mask:
+				attrs = append(attrs, slog.String("error", payloads.MaskEmailsString(err.Error())))
+			default:
+				attrs = append(attrs, slog.String("error", err.Error()))
+			}
+			log.LogAttrs(ctx, level, msg, attrs...)
 			return err
 		})
 	}
