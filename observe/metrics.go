@@ -18,6 +18,33 @@ const (
 type JobMetrics struct {
 	processed, failed, retried, deadLettered *prometheus.CounterVec
 	duration, latency                        *prometheus.HistogramVec
+	// byType holds the series of every type given to NewJobMetrics, looked
+	// up once there: an attempt then costs one map read, not a label
+	// lookup per series. Never written after NewJobMetrics.
+	byType map[string]*typeMetrics
+}
+
+// typeMetrics are the series of one task type.
+type typeMetrics struct {
+	processed, failed, retried, deadLettered prometheus.Counter
+	duration, latency                        prometheus.Observer
+}
+
+// of returns the series of taskType (looked up now for a type
+// NewJobMetrics was not given).
+func (m *JobMetrics) of(taskType string) *typeMetrics {
+	if tm, ok := m.byType[taskType]; ok {
+		return tm
+	}
+	return m.lookup(taskType)
+}
+
+func (m *JobMetrics) lookup(t string) *typeMetrics {
+	return &typeMetrics{
+		processed: m.processed.WithLabelValues(t), failed: m.failed.WithLabelValues(t),
+		retried: m.retried.WithLabelValues(t), deadLettered: m.deadLettered.WithLabelValues(t),
+		duration: m.duration.WithLabelValues(t), latency: m.latency.WithLabelValues(t),
+	}
 }
 
 // NewJobMetrics registers the job metrics on reg. Every type in types
@@ -45,13 +72,9 @@ func NewJobMetrics(reg prometheus.Registerer, types []string) (*JobMetrics, erro
 			return nil, err
 		}
 	}
+	m.byType = make(map[string]*typeMetrics, len(types))
 	for _, t := range types {
-		m.processed.WithLabelValues(t)
-		m.failed.WithLabelValues(t)
-		m.retried.WithLabelValues(t)
-		m.deadLettered.WithLabelValues(t)
-		m.duration.WithLabelValues(t)
-		m.latency.WithLabelValues(t)
+		m.byType[t] = m.lookup(t)
 	}
 	return m, nil
 }

@@ -44,7 +44,7 @@ func (o *Observer) Wrap(next asynq.Handler) asynq.Handler {
 		retried, _ := asynq.GetRetryCount(ctx)
 		if o.metrics != nil && retried == 0 {
 			if ready := tasks.ReadyAt(t.Headers()); !ready.IsZero() {
-				o.metrics.latency.WithLabelValues(t.Type()).Observe(max(start.Sub(ready), 0).Seconds())
+				o.metrics.of(t.Type()).latency.Observe(max(start.Sub(ready), 0).Seconds())
 			}
 		}
 		var span trace.Span
@@ -91,20 +91,20 @@ func (o *Observer) startConsumer(ctx context.Context, t *asynq.Task, retried int
 // error is permanent (asynq.SkipRetry) or the job had no retry left: then
 // asynq archives it, a dead letter.
 func (o *Observer) record(ctx context.Context, taskType string, retried int, d time.Duration, err error) {
-	m := o.metrics
-	m.duration.WithLabelValues(taskType).Observe(d.Seconds())
+	m := o.metrics.of(taskType)
+	m.duration.Observe(d.Seconds())
 	switch {
 	case err == nil:
-		m.processed.WithLabelValues(taskType).Inc()
+		m.processed.Inc()
 	case errors.Is(err, asynq.RevokeTask):
-		m.failed.WithLabelValues(taskType).Inc()
+		m.failed.Inc()
 	default:
-		m.failed.WithLabelValues(taskType).Inc()
+		m.failed.Inc()
 		maxRetry, _ := asynq.GetMaxRetry(ctx)
 		if errors.Is(err, asynq.SkipRetry) || retried >= maxRetry {
-			m.deadLettered.WithLabelValues(taskType).Inc()
+			m.deadLettered.Inc()
 		} else {
-			m.retried.WithLabelValues(taskType).Inc()
+			m.retried.Inc()
 		}
 	}
 }
