@@ -78,6 +78,13 @@ type Partners interface {
 	Disable(ctx context.Context, id, actor, reason string) error
 }
 
+// OrderWaits is implemented by a Partners that can count, for the open
+// dead letter of an event to an "ordered" partner, the later events of
+// its escrow that wait for it; the dead letter's page then says so.
+type OrderWaits interface {
+	WaitingBehind(ctx context.Context, e deadletter.Entry) int
+}
+
 // Config is what a Console reads and acts on. A nil store makes its pages
 // answer 503.
 type Config struct {

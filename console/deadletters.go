@@ -126,6 +126,9 @@ type detailData struct {
 	TransactionID string
 	PartnerID     string
 	Open          bool
+	// WaitingBehind counts the later events of its escrow that wait for
+	// it (an open event to an ordered partner).
+	WaitingBehind int
 }
 
 func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
@@ -154,6 +157,9 @@ func (c *Console) deadLetter(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = json.Unmarshal(e.Payload, &p)
 	d.TransactionID, d.PartnerID = p.TransactionID, p.PartnerID
+	if ow, ok := c.cfg.Partners.(OrderWaits); ok && d.Open {
+		d.WaitingBehind = ow.WaitingBehind(r.Context(), e)
+	}
 	c.render(w, r, http.StatusOK, "dead_letter", "Dead letter "+id, "dead-letters", d)
 }
 

@@ -88,6 +88,12 @@ func (p consolePartners) Statuses(ctx context.Context) ([]partner.Status, error)
 	return st.Statuses(ctx)
 }
 
+// WaitingBehind counts the later events that wait for the open dead
+// letter e (console.OrderWaits).
+func (p consolePartners) WaitingBehind(ctx context.Context, e deadletter.Entry) int {
+	return p.m.waitingBehind(ctx, e)
+}
+
 func (p consolePartners) Enable(ctx context.Context, id, actor string) (int, error) {
 	_, rd, err := p.m.partnerState()
 	if err != nil {

@@ -117,6 +117,7 @@ func TestConsoleInChromium(t *testing.T) {
 	f.archive(t, toRequeue, toDiscard)
 	flowID, captureID := f.failedFlow(t, "esc-5003")
 	st := f.knownPartners(t, "acme", "globex", "initech")
+	f.registry(t, []string{"acme", "globex", "initech"}, "globex")
 	if err := st.Disable(context.Background(), "initech", "410 Gone from https://hooks.initech.example/escrow"); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,8 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	screenshot(t, ctx, "console-escrow.png")
 	do(t, ctx, "the partners", chromedp.Navigate(f.url+"/console/partners"), chromedp.WaitVisible(chromedp.CSS("table.list")))
-	if p := textOf(t, ctx, "table.list"); !strings.Contains(p, "initech") || !strings.Contains(p, "disabled") || !strings.Contains(p, "healthy") {
+	if p := textOf(t, ctx, "table.list"); !strings.Contains(p, "initech") || !strings.Contains(p, "disabled") || !strings.Contains(p, "healthy") ||
+		!strings.Contains(p, "Waiting in order") || !strings.Contains(p, "yes") {
 		t.Errorf("the partners page: %s", p)
 	}
 	screenshot(t, ctx, "console-partners.png")

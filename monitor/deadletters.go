@@ -150,7 +150,33 @@ func (m *Monitor) deadLetter(w http.ResponseWriter, r *http.Request) {
 		m.deadLetterError(w, "dead letter", id, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e.Masked())
+	writeJSON(w, http.StatusOK, DeadLetterAnswer{Entry: e.Masked(), WaitingBehind: m.waitingBehind(r.Context(), e)})
+}
+
+// DeadLetterAnswer is the answer of GET /api/v1/dead-letters/{id}: the
+// ledger's entry, and for the open dead letter of an event to an
+// "ordered" partner, how many later events of its escrow wait for it.
+type DeadLetterAnswer struct {
+	deadletter.Entry
+	WaitingBehind int `json:"waitingBehind,omitempty"`
+}
+
+// waitingBehind counts the later events of the escrow that wait for the
+// open dead letter e (0 when it is resolved, of another kind, or Redis
+// does not answer: the count is an aid, not the answer).
+func (m *Monitor) waitingBehind(ctx context.Context, e deadletter.Entry) int {
+	if e.State != deadletter.StateOpen {
+		return 0
+	}
+	st, _, err := m.partnerState()
+	if err != nil {
+		return 0
+	}
+	n, err := st.WaitingBehind(ctx, e.ID, e.Type, e.Payload)
+	if err != nil {
+		m.log.Warn("monitor: events waiting behind a dead letter", "task_id", e.ID, "err", err.Error())
+	}
+	return n
 }
 
 // decodeBody strictly decodes an optional JSON body into v.

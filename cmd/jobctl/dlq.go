@@ -13,6 +13,8 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/cmd/internal/ledgerenv"
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/partner"
+	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/repair"
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
@@ -175,7 +177,10 @@ func (c *cli) dlqList(args []string) error {
 // the job, newest first, each failure with its fate.
 type shownDeadLetter struct {
 	deadletter.Entry
-	Runs []deadletter.Entry `json:"runs"`
+	// WaitingBehind counts the later events of its escrow that wait for
+	// the open dead letter of an event to an "ordered" partner.
+	WaitingBehind int                `json:"waitingBehind,omitempty"`
+	Runs          []deadletter.Entry `json:"runs"`
 }
 
 func (c *cli) dlqShow(args []string) error {
@@ -196,8 +201,30 @@ func (c *cli) dlqShow(args []string) error {
 			out.Runs[i] = e.Masked()
 		}
 		out.Entry = out.Runs[0]
+		out.WaitingBehind = c.waitingBehind(ctx, runs[0])
 		return out, nil
 	}, writeShown)
+}
+
+// waitingBehind counts the later events of the escrow that wait for the
+// open dead letter e of an event to an ordered partner. It asks Redis
+// only for such a dead letter, and a Redis that does not answer leaves
+// the count out (the ledger is the answer).
+func (c *cli) waitingBehind(ctx context.Context, e deadletter.Entry) int {
+	if e.State != deadletter.StateOpen || e.Type != (payloads.WebhookEscrowStatusChanged{}).TaskType() {
+		return 0
+	}
+	in, err := c.inspector()
+	if err != nil {
+		return 0
+	}
+	defer in.Close()
+	st, err := partner.NewState(partner.StateConfig{Redis: in.Redis()})
+	if err != nil {
+		return 0
+	}
+	n, _ := st.WaitingBehind(ctx, e.ID, e.Type, e.Payload)
+	return n
 }
 
 // writeShown prints the latest dead letter as "key: value" lines, then a
@@ -205,6 +232,9 @@ func (c *cli) dlqShow(args []string) error {
 func writeShown(w io.Writer, s shownDeadLetter) error {
 	if err := writeDeadLetter(w, s.Entry); err != nil {
 		return err
+	}
+	if s.WaitingBehind > 0 {
+		fmt.Fprintf(w, "waiting behind it: %d later events of its escrow (its partner is ordered; they go once this one is delivered, discarded or its redelivery ends)\n", s.WaitingBehind)
 	}
 	fmt.Fprintf(w, "\nruns (%d, newest first):\n", len(s.Runs))
 	tw := table(w)

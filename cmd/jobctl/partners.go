@@ -54,7 +54,7 @@ func (c *cli) partnersList(args []string) error {
 		return writeJSON(c.stdout, list)
 	}
 	tw := table(c.stdout)
-	fmt.Fprintln(tw, "ID\tSTATE\tFAILURES\tLAST SUCCESS\tWAITING")
+	fmt.Fprintln(tw, "ID\tSTATE\tFAILURES\tLAST SUCCESS\tWAITING\tORDERED\tWAITING IN ORDER")
 	for _, s := range list {
 		state := s.State
 		if s.ThrottledUntil != nil {
@@ -63,7 +63,11 @@ func (c *cli) partnersList(args []string) error {
 		if !s.Known {
 			state += " (not in the registry)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", s.ID, state, s.ConsecutiveFailures, stamp(s.LastSuccessAt), s.Waiting)
+		ordered := "no"
+		if s.Ordered {
+			ordered = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%d\n", s.ID, state, s.ConsecutiveFailures, stamp(s.LastSuccessAt), s.Waiting, ordered, s.WaitingInOrder)
 	}
 	return tw.Flush()
 }
