@@ -23,8 +23,10 @@ type DB struct {
 }
 
 // Open connects to the database at dbURL (postgres://user:pass@host:port/db
-// or a key=value DSN) and pings it. The error names what failed and shows
-// the URL with its password replaced by "xxxxx".
+// or a key=value DSN) and pings it; while the server answers that it is
+// starting up (a restart, a crash recovery), Open tries again until ctx's
+// deadline. The error names what failed and shows the URL with its
+// password replaced by "xxxxx".
 func Open(ctx context.Context, dbURL string) (*DB, error) {
 	if strings.TrimSpace(dbURL) == "" {
 		return nil, errors.New("postgres: empty database URL")
@@ -43,11 +45,42 @@ func Open(ctx context.Context, dbURL string) (*DB, error) {
 		ctx, cancel = context.WithTimeout(ctx, openTimeout)
 		defer cancel()
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, redactErr(dbURL, fmt.Errorf("postgres: connect to %s: %w", safe, err))
+	for {
+		err := pool.Ping(ctx)
+		if err == nil {
+			return &DB{pool: pool}, nil
+		}
+		if !startingUp(err) || sleepCtx(ctx, startingUpPoll) != nil {
+			pool.Close()
+			return nil, redactErr(dbURL, fmt.Errorf("postgres: connect to %s: %w", safe, err))
+		}
 	}
-	return &DB{pool: pool}, nil
+}
+
+// startingUpPoll is how often Open tries again while the server says it is
+// starting up.
+const startingUpPoll = 200 * time.Millisecond
+
+// startingUp reports whether err is the server refusing connections for
+// now: SQLSTATE 57P03 cannot_connect_now, which PostgreSQL answers while it
+// starts up, recovers after a crash or shuts down. Open waits for it (until
+// its deadline) instead of failing a process that starts during a restart
+// of its database.
+func startingUp(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57P03"
+}
+
+// sleepCtx waits d, or less if ctx ends first (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close closes every connection of the pool.
