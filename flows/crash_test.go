@@ -16,34 +16,63 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The worker dies (here: the handler panics) after the capture's
-// advancement script and before its dependents are enqueued: asynq runs
-// the capture again, whose advancement enqueues them, and each runs once.
+// The worker dies (here: the handler panics) right after the capture's
+// advancement script, asynq runs the capture again, and each step runs
+// once. On one Redis the script enqueued the e-mail itself, so the rerun
+// must enqueue nothing twice; the partner webhook, and the e-mail of a
+// flow whose hash has no stored asynq message (one started by an earlier
+// version; on a Cluster the middleware enqueues every step), are enqueued
+// after the script, and the rerun's advancement enqueues them.
 func TestAdvancementInterruptedBeforeTheEnqueueRunsEachDependentOnce(t *testing.T) {
-	e := setup(t, nil)
-	var crashed atomic.Int32
-	flows.SetHook(e.store, func(point string) error {
-		if point == "advanced" && crashed.Add(1) == 1 {
-			panic("simulated crash between the advancement script and the enqueue")
-		}
-		return nil
-	})
-	e.startWorker(t, 8)
-	f := build(t, release("esc-crash"))
-	if _, err := flows.Start(context.Background(), e.client, f); err != nil {
-		t.Fatal(err)
-	}
-	v := e.awaitFlow(t, f.ID(), flows.StateCompleted)
-	if crashed.Load() < 1 {
-		t.Fatal("the hook never ran")
-	}
-	if n := e.adapters.Calls(step(t, v, "capture").JobID); n != 2 {
-		t.Errorf("capture: got %d calls, want 2 (the run that crashed and the rerun)", n)
-	}
-	for _, name := range []string{"seller-email", "partner-webhook", "audit"} {
-		if n := e.adapters.Calls(step(t, v, name).JobID); n != 1 {
-			t.Errorf("%s: got %d calls, want 1", name, n)
-		}
+	for _, tc := range []struct {
+		name    string
+		inlined bool
+	}{{"enqueued by the script", true}, {"enqueued by the middleware", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t, nil)
+			ctx := context.Background()
+			var crashed atomic.Int32
+			flows.SetHook(e.store, func(point string) error {
+				if point == "advanced" && crashed.Add(1) == 1 {
+					panic("simulated crash right after the advancement script")
+				}
+				return nil
+			})
+			f := build(t, release("esc-crash"))
+			if _, err := flows.Start(ctx, e.client, f); err != nil {
+				t.Fatal(err)
+			}
+			key := "escrowjobs:flow:{" + f.ID() + "}"
+			if !tc.inlined {
+				if err := e.rc.HDel(ctx, key, "m:seller-email").Err(); err != nil {
+					t.Fatal(err)
+				}
+			} else if n, err := e.rc.HExists(ctx, key, "m:seller-email").Result(); err != nil || !n {
+				t.Fatalf("flow hash: m:seller-email stored = %v (%v), want true", n, err)
+			}
+			e.startWorker(t, 8)
+			v := e.awaitFlow(t, f.ID(), flows.StateCompleted)
+			if crashed.Load() < 1 {
+				t.Fatal("the hook never ran")
+			}
+			capture := step(t, v, "capture").JobID
+			escrowtest.Eventually(t, "the capture's rerun done", 20*time.Second, func() bool {
+				info, err := e.insp.Asynq().GetTaskInfo("critical", capture)
+				return e.adapters.Calls(capture) == 2 && (err != nil || info.State == asynq.TaskStateCompleted)
+			})
+			for _, name := range []string{"seller-email", "partner-webhook", "audit"} {
+				if n := e.adapters.Calls(step(t, v, name).JobID); n != 1 {
+					t.Errorf("%s: got %d calls, want 1", name, n)
+				}
+			}
+			qi, err := e.insp.Asynq().GetQueueInfo("default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if qi.Pending+qi.Scheduled+qi.Active != 0 {
+				t.Errorf("default queue after the rerun: got %d pending, %d scheduled, %d active; want none", qi.Pending, qi.Scheduled, qi.Active)
+			}
+		})
 	}
 }
 

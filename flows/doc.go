@@ -42,14 +42,20 @@
 // all, running and failed flows (sorted sets by creation time) serve
 // [Store.List] and the metrics; they are written after the flow's script
 // and may lag it after a crash, so List reads each flow's own state and
-// corrects them.
+// corrects them (on one Redis the advancement script writes them with the
+// flow's state).
 //
 // # Advancement
 //
 // [Store.Middleware] goes on the worker's handler, inside its retry gate.
 // When a step's handler succeeds, before success goes back to asynq, one
 // script marks the step completed and returns the steps whose
-// dependencies have all completed; they are enqueued then. A crash
+// dependencies have all completed; they are enqueued then. On one Redis
+// (not a Cluster) the script enqueues them itself, from the job as asynq
+// stores it that Start kept in the hash (m:<step>), with the history entry
+// and wake-up tasks.Client writes, and updates the indexes and counters of
+// a flow that ends: one round trip a step; a partner webhook (its
+// sequence is package tasks') is enqueued after it. A crash
 // anywhere in between makes asynq run the step again (its side effects are
 // idempotent), which repeats the advancement: a dependent still pending is
 // returned again and asynq's job-ID dedupe refuses it if it was enqueued,

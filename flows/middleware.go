@@ -83,18 +83,21 @@ func (s *Store) Advance(ctx context.Context, c *tasks.Client, flowID, step strin
 }
 
 func (s *Store) advance(ctx context.Context, c *tasks.Client, flowID, step string) error {
-	tr, err := s.apply(ctx, c.ReplicasToWait(), "complete", flowID, step, "")
+	tr, err := s.apply(ctx, c.ReplicasToWait(), "complete", flowID, step, "", traceHeaders(ctx))
 	if err != nil {
 		return err
 	}
-	if tr.old != tr.now {
+	if tr.old != tr.now && s.cfg.log.Enabled(ctx, slog.LevelInfo) {
 		s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "flow "+tr.now, append(jobAttrs(ctx, flowID, step), slog.String("was", tr.old))...)
 	}
-	if len(tr.ready) == 0 {
+	if len(tr.ready) == 0 && tr.inlined == 0 {
 		return nil
 	}
 	if err := s.at("advanced"); err != nil {
 		return err
+	}
+	if len(tr.ready) == 0 {
+		return nil
 	}
 	return s.enqueueAll(ctx, c, flowID, tr.ready)
 }

@@ -74,6 +74,17 @@ func decodeSpec(s string) (taskSpec, error) {
 	return t, nil
 }
 
+// traceHeaders are the trace headers (traceparent, tracestate) of the
+// span in ctx as script arguments (traceArgs), or none.
+func traceHeaders(ctx context.Context) []any {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	h := make(map[string]string, 2)
+	propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(h))
+	return traceArgs(h)
+}
+
 // enqueueAll enqueues the steps' jobs with c, at once when there are
 // several; a job already there (tasks.ErrDuplicate) counts as enqueued.
 // A trace in ctx (the step that made them ready) is carried on.

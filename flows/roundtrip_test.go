@@ -81,11 +81,12 @@ func TestRoundTripsPerStep(t *testing.T) {
 	if c != 4 {
 		t.Errorf("Start: got %d round trips, want 4 (script, indexes, 2 enqueues)", c)
 	}
+	// On one Redis the advancement script enqueues the e-mail itself; the
+	// partner webhook is enqueued by the client after it (tasks.Client
+	// takes its escrow's sequence: one or two round trips).
 	s, c := measure("advance capture (2 dependents)", func() { run("capture") })
-	// The partner webhook takes its escrow's sequence (tasks.SequenceTTL)
-	// in one more round trip before its enqueue.
-	if s != 1 || c != 3 {
-		t.Errorf("capture: got store %d, client %d; want 1 (the script) and 3 (one enqueue a dependent, and the webhook's sequence)", s, c)
+	if s != 1 || c < 1 || c > 2 {
+		t.Errorf("capture: got store %d, client %d; want 1 (the script, which enqueues the e-mail) and 1-2 (the webhook's enqueue)", s, c)
 	}
 	s, c = measure("advance seller-email (no dependent)", func() { run("seller-email") })
 	if s != 1 || c != 0 {
@@ -93,7 +94,7 @@ func TestRoundTripsPerStep(t *testing.T) {
 	}
 	run("partner-webhook")
 	s, c = measure("advance audit (the flow completes)", func() { run("audit") })
-	if s != 2 || c != 0 {
-		t.Errorf("audit: got store %d, client %d; want 2 (the script, the indexes and counter) and 0", s, c)
+	if s != 1 || c != 0 {
+		t.Errorf("audit: got store %d, client %d; want 1 (the script, which updates the indexes and counter) and 0", s, c)
 	}
 }

@@ -45,7 +45,10 @@ return {1}
 // transitionScript applies one event to a step and recomputes the flow.
 //
 // KEYS[1] the flow's hash; ARGV: op (complete | fail | requeue | discard),
-// step, now (Unix ms), expiry (ms), reason (fail).
+// step, now (Unix ms), expiry (ms), reason (fail), inline ("1" on one
+// Redis, "" on a Cluster), now (Unix ns), flow ID, flow name, the indexes
+// of all, running and failed flows, the counters' hash, then trace
+// header name, value pairs for the jobs it enqueues.
 //
 //   - complete: the step is completed.
 //   - fail: the step is failed (unless completed); its reason is kept.
@@ -64,8 +67,18 @@ return {1}
 // repeated fail). A completed flow cancels the on-failure steps that never
 // ran; a cancelled one cancels its waiting and blocked steps.
 //
-// Returns {old flow state, new flow state, status, task…} where status is
-// ok, noflow (no such flow) or nostep (no such step).
+// With inline (one Redis; the keys below are not in the flow's slot, so
+// never on a Cluster), a complete enqueues the jobs it makes ready that
+// have their m:<step> field (inline.go) itself, as tasks.Client.Enqueue
+// would: asynq's task hash and pending list (or scheduled set; a job
+// whose task hash exists is a duplicate and left alone), asynq's set of
+// queues, the escrow's history field and the wake-up (a partner event is
+// left to the caller: its sequence is package tasks'); and a change of the flow's state moves it between the indexes
+// and counts it (what Store.stateChanged does on a Cluster).
+//
+// Returns {old flow state, new flow state, status, jobs enqueued here,
+// task…} where status is ok, noflow (no such flow) or nostep (no such
+// step), and the tasks are the serialized jobs left to the caller.
 var transitionScript = redis.NewScript(`
 local key = KEYS[1]
 local op, name, now, ttl, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -171,10 +184,92 @@ if flow ~= old then
 end
 redis.call('HSET', key, unpack(args))
 redis.call('PEXPIRE', key, ttl)
-local res = {old, flow, 'ok'}
+local inline = ARGV[6] == '1'
+local nowns = ARGV[7]
+local res = {old, flow, 'ok', 0}
+local function varint(n)
+  local b = {}
+  while n >= 128 do
+    b[#b + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  b[#b + 1] = string.char(n)
+  return table.concat(b)
+end
+local function field(tag, v) return tag .. varint(#v) .. v end
+local function header(tag, k, v) return field(tag, field('\10', k) .. field('\18', v)) end
+local function enqueue(m)
+  local nl = string.find(m, '\n', 1, true)
+  local h = cjson.decode(string.sub(m, 1, nl - 1))
+  if redis.call('EXISTS', h.tk) == 1 then return end
+  local rest = string.sub(m, nl + 1, nl + h.rl)
+  local payload = string.sub(m, nl + h.rl + 1)
+  local ht = string.char(unpack(h.ht))
+  local ready, due = nowns, nil
+  if h.at then
+    ready = h.at
+    if tonumber(h.at) > tonumber(nowns) then due = h.ats end
+  elseif h.dl then
+    local r = tonumber(nowns) + h.dl * 1e6
+    ready, due = string.format('%.0f', r), math.floor(r / 1e9)
+  end
+  local msg = {rest, field(string.char(unpack(h.pt)), payload)}
+  if h.ra then msg[#msg + 1] = header(ht, h.ra, ready) end
+  if not h.tp then
+    for i = 14, #ARGV, 2 do msg[#msg + 1] = header(ht, ARGV[i], ARGV[i + 1]) end
+  end
+  msg = table.concat(msg)
+  redis.call('SADD', 'asynq:queues', h.q)
+  if due then
+    redis.call('HSET', h.tk, 'msg', msg, 'state', 'scheduled')
+    redis.call('ZADD', h.zk, due, h.id)
+    redis.call('PUBLISH', h.wk, 's' .. due)
+  else
+    redis.call('HSET', h.tk, 'msg', msg, 'state', 'pending', 'pending_since', nowns)
+    redis.call('LPUSH', h.lk, h.id)
+    redis.call('PUBLISH', h.wk, 'p')
+  end
+  if h.hk then
+    redis.call('HSET', h.hk, h.id, h.q .. ' ' .. nowns)
+    if redis.call('PTTL', h.hk) < h.httl then redis.call('PEXPIRE', h.hk, h.httl) end
+  end
+  res[4] = res[4] + 1
+end
 for _, n in ipairs(out) do
-  local t = redis.call('HGET', key, 't:' .. n)
-  if t then table.insert(res, t) end
+  local m = nil
+  if inline and op == 'complete' then m = redis.call('HGET', key, 'm:' .. n) end
+  if m then
+    enqueue(m)
+  else
+    local t = redis.call('HGET', key, 't:' .. n)
+    if t then table.insert(res, t) end
+  end
+end
+if inline and flow ~= old then
+  local id, nowms, all, running, failed = ARGV[8], tonumber(now), ARGV[10], ARGV[11], ARGV[12]
+  local function index(ix)
+    local created = redis.call('ZSCORE', all, id)
+    if not created then created = nowms end
+    redis.call('ZADD', ix, created, id)
+    redis.call('ZREMRANGEBYSCORE', ix, '-inf', nowms - ttl)
+    redis.call('PEXPIRE', ix, ttl)
+  end
+  if flow == 'running' then
+    redis.call('ZREM', failed, id)
+    index(running)
+  elseif flow == 'failed' then
+    redis.call('ZREM', running, id)
+    index(failed)
+  else
+    redis.call('ZREM', running, id)
+    redis.call('ZREM', failed, id)
+  end
+  local event = nil
+  if flow == 'completed' or flow == 'failed' or flow == 'cancelled' then event = flow end
+  if event then
+    redis.call('HINCRBY', ARGV[13], event .. ':' .. ARGV[9], 1)
+    redis.call('PEXPIRE', ARGV[13], ttl)
+  end
 end
 return res
 `)

@@ -94,6 +94,7 @@ func (s *Store) start(ctx context.Context, c *tasks.Client, w wireFlow, built ma
 	args := []any{s.cfg.retention.Milliseconds(),
 		"def", db, "name", w.Name, "key", w.Key, "state", StateRunning, "createdAt", d.CreatedAt, "updatedAt", now}
 	var due []wireStep
+	inline := !isCluster(s.rc)
 	for _, st := range w.Steps {
 		state := StepWaiting
 		if len(st.After) == 0 && !st.OnFailure {
@@ -105,6 +106,11 @@ func (s *Store) start(ctx context.Context, c *tasks.Client, w wireFlow, built ma
 			return "", fmt.Errorf("flow %s: start: step %s: %w", id, st.Name, err)
 		}
 		args = append(args, "s:"+st.Name, state, "t:"+st.Name, tb)
+		if inline && len(st.After) > 0 && !st.OnFailure {
+			if m, ok := inlineJob(st.Task); ok {
+				args = append(args, "m:"+st.Name, m)
+			}
+		}
 	}
 	res, err := evalWait(ctx, s.rc, max(s.cfg.wait, c.ReplicasToWait()), startScript, flowKey(id), args...)
 	if err != nil {

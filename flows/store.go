@@ -148,20 +148,31 @@ func NewStore(rc redis.UniversalClient, in *tasks.Inspector, opts ...Option) *St
 // transition is the outcome of transitionScript.
 type transition struct {
 	old, now string
-	ready    []taskSpec
+	ready    []taskSpec // the jobs the caller enqueues
+	inlined  int        // the jobs the script enqueued itself (one Redis)
 }
 
-// apply runs transitionScript (and WAIT), then updates the indexes and
-// counters when the flow's state changed.
-func (s *Store) apply(ctx context.Context, wait int, op, flowID, step, reason string) (transition, error) {
+// apply runs transitionScript (and WAIT). On one Redis the script also
+// enqueues the jobs a complete makes ready and updates the indexes and
+// counters; on a Cluster they are in other slots, so apply updates the
+// indexes and counters after it when the flow's state changed, and the
+// caller enqueues tr.ready. trace are the trace headers of the jobs the
+// script enqueues (traceArgs).
+func (s *Store) apply(ctx context.Context, wait int, op, flowID, step, reason string, trace []any) (transition, error) {
 	now := time.Now()
-	res, err := evalWait(ctx, s.rc, max(wait, s.cfg.wait), transitionScript, flowKey(flowID),
-		op, step, now.UnixMilli(), s.cfg.retention.Milliseconds(), reason)
+	inline := ""
+	if !isCluster(s.rc) {
+		inline = "1"
+	}
+	name, _, _ := cutID(flowID)
+	args := append([]any{op, step, now.UnixMilli(), s.cfg.retention.Milliseconds(), reason,
+		inline, strconv.FormatInt(now.UnixNano(), 10), flowID, name, indexAll, indexRunning, indexFailed, statsKey}, trace...)
+	res, err := evalWait(ctx, s.rc, max(wait, s.cfg.wait), transitionScript, flowKey(flowID), args...)
 	if err != nil {
 		return transition{}, fmt.Errorf("flow %s: %s %s: %w", flowID, op, step, err)
 	}
 	vals, _ := res.([]any)
-	if len(vals) < 3 {
+	if len(vals) < 4 {
 		return transition{}, fmt.Errorf("flow %s: %s %s: unexpected answer %v", flowID, op, step, res)
 	}
 	str := func(v any) string { x, _ := v.(string); return x }
@@ -172,14 +183,16 @@ func (s *Store) apply(ctx context.Context, wait int, op, flowID, step, reason st
 	case "nostep":
 		return tr, fmt.Errorf("flow %s: step %q: %w", flowID, step, ErrNotFound)
 	}
-	for _, v := range vals[3:] {
+	n, _ := vals[3].(int64)
+	tr.inlined = int(n)
+	for _, v := range vals[4:] {
 		spec, err := decodeSpec(str(v))
 		if err != nil {
 			return tr, fmt.Errorf("flow %s: %w", flowID, err)
 		}
 		tr.ready = append(tr.ready, spec)
 	}
-	if tr.old != tr.now {
+	if tr.old != tr.now && inline == "" {
 		s.stateChanged(ctx, flowID, tr.old, tr.now)
 	}
 	return tr, nil
@@ -271,7 +284,7 @@ func (s *Store) Failed(ctx context.Context, flowID, step, reason string) error {
 		wait = c.ReplicasToWait()
 	}
 	reason = payloads.MaskEmailsString(reason)
-	tr, err := s.apply(ctx, wait, "fail", flowID, step, reason)
+	tr, err := s.apply(ctx, wait, "fail", flowID, step, reason, nil)
 	if err != nil {
 		return err
 	}
@@ -293,7 +306,7 @@ func (s *Store) Failed(ctx context.Context, flowID, step, reason string) error {
 // no other step is failed. When the step then succeeds, its dependents
 // run.
 func (s *Store) Requeued(ctx context.Context, flowID, step string) error {
-	_, err := s.apply(ctx, 0, "requeue", flowID, step, "")
+	_, err := s.apply(ctx, 0, "requeue", flowID, step, "", nil)
 	return err
 }
 
@@ -301,7 +314,7 @@ func (s *Store) Requeued(ctx context.Context, flowID, step string) error {
 // without a rerun): the step, the blocked steps and those still waiting
 // are cancelled, and so is the flow. Steps already enqueued still run.
 func (s *Store) Discarded(ctx context.Context, flowID, step string) error {
-	_, err := s.apply(ctx, 0, "discard", flowID, step, "")
+	_, err := s.apply(ctx, 0, "discard", flowID, step, "", nil)
 	return err
 }
 
