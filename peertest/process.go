@@ -47,6 +47,45 @@ func Binary(t testing.TB, pkg string) string {
 	return b.path
 }
 
+// Binaries builds the main packages pkgs (as for Binary) in one go build,
+// which compiles them in parallel, and returns their paths in order. A
+// package Binary or Binaries built before in this test process is not
+// built again.
+func Binaries(t testing.TB, pkgs ...string) []string {
+	t.Helper()
+	var todo []string
+	var results []*buildResult
+	for _, pkg := range pkgs {
+		v, _ := builds.LoadOrStore(pkg, &buildResult{})
+		results = append(results, v.(*buildResult))
+		todo = append(todo, pkg)
+	}
+	dir, err := os.MkdirTemp("", "escrowjobs-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	var out []byte
+	for i, b := range results {
+		b.once.Do(func() {
+			once.Do(func() {
+				cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, todo...)...)
+				cmd.Dir = moduleRoot()
+				out, err = cmd.CombinedOutput()
+			})
+			b.path, b.err, b.out = filepath.Join(dir, filepath.Base(todo[i])), err, out
+		})
+	}
+	paths := make([]string, len(results))
+	for i, b := range results {
+		if b.err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkgs[i], b.err, b.out)
+		}
+		paths[i] = b.path
+	}
+	return paths
+}
+
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..")

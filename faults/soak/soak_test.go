@@ -200,6 +200,7 @@ func TestSoak(t *testing.T) {
 		openDL[p.TransactionID] = append(openDL[p.TransactionID], e)
 	}
 	store := flows.NewStore(s.rc, s.insp)
+	done, failedRuns := escrowtest.JobRuns(s.workerOutputs()...)
 
 	seenMail, seenHook, seenAudit, seenPI := map[string]bool{}, map[string]map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for id := range s.partners {
@@ -266,7 +267,7 @@ func TestSoak(t *testing.T) {
 				fail(e.id, "webhook %s at %s: no successful delivery", id, e.partner)
 			case n > 1:
 				redelivered += n - 1
-				redeliveredIDs = append(redeliveredIDs, fmt.Sprintf("%s webhook %s at %s ×%d", e.id, id, e.partner, n))
+				redeliveredIDs = append(redeliveredIDs, fmt.Sprintf("%s webhook %s at %s ×%d (%s)", e.id, id, e.partner, n, s.requestsOf(e.partner, id)+fmt.Sprintf("; job done %d, failed %d", done["webhook_escrow_status_changed:event-"+id], failedRuns["webhook_escrow_status_changed:event-"+id])))
 			}
 		}
 		for _, id := range x.audits {
@@ -337,7 +338,6 @@ func TestSoak(t *testing.T) {
 			fail("", "Redis keys without an expiry %q: %d a third into the run, %d at the end", p, n[0], n[1])
 		}
 	}
-	done, _ := escrowtest.JobRuns(s.workerOutputs()...)
 	scanLogs(t, s)
 
 	summary := fmt.Sprintf("soak: seed %d, %d s, escrows %d, transitions %d, jobs %d, faults %s, lost %d, doubled %d",

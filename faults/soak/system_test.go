@@ -143,9 +143,9 @@ func startSystem(t *testing.T) *system {
 	s.rc = s.opt.MakeRedisClient().(redis.UniversalClient)
 	t.Cleanup(func() { s.insp.Close(); s.rc.Close() })
 
-	s.serverBin = peertest.Binary(t, "./cmd/server")
-	monitorBin := peertest.Binary(t, "./cmd/monitor")
-	escrowBin := peertest.Binary(t, "./examples/escrow")
+	bins := peertest.Binaries(t, "./cmd/server", "./cmd/monitor", "./examples/escrow")
+	s.serverBin = bins[0]
+	monitorBin, escrowBin := bins[1], bins[2]
 
 	common := map[string]string{
 		"REDIS_URL":                      redisURL,
@@ -302,4 +302,16 @@ func (s *system) replicaInSync(masterAddr string) bool {
 	defer cancel()
 	info, err := c.Info(ctx, "replication").Result()
 	return err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
+}
+
+// requestsOf describes the requests partner got for webhook-id id: when
+// (from the start of the run) and what it answered.
+func (s *system) requestsOf(partner, id string) string {
+	var parts []string
+	for _, r := range s.partners[partner].Requests() {
+		if r.ID == id {
+			parts = append(parts, fmt.Sprintf("%.2fs %d", r.At.Sub(s.start).Seconds(), r.Status))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
