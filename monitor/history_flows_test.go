@@ -135,7 +135,7 @@ func TestHistoryShowsEachJobsFlowAndStep(t *testing.T) {
 func TestHistoryFindsTheEscrowsFlowsByName(t *testing.T) {
 	s := setupStory(t)
 	rc := s.client.Redis()
-	if err := rc.Del(context.Background(), "escrowjobs:index:esc-story-1", "escrowjobs:jobs:esc-story-1", "escrowjobs:history:esc-story-1").Err(); err != nil {
+	if err := rc.Del(context.Background(), "escrowjobs:ix:esc-story-1", "escrowjobs:index:esc-story-1", "escrowjobs:jobs:esc-story-1", "escrowjobs:history:esc-story-1").Err(); err != nil {
 		t.Fatal(err)
 	}
 	capture := s.flow.JobIDs()["capture"]

@@ -18,23 +18,31 @@ import (
 )
 
 // HistoryTTL is how long an escrow's history index outlives its latest
-// enqueue (plus that job's delay): asynq keeps a completed job for
+// new job (plus that job's delay): asynq keeps a completed job for
 // Retention (1 h); a day leaves room for retries, long outages and a late
 // look. Dead letters come from the durable dead-letter log, which keeps
 // them for good, so they do not depend on the index.
 const HistoryTTL = 24 * time.Hour
 
-// historyKey is the Redis hash of one escrow's jobs: job ID → "<queue>
-// <enqueued-at unix nanos>", one field per job. Enqueue writes a field
-// only when the job has none (HSETNX), and sets the expiry only then: a
-// refused duplicate, however often it is retried, leaves the hash and its
-// expiry as they were.
-func historyKey(transactionID string) string { return "escrowjobs:index:" + transactionID }
+// historyKey is the Redis string of one escrow's jobs, one line per job:
+// "<job ID> <enqueued-at>[ <queue>]\n", the enqueue time in Unix
+// nanoseconds in base 36, the queue only when it is not the type's
+// (Lookup). Enqueue adds a line only for a job it stored and only when the
+// job has none, and sets the expiry only then: a refused duplicate,
+// however often it is retried, leaves the string and its expiry as they
+// were. A string, not a hash: most job IDs are longer than a hash's
+// compact encoding allows (hash-max-listpack-value, 64 bytes), and a hash
+// of one such field costs Redis ~120 bytes more than the line.
+func historyKey(transactionID string) string { return "escrowjobs:ix:" + transactionID }
+
+// hashHistoryKey is the hash of job ID → "<queue> <enqueued-at unix
+// nanos>" that Enqueue wrote before the lines of historyKey (and that the
+// flows' inline enqueue script writes); History reads it too.
+func hashHistoryKey(transactionID string) string { return "escrowjobs:index:" + transactionID }
 
 // linesHistoryKey is the string of lines "<enqueued-at unix nanos>
-// <queue> <job ID>\n" that Enqueue appended before (one per enqueue,
-// duplicates too); History still reads it until the last of them expires
-// (HistoryTTL).
+// <queue> <job ID>\n" that Enqueue appended before the hash (one per
+// enqueue, duplicates too); History still reads it until it expires.
 func linesHistoryKey(transactionID string) string { return "escrowjobs:jobs:" + transactionID }
 
 // legacyHistoryKey is the hash of job ID → "<queue> <enqueued-at unix
@@ -49,46 +57,83 @@ func transactionOf(p Payload) string {
 	return ""
 }
 
-// indexScript writes one job's field of an escrow's index. KEYS: the
-// index. ARGV: job ID, "<queue> <nanos>", expiry ms, mode: "nx" writes
-// only a field that is not there yet, "set" overwrites it. The expiry is
-// set (never shortened) only when the field was written, so a duplicate
-// changes nothing. Returns 1 when it wrote the field.
-var indexScript = redis.NewScript(`
-if ARGV[4] == 'set' then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-elseif redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return 0
+// indexLua defines index(key, id, rest, ttl, mode), which writes the line
+// "<id> <rest>\n" of one job into an escrow's index string: mode "nx"
+// only when the job has no line yet, "set" in place of the line it has.
+// The expiry is set (never shortened) only when it wrote. It returns 1
+// when it wrote, 0 when the job had its line (mode "nx"). It is shared by
+// indexScript and the enqueue script of wake.go.
+const indexLua = `
+local function index(k, id, rest, ttl, mode)
+  local line = id .. ' ' .. rest .. '\n'
+  local s = redis.call('GET', k)
+  if not s then
+    redis.call('SET', k, line, 'PX', ttl)
+    return 1
+  end
+  local at = string.find('\n' .. s, '\n' .. id .. ' ', 1, true)
+  if at then
+    if mode ~= 'set' then return 0 end
+    local to = string.find(s, '\n', at, true) or #s
+    redis.call('SET', k, string.sub(s, 1, at - 1) .. string.sub(s, to + 1) .. line, 'KEEPTTL')
+  else
+    redis.call('APPEND', k, line)
+  end
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+  return 1
 end
-local ttl = tonumber(ARGV[3])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+`
+
+// indexScript writes one job's line of an escrow's index. KEYS: the
+// index. ARGV: job ID, "<enqueued-at>[ <queue>]", expiry ms, mode ("nx"
+// or "set", as index above). Returns 1 when it wrote the line.
+var indexScript = redis.NewScript(indexLua + `
+return index(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4])
+`)
+
+// unindexScript takes a job's line out of an escrow's index if it still
+// holds the entry this enqueue wrote, and the index with its last line.
+// KEYS: the index. ARGV: job ID, "<enqueued-at>[ <queue>]".
+var unindexScript = redis.NewScript(`
+local s = redis.call('GET', KEYS[1])
+if not s then return 0 end
+local line = ARGV[1] .. ' ' .. ARGV[2] .. '\n'
+local at = string.find('\n' .. s, '\n' .. line, 1, true)
+if not at then return 0 end
+s = string.sub(s, 1, at - 1) .. string.sub(s, at + #line)
+if s == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], s, 'KEEPTTL')
 return 1
 `)
 
-// unindexScript takes a job's field out of an escrow's index if it still
-// holds the value this enqueue wrote. KEYS: the index. ARGV: job ID, value.
-var unindexScript = redis.NewScript(`
+// unindexHashScript is unindexScript for the hash of hashHistoryKey.
+var unindexHashScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 `)
 
-// indexEntry is the history field of one enqueue. Enqueue hands it to the
-// wake publisher (wake.go), which sends it in the pipeline that carries
-// asynq's enqueue script, ahead of the script: no extra round trip, and
-// on one Redis the field lands before the job. (On a Cluster the escrow's
-// key is in another slot than the queue's: its script goes to its own
-// node in the same round trip, never inside asynq's script.) A job whose
-// enqueue then fails stays in the index and shows as StateExpired:
-// taking it out could drop a job that did land.
+// indexEntry is the history line of one enqueue. Enqueue hands it to the
+// wake publisher (wake.go). On one Redis (not a Cluster) the publisher
+// replaces asynq's enqueue script by one that also writes the line, only
+// for a job it stores (done, with present for a duplicate). On a Cluster
+// the escrow's key is in another slot than the queue's: its script goes
+// to its own node in the same round trip, ahead of asynq's (sent), and
+// Enqueue settles it after the answer (write). A job whose enqueue then
+// fails stays in the index and shows as StateExpired: taking it out could
+// drop a job that did land.
 type indexEntry struct {
 	txID, key, id, value string
 	ttl                  time.Duration
-	sent                 *redis.Cmd // nil until sent
+	sent                 *redis.Cmd // nil until sent ahead of asynq's script
+	// done: the enqueue script dealt with the line: it wrote it for a job
+	// it stored, or, for a duplicate, told whether the job had one
+	// (present). failed: it could not (the index is not a string).
+	done, present, failed bool
 }
 
 type indexEntryKey struct{}
 
-// indexEntry is t's history field, or nil for a job of no escrow.
+// indexEntry is t's history line, or nil for a job of no escrow.
 func (c *Client) indexEntry(t *Task, now time.Time) *indexEntry {
 	txID := t.transactionID
 	if txID == "" && t.opts == nil && t.Task != nil {
@@ -102,7 +147,18 @@ func (c *Client) indexEntry(t *Task, now time.Time) *indexEntry {
 		delay = max(delay, t.readyAt.Sub(now))
 	}
 	return &indexEntry{txID: txID, key: historyKey(txID), id: t.ID, ttl: HistoryTTL + delay,
-		value: t.Queue + " " + strconv.FormatInt(now.UnixNano(), 10)}
+		value: indexValue(t.ID, t.Queue, now)}
+}
+
+// indexValue is what a job's line holds after its ID: the enqueue time,
+// and the queue when it is not its type's.
+func indexValue(id, queue string, at time.Time) string {
+	v := strconv.FormatInt(at.UnixNano(), 36)
+	typ, _, _ := strings.Cut(id, ":")
+	if ty, err := Lookup(typ); err != nil || ty.Queue != queue {
+		v += " " + queue
+	}
+	return v
 }
 
 // args are indexScript's arguments for mode.
@@ -117,39 +173,64 @@ func (ix *indexEntry) add(ctx context.Context, pipe redis.Pipeliner) {
 
 // write settles the entry once the enqueue has answered: stored says
 // whether it stored the job (false: refused as a duplicate). The common
-// cases cost nothing more: a new job whose field the pipeline wrote, a
-// duplicate whose field was there. Otherwise it writes the field on its
-// own when the pipeline did not carry it (a script the wake publisher
-// does not recognise, or Redis had not loaded indexScript) or failed to
-// write it, so no job of an escrow that Enqueue reports stored is missing
-// from the index; it overwrites the field of a job stored again under an
-// ID the index still held (asynq had dropped the earlier job); and it
-// takes back the field a refused duplicate wrote for a job of another
-// escrow (a dedupe key reused across escrows). in reads that job; nil
-// skips the check.
+// cases cost nothing more: a new job whose line the enqueue wrote, a
+// duplicate whose line was there. Otherwise it writes the line on its own
+// when the enqueue did not (a script the wake publisher does not
+// recognise, Redis had not loaded indexScript, or the write failed), so no
+// job of an escrow that Enqueue reports stored is missing from the index;
+// it overwrites the line of a job stored again under an ID the index
+// still held (asynq had dropped the earlier job); and for a duplicate
+// without a line it reads the job asynq holds (in; nil skips the check)
+// and writes the line only when that job is this escrow's (a dedupe key
+// reused across escrows names another's).
 func (ix *indexEntry) write(ctx context.Context, rc redis.UniversalClient, in *asynq.Inspector, queue string, stored bool) error {
+	if ix.done && !ix.failed {
+		if stored || ix.present {
+			return nil
+		}
+		if in != nil {
+			if info, err := in.GetTaskInfo(queue, ix.id); err == nil && storedTransactionID(info.Payload) != ix.txID {
+				return nil // another escrow's job
+			}
+		}
+		return ix.run(ctx, rc, "nx")
+	}
 	var wrote int64
 	err := errors.New("not sent")
 	if ix.sent != nil {
 		wrote, err = ix.sent.Int64()
 	}
 	if err != nil {
-		if wrote, err = indexScript.Run(ctx, rc, []string{ix.key}, ix.args("nx")...).Int64(); err != nil {
-			return fmt.Errorf("history index of %s: %w", ix.txID, err)
+		mode := "nx"
+		if stored {
+			mode = "set"
 		}
+		if !stored && in != nil {
+			// As above: a duplicate's line only for this escrow's job.
+			if info, err := in.GetTaskInfo(queue, ix.id); err == nil && storedTransactionID(info.Payload) != ix.txID {
+				return nil
+			}
+		}
+		return ix.run(ctx, rc, mode)
 	}
 	switch {
 	case stored && wrote == 0:
-		if err := indexScript.Run(ctx, rc, []string{ix.key}, ix.args("set")...).Err(); err != nil {
-			return fmt.Errorf("history index of %s: %w", ix.txID, err)
-		}
+		return ix.run(ctx, rc, "set")
 	case !stored && wrote == 1 && in != nil:
 		// A duplicate whose job this escrow's index did not name: this
-		// escrow's own job whose field was lost (kept), or another's.
+		// escrow's own job whose line was lost (kept), or another's.
 		info, err := in.GetTaskInfo(queue, ix.id)
 		if err == nil && storedTransactionID(info.Payload) != ix.txID {
 			_ = unindexScript.Run(ctx, rc, []string{ix.key}, ix.id, ix.value).Err()
 		}
+	}
+	return nil
+}
+
+// run writes the line on its own (indexScript in mode).
+func (ix *indexEntry) run(ctx context.Context, rc redis.UniversalClient, mode string) error {
+	if err := indexScript.Run(ctx, rc, []string{ix.key}, ix.args(mode)...).Err(); err != nil {
+		return fmt.Errorf("history index of %s: %w", ix.txID, err)
 	}
 	return nil
 }
@@ -252,8 +333,11 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 		if info != nil && storedTransactionID(info.Payload) != transactionID {
 			// A job of another escrow under an ID this escrow's index
 			// names (a dedupe key used by both): not this escrow's.
-			if r.field != "" {
-				_ = unindexScript.Run(ctx, in.rc, []string{historyKey(transactionID)}, id, r.field).Err()
+			switch r.key {
+			case historyKey(transactionID):
+				_ = unindexScript.Run(ctx, in.rc, []string{r.key}, id, r.entry).Err()
+			case hashHistoryKey(transactionID):
+				_ = unindexHashScript.Run(ctx, in.rc, []string{r.key}, id, r.entry).Err()
 			}
 			info = nil
 			if _, isDead := dead[id]; !isDead {
@@ -292,14 +376,17 @@ func (in *Inspector) History(ctx context.Context, transactionID string, dl DeadL
 type indexRef struct {
 	queue    string
 	enqueued time.Time
-	field    string // its field's value in historyKey ("": from the formats before it)
+	// key and entry are where its entry is and what it holds after the
+	// job ID, for taking it out ("" key: from the formats before the hash).
+	key, entry string
 }
 
-// indexed reads an escrow's index, and the lines and the hash it used to
-// be, in one round trip: job ID → its latest entry.
+// indexed reads an escrow's index, and the hash, lines and hash it used
+// to be, in one round trip: job ID → its latest entry.
 func (in *Inspector) indexed(ctx context.Context, transactionID string) (map[string]indexRef, error) {
 	pipe := in.rc.Pipeline()
-	index := pipe.HGetAll(ctx, historyKey(transactionID))
+	index := pipe.Get(ctx, historyKey(transactionID))
+	hashed := pipe.HGetAll(ctx, hashHistoryKey(transactionID))
 	lines := pipe.Get(ctx, linesHistoryKey(transactionID))
 	legacy := pipe.HGetAll(ctx, legacyHistoryKey(transactionID))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -317,9 +404,29 @@ func (in *Inspector) indexed(ctx context.Context, transactionID string) (map[str
 			refs[id] = indexRef{queue: q, enqueued: unixNanos(ns)}
 		}
 	}
-	for id, v := range index.Val() {
+	for id, v := range hashed.Val() {
 		q, ns, _ := strings.Cut(v, " ")
-		refs[id] = indexRef{queue: q, enqueued: unixNanos(ns), field: v}
+		refs[id] = indexRef{queue: q, enqueued: unixNanos(ns), key: hashHistoryKey(transactionID), entry: v}
+	}
+	for line := range strings.Lines(index.Val()) {
+		id, v, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+		if !ok || id == "" {
+			continue
+		}
+		t36, q, _ := strings.Cut(v, " ")
+		if q == "" {
+			typ, _, _ := strings.Cut(id, ":")
+			ty, err := Lookup(typ)
+			if err != nil {
+				continue // written with its queue, so never without one
+			}
+			q = ty.Queue
+		}
+		var at time.Time
+		if n, err := strconv.ParseInt(t36, 36, 64); err == nil {
+			at = time.Unix(0, n).UTC()
+		}
+		refs[id] = indexRef{queue: q, enqueued: at, key: historyKey(transactionID), entry: v}
 	}
 	return refs, nil
 }

@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"errors"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -95,13 +94,13 @@ func (r *commandRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	}
 }
 
-// The history field costs no round trip of its own: its script goes in
-// the pipeline of asynq's enqueue script and the wake-up, ahead of the
-// script, and nothing else is sent.
-func TestEnqueueSendsTheHistoryLineAheadOfTheJobInOneRoundTrip(t *testing.T) {
+// The history line costs no round trip of its own, nor a command: on one
+// Redis the job, its line and the wake-up are one script (enqueueScript),
+// and nothing else is sent.
+func TestEnqueueSendsTheHistoryLineWithTheJobInOneCommand(t *testing.T) {
 	_, _, in, c := indexRedis(t)
 	ctx := context.Background()
-	if _, err := c.Enqueue(ctx, captureTask(t, "esc-warm", "pi_warm")); err != nil { // asynq's script is loaded
+	if _, err := c.Enqueue(ctx, captureTask(t, "esc-warm", "pi_warm")); err != nil { // the script is loaded
 		t.Fatal(err)
 	}
 	rec := &commandRecorder{}
@@ -110,9 +109,8 @@ func TestEnqueueSendsTheHistoryLineAheadOfTheJobInOneRoundTrip(t *testing.T) {
 	if _, err := c.Enqueue(ctx, task); err != nil {
 		t.Fatal(err)
 	}
-	want := [][]string{{"evalsha", "evalsha", "publish"}}
-	if len(rec.single) > 0 || !slices.EqualFunc(rec.pipelines, want, slices.Equal) {
-		t.Errorf("sent: got alone %q and pipelines %q, want no command alone and pipelines %q", rec.single, rec.pipelines, want)
+	if want := []string{"evalsha"}; !slices.Equal(rec.single, want) || len(rec.pipelines) > 0 {
+		t.Errorf("sent: got alone %q and pipelines %q, want alone %q and no pipeline", rec.single, rec.pipelines, want)
 	}
 	wantHistory(t, in, "esc-one-trip", []string{task.ID}, []string{"pending"})
 }
@@ -139,7 +137,7 @@ func TestEnqueueReportsAJobStoredWithoutItsHistoryLine(t *testing.T) {
 	_, rc, in, c := indexRedis(t)
 	ctx := context.Background()
 	const tx = "esc-wrong-type"
-	if err := rc.Set(ctx, historyKey(tx), "x", 0).Err(); err != nil { // HSETNX there fails: WRONGTYPE
+	if err := rc.HSet(ctx, historyKey(tx), "x", "y").Err(); err != nil { // GET there fails: WRONGTYPE
 		t.Fatal(err)
 	}
 	task := captureTask(t, tx, "pi_wrongtype")
@@ -159,16 +157,20 @@ func TestEnqueueReportsAJobStoredWithoutItsHistoryLine(t *testing.T) {
 	wantHistory(t, in, tx, []string{task.ID}, []string{"pending"})
 }
 
-// A job in the lines or the hash the index used to be is listed too; a
-// job of both the lines and the index is listed once, from the index; the
-// index has one field per job and outlives its latest new job by
-// HistoryTTL plus that job's delay.
+// A job in the hash, the lines or the hash the index used to be is
+// listed too; a job of both the lines and the index is listed once, from
+// the index; the index has one line per job and outlives its latest new
+// job by HistoryTTL plus that job's delay.
 func TestHistoryReadsTheFormatsBeforeTheIndex(t *testing.T) {
 	_, rc, in, c := indexRedis(t)
 	ctx := context.Background()
 	const tx = "esc-lines"
 	legacy := "stripe_capture_payment:capture-pi_legacy"
 	if err := rc.HSet(ctx, legacyHistoryKey(tx), legacy, "critical 1764460800000000000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	hashed := "stripe_capture_payment:capture-pi_hashed"
+	if err := rc.HSet(ctx, hashHistoryKey(tx), hashed, "critical 1764460850000000000").Err(); err != nil {
 		t.Fatal(err)
 	}
 	lined := "stripe_capture_payment:capture-pi_lined"
@@ -191,18 +193,21 @@ func TestHistoryReadsTheFormatsBeforeTheIndex(t *testing.T) {
 	if ttl := rc.PTTL(ctx, historyKey(tx)).Val(); ttl < HistoryTTL+time.Hour-time.Minute || ttl > HistoryTTL+time.Hour {
 		t.Errorf("index expiry: got %s, want HistoryTTL + the 1 h delay", ttl)
 	}
-	if n := rc.HLen(ctx, historyKey(tx)).Val(); n != 2 {
-		t.Errorf("index: got %d fields, want 2 (one per job)", n)
+	if got := rc.Get(ctx, historyKey(tx)).Val(); strings.Count(got, "\n") != 2 || strings.Count(got, twice.ID+" ") != 1 {
+		t.Errorf("index: got %q, want 2 lines (one per job)", got)
 	}
-	jobs := wantHistory(t, in, tx, []string{legacy, lined, twice.ID, later.ID}, []string{StateExpired, StateExpired, "pending", "scheduled"})
+	jobs := wantHistory(t, in, tx, []string{legacy, hashed, lined, twice.ID, later.ID}, []string{StateExpired, StateExpired, StateExpired, "pending", "scheduled"})
 	if want := time.Unix(0, 1764460800000000000).UTC(); jobs[0].EnqueuedAt == nil || !jobs[0].EnqueuedAt.Equal(want) || jobs[0].Queue != "critical" {
 		t.Errorf("legacy job: got enqueued at %v in %q, want %s in critical", jobs[0].EnqueuedAt, jobs[0].Queue, want)
 	}
-	if want := time.Unix(0, 1764460900000000000).UTC(); jobs[1].EnqueuedAt == nil || !jobs[1].EnqueuedAt.Equal(want) {
-		t.Errorf("job of the lines: got enqueued at %v, want %s", jobs[1].EnqueuedAt, want)
+	if want := time.Unix(0, 1764460850000000000).UTC(); jobs[1].EnqueuedAt == nil || !jobs[1].EnqueuedAt.Equal(want) || jobs[1].Queue != "critical" {
+		t.Errorf("job of the hash: got enqueued at %v in %q, want %s in critical", jobs[1].EnqueuedAt, jobs[1].Queue, want)
 	}
-	if jobs[2].EnqueuedAt == nil || jobs[2].EnqueuedAt.Before(between) {
-		t.Errorf("job of the lines and the index: got enqueued at %v, want its enqueue into the index (after %s)", jobs[2].EnqueuedAt, between)
+	if want := time.Unix(0, 1764460900000000000).UTC(); jobs[2].EnqueuedAt == nil || !jobs[2].EnqueuedAt.Equal(want) {
+		t.Errorf("job of the lines: got enqueued at %v, want %s", jobs[2].EnqueuedAt, want)
+	}
+	if jobs[3].EnqueuedAt == nil || jobs[3].EnqueuedAt.Before(between) || jobs[3].Queue != "critical" {
+		t.Errorf("job of the lines and the index: got enqueued at %v in %q, want its enqueue into the index (after %s) in critical", jobs[3].EnqueuedAt, jobs[3].Queue, between)
 	}
 }
 
@@ -218,7 +223,7 @@ func TestDuplicatesLeaveTheIndexAsTheFirstEnqueueDid(t *testing.T) {
 	}
 	key := historyKey(tx)
 	size, ttl := rc.MemoryUsage(ctx, key).Val(), rc.PTTL(ctx, key).Val()
-	fields := rc.HGetAll(ctx, key).Val()
+	lines := rc.Get(ctx, key).Val()
 	for i := range 300 {
 		if _, err := c.Enqueue(ctx, captureTask(t, tx, "pi_dups")); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("duplicate %d: got %v, want ErrDuplicate", i, err)
@@ -230,8 +235,8 @@ func TestDuplicatesLeaveTheIndexAsTheFirstEnqueueDid(t *testing.T) {
 	if got := rc.PTTL(ctx, key).Val(); got > ttl {
 		t.Errorf("index expiry after 300 duplicates: got %s, want at most %s (not pushed out)", got, ttl)
 	}
-	if got := rc.HGetAll(ctx, key).Val(); !maps.Equal(got, fields) {
-		t.Errorf("index after 300 duplicates: got %q, want %q", got, fields)
+	if got := rc.Get(ctx, key).Val(); got != lines {
+		t.Errorf("index after 300 duplicates: got %q, want %q", got, lines)
 	}
 	wantHistory(t, in, tx, []string{task.ID}, []string{"pending"})
 }
@@ -257,15 +262,28 @@ func TestHistoryListsNoJobOfAnotherEscrow(t *testing.T) {
 	wantHistory(t, in, "esc-4", nil, nil)
 	wantHistory(t, in, "esc-1", []string{first.ID}, []string{"pending"})
 
-	// An entry written before (by an enqueue without the check above).
-	if err := rc.HSet(ctx, historyKey("esc-4"), first.ID, first.Queue+" 1764460800000000000").Err(); err != nil {
-		t.Fatal(err)
+	// Entries written before (by an enqueue without the check above), in
+	// the index and in the hash it used to be.
+	for _, tc := range []struct {
+		name  string
+		write func() error
+	}{
+		{"index", func() error {
+			return rc.Set(ctx, historyKey("esc-4"), first.ID+" "+indexValue(first.ID, first.Queue, time.Now())+"\n", time.Hour).Err()
+		}},
+		{"hash", func() error {
+			return rc.HSet(ctx, hashHistoryKey("esc-4"), first.ID, first.Queue+" 1764460800000000000").Err()
+		}},
+	} {
+		if err := tc.write(); err != nil {
+			t.Fatal(err)
+		}
+		wantHistory(t, in, "esc-4", nil, nil)
+		if n := rc.Exists(ctx, historyKey("esc-4"), hashHistoryKey("esc-4")).Val(); n != 0 {
+			t.Errorf("%s of esc-4 after History: got %d keys, want none (the entry taken out)", tc.name, n)
+		}
+		wantHistory(t, in, "esc-1", []string{first.ID}, []string{"pending"})
 	}
-	wantHistory(t, in, "esc-4", nil, nil)
-	if n := rc.HLen(ctx, historyKey("esc-4")).Val(); n != 0 {
-		t.Errorf("index of esc-4 after History: got %d fields, want 0", n)
-	}
-	wantHistory(t, in, "esc-1", []string{first.ID}, []string{"pending"})
 }
 
 // A job stored again under an ID the index still names (asynq dropped
@@ -275,7 +293,7 @@ func TestHistoryListsAJobStoredAgainAtItsNewEnqueue(t *testing.T) {
 	ctx := context.Background()
 	const tx = "esc-again"
 	task := captureTask(t, tx, "pi_again")
-	if err := rc.HSet(ctx, historyKey(tx), task.ID, task.Queue+" 1764460800000000000").Err(); err != nil {
+	if err := rc.Set(ctx, historyKey(tx), task.ID+" "+indexValue(task.ID, task.Queue, time.Unix(0, 1764460800000000000))+"\n", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	before := time.Now()
@@ -288,5 +306,8 @@ func TestHistoryListsAJobStoredAgainAtItsNewEnqueue(t *testing.T) {
 	}
 	if ttl := rc.PTTL(ctx, historyKey(tx)).Val(); ttl < HistoryTTL-time.Minute {
 		t.Errorf("index expiry: got %s, want about HistoryTTL", ttl)
+	}
+	if got := rc.Get(ctx, historyKey(tx)).Val(); strings.Count(got, "\n") != 1 {
+		t.Errorf("index: got %q, want the job's one line", got)
 	}
 }

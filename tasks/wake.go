@@ -2,6 +2,9 @@ package tasks
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
 	"strconv"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
@@ -19,13 +22,20 @@ import (
 func WakeChannel(queue string) string { return "escrowjobs:wake:{" + queue + "}" }
 
 // wakePublisher is a go-redis hook on the Client's connection. When asynq
-// runs its enqueue or schedule script, the hook sends the script and a
-// PUBLISH (SPUBLISH on a Cluster) of the job's queue in one pipeline: the
-// wake-up costs no extra round trip, and Redis runs it after the script,
-// so a worker that hears it finds the job. The same pipeline carries, ahead
-// of the script, the escrow's history field of a job Client.Enqueue stores
-// (indexEntry). A failed publish is ignored:
-// workers still poll, so a lost wake-up costs at most one poll interval.
+// runs its enqueue or schedule script, the wake-up (a PUBLISH of the job's
+// queue, SPUBLISH on a Cluster) and the escrow's history line of a job
+// Client.Enqueue stores (indexEntry) go in the same round trip: the
+// wake-up costs no extra round trip, and Redis runs it after the job is
+// stored, so a worker that hears it finds the job. A failed publish is
+// ignored: workers still poll, so a lost wake-up costs at most one poll
+// interval.
+//
+// On one Redis (not a Cluster) the hook sends, in place of asynq's script,
+// enqueueScript: the same writes (recognised by the script's SHA-1, which
+// TestEnqueueScriptStoresWhatAsynqStores pins against the asynq in go.mod)
+// plus the history line and the wake-up, one command. On a Cluster the
+// escrow's key is in another slot than the queue's, so the hook sends a
+// pipeline: the history line's script ahead of asynq's, then the wake-up.
 type wakePublisher struct {
 	rc      redis.UniversalClient
 	sharded bool
@@ -44,13 +54,20 @@ func (p *wakePublisher) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 
 func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		queue, msg, ok := enqueuedQueue(cmd.Args())
+		args := cmd.Args()
+		queue, msg, ok := enqueuedQueue(args)
 		if !ok {
 			return next(ctx, cmd)
 		}
+		ix, _ := ctx.Value(indexEntryKey{}).(*indexEntry)
+		if c, ok := cmd.(*redis.Cmd); ok && !p.sharded {
+			if kind := asynqScriptKind(args); kind != "" {
+				return enqueueInOne(ctx, next, c, kind, queue, msg, ix)
+			}
+		}
 		pipe := p.rc.Pipeline()
-		if ix, ok := ctx.Value(indexEntryKey{}).(*indexEntry); ok && ix.sent == nil {
-			ix.add(ctx, pipe) // Client.Enqueue's history field, ahead of the job (history.go)
+		if ix != nil && ix.sent == nil && !ix.done {
+			ix.add(ctx, pipe) // Client.Enqueue's history line, ahead of the job (history.go)
 		}
 		_ = pipe.Process(ctx, cmd)
 		if p.sharded {
@@ -61,6 +78,116 @@ func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		_, _ = pipe.Exec(ctx)
 		return cmd.Err()
 	}
+}
+
+// The SHA-1s of asynq's enqueue and schedule scripts (v0.26,
+// internal/rdb enqueueCmd and scheduleCmd), which enqueueScript stands in
+// for. Another asynq's scripts are not recognised and go to Redis as they
+// are.
+const (
+	asynqEnqueueSHA  = "98d28b42650870a743450ffda9791e9e19c6991b"
+	asynqScheduleSHA = "8ce6b38a99b73194585c251eb3c2a89559f37a87"
+)
+
+// asynqScriptKind is "p" for asynq's enqueue script, "s" for its schedule
+// script, "" for anything else.
+func asynqScriptKind(args []any) string {
+	var sha string
+	switch name, _ := args[0].(string); name {
+	case "evalsha":
+		sha, _ = args[1].(string)
+	case "eval":
+		src, _ := args[1].(string)
+		sum := sha1.Sum([]byte(src))
+		sha = hex.EncodeToString(sum[:])
+	}
+	switch sha {
+	case asynqEnqueueSHA:
+		return "p"
+	case asynqScheduleSHA:
+		return "s"
+	}
+	return ""
+}
+
+// enqueueScript does what asynq's enqueue or schedule script does, and in
+// the same script announces the job and writes its escrow's history line.
+// KEYS: the task hash, the pending list (or scheduled set), and the
+// escrow's index or none. ARGV: asynq's three arguments (enqueue: message,
+// ID, now in ns; schedule: message, due Unix second, ID), "p" or "s"
+// (which of the two), the wake-up channel and message, and for the index
+// the job ID, the line's entry and the expiry in ms. Returns {stored,
+// index}: stored 1, or 0 for a job ID that exists (asynq's answer); index
+// 1 when the line was written (a stored job) or is there (a duplicate), 0
+// when a duplicate has none, 2 when the index could not be read or
+// written (not a string). The wake-up and the line are written only for a
+// stored job; a failed publish (a user without the channel) is ignored.
+const enqueueScriptSource = indexLua + `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if not KEYS[3] then return {0, 0} end
+  local s = redis.pcall('GET', KEYS[3])
+  if type(s) == 'table' then return {0, 2} end
+  if s and string.find('\n' .. s, '\n' .. ARGV[7] .. ' ', 1, true) then return {0, 1} end
+  return {0, 0}
+end
+if ARGV[4] == 'p' then
+  redis.call('HSET', KEYS[1], 'msg', ARGV[1], 'state', 'pending', 'pending_since', ARGV[3])
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'msg', ARGV[1], 'state', 'scheduled')
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+end
+redis.pcall('PUBLISH', ARGV[5], ARGV[6])
+if not KEYS[3] then return {1, 1} end
+if pcall(index, KEYS[3], ARGV[7], ARGV[8], tonumber(ARGV[9]), 'set') then return {1, 1} end
+return {1, 2}
+`
+
+var enqueueScript = redis.NewScript(enqueueScriptSource)
+
+// enqueueInOne sends enqueueScript for asynq's script cmd (of kind "p" or
+// "s") and answers cmd as asynq's script would have. A Redis that has not
+// loaded the script yet (NOSCRIPT) gets its source, once.
+func enqueueInOne(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, kind, queue, msg string, ix *indexEntry) error {
+	keys, argv, _ := asynqkey.Script(cmd.Args(), 2, 3)
+	nkeys := 2
+	if ix != nil {
+		nkeys = 3
+	}
+	args := make([]any, 0, 3+nkeys+9)
+	args = append(args, "evalsha", enqueueScript.Hash(), nkeys)
+	args = append(args, keys...)
+	if ix != nil {
+		args = append(args, ix.key)
+	}
+	args = append(args, argv[0], argv[1], argv[2], kind, WakeChannel(queue), msg)
+	if ix != nil {
+		args = append(args, ix.id, ix.value, ix.ttl.Milliseconds())
+	}
+	one := redis.NewCmd(ctx, args...)
+	err := next(ctx, one)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		args[0], args[1] = "eval", enqueueScriptSource
+		one = redis.NewCmd(ctx, args...)
+		err = next(ctx, one)
+	}
+	if err != nil {
+		cmd.SetErr(err)
+		return err
+	}
+	res, _ := one.Val().([]any)
+	if len(res) != 2 {
+		err := fmt.Errorf("enqueue script: unexpected answer %v", one.Val())
+		cmd.SetErr(err)
+		return err
+	}
+	stored, _ := res[0].(int64)
+	index, _ := res[1].(int64)
+	cmd.SetVal(stored)
+	if ix != nil {
+		ix.done, ix.present, ix.failed = true, index == 1, index == 2
+	}
+	return nil
 }
 
 // enqueuedQueue recognises asynq's enqueue script (KEYS: the task hash and
