@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/escrowjobs/escrowjobs/tasks"
 )
@@ -64,5 +65,30 @@ func TestRedisFromEnvNamesTheVariable(t *testing.T) {
 		if _, err := tasks.RedisFromEnv(func(k string) string { return map[string]string{"REDIS_URL": u}[k] }); err != nil {
 			t.Errorf("REDIS_URL=%s: got %v, want nil", u, err)
 		}
+	}
+}
+
+// A job stored under the header's earlier name keeps its ready time; the
+// current name wins when both are there.
+func TestReadyAtReadsBothNames(t *testing.T) {
+	at := time.Unix(0, 1764460800123456789).UTC()
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		want    time.Time
+	}{
+		{"current", map[string]string{tasks.HeaderReadyAt: "1764460800123456789"}, at},
+		{"before", map[string]string{tasks.HeaderReadyAtV1: "1764460800123456789"}, at},
+		{"both", map[string]string{tasks.HeaderReadyAt: "1764460800123456789", tasks.HeaderReadyAtV1: "1"}, at},
+		{"none", map[string]string{"other": "1"}, time.Time{}},
+	} {
+		if got := tasks.ReadyAt(tc.headers); !got.Equal(tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	h := map[string]string{}
+	tasks.SetReadyAt(h, at)
+	if _, old := h[tasks.HeaderReadyAtV1]; old || tasks.ReadyAt(h) != at {
+		t.Errorf("SetReadyAt: got %q, want only %s = %d", h, tasks.HeaderReadyAt, at.UnixNano())
 	}
 }

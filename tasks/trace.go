@@ -17,8 +17,12 @@ import (
 const (
 	// HeaderReadyAt is when the job became due at enqueue (now, or its
 	// ProcessAt/ProcessIn time), in Unix nanoseconds: the worker's
-	// enqueue → start latency is measured from it.
-	HeaderReadyAt = "escrowjobs-ready-at"
+	// enqueue → start latency is measured from it. A short name: asynq
+	// stores every header with each job.
+	HeaderReadyAt = "ej-ready"
+	// HeaderReadyAtV1 is the name HeaderReadyAt had before; ReadyAt still
+	// reads it, for the jobs stored under it (outbox rows, scheduled jobs).
+	HeaderReadyAtV1 = "escrowjobs-ready-at"
 	// HeaderTraceParent and HeaderTraceState carry the W3C trace context
 	// of the producer span (https://www.w3.org/TR/trace-context/).
 	HeaderTraceParent = "traceparent"
@@ -156,5 +160,11 @@ func SetReadyAt(headers map[string]string, t time.Time) {
 	headers[HeaderReadyAt] = strconv.FormatInt(t.UnixNano(), 10)
 }
 
-// ReadyAt is the HeaderReadyAt time of a task's headers (zero when absent).
-func ReadyAt(headers map[string]string) time.Time { return unixNanos(headers[HeaderReadyAt]) }
+// ReadyAt is the HeaderReadyAt time of a task's headers, or of the name
+// it had before (HeaderReadyAtV1); zero when absent.
+func ReadyAt(headers map[string]string) time.Time {
+	if v, ok := headers[HeaderReadyAt]; ok {
+		return unixNanos(v)
+	}
+	return unixNanos(headers[HeaderReadyAtV1])
+}
