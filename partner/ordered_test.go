@@ -180,7 +180,8 @@ func (w *orderWorld) awaitDelivered(timeout time.Duration, ids ...string) {
 	})
 }
 
-// awaitOpenDeadLetter waits until job id is an open dead letter.
+// awaitOpenDeadLetter waits until job id is an open dead letter, archived
+// by asynq.
 func (w *orderWorld) awaitOpenDeadLetter(id string, timeout time.Duration) deadletter.Entry {
 	w.t.Helper()
 	var e deadletter.Entry
@@ -189,6 +190,8 @@ func (w *orderWorld) awaitOpenDeadLetter(id string, timeout time.Duration) deadl
 		e, err = w.ledger.Get(context.Background(), id)
 		return err == nil && e.State == deadletter.StateOpen
 	})
+	// The worker records it just before asynq archives it.
+	escrowtest.AwaitState(w.t, w.insp, id, "archived", timeout)
 	return e
 }
 
