@@ -50,4 +50,15 @@
 // interface it needs of the dead-letter store; [LedgerDeadLetters]
 // implements it over the dead-letter ledger. [Collector] exports the per-partner
 // metrics from Redis.
+//
+// # Strict order
+//
+// A partner with "ordered": true in the registry gets the events of one
+// escrow strictly in sequence: every event is registered at enqueue in
+// its escrow's order set (package internal/eventorder, written by
+// tasks.Client.Enqueue), and a delivery whose escrow has an earlier event
+// still open returns a [*WaitError] with reason [WaitInOrder]. The event
+// ahead is released when it is delivered, discarded (repair.Desk) or a
+// final dead letter (Redelivery.Archived), which wakes the next one;
+// [State.WaitingBehind] counts the events waiting behind a dead letter.
 package partner
