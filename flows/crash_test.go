@@ -3,6 +3,7 @@ package flows_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/flows"
+	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/hibiken/asynq"
@@ -17,8 +19,8 @@ import (
 )
 
 // The worker dies (here: the handler panics) right after the capture's
-// advancement script, asynq runs the capture again, and each step runs
-// once. On one Redis the script enqueued the e-mail itself, so the rerun
+// advancement script, asynq retries the capture job, and each step runs
+// once: the retry sees the capture completed and only advances the flow. On one Redis the script enqueued the e-mail itself, so the rerun
 // must enqueue nothing twice; the partner webhook, and the e-mail of a
 // flow whose hash has no stored asynq message (one started by an earlier
 // version; on a Cluster the middleware enqueues every step), are enqueued
@@ -56,11 +58,13 @@ func TestAdvancementInterruptedBeforeTheEnqueueRunsEachDependentOnce(t *testing.
 				t.Fatal("the hook never ran")
 			}
 			capture := step(t, v, "capture").JobID
-			escrowtest.Eventually(t, "the capture's rerun done", 20*time.Second, func() bool {
+			escrowtest.Eventually(t, "the capture's retry done", 20*time.Second, func() bool {
 				info, err := e.insp.Asynq().GetTaskInfo("critical", capture)
-				return e.adapters.Calls(capture) == 2 && (err != nil || info.State == asynq.TaskStateCompleted)
+				return err == nil && info.State == asynq.TaskStateCompleted
 			})
-			for _, name := range []string{"seller-email", "partner-webhook", "audit"} {
+			// The retry finds the capture completed in the flow's state:
+			// it advances the flow without capturing again.
+			for _, name := range []string{"capture", "seller-email", "partner-webhook", "audit"} {
 				if n := e.adapters.Calls(step(t, v, name).JobID); n != 1 {
 					t.Errorf("%s: got %d calls, want 1", name, n)
 				}
@@ -73,6 +77,49 @@ func TestAdvancementInterruptedBeforeTheEnqueueRunsEachDependentOnce(t *testing.
 				t.Errorf("default queue after the rerun: got %d pending, %d scheduled, %d active; want none", qi.Pending, qi.Scheduled, qi.Active)
 			}
 		})
+	}
+}
+
+// A step whose handler succeeded and whose advancement script ran, but
+// whose attempt then failed (the store waits for one replica and the
+// master has none, as a promoted master right after a failover: the
+// advancement's WAIT is never acknowledged within the attempt), is not
+// run again by asynq's retry once the replica is there: the retry finds
+// the step completed and only advances the flow. The e-mail is sent once,
+// and so is the audit after it.
+func TestRetryOfACompletedStepDoesNotRunItAgain(t *testing.T) {
+	master := peertest.StartRedis(t)
+	e := setup(t, map[string]string{"REDIS_URL": master.URL()}, flows.WaitReplicas(1))
+	ctx := context.Background()
+	mail := payloads.SendReleaseEmail{TransactionID: "esc-retry", RecipientEmail: "seller-esc-retry@example.com", Amount: 125000, Currency: "USD"}
+	f := build(t, flows.New("notify", "esc-retry").
+		Step("seller-email", mail).
+		Step("audit", audit("evt-esc-retry-audit"), flows.After("seller-email")))
+	if _, err := flows.Start(ctx, e.client, f); err != nil { // the client waits for no replica
+		t.Fatal(err)
+	}
+	v, err := e.store.Status(ctx, f.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	emailJob := step(t, v, "seller-email").JobID
+	e.startWorker(t, 4)
+	escrowtest.Eventually(t, "the e-mail's first attempt failed after it was sent", 60*time.Second, func() bool {
+		info, err := e.insp.Asynq().GetTaskInfo("default", emailJob)
+		return err == nil && info.State == asynq.TaskStateRetry
+	})
+	if got := e.adapters.Calls(emailJob); got != 1 {
+		t.Fatalf("e-mail: got %d handler runs in the first attempt, want 1", got)
+	}
+	if v, _ := e.store.Status(ctx, f.ID()); step(t, v, "seller-email").State != flows.StepCompleted {
+		t.Fatalf("e-mail step after the failed attempt: got %s, want completed (the script ran)", step(t, v, "seller-email").State)
+	}
+	peertest.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	v = e.awaitFlowWithin(t, f.ID(), flows.StateCompleted, 90*time.Second)
+	for _, name := range []string{"seller-email", "audit"} {
+		if got := e.adapters.Calls(step(t, v, name).JobID); got != 1 {
+			t.Errorf("%s: got %d handler runs, want 1", name, got)
+		}
 	}
 }
 

@@ -85,13 +85,19 @@ func (e *env) startWorker(t *testing.T, concurrency int) *worker.Worker {
 // awaitFlow waits up to 20 s for flow id to be in state want.
 func (e *env) awaitFlow(t *testing.T, id, want string) flows.View {
 	t.Helper()
+	return e.awaitFlowWithin(t, id, want, 20*time.Second)
+}
+
+// awaitFlowWithin waits up to d for flow id to be in state want.
+func (e *env) awaitFlowWithin(t *testing.T, id, want string, d time.Duration) flows.View {
+	t.Helper()
 	var v flows.View
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("flow %s at the end: %+v", id, v)
 		}
 	})
-	escrowtest.Eventually(t, "flow "+id+" "+want, 20*time.Second, func() bool {
+	escrowtest.Eventually(t, "flow "+id+" "+want, d, func() bool {
 		var err error
 		v, err = e.store.Status(context.Background(), id)
 		return err == nil && v.State == want

@@ -38,6 +38,10 @@ const (
 // is retried: its side effect is idempotent and the advancement repeats.
 // Jobs of no flow pass through.
 //
+// A retry of a step that its state already shows completed (the
+// advancement ran, but the attempt failed after it) does not run the
+// handler again: it only advances the flow (completedBefore).
+//
 // Because asynq marks the job done only after this returns, a crash
 // anywhere in between makes asynq run the step again, which repeats the
 // advancement: the flow's script returns a dependent that is still
@@ -55,12 +59,33 @@ func (s *Store) Middleware(c *tasks.Client) func(asynq.Handler) asynq.Handler {
 			if !ok {
 				return next.ProcessTask(ctx, t)
 			}
+			if s.completedBefore(ctx, flowID, step) {
+				s.cfg.log.LogAttrs(ctx, slog.LevelInfo, "step completed on an earlier attempt; not run again, only the flow advanced",
+					jobAttrs(ctx, flowID, step)...)
+				return s.Advance(ctx, c, flowID, step)
+			}
 			if err := next.ProcessTask(ctx, t); err != nil {
 				return err
 			}
 			return s.Advance(ctx, c, flowID, step)
 		})
 	}
+}
+
+// completedBefore reports whether a retry of step's job finds the step
+// completed in the flow's state: its handler succeeded and the
+// advancement script ran on an earlier attempt, but the attempt failed
+// after it (WaitReplicas not acknowledged while a promoted master had no
+// replica yet, Redis gone before the answer). Running the handler again
+// would repeat a side effect that already happened (an e-mail, a partner
+// delivery), so the retry only advances the flow. A first attempt costs
+// nothing; a retry one HGET. A read that fails runs the step, as before.
+func (s *Store) completedBefore(ctx context.Context, flowID, step string) bool {
+	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
+		return false
+	}
+	st, err := s.rc.HGet(ctx, flowKey(flowID), "s:"+step).Result()
+	return err == nil && st == StepCompleted
 }
 
 // Advance records that step's job completed and enqueues with c the steps
