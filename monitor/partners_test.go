@@ -8,25 +8,13 @@ import (
 	"testing"
 
 	"github.com/escrowjobs/escrowjobs/partner"
-	"github.com/escrowjobs/escrowjobs/payloads"
-	"github.com/escrowjobs/escrowjobs/tasks"
 )
 
 // archiveWebhook enqueues a webhook for partner and lets a worker fail it
 // permanently with lastErr (fail).
 func (f *fixture) archiveWebhook(t *testing.T, event, partner string, lastErr error) string {
 	t.Helper()
-	task, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
-		EventID: event, PartnerID: partner, TransactionID: "esc-1", PreviousStatus: payloads.StatusFunded,
-		Status: payloads.StatusReleased, OccurredAt: "2026-11-30T02:00:00Z",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := f.client.Enqueue(context.Background(), task)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.statusEvent(t, event, partner)
 	f.fail(t, lastErr, id)
 	return id
 }

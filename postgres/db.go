@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/retry"
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,7 +51,7 @@ func Open(ctx context.Context, dbURL string) (*DB, error) {
 		if err == nil {
 			return &DB{pool: pool}, nil
 		}
-		if !startingUp(err) || sleepCtx(ctx, startingUpPoll) != nil {
+		if !startingUp(err) || !retry.Wait(ctx, startingUpPoll) {
 			pool.Close()
 			return nil, redactErr(dbURL, fmt.Errorf("postgres: connect to %s: %w", safe, err))
 		}
@@ -69,18 +70,6 @@ const startingUpPoll = 200 * time.Millisecond
 func startingUp(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "57P03"
-}
-
-// sleepCtx waits d, or less if ctx ends first (its error).
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Close closes every connection of the pool.
