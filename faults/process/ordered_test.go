@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,9 +24,10 @@ import (
 // (it is retried and redelivered across the processes), esc-pb's event is
 // tried meanwhile; once the partner is back, esc-pa's events arrive in
 // sequence and every event is delivered exactly once. In the second case
-// one worker process is killed (SIGKILL) while the events wait: the other
-// one, with asynq's recovery of the killed worker's jobs, keeps the order
-// and delivers everything.
+// the worker process holding the head in flight (its request hangs) is
+// killed (SIGKILL) while the later events wait: they stay held while
+// asynq recovers the head from the dead worker's lease, and the surviving
+// process keeps the order and delivers everything.
 func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -46,9 +48,14 @@ func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
 				t.Fatal(err)
 			}
 			var up atomic.Bool
-			recv.Answer(func(int) escrowtest.Answer {
-				if up.Load() {
+			recv.Answer(func(n int) escrowtest.Answer {
+				switch {
+				case up.Load():
 					return escrowtest.Answer{}
+				case tc.kill && recv.Requests()[n].ID == "evt-pa1":
+					// Held until the sender gives up: the head is in
+					// flight in a worker when it is killed.
+					return escrowtest.Answer{Hang: true}
 				}
 				return escrowtest.Answer{Status: 503}
 			})
@@ -57,7 +64,10 @@ func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
 				"WEBHOOK_REDELIVERY_SCHEDULE": strings.TrimSuffix(strings.Repeat("1s,", 20), ","),
 				"DEAD_LETTER_PATH":            filepath.Join(h.dir, "dead-letters.jsonl"), // one ledger for both
 			}
-			a := h.startServer(t, "a", env)
+			if tc.kill {
+				env["WEBHOOK_TIMEOUT"] = "12s" // longer than asynq's 5 s heartbeat, which shows the head in flight
+			}
+			h.startServer(t, "a", env)
 			h.startServer(t, "b", env)
 
 			ctx := context.Background()
@@ -100,9 +110,30 @@ func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
 			}
 			later("partner down")
 			if tc.kill {
-				a.Kill()
+				// The Redis is this test's own: every asynq server in it
+				// belongs to one of its two processes.
+				var holder int
+				escrowtest.Eventually(t, "evt-pa1 in flight in a worker process", 120*time.Second, func() bool {
+					servers, err := h.insp.Asynq().Servers()
+					if err != nil {
+						return false
+					}
+					for _, s := range servers {
+						for _, w := range s.ActiveWorkers {
+							if w.TaskID == ids["evt-pa1"] {
+								holder = s.PID
+								return true
+							}
+						}
+					}
+					return false
+				})
+				if err := syscall.Kill(holder, syscall.SIGKILL); err != nil {
+					t.Fatalf("SIGKILL of worker process %d: %v", holder, err)
+				}
+				t.Logf("SIGKILL of the worker process holding evt-pa1 (pid %d); arrivals so far: %s", holder, arrivals(recv))
 				n := requested("evt-pa1")
-				escrowtest.Eventually(t, "evt-pa1 tried again after the kill", 180*time.Second, func() bool { return requested("evt-pa1") > n })
+				escrowtest.Eventually(t, "evt-pa1 recovered from the killed worker and tried again", 240*time.Second, func() bool { return requested("evt-pa1") > n })
 				later("worker a killed")
 			}
 
