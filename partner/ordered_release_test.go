@@ -89,6 +89,9 @@ func TestCompletedHeadIsDropped(t *testing.T) {
 // and is delivered after it, once.
 func TestEventWaitingOnItsLastAttemptIsRedeliveredAfterTheHead(t *testing.T) {
 	w := newOrderWorld(t, localRedis(t), true, 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond, time.Second, time.Second)
+	// The fallback recheck far off: on a loaded machine it must not bring
+	// evt-l2 back before the head's release does.
+	w.recheck = 10 * time.Minute
 	down := make(chan struct{})
 	w.answer(func(id string) bool {
 		select {

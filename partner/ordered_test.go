@@ -5,6 +5,7 @@ package partner_test
 // server and Cluster) and a verifying HTTP receiver.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,6 +49,8 @@ type orderWorld struct {
 	schedule []time.Duration
 	// states are the partner states of the workers, in start order.
 	states []*partner.State
+	// recheck is the workers' StateConfig.OrderRecheck (default 20 s).
+	recheck time.Duration
 }
 
 // newOrderWorld starts the receiver and writes a registry with acme
@@ -90,7 +93,8 @@ func (w *orderWorld) startWorker() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state, err := partner.NewState(partner.StateConfig{Redis: rc, BreakerFailures: 1000, OrderRecheck: 20 * time.Second, OrphanGrace: 300 * time.Millisecond})
+	recheck := cmp.Or(w.recheck, 20*time.Second)
+	state, err := partner.NewState(partner.StateConfig{Redis: rc, BreakerFailures: 1000, OrderRecheck: recheck, OrphanGrace: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
