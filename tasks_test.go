@@ -103,7 +103,7 @@ func TestNineTypesReachTheirHandlerWithTheExactPayload(t *testing.T) {
 			// The escrow's first event: sequence 1, numbered at enqueue.
 			body := fmt.Sprintf(`{"type":"escrow.status_changed","timestamp":%q,"data":{"eventId":%q,"transactionId":%q,"previousStatus":%q,"status":%q,"sequence":1}}`,
 				p.OccurredAt, p.EventID, p.TransactionID, p.PreviousStatus, p.Status)
-			checks = append(checks, check{id, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: []byte(body)}})
+			checks = append(checks, check{id, partner.Delivery{ID: p.EventID, PartnerID: p.PartnerID, Body: []byte(body), TransactionID: p.TransactionID}})
 		case payloads.NotifyDisputeResolved:
 			notify = append(notify, p)
 			e.waitState(t, id, "completed", 10*time.Second)

@@ -35,7 +35,7 @@ func TestRunPrintsEveryFigure(t *testing.T) {
 	k := number + `k`
 	spread := func(v string) string { return v + ` \(` + v + `–` + v + `\)` }
 	rows := []struct{ figure, value, ratio, target string }{
-		{"enqueue throughput, 4 goroutines, jobs/s", spread(k), spread(number), `≥ 0\.95× raw +(yes|NO)`},
+		{"enqueue throughput, 4 goroutines, jobs/s", spread(k), spread(number), `≥ 0\.8× raw +(yes|NO)`},
 		{"enqueue latency p50, 4 goroutines", dur, number, `-`},
 		{"enqueue latency p99, 4 goroutines", dur, number, `-`},
 		{"enqueue latency p999, 4 goroutines", dur, number, `-`},
