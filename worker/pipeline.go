@@ -33,8 +33,8 @@ import (
 type combiner struct {
 	rc         redis.UniversalClient
 	maxFlights int
-	// answered is called after a round trip Redis answered (a reply or a
-	// Redis error, not a connection failure).
+	// answered, when not nil, is called after a round trip Redis answered
+	// (a reply or a Redis error, not a connection failure).
 	answered func()
 
 	mu      sync.Mutex
@@ -126,7 +126,7 @@ func (c *combiner) send(ctx context.Context, next redis.ProcessHook, line []*com
 // heard calls answered when err, a round trip's, says Redis answered it.
 func (c *combiner) heard(err error) {
 	var rerr redis.Error
-	if err == nil || err == redis.Nil || errors.As(err, &rerr) {
+	if c.answered != nil && (err == nil || err == redis.Nil || errors.As(err, &rerr)) {
 		c.answered()
 	}
 }

@@ -206,7 +206,12 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: done}
 	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
 	rc.AddHook(w.idle)
-	rc.AddHook(newCombiner(rc, combineFlights, func() { w.redisOK.Store(time.Now().UnixNano()) }))
+	// The combiner's answers do not vouch for Redis (answered nil): an
+	// answer to a command sent before Redis died would let a job that took
+	// effect during the outage settle without its completion marker, and
+	// asynq's rerun after recovery would repeat the effect
+	// (TestOutageLongerThanTheJobTimeoutDoublesNoEffect).
+	rc.AddHook(newCombiner(rc, combineFlights, nil))
 	if !cfg.DisableWake {
 		w.sub = &subscriber{rc: rc, e: w.idle}
 	}
@@ -410,9 +415,8 @@ func (w *Worker) retryGate(next asynq.Handler) asynq.Handler {
 
 // Bounds of awaitRedis.
 const (
-	// redisFresh: an answer this recent, to a PING or to any of asynq's
-	// commands (the combiner notes them), vouches for Redis; under load no
-	// PING is needed at all.
+	// redisFresh: a PING this recent vouches for Redis; under load that is
+	// at most one extra PING per 20 ms per process.
 	redisFresh = 20 * time.Millisecond
 	// maxHold bounds the hold of a job without a deadline; it stays inside
 	// asynq's 30 s lease.
