@@ -40,19 +40,29 @@ func storedSequence(t *testing.T, in *tasks.Inspector, id string) int64 {
 	return p.Sequence
 }
 
+// sequenceEnv is a private Redis: a client on it, its connection options
+// and a Client, closed at cleanup.
+func sequenceEnv(t *testing.T) (*redis.Client, asynq.RedisConnOpt, *tasks.Client) {
+	t.Helper()
+	u := peertest.Redis(t)
+	opt, err := asynq.ParseRedisURI(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tasks.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return peertest.RedisClient(t, u), opt, c
+}
+
 // Enqueue numbers each escrow's partner events in the order they are
 // enqueued, one counter per escrow, whether built by New or rebuilt from
 // storage (Stored, as the outbox relay and flows do); a duplicate keeps the
 // number of the job Redis holds, and a given sequence is kept.
 func TestEnqueueNumbersEachEscrowsEventsInOrder(t *testing.T) {
 	ctx := context.Background()
-	u := peertest.Redis(t)
-	opt, err := asynq.ParseRedisURI(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, in, c := peertest.RedisClient(t, u), tasks.NewInspector(opt), tasks.NewClient(opt)
-	t.Cleanup(func() { in.Close(); c.Close() })
+	rc, opt, c := sequenceEnv(t)
+	in := tasks.NewInspector(opt)
+	t.Cleanup(func() { in.Close() })
 
 	stored := func(task *tasks.Task) *tasks.Task {
 		return tasks.Stored(asynq.NewTask(task.Type(), task.Payload()), task.ID, task.Queue, task.Options()...)
@@ -89,13 +99,7 @@ func TestEnqueueNumbersEachEscrowsEventsInOrder(t *testing.T) {
 // nothing more.
 func TestEnqueueNumbersOnlyPartnerEvents(t *testing.T) {
 	ctx := context.Background()
-	u := peertest.Redis(t)
-	opt, err := asynq.ParseRedisURI(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, c := peertest.RedisClient(t, u), tasks.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
+	rc, _, c := sequenceEnv(t)
 	task, err := tasks.NewStripeCapturePaymentTask(payloads.StripeCapturePayment{TransactionID: "esc-c", PaymentIntentID: "pi_123"})
 	if err != nil {
 		t.Fatal(err)
@@ -125,13 +129,7 @@ func TestNegativeSequenceIsRefused(t *testing.T) {
 // writes nothing, and an event with its sequence is registered with it.
 func TestEnqueueRegistersEventsInTheirEscrowsOrder(t *testing.T) {
 	ctx := context.Background()
-	u := peertest.Redis(t)
-	opt, err := asynq.ParseRedisURI(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, c := peertest.RedisClient(t, u), tasks.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
+	rc, _, c := sequenceEnv(t)
 	var ids []string
 	for _, task := range []*tasks.Task{statusEvent(t, "evt-o1", "esc-o", 0), statusEvent(t, "evt-o2", "esc-o", 0), statusEvent(t, "evt-o9", "esc-o", 9)} {
 		id, err := c.Enqueue(ctx, task)
