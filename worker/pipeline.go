@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 
@@ -33,9 +32,6 @@ import (
 type combiner struct {
 	rc         redis.UniversalClient
 	maxFlights int
-	// answered, when not nil, is called after a round trip Redis answered
-	// (a reply or a Redis error, not a connection failure).
-	answered func()
 
 	mu      sync.Mutex
 	flights int              // round trips of combinable commands in flight
@@ -52,8 +48,8 @@ type combinedCmd struct {
 	lead chan []*combinedCmd
 }
 
-func newCombiner(rc redis.UniversalClient, maxFlights int, answered func()) *combiner {
-	return &combiner{rc: rc, maxFlights: maxFlights, answered: answered}
+func newCombiner(rc redis.UniversalClient, maxFlights int) *combiner {
+	return &combiner{rc: rc, maxFlights: maxFlights}
 }
 
 func (c *combiner) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -72,7 +68,6 @@ func (c *combiner) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			c.flights++
 			c.mu.Unlock()
 			err := next(ctx, cmd)
-			c.heard(err)
 			c.land()
 			return err
 		}
@@ -109,7 +104,6 @@ func (c *combiner) send(ctx context.Context, next redis.ProcessHook, line []*com
 		_, _ = pipe.Exec(context.WithoutCancel(ctx))
 		err = line[0].cmd.Err()
 	}
-	c.heard(err)
 	for _, w := range line[1:] {
 		w.lead <- nil
 	}
@@ -121,14 +115,6 @@ func (c *combiner) send(ctx context.Context, next redis.ProcessHook, line []*com
 	c.mu.Unlock()
 	c.land()
 	return err
-}
-
-// heard calls answered when err, a round trip's, says Redis answered it.
-func (c *combiner) heard(err error) {
-	var rerr redis.Error
-	if c.answered != nil && (err == nil || err == redis.Nil || errors.As(err, &rerr)) {
-		c.answered()
-	}
 }
 
 // land ends a flight: the first in line, if any, takes it over with

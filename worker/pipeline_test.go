@@ -53,8 +53,7 @@ func combined(t *testing.T, opt *redis.Options) (*redis.Client, *combiner, *gate
 	t.Helper()
 	rc := redis.NewClient(opt)
 	t.Cleanup(func() { rc.Close() })
-	var answers atomic.Int64
-	c := newCombiner(rc, 1, func() { answers.Add(1) })
+	c := newCombiner(rc, 1)
 	g := &gate{release: make(chan struct{})}
 	rc.AddHook(c)
 	rc.AddHook(g)

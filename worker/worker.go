@@ -206,12 +206,12 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	w := &Worker{cfg: cfg, rc: rc, sweepEvery: SweepInterval, done: done}
 	w.idle = newEmptyQueues(rc, names, cfg.PollInterval, cfg.FallbackPoll)
 	rc.AddHook(w.idle)
-	// The combiner's answers do not vouch for Redis (answered nil): an
+	// The combiner's answers do not vouch for Redis (only a PING does): an
 	// answer to a command sent before Redis died would let a job that took
 	// effect during the outage settle without its completion marker, and
 	// asynq's rerun after recovery would repeat the effect
 	// (TestOutageLongerThanTheJobTimeoutDoublesNoEffect).
-	rc.AddHook(newCombiner(rc, combineFlights, nil))
+	rc.AddHook(newCombiner(rc, combineFlights))
 	if !cfg.DisableWake {
 		w.sub = &subscriber{rc: rc, e: w.idle}
 	}
