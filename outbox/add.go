@@ -37,6 +37,7 @@ type row struct {
 	retention time.Duration
 	processAt *time.Time
 	headers   map[string]string
+	escrow    string // a partner event's escrow, set when claimed
 }
 
 // Add writes tasks into the outbox inside tx. They become jobs when tx

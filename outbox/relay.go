@@ -26,6 +26,7 @@ const (
 	DefaultPollInterval = time.Second
 	DefaultMaxBackoff   = 5 * time.Second
 	minBackoff          = 100 * time.Millisecond
+	heldRetry           = 50 * time.Millisecond
 )
 
 // Enqueuer enqueues one job under its job ID; *tasks.Client is one. A job
@@ -77,6 +78,7 @@ type Relay struct {
 	duplicates atomic.Int64 // rows whose job ID Redis already held
 	failures   atomic.Int64 // enqueue attempts that failed (rows kept)
 	attempts   atomic.Int64 // enqueue calls made
+	held       atomic.Int64 // partner events left for a later batch (holdBack)
 }
 
 // NewRelay checks cfg and creates the outbox table if needed.
@@ -118,11 +120,15 @@ type Counts struct {
 	Duplicates int64
 	// Failures is the number of enqueue calls that failed; their rows stay.
 	Failures int64
+	// HeldBack is the number of times a partner event was left for a later
+	// batch because an earlier event of its escrow was still in the table
+	// outside its batch (being enqueued by another batch, or failed).
+	HeldBack int64
 }
 
 // Counts returns the running totals.
 func (r *Relay) Counts() Counts {
-	return Counts{Attempts: r.attempts.Load(), Enqueued: r.enqueued.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load()}
+	return Counts{Attempts: r.attempts.Load(), Enqueued: r.enqueued.Load(), Duplicates: r.duplicates.Load(), Failures: r.failures.Load(), HeldBack: r.held.Load()}
 }
 
 // Run relays until ctx is done, then finishes the batches in hand and
@@ -149,7 +155,7 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	backoff := time.Duration(0)
 	for {
-		n, full, err := r.relayBatch(ctx)
+		n, full, held, err := r.relayBatch(ctx)
 		switch {
 		case err != nil:
 			backoff = min(max(2*backoff, minBackoff), r.cfg.MaxBackoff)
@@ -167,11 +173,17 @@ func (r *Relay) claimLoop(ctx context.Context, wake <-chan struct{}) {
 			continue // more rows are waiting
 		}
 		backoff = 0
+		wait := r.cfg.PollInterval
+		if held {
+			// Another batch holds earlier events of an escrow; try again
+			// when it has likely committed.
+			wait = min(wait, heldRetry)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-wake:
-		case <-time.After(r.cfg.PollInterval):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -185,24 +197,32 @@ FOR UPDATE SKIP LOCKED`
 
 // relayBatch claims up to BatchSize rows, enqueues them and deletes the
 // ones Redis now holds, in one transaction. It returns how many rows it
-// deleted and whether the batch was full (more may be waiting). A batch
-// that started finishes even when ctx ends, within the enqueue deadline.
-func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
+// deleted, whether the batch was full (more may be waiting) and whether it
+// left partner events for a later batch (holdBack). A batch that started
+// finishes even when ctx ends, within the enqueue deadline.
+func (r *Relay) relayBatch(ctx context.Context) (n int, full, held bool, err error) {
 	if ctx.Err() != nil {
-		return 0, false, nil
+		return 0, false, false, nil
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	tx, err := r.cfg.DB.Begin(bctx)
 	if err != nil {
-		return 0, false, fmt.Errorf("outbox: begin: %w", err)
+		return 0, false, false, fmt.Errorf("outbox: begin: %w", err)
 	}
 	defer tx.Rollback(bctx) //nolint:errcheck // after Commit it is a no-op
 
 	ids, rows, err := r.claim(bctx, tx)
 	if err != nil || len(rows) == 0 {
-		return 0, false, err
+		return 0, false, false, err
 	}
+	claimed := len(rows)
+	ids, rows, nHeld, err := r.holdBack(bctx, tx, ids, rows)
+	if err != nil {
+		return 0, false, false, err
+	}
+	r.held.Add(int64(nHeld))
+	held = nHeld > 0
 	done, enqErr := r.enqueueAll(bctx, rows)
 	if r.cfg.AfterEnqueue != nil {
 		jobIDs := make([]string, 0, len(rows))
@@ -221,13 +241,13 @@ func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
 	}
 	if len(del) > 0 {
 		if _, err := tx.Exec(bctx, `DELETE FROM escrowjobs_outbox WHERE id = ANY($1)`, del); err != nil {
-			return 0, false, errors.Join(enqErr, fmt.Errorf("outbox: delete relayed rows: %w", err))
+			return 0, false, held, errors.Join(enqErr, fmt.Errorf("outbox: delete relayed rows: %w", err))
 		}
 		if err := tx.Commit(bctx); err != nil {
-			return 0, false, errors.Join(enqErr, fmt.Errorf("outbox: commit relayed rows: %w", err))
+			return 0, false, held, errors.Join(enqErr, fmt.Errorf("outbox: commit relayed rows: %w", err))
 		}
 	}
-	return len(del), enqErr == nil && len(rows) == r.cfg.BatchSize, enqErr
+	return len(del), enqErr == nil && !held && claimed == r.cfg.BatchSize, held, enqErr
 }
 
 func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]int64, []row, error) {
@@ -255,6 +275,7 @@ func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]int64, []row, error) {
 				return nil, nil, fmt.Errorf("outbox: row %d (%s): headers: %w", id, rw.jobID, err)
 			}
 		}
+		rw.escrow = escrowOf(rw.taskType, rw.payload)
 		ids = append(ids, id)
 		rows = append(rows, rw)
 	}
@@ -262,6 +283,66 @@ func (r *Relay) claim(ctx context.Context, tx pgx.Tx) ([]int64, []row, error) {
 		return nil, nil, fmt.Errorf("outbox: claim rows: %w", err)
 	}
 	return ids, rows, nil
+}
+
+// earlierEvents lists the partner events below id max that this batch did
+// not claim: rows another batch (of this relay or another) holds, or rows
+// left by a failed enqueue.
+const earlierEvents = `
+SELECT id, payload FROM escrowjobs_outbox
+WHERE task_type = $1 AND id < $2 AND NOT (id = ANY($3))`
+
+// holdBack drops from a claimed batch every partner event of an escrow that
+// has an earlier event still in the table outside the batch: another
+// batch is enqueueing it (SKIP LOCKED let this one pass it) or its enqueue
+// failed. Enqueued now, the later event would take the earlier sequence
+// number; it stays, locked until this transaction ends, for a later batch.
+// It returns the rows kept and how many were held back.
+func (r *Relay) holdBack(ctx context.Context, tx pgx.Tx, ids []int64, rows []row) ([]int64, []row, int, error) {
+	last := int64(-1)
+	for i, rw := range rows {
+		if rw.escrow != "" {
+			last = ids[i]
+		}
+	}
+	if last < 0 {
+		return ids, rows, 0, nil
+	}
+	rs, err := tx.Query(ctx, earlierEvents, webhookType, last, ids)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("outbox: earlier partner events: %w", err)
+	}
+	first := map[string]int64{} // escrow → its first event outside the batch
+	for rs.Next() {
+		var (
+			id      int64
+			payload []byte
+		)
+		if err := rs.Scan(&id, &payload); err != nil {
+			rs.Close()
+			return nil, nil, 0, fmt.Errorf("outbox: earlier partner events: %w", err)
+		}
+		if tx := escrowOf(webhookType, payload); tx != "" {
+			if f, ok := first[tx]; !ok || id < f {
+				first[tx] = id
+			}
+		}
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, nil, 0, fmt.Errorf("outbox: earlier partner events: %w", err)
+	}
+	if len(first) == 0 {
+		return ids, rows, 0, nil
+	}
+	keptIDs, kept := ids[:0:0], rows[:0:0]
+	for i, rw := range rows {
+		if f, ok := first[rw.escrow]; ok && rw.escrow != "" && ids[i] > f {
+			continue
+		}
+		keptIDs, kept = append(keptIDs, ids[i]), append(kept, rw)
+	}
+	return keptIDs, kept, len(rows) - len(kept), nil
 }
 
 // enqueueAll enqueues rows with up to Concurrency calls in flight. done[i]
@@ -324,27 +405,33 @@ func lanes(rows []row) [][]int {
 	ls := make([][]int, 0, len(rows))
 	byEscrow := map[string]int{}
 	for i, rw := range rows {
-		tx := ""
-		if rw.taskType == webhookType {
-			var p struct {
-				TransactionID string `json:"transactionId"`
-			}
-			if json.Unmarshal(rw.payload, &p) == nil {
-				tx = p.TransactionID
-			}
-		}
-		if tx == "" {
+		if rw.escrow == "" {
 			ls = append(ls, []int{i})
 			continue
 		}
-		if l, ok := byEscrow[tx]; ok {
+		if l, ok := byEscrow[rw.escrow]; ok {
 			ls[l] = append(ls[l], i)
 			continue
 		}
-		byEscrow[tx] = len(ls)
+		byEscrow[rw.escrow] = len(ls)
 		ls = append(ls, []int{i})
 	}
 	return ls
+}
+
+// escrowOf is the escrow of a partner event's payload; "" for any other
+// job (or a payload without one).
+func escrowOf(taskType string, payload []byte) string {
+	if taskType != webhookType {
+		return ""
+	}
+	var p struct {
+		TransactionID string `json:"transactionId"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return ""
+	}
+	return p.TransactionID
 }
 
 // webhookType is the job type of partner events, numbered per escrow.
