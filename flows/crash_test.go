@@ -46,11 +46,11 @@ func TestAdvancementInterruptedBeforeTheEnqueueRunsEachDependentOnce(t *testing.
 			}
 			key := "escrowjobs:flow:{" + f.ID() + "}"
 			if !tc.inlined {
-				if err := e.rc.HDel(ctx, key, "m:seller-email").Err(); err != nil {
+				if err := e.rc.HDel(ctx, key, "q:seller-email").Err(); err != nil {
 					t.Fatal(err)
 				}
-			} else if n, err := e.rc.HExists(ctx, key, "m:seller-email").Result(); err != nil || !n {
-				t.Fatalf("flow hash: m:seller-email stored = %v (%v), want true", n, err)
+			} else if n, err := e.rc.HExists(ctx, key, "q:seller-email").Result(); err != nil || !n {
+				t.Fatalf("flow hash: q:seller-email stored = %v (%v), want true", n, err)
 			}
 			e.startWorker(t, 8)
 			v := e.awaitFlow(t, f.ID(), flows.StateCompleted)

@@ -52,10 +52,9 @@
 // script marks the step completed and returns the steps whose
 // dependencies have all completed; they are enqueued then. On one Redis
 // (not a Cluster) the script enqueues them itself, from the job as asynq
-// stores it that Start kept in the hash (m:<step>), with the history entry
-// and wake-up tasks.Client writes, and updates the indexes and counters of
-// a flow that ends: one round trip a step; a partner webhook (its
-// sequence is package tasks') is enqueued after it. A crash
+// stores it that Start kept in the hash (q:<step>), with the history line,
+// partner-event sequence and wake-up tasks.Client writes, and updates the
+// indexes and counters of a flow that ends: one round trip a step. A crash
 // anywhere in between makes asynq run the step again (its side effects are
 // idempotent), which repeats the advancement: a dependent still pending is
 // returned again and asynq's job-ID dedupe refuses it if it was enqueued,

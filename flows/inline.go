@@ -1,11 +1,14 @@
 package flows
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/eventorder"
+	"github.com/escrowjobs/escrowjobs/internal/historyindex"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -16,25 +19,29 @@ import (
 
 // A step that waits for others is enqueued, on one Redis (not a Cluster),
 // by the very script that completes its last dependency: the flow's hash
-// holds, beside its job (t:<step>), the job as asynq stores it (m:<step>,
+// holds, beside its job (t:<step>), the job as asynq stores it (q:<step>,
 // inlineJob), and the script writes asynq's task hash and pending list (or
-// scheduled set), the escrow's history field and the wake-up as
-// tasks.Client.Enqueue does. A partner event is left to tasks.Client: its
-// escrow's sequence and order are that package's (the middleware enqueues
-// it after the script, as on a Cluster). One round trip
-// marks the step done and enqueues its dependents, atomically: there is no
-// moment at which a step is completed and its ready dependent not
-// enqueued. On a Cluster the flow's hash and the queues are in different
-// slots, so the script returns the jobs and the middleware enqueues them
-// after it (a crash in between is repaired by the step's rerun).
+// scheduled set), the escrow's history line, a partner event's sequence and
+// order registration (internal/eventorder) and the wake-up, as
+// tasks.Client.Enqueue does. One round trip marks the step done and
+// enqueues its dependents, atomically: there is no moment at which a step
+// is completed and its ready dependent not enqueued. On a Cluster the
+// flow's hash and the queues are in different slots, so the script returns
+// the jobs and the middleware enqueues them after it (a crash in between
+// is repaired by the step's rerun).
+//
+// Flows started before q:<step> kept m:<step>, the same form without the
+// partner events (those went through tasks.Client) and with the history in
+// the escrow's older hash (escrowjobs:index:<tx>); the script still reads
+// it. A new field name, not a new meaning of m:, so a script of the older
+// form never enqueues a partner event without its sequence.
 
-// historyKeyPrefix is the escrow's history index of package tasks
-// (tasks.History reads it): field job ID, value "<queue> <enqueued-at
-// unix nanos>", expiry tasks.HistoryTTL, never shortened.
-const historyKeyPrefix = "escrowjobs:index:"
+// historyHashPrefix is the escrow's older history hash (field job ID,
+// value "<queue> <enqueued-at unix nanos>"), written by the m:<step> form
+// of flows started before q:<step>; tasks.History still reads it.
+const historyHashPrefix = "escrowjobs:index:"
 
-// webhookType is the partner event: tasks.Client gives it its escrow's
-// sequence when it is enqueued, so the script does not enqueue it.
+// webhookType is the partner event, numbered per escrow when enqueued.
 const webhookType = "webhook_escrow_status_changed"
 
 // asynq's defaults for a job enqueued without MaxRetry and without a
@@ -44,10 +51,10 @@ const (
 	asynqDefaultTimeout = 30 * 60 // seconds
 )
 
-// inlineHead is the JSON line ahead of an m:<step> field's bytes: the
-// keys the script writes and how it finishes the job's message. The
-// message bytes follow it: rest (every field of asynq's TaskMessage but
-// the payload and the headers added at enqueue), then the payload.
+// inlineHead is the JSON line ahead of a q:<step> (or m:<step>) field's
+// bytes: the keys the script writes and how it finishes the job's message.
+// The message bytes follow it: rest (every field of asynq's TaskMessage
+// but the payload and the headers added at enqueue), then the payload.
 type inlineHead struct {
 	TaskKey      string `json:"tk"`
 	PendingKey   string `json:"lk"`
@@ -55,7 +62,9 @@ type inlineHead struct {
 	ID           string `json:"id"`
 	Queue        string `json:"q"`
 	Wake         string `json:"wk"`
-	History      string `json:"hk,omitempty"` // "" for a job of no escrow
+	History      string `json:"hk,omitempty"` // m:<step> only: the older history hash
+	Lines        string `json:"hl,omitempty"` // the escrow's history index (historyindex.Key); "" for a job of no escrow
+	LineSuffix   string `json:"hr,omitempty"` // historyindex.Suffix of the job's line
 	HistoryTTLMS int64  `json:"httl,omitempty"`
 	DelayMS      int64  `json:"dl,omitempty"`
 	ProcessAtNS  string `json:"at,omitempty"` // tasks.ProcessAt, Unix nanoseconds
@@ -65,6 +74,16 @@ type inlineHead struct {
 	PayloadTagB  []int  `json:"pt"`           // protowire tag bytes of TaskMessage.payload
 	HeadersTagB  []int  `json:"ht"`           // and of TaskMessage.headers
 	RestLen      int    `json:"rl"`
+	// A partner event of an escrow: its sequence counter, its partner's
+	// order set ("" without a partner: nothing registered), the sequence
+	// its payload has already ("" to take the next, which is then added to
+	// the payload: Sep, then "sequence":n, before its closing brace), and
+	// the keys' expiry.
+	Counter  string `json:"sc,omitempty"`
+	Order    string `json:"so,omitempty"`
+	Given    string `json:"sg,omitempty"`
+	Sep      string `json:"sp,omitempty"`
+	SeqTTLMS int64  `json:"sttl,omitempty"`
 }
 
 // isCluster says whether rc is a Redis Cluster client: there the flow's
@@ -74,15 +93,12 @@ func isCluster(rc redis.UniversalClient) bool {
 	return ok
 }
 
-// inlineJob is the m:<step> field of spec: the job as asynq would store
+// inlineJob is the q:<step> field of spec: the job as asynq would store
 // it, less what is only known when it is enqueued. ok is false when the
 // job cannot be enqueued by the script (asynq's message type is not
-// registered, a partner event): it is then enqueued by tasks.Client, as
-// on a Cluster.
+// registered, a partner event whose payload is not a JSON object): it is
+// then enqueued by tasks.Client, as on a Cluster.
 func inlineJob(spec taskSpec) (field []byte, ok bool) {
-	if spec.Type == webhookType {
-		return nil, false
-	}
 	mt, err := protoregistry.GlobalTypes.FindMessageByName("asynq.TaskMessage")
 	if err != nil {
 		return nil, false
@@ -135,7 +151,18 @@ func inlineJob(spec taskSpec) (field []byte, ok bool) {
 	}
 	payload := []byte(spec.Payload)
 	if tx := transactionOf(payload); tx != "" {
-		h.History, h.HistoryTTLMS = historyKeyPrefix+tx, tasks.HistoryTTL.Milliseconds()
+		typ, _, _ := strings.Cut(spec.ID, ":")
+		typeQueue := ""
+		if ty, err := tasks.Lookup(typ); err == nil {
+			typeQueue = ty.Queue
+		}
+		h.Lines, h.LineSuffix = historyindex.Key(tx), historyindex.Suffix(spec.Queue, typeQueue)
+		h.HistoryTTLMS = tasks.HistoryTTL.Milliseconds()
+	}
+	if spec.Type == webhookType {
+		if payload, ok = sequencedHead(&h, payload); !ok {
+			return nil, false
+		}
 	}
 	switch {
 	case spec.ProcessAt != nil:
@@ -153,6 +180,40 @@ func inlineJob(spec taskSpec) (field []byte, ok bool) {
 	out := make([]byte, 0, len(head)+1+len(rest)+len(payload))
 	out = append(append(append(append(out, head...), '\n'), rest...), payload...)
 	return out, true
+}
+
+// sequencedHead fills h's sequence fields for a partner event, as
+// tasks.Client does for one it enqueues, and returns the payload the
+// script finishes: without trailing space when the script adds the
+// sequence. ok is false for a payload that is not a JSON object.
+func sequencedHead(h *inlineHead, payload []byte) ([]byte, bool) {
+	var p struct {
+		TransactionID string `json:"transactionId"`
+		PartnerID     string `json:"partnerId"`
+		Sequence      int64  `json:"sequence"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return nil, false
+	}
+	if p.TransactionID == "" {
+		return payload, true // no escrow, no sequence
+	}
+	h.Counter, h.SeqTTLMS = eventorder.CounterKey(p.TransactionID), eventorder.TTL.Milliseconds()
+	if p.PartnerID != "" {
+		h.Order = eventorder.Key(p.TransactionID, p.PartnerID)
+	}
+	if p.Sequence > 0 {
+		h.Given = strconv.FormatInt(p.Sequence, 10)
+		return payload, true
+	}
+	b := bytes.TrimRight(payload, " \t\r\n")
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return nil, false
+	}
+	if len(bytes.TrimSpace(b[1:len(b)-1])) > 0 {
+		h.Sep = ","
+	}
+	return b, true
 }
 
 func tagBytes(n protoreflect.FieldNumber) []int {

@@ -2,6 +2,7 @@ package flows_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -15,10 +16,10 @@ import (
 )
 
 // On one Redis the capture's advancement script enqueues its dependents
-// itself (but the partner event, which tasks.Client numbers). What it
-// stores is what tasks.Client stores for the same flow whose middleware
-// enqueues them (its hash without the m:<step> fields, as a flow started
-// by an earlier version): the same asynq message (type, payload, queue,
+// itself, the partner event too. What it stores is what tasks.Client
+// stores for the same flow whose middleware enqueues them (its hash
+// without the q:<step> fields, as on a Cluster): the same asynq message
+// (type, payload with the partner event's sequence, queue,
 // retries, timeout, retention, headers with the flow's trace context and
 // the ready time), the same state (a delayed step scheduled), the
 // escrow's history entries, and a wake-up for each.
@@ -41,16 +42,15 @@ func TestScriptEnqueuesTheDependentsAsTheClientDoes(t *testing.T) {
 			t.Fatal(err)
 		}
 		key := "escrowjobs:flow:{" + sd.f.ID() + "}"
-		fields := []string{"m:seller-email", "m:later"}
+		fields := []string{"q:seller-email", "q:partner-webhook", "q:later"}
 		if name == "client" {
 			if err := sd.e.rc.HDel(ctx, key, fields...).Err(); err != nil {
 				t.Fatal(err)
 			}
 		} else {
-			for _, f := range append(fields, "m:partner-webhook") {
-				n, err := sd.e.rc.HExists(ctx, key, f).Result()
-				if want := f != "m:partner-webhook"; err != nil || n != want {
-					t.Fatalf("flow hash: %s stored = %v (%v), want %v", f, n, err, want)
+			for _, f := range fields {
+				if n, err := sd.e.rc.HExists(ctx, key, f).Result(); err != nil || !n {
+					t.Fatalf("flow hash: %s stored = %v (%v), want true", f, n, err)
 				}
 			}
 		}
@@ -141,6 +141,17 @@ func TestScriptEnqueuesTheDependentsAsTheClientDoes(t *testing.T) {
 	if got, want := strings.Join(hist(s.e), "; "), strings.Join(hist(c.e), "; "); got != want {
 		t.Errorf("escrow's history: got %s, want %s", got, want)
 	}
+	// The script registered the partner event in its partner's order set
+	// as the client does, and wrote the history lines, not the older hash.
+	for name, sd := range sides {
+		score, err := sd.e.rc.ZScore(ctx, "escrowjobs:seq:{"+esc+"}:partner-acme", sd.f.JobIDs()["partner-webhook"]).Result()
+		if err != nil || score != 1 {
+			t.Errorf("%s: partner event in its order set: got score %v (%v), want 1", name, score, err)
+		}
+		if n, err := sd.e.rc.Exists(ctx, "escrowjobs:index:"+esc).Result(); err != nil || n != 0 {
+			t.Errorf("%s: older history hash: got %d key(s) (%v), want none", name, n, err)
+		}
+	}
 	// The next partner event of the escrow, enqueued directly, takes the
 	// next number of the same counter.
 	next, err := tasks.New(payloads.WebhookEscrowStatusChanged{EventID: "evt-" + esc + "-next", PartnerID: "partner-acme", TransactionID: esc,
@@ -169,3 +180,61 @@ func (e *env) storedPayload(t *testing.T, id string) []byte {
 }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// A flow started before q:<step> kept its waiting steps as m:<step>, with
+// the escrow's history in the older hash: the script still enqueues them
+// from it, and History finds them.
+func TestScriptEnqueuesAStepKeptInTheOlderForm(t *testing.T) {
+	ctx := context.Background()
+	const esc = "esc-older-form"
+	e := setup(t, nil)
+	f := build(t, release(esc))
+	if _, err := flows.Start(ctx, e.client, f); err != nil {
+		t.Fatal(err)
+	}
+	key := "escrowjobs:flow:{" + f.ID() + "}"
+	q, err := e.rc.HGet(ctx, key, "q:seller-email").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, rest, _ := strings.Cut(q, "\n")
+	var head map[string]any
+	if err := json.Unmarshal([]byte(line), &head); err != nil {
+		t.Fatal(err)
+	}
+	delete(head, "hl")
+	delete(head, "hr")
+	head["hk"] = "escrowjobs:index:" + esc
+	older, err := json.Marshal(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rc.HSet(ctx, key, "m:seller-email", string(older)+"\n"+rest).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rc.HDel(ctx, key, "q:seller-email").Err(); err != nil {
+		t.Fatal(err)
+	}
+	mw := e.store.Middleware(e.client)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
+	if err := mw.ProcessTask(ctx, stepTask(f.ID(), "capture")); err != nil {
+		t.Fatal(err)
+	}
+	id := f.JobIDs()["seller-email"]
+	if _, err := e.insp.Asynq().GetTaskInfo("default", id); err != nil {
+		t.Fatalf("seller-email: got %v, want its job enqueued", err)
+	}
+	if ok, err := e.rc.HExists(ctx, "escrowjobs:index:"+esc, id).Result(); err != nil || !ok {
+		t.Errorf("older history hash: got field %v (%v), want the job's", ok, err)
+	}
+	h, err := e.insp.History(ctx, esc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, j := range h {
+		found = found || j.ID == id
+	}
+	if !found {
+		t.Errorf("History of %s: got %v, want %s in it", esc, h, id)
+	}
+}

@@ -1,6 +1,10 @@
 package flows
 
-import "github.com/redis/go-redis/v9"
+import (
+	"github.com/escrowjobs/escrowjobs/internal/eventorder"
+	"github.com/escrowjobs/escrowjobs/internal/historyindex"
+	"github.com/redis/go-redis/v9"
+)
 
 // The Redis scripts of a flow. Each touches one key, the flow's hash
 // (flowKey: its hash tag is the flow ID), so it is atomic and runs on one
@@ -47,8 +51,9 @@ return {1}
 // KEYS[1] the flow's hash; ARGV: op (complete | fail | requeue | discard),
 // step, now (Unix ms), expiry (ms), reason (fail), inline ("1" on one
 // Redis, "" on a Cluster), now (Unix ns), flow ID, flow name, the indexes
-// of all, running and failed flows, the counters' hash, then trace
-// header name, value pairs for the jobs it enqueues.
+// of all, running and failed flows, the counters' hash, now as a
+// history stamp (historyindex.Stamp), then trace header name, value pairs
+// for the jobs it enqueues.
 //
 //   - complete: the step is completed.
 //   - fail: the step is failed (unless completed); its reason is kept.
@@ -69,17 +74,18 @@ return {1}
 //
 // With inline (one Redis; the keys below are not in the flow's slot, so
 // never on a Cluster), a complete enqueues the jobs it makes ready that
-// have their m:<step> field (inline.go) itself, as tasks.Client.Enqueue
-// would: asynq's task hash and pending list (or scheduled set; a job
-// whose task hash exists is a duplicate and left alone), asynq's set of
-// queues, the escrow's history field and the wake-up (a partner event is
-// left to the caller: its sequence is package tasks'); and a change of the flow's state moves it between the indexes
+// have their q:<step> (or older m:<step>) field (inline.go) itself, as
+// tasks.Client.Enqueue would: asynq's task hash and pending list (or
+// scheduled set; a job whose task hash exists is a duplicate and left
+// alone, taking no sequence), asynq's set of queues, the escrow's history
+// line, a partner event's sequence and order registration, and the
+// wake-up; and a change of the flow's state moves it between the indexes
 // and counts it (what Store.stateChanged does on a Cluster).
 //
 // Returns {old flow state, new flow state, status, jobs enqueued here,
 // task…} where status is ok, noflow (no such flow) or nostep (no such
 // step), and the tasks are the serialized jobs left to the caller.
-var transitionScript = redis.NewScript(`
+var transitionScript = redis.NewScript(historyindex.Lua + eventorder.RegisterLua + `
 local key = KEYS[1]
 local op, name, now, ttl, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local defj = redis.call('HGET', key, 'def')
@@ -204,6 +210,12 @@ local function enqueue(m)
   if redis.call('EXISTS', h.tk) == 1 then return end
   local rest = string.sub(m, nl + 1, nl + h.rl)
   local payload = string.sub(m, nl + h.rl + 1)
+  if h.sc then
+    local id = ''
+    if h.so then id = h.id end
+    local n = register(h.sc, h.so or '', h.sttl, id, h.sg or '')
+    if not h.sg then payload = string.sub(payload, 1, -2) .. (h.sp or '') .. '"sequence":' .. n .. '}' end
+  end
   local ht = string.char(unpack(h.ht))
   local ready, due = nowns, nil
   if h.at then
@@ -216,7 +228,7 @@ local function enqueue(m)
   local msg = {rest, field(string.char(unpack(h.pt)), payload)}
   if h.ra then msg[#msg + 1] = header(ht, h.ra, ready) end
   if not h.tp then
-    for i = 14, #ARGV, 2 do msg[#msg + 1] = header(ht, ARGV[i], ARGV[i + 1]) end
+    for i = 15, #ARGV, 2 do msg[#msg + 1] = header(ht, ARGV[i], ARGV[i + 1]) end
   end
   msg = table.concat(msg)
   redis.call('SADD', 'asynq:queues', h.q)
@@ -229,15 +241,22 @@ local function enqueue(m)
     redis.call('LPUSH', h.lk, h.id)
     redis.call('PUBLISH', h.wk, 'p')
   end
-  if h.hk then
+  local httl = h.httl
+  if httl and tonumber(ready) > tonumber(nowns) then httl = httl + math.floor((tonumber(ready) - tonumber(nowns)) / 1e6) end
+  if h.hl then
+    index(h.hl, h.id, ARGV[14] .. (h.hr or ''), httl, 'set')
+  elseif h.hk then
     redis.call('HSET', h.hk, h.id, h.q .. ' ' .. nowns)
-    if redis.call('PTTL', h.hk) < h.httl then redis.call('PEXPIRE', h.hk, h.httl) end
+    if redis.call('PTTL', h.hk) < httl then redis.call('PEXPIRE', h.hk, httl) end
   end
   res[4] = res[4] + 1
 end
 for _, n in ipairs(out) do
   local m = nil
-  if inline and op == 'complete' then m = redis.call('HGET', key, 'm:' .. n) end
+  if inline and op == 'complete' then
+    m = redis.call('HGET', key, 'q:' .. n)
+    if not m then m = redis.call('HGET', key, 'm:' .. n) end
+  end
   if m then
     enqueue(m)
   else

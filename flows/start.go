@@ -108,7 +108,7 @@ func (s *Store) start(ctx context.Context, c *tasks.Client, w wireFlow, built ma
 		args = append(args, "s:"+st.Name, state, "t:"+st.Name, tb)
 		if inline && len(st.After) > 0 && !st.OnFailure {
 			if m, ok := inlineJob(st.Task); ok {
-				args = append(args, "m:"+st.Name, m)
+				args = append(args, "q:"+st.Name, m)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/historyindex"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/tasks"
 	"github.com/redis/go-redis/v9"
@@ -166,7 +167,8 @@ func (s *Store) apply(ctx context.Context, wait int, op, flowID, step, reason st
 	}
 	name, _, _ := cutID(flowID)
 	args := append([]any{op, step, now.UnixMilli(), s.cfg.retention.Milliseconds(), reason,
-		inline, strconv.FormatInt(now.UnixNano(), 10), flowID, name, indexAll, indexRunning, indexFailed, statsKey}, trace...)
+		inline, strconv.FormatInt(now.UnixNano(), 10), flowID, name, indexAll, indexRunning, indexFailed, statsKey,
+		historyindex.Stamp(now)}, trace...)
 	res, err := evalWait(ctx, s.rc, max(wait, s.cfg.wait), transitionScript, flowKey(flowID), args...)
 	if err != nil {
 		return transition{}, fmt.Errorf("flow %s: %s %s: %w", flowID, op, step, err)

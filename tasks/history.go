@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
+	"github.com/escrowjobs/escrowjobs/internal/historyindex"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -24,16 +25,14 @@ import (
 // them for good, so they do not depend on the index.
 const HistoryTTL = 24 * time.Hour
 
-// historyKey is the Redis string of one escrow's jobs, one line per job:
-// "<job ID> <enqueued-at>[ <queue>]\n", the enqueue time in Unix
-// nanoseconds in base 36, the queue only when it is not the type's
-// (Lookup). Enqueue adds a line only for a job it stored and only when the
-// job has none, and sets the expiry only then: a refused duplicate,
-// however often it is retried, leaves the string and its expiry as they
-// were. A string, not a hash: most job IDs are longer than a hash's
-// compact encoding allows (hash-max-listpack-value, 64 bytes), and a hash
-// of one such field costs Redis ~120 bytes more than the line.
-func historyKey(transactionID string) string { return "escrowjobs:ix:" + transactionID }
+// historyKey is the Redis string of one escrow's jobs
+// (historyindex.Key). Enqueue adds a line only for a job it stored and
+// only when the job has none, and sets the expiry only then: a refused
+// duplicate, however often it is retried, leaves the string and its
+// expiry as they were. A string, not a hash: most job IDs are longer than
+// a hash's compact encoding allows (hash-max-listpack-value, 64 bytes),
+// and a hash of one such field costs Redis ~120 bytes more than the line.
+func historyKey(transactionID string) string { return historyindex.Key(transactionID) }
 
 // hashHistoryKey is the hash of job ID → "<queue> <enqueued-at unix
 // nanos>" that Enqueue wrote before the lines of historyKey (and that the
@@ -57,32 +56,10 @@ func transactionOf(p Payload) string {
 	return ""
 }
 
-// indexLua defines index(key, id, rest, ttl, mode), which writes the line
-// "<id> <rest>\n" of one job into an escrow's index string: mode "nx"
-// only when the job has no line yet, "set" in place of the line it has.
-// The expiry is set (never shortened) only when it wrote. It returns 1
-// when it wrote, 0 when the job had its line (mode "nx"). It is shared by
-// indexScript and the enqueue script of wake.go.
-const indexLua = `
-local function index(k, id, rest, ttl, mode)
-  local line = id .. ' ' .. rest .. '\n'
-  local s = redis.call('GET', k)
-  if not s then
-    redis.call('SET', k, line, 'PX', ttl)
-    return 1
-  end
-  local at = string.find('\n' .. s, '\n' .. id .. ' ', 1, true)
-  if at then
-    if mode ~= 'set' then return 0 end
-    local to = string.find(s, '\n', at, true) or #s
-    redis.call('SET', k, string.sub(s, 1, at - 1) .. string.sub(s, to + 1) .. line, 'KEEPTTL')
-  else
-    redis.call('APPEND', k, line)
-  end
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
-  return 1
-end
-`
+// indexLua defines index(key, id, rest, ttl, mode) (historyindex.Lua),
+// shared by indexScript, the enqueue script of wake.go and the flows'
+// advancement script.
+const indexLua = historyindex.Lua
 
 // indexScript writes one job's line of an escrow's index. KEYS: the
 // index. ARGV: job ID, "<enqueued-at>[ <queue>]", expiry ms, mode ("nx"
@@ -153,12 +130,12 @@ func (c *Client) indexEntry(t *Task, now time.Time) *indexEntry {
 // indexValue is what a job's line holds after its ID: the enqueue time,
 // and the queue when it is not its type's.
 func indexValue(id, queue string, at time.Time) string {
-	v := strconv.FormatInt(at.UnixNano(), 36)
 	typ, _, _ := strings.Cut(id, ":")
-	if ty, err := Lookup(typ); err != nil || ty.Queue != queue {
-		v += " " + queue
+	typeQueue := ""
+	if ty, err := Lookup(typ); err == nil {
+		typeQueue = ty.Queue
 	}
-	return v
+	return historyindex.Stamp(at) + historyindex.Suffix(queue, typeQueue)
 }
 
 // args are indexScript's arguments for mode.

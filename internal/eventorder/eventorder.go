@@ -47,24 +47,34 @@ func WaitingKey(tx, partner string) string { return Key(tx, partner) + ":waiting
 // seen (unix ms): an orphan is dropped only after a grace.
 func suspectKey(tx, partner string) string { return Key(tx, partner) + ":suspect" }
 
-// registerScript takes the next sequence of an escrow (when ARGV[3] is
-// empty) or uses the given one, and registers the event in its partner's
-// set unless it is there already (ZADD NX: a duplicate writes nothing).
-// KEYS: counter, set. ARGV: ttl ms, job ID ("" registers nothing), given
-// sequence ("" to take the next). Returns the sequence.
-var registerScript = redis.NewScript(`
-local n
-if ARGV[3] == '' then
-  n = redis.call('INCR', KEYS[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-else
-  n = tonumber(ARGV[3])
+// RegisterLua defines, for a script that includes it, register(counter,
+// set, ttl, id, given): it takes the next sequence of an escrow (counter,
+// when given is empty) or uses the given one, and registers event id in
+// its partner's set unless it is there already (ZADD NX: a duplicate
+// writes nothing); an empty id registers nothing. Every key it writes
+// expires ttl (ms) after. It returns the sequence. The flows' advancement
+// script includes it for the partner events it enqueues itself.
+const RegisterLua = `
+local function register(counter, set, ttl, id, given)
+  local n
+  if given == '' then
+    n = redis.call('INCR', counter)
+    redis.call('PEXPIRE', counter, ttl)
+  else
+    n = tonumber(given)
+  end
+  if id ~= '' then
+    redis.call('ZADD', set, 'NX', n, id)
+    redis.call('PEXPIRE', set, ttl)
+  end
+  return n
 end
-if ARGV[2] ~= '' then
-  redis.call('ZADD', KEYS[2], 'NX', n, ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[1])
-end
-return n
+`
+
+// registerScript is register for Register. KEYS: counter, set. ARGV: ttl
+// ms, job ID ("" registers nothing), given sequence ("" to take the next).
+var registerScript = redis.NewScript(RegisterLua + `
+return register(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 `)
 
 // Register gives the event jobID of escrow tx to partner its sequence
