@@ -140,7 +140,7 @@ func (w *orderWorld) event(eventID, tx string) string {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	stored := tasks.Stored(asynq.NewTask(task.Type(), task.Payload()), task.ID, task.Queue, append(task.Options(), asynq.MaxRetry(1))...)
+	stored := tasks.Stored(asynq.NewTask(task.Type(), task.Payload(), append(task.Options(), asynq.MaxRetry(1))...), task.ID, task.Queue, append(task.Options(), asynq.MaxRetry(1))...)
 	id, err := w.client.Enqueue(context.Background(), stored)
 	if err != nil {
 		w.t.Fatalf("enqueue %s: %v", eventID, err)

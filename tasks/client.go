@@ -28,6 +28,7 @@ type Client struct {
 	timeout      time.Duration
 	waitReplicas int
 	tracing      *Tracing // nil: no spans
+	sharded      bool     // a Redis Cluster: an escrow's keys are in other slots than its queue's
 }
 
 // NewClient connects to Redis (asynq.RedisClientOpt, RedisFailoverClientOpt
@@ -36,7 +37,8 @@ func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 	rc := r.MakeRedisClient().(redis.UniversalClient)
 	honourDeadlines(rc)
 	rc.AddHook(newWakePublisher(rc)) // wake idle workers in the enqueue's round trip
-	c := &Client{rc: rc, timeout: EnqueueTimeout}
+	_, cluster := rc.(*redis.ClusterClient)
+	c := &Client{rc: rc, timeout: EnqueueTimeout, sharded: cluster}
 	for _, o := range opts {
 		o(c)
 	}
@@ -76,7 +78,8 @@ func honourDeadlines(rc redis.UniversalClient) {
 // was stored, Enqueue returns the job's ID and an error (a retry adds the
 // index entry and reports ErrDuplicate). A partner event
 // (webhook_escrow_status_changed) without a sequence gets the next one of
-// its escrow first, in one more round trip (sequence.go).
+// its escrow, in the same round trip on one Redis, in one more first on a
+// Cluster (sequence.go).
 func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
 		var cancel context.CancelFunc
@@ -94,8 +97,12 @@ func (c *Client) Enqueue(ctx context.Context, t *Task) (id string, err error) {
 			endSpan(span, err)
 		}()
 	}
-	if t, err = c.sequenced(ctx, t); err != nil {
+	t, seq, err := c.sequenced(ctx, t)
+	if err != nil {
 		return "", err
+	}
+	if seq != nil {
+		ctx = context.WithValue(ctx, seqEntryKey{}, seq)
 	}
 	now := time.Now()
 	ix := c.indexEntry(t, now)

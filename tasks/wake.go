@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -60,9 +61,18 @@ func (p *wakePublisher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		ix, _ := ctx.Value(indexEntryKey{}).(*indexEntry)
+		seq, _ := ctx.Value(seqEntryKey{}).(*seqEntry)
 		if c, ok := cmd.(*redis.Cmd); ok && !p.sharded {
 			if kind := asynqScriptKind(args); kind != "" {
-				return enqueueInOne(ctx, next, c, kind, queue, msg, ix)
+				return enqueueInOne(ctx, next, c, kind, queue, msg, ix, seq)
+			}
+		}
+		if seq != nil {
+			// An asynq script not recognised: the sequence in a round trip
+			// of its own, written into asynq's message here.
+			if err := seq.takeApart(ctx, p.rc, args); err != nil {
+				cmd.SetErr(err)
+				return err
 			}
 		}
 		pipe := p.rc.Pipeline()
@@ -111,35 +121,63 @@ func asynqScriptKind(args []any) string {
 }
 
 // enqueueScript does what asynq's enqueue or schedule script does, and in
-// the same script announces the job and writes its escrow's history line.
-// KEYS: the task hash, the pending list (or scheduled set), and the
-// escrow's index or none. ARGV: asynq's three arguments (enqueue: message,
-// ID, now in ns; schedule: message, due Unix second, ID), "p" or "s"
-// (which of the two), the wake-up channel and message, and for the index
-// the job ID, the line's entry and the expiry in ms. Returns {stored,
-// index}: stored 1, or 0 for a job ID that exists (asynq's answer); index
-// 1 when the line was written (a stored job) or is there (a duplicate), 0
-// when a duplicate has none, 2 when the index could not be read or
-// written (not a string). The wake-up and the line are written only for a
-// stored job; a failed publish (a user without the channel) is ignored.
-const enqueueScriptSource = indexLua + `
+// the same script announces the job, writes its escrow's history line and,
+// for a partner event, takes its escrow's sequence and registers it in its
+// partner's order set (internal/eventorder).
+//
+// KEYS: the task hash, the pending list (or scheduled set), then the
+// escrow's index when ARGV[7] is set, then the sequence counter and order
+// set when ARGV[10] is set. ARGV: asynq's three arguments (enqueue:
+// message, ID, now in ns; schedule: message, due Unix second, ID), "p" or
+// "s" (which of the two), the wake-up channel and message; the index's job
+// ID ("" for no index), line and expiry in ms; the sequence's mode ("" none,
+// "g" the payload has its own, "n" take the next), the payload without its
+// closing brace and the separator to put before "sequence" (mode "n": then
+// ARGV[1] is asynq's message without its payload, which the script adds
+// with the sequence, under the payload's tag ARGV[13]), the given sequence,
+// the keys' expiry in ms and the job ID to register ("" registers nothing).
+//
+// Returns {stored, index}: stored 1, or 0 for a job ID that exists
+// (asynq's answer; nothing is written, no sequence taken); index 1 when the
+// line was written (a stored job) or is there (a duplicate), 0 when a
+// duplicate has none, 2 when the index could not be read or written (not a
+// string). A failed publish (a user without the channel) is ignored.
+const enqueueScriptSource = indexLua + eventorder.RegisterLua + `
+local ixk, sk = nil, 3
+if ARGV[7] ~= '' then ixk, sk = KEYS[3], 4 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  if not KEYS[3] then return {0, 0} end
-  local s = redis.pcall('GET', KEYS[3])
+  if not ixk then return {0, 0} end
+  local s = redis.pcall('GET', ixk)
   if type(s) == 'table' then return {0, 2} end
   if s and string.find('\n' .. s, '\n' .. ARGV[7] .. ' ', 1, true) then return {0, 1} end
   return {0, 0}
 end
+local msg = ARGV[1]
+if ARGV[10] ~= '' then
+  local given = ''
+  if ARGV[10] == 'g' then given = ARGV[14] end
+  local n = register(KEYS[sk], KEYS[sk + 1], ARGV[15], ARGV[16], given)
+  if ARGV[10] == 'n' then
+    local p = ARGV[11] .. ARGV[12] .. '"sequence":' .. n .. '}'
+    local len, b = #p, {}
+    while len >= 128 do
+      b[#b + 1] = string.char(len % 128 + 128)
+      len = math.floor(len / 128)
+    end
+    b[#b + 1] = string.char(len)
+    msg = msg .. ARGV[13] .. table.concat(b) .. p
+  end
+end
 if ARGV[4] == 'p' then
-  redis.call('HSET', KEYS[1], 'msg', ARGV[1], 'state', 'pending', 'pending_since', ARGV[3])
+  redis.call('HSET', KEYS[1], 'msg', msg, 'state', 'pending', 'pending_since', ARGV[3])
   redis.call('LPUSH', KEYS[2], ARGV[2])
 else
-  redis.call('HSET', KEYS[1], 'msg', ARGV[1], 'state', 'scheduled')
+  redis.call('HSET', KEYS[1], 'msg', msg, 'state', 'scheduled')
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 end
 redis.pcall('PUBLISH', ARGV[5], ARGV[6])
-if not KEYS[3] then return {1, 1} end
-if pcall(index, KEYS[3], ARGV[7], ARGV[8], tonumber(ARGV[9]), 'set') then return {1, 1} end
+if not ixk then return {1, 1} end
+if pcall(index, ixk, ARGV[7], ARGV[8], tonumber(ARGV[9]), 'set') then return {1, 1} end
 return {1, 2}
 `
 
@@ -148,21 +186,41 @@ var enqueueScript = redis.NewScript(enqueueScriptSource)
 // enqueueInOne sends enqueueScript for asynq's script cmd (of kind "p" or
 // "s") and answers cmd as asynq's script would have. A Redis that has not
 // loaded the script yet (NOSCRIPT) gets its source, once.
-func enqueueInOne(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, kind, queue, msg string, ix *indexEntry) error {
+func enqueueInOne(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, kind, queue, msg string, ix *indexEntry, seq *seqEntry) error {
 	keys, argv, _ := asynqkey.Script(cmd.Args(), 2, 3)
-	nkeys := 2
-	if ix != nil {
-		nkeys = 3
-	}
-	args := make([]any, 0, 3+nkeys+9)
-	args = append(args, "evalsha", enqueueScript.Hash(), nkeys)
+	args := make([]any, 0, 3+6+16)
+	args = append(args, "evalsha", enqueueScript.Hash(), 2)
 	args = append(args, keys...)
 	if ix != nil {
 		args = append(args, ix.key)
 	}
-	args = append(args, argv[0], argv[1], argv[2], kind, WakeChannel(queue), msg)
+	if seq != nil {
+		args = append(args, seq.counter, seq.set)
+	}
+	args[2] = len(args) - 3
+	first := argv[0]
+	mode, body, sep, tag := "", "", "", ""
+	if seq != nil {
+		mode = "g"
+		if seq.given == "" {
+			rest, b, sp, tg, err := splitPayload(argv[0])
+			if err != nil {
+				cmd.SetErr(err)
+				return err
+			}
+			mode, first, body, sep, tag = "n", rest, b, sp, tg
+		}
+	}
+	args = append(args, first, argv[1], argv[2], kind, WakeChannel(queue), msg)
 	if ix != nil {
 		args = append(args, ix.id, ix.value, ix.ttl.Milliseconds())
+	} else {
+		args = append(args, "", "", 0)
+	}
+	if seq != nil {
+		args = append(args, mode, body, sep, tag, seq.given, SequenceTTL.Milliseconds(), seq.regID)
+	} else {
+		args = append(args, "")
 	}
 	one := redis.NewCmd(ctx, args...)
 	err := next(ctx, one)
@@ -186,6 +244,9 @@ func enqueueInOne(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, k
 	cmd.SetVal(stored)
 	if ix != nil {
 		ix.done, ix.present, ix.failed = true, index == 1, index == 2
+	}
+	if seq != nil {
+		seq.taken = true
 	}
 	return nil
 }
