@@ -37,18 +37,25 @@ func TestRelayNumbersEachEscrowsEventsInCommitOrder(t *testing.T) {
 	e.startRelay(t, outbox.RelayConfig{Concurrency: 16, BatchSize: 100})
 	escrowtest.Eventually(t, "every row relayed", 30*time.Second, func() bool { return e.backlog(t) == 0 })
 	for x, ts := range order {
-		for i, task := range ts {
-			info, err := e.inspect.GetTaskInfo(task.Queue, task.ID)
-			if err != nil {
-				t.Fatalf("%s: %v", task.ID, err)
-			}
-			var p payloads.WebhookEscrowStatusChanged
-			if err := json.Unmarshal(info.Payload, &p); err != nil {
-				t.Fatal(err)
-			}
-			if want := int64(i + 1); p.Sequence != want {
-				t.Errorf("esc-commit-%d's event %d (%s): got sequence %d, want %d", x, i, task.ID, p.Sequence, want)
-			}
+		e.wantSequences(t, fmt.Sprintf("esc-commit-%d", x), ts)
+	}
+}
+
+// wantSequences checks that the relayed jobs of one escrow, in commit
+// order, carry the sequences 1, 2, 3, ….
+func (e *env) wantSequences(t *testing.T, escrow string, ts []*tasks.Task) {
+	t.Helper()
+	for i, task := range ts {
+		info, err := e.inspect.GetTaskInfo(task.Queue, task.ID)
+		if err != nil {
+			t.Fatalf("%s: %v", task.ID, err)
+		}
+		var p payloads.WebhookEscrowStatusChanged
+		if err := json.Unmarshal(info.Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(i + 1); p.Sequence != want {
+			t.Errorf("%s's event %d (%s): got sequence %d, want %d", escrow, i, task.ID, p.Sequence, want)
 		}
 	}
 }
@@ -114,19 +121,7 @@ func TestLaterEventsWaitForTheBatchHoldingEarlierOnes(t *testing.T) {
 	}
 	r := e.startRelay(t, outbox.RelayConfig{Client: g, Claimers: 2, BatchSize: 3, Concurrency: 1})
 	escrowtest.Eventually(t, "every row relayed", 30*time.Second, func() bool { return e.backlog(t) == 0 })
-	for i, task := range ts {
-		info, err := e.inspect.GetTaskInfo(task.Queue, task.ID)
-		if err != nil {
-			t.Fatalf("%s: %v", task.ID, err)
-		}
-		var p payloads.WebhookEscrowStatusChanged
-		if err := json.Unmarshal(info.Payload, &p); err != nil {
-			t.Fatal(err)
-		}
-		if want := int64(i + 1); p.Sequence != want {
-			t.Errorf("event %d (%s): got sequence %d, want %d", i, task.ID, p.Sequence, want)
-		}
-	}
+	e.wantSequences(t, "esc-split", ts)
 	g.mu.Lock()
 	early := g.earlyOf
 	g.mu.Unlock()
