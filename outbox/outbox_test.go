@@ -393,6 +393,7 @@ func TestCollectorsReportBacklogAndAge(t *testing.T) {
 		{"escrowjobs_outbox_relayed_total{enqueued}", 0, 0},
 		{"escrowjobs_outbox_relayed_total{duplicate}", 0, 0},
 		{"escrowjobs_outbox_enqueue_failures_total", 0, 0},
+		{"escrowjobs_outbox_held_back_total", 0, 0},
 	} {
 		v, ok := got[tc.name]
 		if !ok || v < tc.min || v > tc.max {

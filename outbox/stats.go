@@ -31,7 +31,8 @@ func (r *Relay) Stats(ctx context.Context) (Stats, error) {
 
 // Collectors returns the relay's Prometheus collectors: the backlog and
 // oldest-row age (read from the table at each scrape, within 2 s) and
-// counters of enqueued, duplicate and failed rows. Register them on the
+// counters of enqueued, duplicate and failed rows and of partner events
+// held back for a later batch. Register them on the
 // process's registry.
 func (r *Relay) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{&collector{r: r}}
@@ -57,6 +58,8 @@ var (
 		"Outbox rows relayed by this process, by result: enqueued (a new job) or duplicate (Redis already held the job ID).", []string{"result"}, nil)
 	failedDesc = prometheus.NewDesc("escrowjobs_outbox_enqueue_failures_total",
 		"Enqueue attempts of this process's relay that failed; their rows stay for the next attempt.", nil, nil)
+	heldDesc = prometheus.NewDesc("escrowjobs_outbox_held_back_total",
+		"Partner events this process's relay left for a later batch because an earlier event of their escrow was still outside the batch (another batch held it, or its enqueue failed).", nil, nil)
 	upDesc = prometheus.NewDesc("escrowjobs_outbox_stats_up",
 		"1 when the last scrape could read the outbox table, else 0.", nil, nil)
 )
@@ -64,7 +67,7 @@ var (
 type collector struct{ r *Relay }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{backlogDesc, oldestDesc, relayedDesc, failedDesc, upDesc} {
+	for _, d := range []*prometheus.Desc{backlogDesc, oldestDesc, relayedDesc, failedDesc, heldDesc, upDesc} {
 		ch <- d
 	}
 }
@@ -74,6 +77,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(relayedDesc, prometheus.CounterValue, float64(n.Enqueued), "enqueued")
 	ch <- prometheus.MustNewConstMetric(relayedDesc, prometheus.CounterValue, float64(n.Duplicates), "duplicate")
 	ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, float64(n.Failures))
+	ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.CounterValue, float64(n.HeldBack))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s, err := c.r.Stats(ctx)

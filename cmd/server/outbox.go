@@ -62,7 +62,7 @@ func startOutbox(ctx context.Context, dbURL string, client *tasks.Client, reg pr
 		stopRelay()
 		<-done
 		n := relay.Counts()
-		log.Info("outbox relay stopped", "enqueued", n.Enqueued, "duplicates", n.Duplicates, "failures", n.Failures)
+		log.Info("outbox relay stopped", "enqueued", n.Enqueued, "duplicates", n.Duplicates, "failures", n.Failures, "held_back", n.HeldBack)
 		db.Close()
 	}, nil
 }
