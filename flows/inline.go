@@ -1,7 +1,6 @@
 package flows
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -75,12 +74,13 @@ type inlineHead struct {
 	HeadersTagB  []int  `json:"ht"`           // and of TaskMessage.headers
 	RestLen      int    `json:"rl"`
 	// A partner event of an escrow: its sequence counter, its partner's
-	// order set ("" without a partner: nothing registered), the sequence
-	// its payload has already ("" to take the next, which is then added to
-	// the payload: Sep, then "sequence":n, before its closing brace), and
-	// the keys' expiry.
+	// order set and the member it registers there (eventorder.Member: ""
+	// without a partner, nothing registered), the sequence its payload has
+	// already ("" to take the next, which the script then adds to the
+	// payload, split by eventorder.SplitForSequence), and the keys' expiry.
 	Counter  string `json:"sc,omitempty"`
 	Order    string `json:"so,omitempty"`
+	Member   string `json:"sm,omitempty"`
 	Given    string `json:"sg,omitempty"`
 	Sep      string `json:"sp,omitempty"`
 	SeqTTLMS int64  `json:"sttl,omitempty"`
@@ -184,8 +184,8 @@ func inlineJob(spec taskSpec) (field []byte, ok bool) {
 
 // sequencedHead fills h's sequence fields for a partner event, as
 // tasks.Client does for one it enqueues, and returns the payload the
-// script finishes: without trailing space when the script adds the
-// sequence. ok is false for a payload that is not a JSON object.
+// script finishes: its body without the closing brace when the script adds
+// the sequence. ok is false for a payload that is not a JSON object.
 func sequencedHead(h *inlineHead, payload []byte) ([]byte, bool) {
 	var p struct {
 		TransactionID string `json:"transactionId"`
@@ -199,21 +199,17 @@ func sequencedHead(h *inlineHead, payload []byte) ([]byte, bool) {
 		return payload, true // no escrow, no sequence
 	}
 	h.Counter, h.SeqTTLMS = eventorder.CounterKey(p.TransactionID), eventorder.TTL.Milliseconds()
-	if p.PartnerID != "" {
-		h.Order = eventorder.Key(p.TransactionID, p.PartnerID)
-	}
+	h.Order, h.Member = eventorder.Key(p.TransactionID, p.PartnerID), eventorder.Member(p.PartnerID, h.ID)
 	if p.Sequence > 0 {
 		h.Given = strconv.FormatInt(p.Sequence, 10)
 		return payload, true
 	}
-	b := bytes.TrimRight(payload, " \t\r\n")
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+	body, sep, err := eventorder.SplitForSequence(payload)
+	if err != nil {
 		return nil, false
 	}
-	if len(bytes.TrimSpace(b[1:len(b)-1])) > 0 {
-		h.Sep = ","
-	}
-	return b, true
+	h.Sep = sep
+	return body, true
 }
 
 func tagBytes(n protoreflect.FieldNumber) []int {

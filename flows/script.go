@@ -211,10 +211,8 @@ local function enqueue(m)
   local rest = string.sub(m, nl + 1, nl + h.rl)
   local payload = string.sub(m, nl + h.rl + 1)
   if h.sc then
-    local id = ''
-    if h.so then id = h.id end
-    local n = register(h.sc, h.so or '', h.sttl, id, h.sg or '')
-    if not h.sg then payload = string.sub(payload, 1, -2) .. (h.sp or '') .. '"sequence":' .. n .. '}' end
+    local n = register(h.sc, h.so, h.sttl, h.sm or '', h.sg or '')
+    if not h.sg then payload = with_sequence(payload, h.sp or '', n) end
   end
   local ht = string.char(unpack(h.ht))
   local ready, due = nowns, nil

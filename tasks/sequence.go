@@ -1,7 +1,6 @@
 package tasks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -74,11 +73,7 @@ func (c *Client) sequenced(ctx context.Context, t *Task) (*Task, *seqEntry, erro
 		return t, nil, nil
 	}
 	if !c.sharded {
-		e := &seqEntry{id: t.ID, tx: p.TransactionID, counter: eventorder.CounterKey(p.TransactionID),
-			set: eventorder.Key(p.TransactionID, p.PartnerID), partner: p.PartnerID}
-		if p.PartnerID != "" {
-			e.regID = t.ID
-		}
+		e := &seqEntry{id: t.ID, tx: p.TransactionID, partner: p.PartnerID}
 		if p.Sequence > 0 {
 			e.given = strconv.FormatInt(p.Sequence, 10)
 		}
@@ -91,10 +86,11 @@ func (c *Client) sequenced(ctx context.Context, t *Task) (*Task, *seqEntry, erro
 	if p.Sequence > 0 {
 		return t, nil, nil
 	}
-	payload, err := withSequence(t.Payload(), seq)
+	body, sep, err := eventorder.SplitForSequence(t.Payload())
 	if err != nil {
 		return nil, nil, fmt.Errorf("enqueue %s: %w", t.ID, err)
 	}
+	payload := eventorder.WithSequence(body, sep, seq)
 	s := *t
 	if t.opts != nil {
 		s.Task = asynq.NewTask(t.Type(), payload, t.opts...) // asynqTask adds the headers
@@ -108,11 +104,15 @@ func (c *Client) sequenced(ctx context.Context, t *Task) (*Task, *seqEntry, erro
 // wake.go (one Redis), handed to it through the context like indexEntry.
 type seqEntry struct {
 	id, tx, partner string
-	counter, set    string // eventorder.CounterKey, eventorder.Key
-	regID           string // the job ID to register in set ("" without a partner)
 	given           string // the payload's own sequence; "" takes the next
 	taken           bool   // taken: by the enqueue script, or by takeApart
 	msg             []byte // takeApart's message with the sequence (nil: unchanged)
+}
+
+// keys are the escrow's sequence counter and its partner's order set, and
+// the member the event registers there (eventorder.Member).
+func (e *seqEntry) keys() (counter, set, member string) {
+	return eventorder.CounterKey(e.tx), eventorder.Key(e.tx, e.partner), eventorder.Member(e.partner, e.id)
 }
 
 type seqEntryKey struct{}
@@ -140,8 +140,7 @@ func (e *seqEntry) takeApart(ctx context.Context, rc redis.Scripter, args []any)
 			if err != nil {
 				return fmt.Errorf("enqueue %s: %w", e.id, err)
 			}
-			p := body + sep + `"sequence":` + strconv.FormatInt(n, 10) + "}"
-			e.msg = protowire.AppendBytes(append([]byte(rest), tag...), []byte(p))
+			e.msg = protowire.AppendBytes(append([]byte(rest), tag...), eventorder.WithSequence([]byte(body), sep, n))
 		}
 		e.taken = true
 	}
@@ -197,30 +196,9 @@ func splitPayload(v any) (rest, body, sep, tag string, err error) {
 	if !found {
 		return "", "", "", "", fmt.Errorf("sequence: asynq's message has no payload")
 	}
-	p := bytes.TrimRight(payload, " \t\r\n")
-	if len(p) < 2 || p[len(p)-1] != '}' {
-		return "", "", "", "", fmt.Errorf("sequence: payload is not a JSON object")
+	b, sep, err := eventorder.SplitForSequence(payload)
+	if err != nil {
+		return "", "", "", "", fmt.Errorf("sequence: %w", err)
 	}
-	if len(bytes.TrimSpace(p[1:len(p)-1])) > 0 {
-		sep = ","
-	}
-	return string(out), string(p[:len(p)-1]), sep, string(protowire.AppendTag(nil, num, protowire.BytesType)), nil
-}
-
-// withSequence is the JSON object payload with "sequence": n added; it
-// must not have a non-zero sequence already (a zero one is dropped by
-// omitempty, and a decoder keeps the last of two keys).
-func withSequence(payload []byte, n int64) ([]byte, error) {
-	b := bytes.TrimRight(payload, " \t\r\n")
-	if len(b) < 2 || b[len(b)-1] != '}' {
-		return nil, fmt.Errorf("payload is not a JSON object")
-	}
-	out := make([]byte, 0, len(b)+32)
-	out = append(out, b[:len(b)-1]...)
-	if len(bytes.TrimSpace(b[1:len(b)-1])) > 0 {
-		out = append(out, ',')
-	}
-	out = append(out, `"sequence":`...)
-	out = strconv.AppendInt(out, n, 10)
-	return append(out, '}'), nil
+	return string(out), string(b), sep, string(protowire.AppendTag(nil, num, protowire.BytesType)), nil
 }

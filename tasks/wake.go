@@ -134,8 +134,9 @@ func asynqScriptKind(args []any) string {
 // "g" the payload has its own, "n" take the next), the payload without its
 // closing brace and the separator to put before "sequence" (mode "n": then
 // ARGV[1] is asynq's message without its payload, which the script adds
-// with the sequence, under the payload's tag ARGV[13]), the given sequence,
-// the keys' expiry in ms and the job ID to register ("" registers nothing).
+// with the sequence, under the payload's tag ARGV[13]), the given sequence
+// ("" in mode "n"), the keys' expiry in ms and the member to register
+// (eventorder.Member; "" registers nothing).
 //
 // Returns {stored, index}: stored 1, or 0 for a job ID that exists
 // (asynq's answer; nothing is written, no sequence taken); index 1 when the
@@ -154,11 +155,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 local msg = ARGV[1]
 if ARGV[10] ~= '' then
-  local given = ''
-  if ARGV[10] == 'g' then given = ARGV[14] end
-  local n = register(KEYS[sk], KEYS[sk + 1], ARGV[15], ARGV[16], given)
+  local n = register(KEYS[sk], KEYS[sk + 1], ARGV[15], ARGV[16], ARGV[14])
   if ARGV[10] == 'n' then
-    local p = ARGV[11] .. ARGV[12] .. '"sequence":' .. n .. '}'
+    local p = with_sequence(ARGV[11], ARGV[12], n)
     local len, b = #p, {}
     while len >= 128 do
       b[#b + 1] = string.char(len % 128 + 128)
@@ -194,8 +193,11 @@ func enqueueInOne(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, k
 	if ix != nil {
 		args = append(args, ix.key)
 	}
+	var member string
 	if seq != nil {
-		args = append(args, seq.counter, seq.set)
+		var counter, set string
+		counter, set, member = seq.keys()
+		args = append(args, counter, set)
 	}
 	args[2] = len(args) - 3
 	first := argv[0]
@@ -218,7 +220,7 @@ func enqueueInOne(ctx context.Context, next redis.ProcessHook, cmd *redis.Cmd, k
 		args = append(args, "", "", 0)
 	}
 	if seq != nil {
-		args = append(args, mode, body, sep, tag, seq.given, SequenceTTL.Milliseconds(), seq.regID)
+		args = append(args, mode, body, sep, tag, seq.given, SequenceTTL.Milliseconds(), member)
 	} else {
 		args = append(args, "")
 	}

@@ -19,9 +19,11 @@
 package eventorder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,7 +56,11 @@ func suspectKey(tx, partner string) string { return Key(tx, partner) + ":suspect
 // writes nothing); an empty id registers nothing. Every key it writes
 // expires ttl (ms) after. It returns the sequence. The flows' advancement
 // script includes it for the partner events it enqueues itself.
+//
+// It also defines with_sequence(body, sep, n): a payload split by
+// SplitForSequence with "sequence": n added, as WithSequence does.
 const RegisterLua = `
+local function with_sequence(body, sep, n) return body .. sep .. '"sequence":' .. n .. '}' end
 local function register(counter, set, ttl, id, given)
   local n
   if given == '' then
@@ -77,6 +83,37 @@ var registerScript = redis.NewScript(RegisterLua + `
 return register(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 `)
 
+// Member is what an event of partner registers in its escrow's order set:
+// its job ID, or "" (nothing registered) for an event without a partner.
+func Member(partner, jobID string) string {
+	if partner == "" {
+		return ""
+	}
+	return jobID
+}
+
+// SplitForSequence splits a JSON object payload for "sequence" to be added
+// to it: body is the payload without its closing brace (and trailing
+// space), sep "," when the object has members. WithSequence (and the Lua
+// with_sequence of RegisterLua) joins them back with the number.
+func SplitForSequence(payload []byte) (body []byte, sep string, err error) {
+	b := bytes.TrimRight(payload, " \t\r\n")
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return nil, "", errors.New("payload is not a JSON object")
+	}
+	if len(bytes.TrimSpace(b[1:len(b)-1])) > 0 {
+		sep = ","
+	}
+	return b[:len(b)-1], sep, nil
+}
+
+// WithSequence is body and sep (SplitForSequence) with "sequence": n added.
+func WithSequence(body []byte, sep string, n int64) []byte {
+	out := make([]byte, 0, len(body)+len(sep)+32)
+	out = append(append(append(out, body...), sep...), `"sequence":`...)
+	return append(strconv.AppendInt(out, n, 10), '}')
+}
+
 // Register gives the event jobID of escrow tx to partner its sequence
 // (the next of the escrow's counter when seq is 0, else seq) and
 // registers it, in one round trip. An empty partner or jobID only takes
@@ -86,10 +123,7 @@ func Register(ctx context.Context, rc redis.Scripter, tx, partner, jobID string,
 	if seq > 0 {
 		given = fmt.Sprint(seq)
 	}
-	if partner == "" {
-		jobID = ""
-	}
-	return registerScript.Run(ctx, rc, []string{CounterKey(tx), Key(tx, partner)}, TTL.Milliseconds(), jobID, given).Int64()
+	return registerScript.Run(ctx, rc, []string{CounterKey(tx), Key(tx, partner)}, TTL.Milliseconds(), Member(partner, jobID), given).Int64()
 }
 
 // checkScript decides whether event ARGV[1] may go: yes when it is not

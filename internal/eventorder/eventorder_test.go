@@ -65,3 +65,33 @@ func TestOrderOfAnEscrowsEvents(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitForSequenceAndWithSequence(t *testing.T) {
+	for _, tc := range []struct {
+		payload, want string
+	}{
+		{`{"a":1}`, `{"a":1,"sequence":7}`},
+		{"{\"a\":1} \n", `{"a":1,"sequence":7}`},
+		{`{}`, `{"sequence":7}`},
+		{`{ }`, `{ "sequence":7}`},
+	} {
+		body, sep, err := eventorder.SplitForSequence([]byte(tc.payload))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.payload, err)
+		}
+		if got := string(eventorder.WithSequence(body, sep, 7)); got != tc.want {
+			t.Errorf("%q: got %s, want %s", tc.payload, got, tc.want)
+		}
+	}
+	for _, bad := range []string{``, `[1]`, `"x"`, `{`} {
+		if _, _, err := eventorder.SplitForSequence([]byte(bad)); err == nil {
+			t.Errorf("%q: got no error, want one", bad)
+		}
+	}
+	if got := eventorder.Member("", "job-1"); got != "" {
+		t.Errorf("Member without a partner: got %q, want none", got)
+	}
+	if got := eventorder.Member("acme", "job-1"); got != "job-1" {
+		t.Errorf("Member of acme: got %q, want job-1", got)
+	}
+}
