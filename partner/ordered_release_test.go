@@ -34,7 +34,8 @@ func (w *orderWorld) eventWithRetries(eventID, tx string, maxRetry int) string {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	stored := tasks.Stored(asynq.NewTask(task.Type(), task.Payload(), append(task.Options(), asynq.MaxRetry(maxRetry))...), task.ID, task.Queue, append(task.Options(), asynq.MaxRetry(maxRetry))...)
+	opts := append(task.Options(), asynq.MaxRetry(maxRetry))
+	stored := tasks.Stored(asynq.NewTask(task.Type(), task.Payload(), opts...), task.ID, task.Queue, opts...)
 	id, err := w.client.Enqueue(context.Background(), stored)
 	if err != nil {
 		w.t.Fatalf("enqueue %s: %v", eventID, err)

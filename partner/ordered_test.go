@@ -133,19 +133,7 @@ func (w *orderWorld) startWorker() {
 // (one failed run takes 2 s, not 14 s) and returns its job ID.
 func (w *orderWorld) event(eventID, tx string) string {
 	w.t.Helper()
-	task, err := tasks.NewWebhookEscrowStatusChangedTask(payloads.WebhookEscrowStatusChanged{
-		EventID: eventID, PartnerID: "acme", TransactionID: tx, PreviousStatus: payloads.StatusPending,
-		Status: payloads.StatusFunded, OccurredAt: "2026-12-03T12:00:00Z",
-	})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	stored := tasks.Stored(asynq.NewTask(task.Type(), task.Payload(), append(task.Options(), asynq.MaxRetry(1))...), task.ID, task.Queue, append(task.Options(), asynq.MaxRetry(1))...)
-	id, err := w.client.Enqueue(context.Background(), stored)
-	if err != nil {
-		w.t.Fatalf("enqueue %s: %v", eventID, err)
-	}
-	return id
+	return w.eventWithRetries(eventID, tx, 1)
 }
 
 // answer makes the receiver answer 503 to the events for which fail
