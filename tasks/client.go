@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/combine"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
@@ -14,6 +15,10 @@ import (
 // EnqueueTimeout is the longest Enqueue waits when the caller's context has
 // no earlier deadline: a Redis outage returns an error, never a stall.
 const EnqueueTimeout = 2 * time.Second
+
+// combineFlights is the limit of script round trips of one Client in
+// flight; more scripts wait and share the next (internal/combine).
+const combineFlights = 2
 
 // ErrDuplicate is returned by Enqueue when a job with the same ID is pending,
 // scheduled, retrying, archived or completed within the last hour. The ID
@@ -29,6 +34,7 @@ type Client struct {
 	waitReplicas int
 	tracing      *Tracing // nil: no spans
 	sharded      bool     // a Redis Cluster: an escrow's keys are in other slots than its queue's
+	combiner     *combine.Hook
 }
 
 // NewClient connects to Redis (asynq.RedisClientOpt, RedisFailoverClientOpt
@@ -47,6 +53,12 @@ func NewClient(r asynq.RedisConnOpt, opts ...ClientOption) *Client {
 		// that carries the enqueue script and the wake-up.
 		installWaitHook(rc, c.waitReplicas)
 	}
+	// Innermost: scripts issued while a round trip is in flight (enqueues
+	// from many callers, flows' advancements, the history and sequence
+	// scripts) share the next one. A script WAIT is about reaches it
+	// already in its pipeline, which passes through.
+	c.combiner = combine.New(rc, combineFlights, combine.Script)
+	rc.AddHook(c.combiner)
 	c.c = asynq.NewClientFromRedisClient(rc)
 	c.in = asynq.NewInspectorFromRedisClient(rc)
 	return c

@@ -20,7 +20,7 @@
 // Under load, asynq's per-job commands from all loops and handlers (the
 // dequeue and completion scripts, result writes) share round trips: a
 // second hook sends the commands issued while one is in flight together
-// in the next pipeline (pipeline.go).
+// in the next pipeline (internal/combine).
 //
 // The worker adds to asynq what payment side effects need:
 //
@@ -61,6 +61,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/flows"
+	"github.com/escrowjobs/escrowjobs/internal/combine"
 	"github.com/escrowjobs/escrowjobs/handlers"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/escrowjobs/escrowjobs/retry"
@@ -211,7 +212,7 @@ func New(cfg Config, h asynq.Handler) (*Worker, error) {
 	// effect during the outage settle without its completion marker, and
 	// asynq's rerun after recovery would repeat the effect
 	// (TestOutageLongerThanTheJobTimeoutDoublesNoEffect).
-	rc.AddHook(newCombiner(rc, combineFlights))
+	rc.AddHook(combine.New(rc, combineFlights, combine.AsynqCommand))
 	if !cfg.DisableWake {
 		w.sub = &subscriber{rc: rc, e: w.idle}
 	}
@@ -446,3 +447,7 @@ func (w *Worker) awaitRedis(t *asynq.Task, until time.Time) bool {
 		time.Sleep(min(100*time.Millisecond, max(time.Until(until), 0)))
 	}
 }
+
+// combineFlights is the limit of round trips of asynq's per-job commands
+// in flight (internal/combine).
+const combineFlights = 2

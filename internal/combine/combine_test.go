@@ -1,14 +1,17 @@
-package worker
+package combine_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/escrowjobs/escrowjobs/internal/combine"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/redis/go-redis/v9"
 )
@@ -27,7 +30,7 @@ func (g *gate) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if combinable(cmd.Args()) {
+		if combine.AsynqCommand(cmd.Args()) {
 			g.singles.Add(1)
 			if g.held.CompareAndSwap(false, true) {
 				<-g.release
@@ -39,7 +42,7 @@ func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if combinable(cmds[0].Args()) { // not a connection's set-up
+		if combine.AsynqCommand(cmds[0].Args()) { // not a connection's set-up
 			g.pipes.Add(1)
 			g.piped.Add(int64(len(cmds)))
 		}
@@ -47,13 +50,13 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 	}
 }
 
-// combined is a client of addr with a combiner of one flight and a gate
-// inside it.
-func combined(t *testing.T, opt *redis.Options) (*redis.Client, *combiner, *gate) {
+// combined is a client of opt with a Hook of one flight for asynq's
+// commands and a gate inside it.
+func combined(t *testing.T, opt *redis.Options) (*redis.Client, *combine.Hook, *gate) {
 	t.Helper()
 	rc := redis.NewClient(opt)
 	t.Cleanup(func() { rc.Close() })
-	c := newCombiner(rc, 1)
+	c := combine.New(rc, 1, combine.AsynqCommand)
 	g := &gate{release: make(chan struct{})}
 	rc.AddHook(c)
 	rc.AddHook(g)
@@ -61,13 +64,18 @@ func combined(t *testing.T, opt *redis.Options) (*redis.Client, *combiner, *gate
 }
 
 // queued waits until n commands wait in c's line.
-func queued(t *testing.T, c *combiner, n int) {
+func queued(t *testing.T, c *combine.Hook, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d commands in line", n), func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return len(c.queue) == n
-	})
+	waitFor(t, fmt.Sprintf("%d commands in line", n), func() bool { return c.Waiting() == n })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for " + what)
+		}
+	}
 }
 
 var (
@@ -182,7 +190,7 @@ func TestCombinerFailsEveryCommandOfAFailedPipeline(t *testing.T) {
 	}
 }
 
-func TestCombinableTakesOnlyAsynqScriptsAndResultWrites(t *testing.T) {
+func TestAsynqCommandTakesOnlyAsynqScriptsAndResultWrites(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		args []any
@@ -199,8 +207,88 @@ func TestCombinableTakesOnlyAsynqScriptsAndResultWrites(t *testing.T) {
 		{"blocking pop", []any{"brpoplpush", "asynq:{low}:pending", "asynq:{low}:active", 0}, false},
 		{"ping", []any{"ping"}, false},
 	} {
-		if got := combinable(c.args); got != c.want {
+		if got := combine.AsynqCommand(c.args); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestScriptTakesEveryScriptWithKeys(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []any
+		want bool
+	}{
+		{"asynq script", []any{"evalsha", "sha", 2, "asynq:{low}:t:id", "asynq:{low}:pending", "msg"}, true},
+		{"script on other keys", []any{"evalsha", "sha", 1, "escrowjobs:flow:{f}", "complete"}, true},
+		{"script after NOSCRIPT", []any{"eval", "return 1", 1, "k"}, true},
+		{"script without keys", []any{"evalsha", "sha", 0}, false},
+		{"hset", []any{"hset", "asynq:{low}:t:id", "result", "x"}, false},
+		{"wait", []any{"wait", 1, 100}, false},
+		{"watch", []any{"watch", "k"}, false},
+		{"ping", []any{"ping"}, false},
+	} {
+		if got := combine.Script(c.args); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// A shared pipeline ends at the earliest deadline among its commands: a
+// Redis that takes the commands and never answers costs no caller more
+// than its own deadline.
+func TestSharedPipelineEndsAtTheEarliestDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // accepts, reads, never answers
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, conn) }()
+		}
+	}()
+	rc, c, g := combined(t, &redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, Protocol: 2,
+		ReadTimeout: 20 * time.Second, ContextTimeoutEnabled: true, DisableIdentity: true})
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		first <- rc.EvalSha(ctx, "0123", []string{"asynq:{t}:first"}).Err()
+	}()
+	waitFor(t, "the first command to be held", g.held.Load)
+	deadlines := []time.Duration{300 * time.Millisecond, 5 * time.Minute}
+	errs := make([]error, len(deadlines))
+	took := make([]time.Duration, len(deadlines))
+	var wg sync.WaitGroup
+	for i, d := range deadlines {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			start := time.Now()
+			errs[i] = rc.EvalSha(ctx, "0123", []string{fmt.Sprintf("asynq:{t}:%d", i)}).Err()
+			took[i] = time.Since(start)
+		})
+	}
+	queued(t, c, len(deadlines))
+	close(g.release)
+	wg.Wait()
+	if err := <-first; err == nil {
+		t.Error("first command: got nil, want its deadline's error")
+	}
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("command %d: got nil, want the shared pipeline's deadline error", i)
+		}
+		// The pipeline gives up at the earliest deadline of its line (300
+		// ms): no command waits for the later one (5 min) or for the
+		// client's read timeout (20 s).
+		if took[i] > 10*time.Second {
+			t.Errorf("command %d: returned after %s, want at the line's earliest deadline", i, took[i])
 		}
 	}
 }
