@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/asynqmsg"
 	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/escrowjobs/escrowjobs/internal/historyindex"
 	"github.com/escrowjobs/escrowjobs/tasks"
@@ -13,7 +14,6 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // A step that waits for others is enqueued, on one Redis (not a Cluster),
@@ -99,7 +99,7 @@ func isCluster(rc redis.UniversalClient) bool {
 // registered, a partner event whose payload is not a JSON object): it is
 // then enqueued by tasks.Client, as on a Cluster.
 func inlineJob(spec taskSpec) (field []byte, ok bool) {
-	mt, err := protoregistry.GlobalTypes.FindMessageByName("asynq.TaskMessage")
+	mt, err := asynqmsg.Type()
 	if err != nil {
 		return nil, false
 	}

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"github.com/escrowjobs/escrowjobs/internal/asynqmsg"
 	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/escrowjobs/escrowjobs/internal/historyindex"
 	"github.com/redis/go-redis/v9"
@@ -85,7 +86,7 @@ return {1}
 // Returns {old flow state, new flow state, status, jobs enqueued here,
 // task…} where status is ok, noflow (no such flow) or nostep (no such
 // step), and the tasks are the serialized jobs left to the caller.
-var transitionScript = redis.NewScript(historyindex.Lua + eventorder.RegisterLua + `
+var transitionScript = redis.NewScript(historyindex.Lua + eventorder.RegisterLua + asynqmsg.Lua + `
 local key = KEYS[1]
 local op, name, now, ttl, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local defj = redis.call('HGET', key, 'def')
@@ -193,16 +194,6 @@ redis.call('PEXPIRE', key, ttl)
 local inline = ARGV[6] == '1'
 local nowns = ARGV[7]
 local res = {old, flow, 'ok', 0}
-local function varint(n)
-  local b = {}
-  while n >= 128 do
-    b[#b + 1] = string.char(n % 128 + 128)
-    n = math.floor(n / 128)
-  end
-  b[#b + 1] = string.char(n)
-  return table.concat(b)
-end
-local function field(tag, v) return tag .. varint(#v) .. v end
 local function header(tag, k, v) return field(tag, field('\10', k) .. field('\18', v)) end
 local function enqueue(m)
   local nl = string.find(m, '\n', 1, true)

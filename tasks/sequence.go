@@ -7,13 +7,12 @@ import (
 	"strconv"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/asynqmsg"
 	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/escrowjobs/escrowjobs/payloads"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // SequenceTTL is how long an escrow's event counter outlives its last
@@ -164,15 +163,10 @@ func splitPayload(v any) (rest, body, sep, tag string, err error) {
 	default:
 		return "", "", "", "", fmt.Errorf("sequence: asynq's message is a %T", v)
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByName("asynq.TaskMessage")
+	num, err := asynqmsg.PayloadField()
 	if err != nil {
-		return "", "", "", "", fmt.Errorf("sequence: asynq's message type: %w", err)
+		return "", "", "", "", fmt.Errorf("sequence: %w", err)
 	}
-	fd := mt.Descriptor().Fields().ByName("payload")
-	if fd == nil || fd.Kind() != protoreflect.BytesKind {
-		return "", "", "", "", fmt.Errorf("sequence: asynq's message has no payload field")
-	}
-	num := fd.Number()
 	var payload []byte
 	found := false
 	out := make([]byte, 0, len(msg))

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/escrowjobs/escrowjobs/internal/asynqkey"
+	"github.com/escrowjobs/escrowjobs/internal/asynqmsg"
 	"github.com/escrowjobs/escrowjobs/internal/eventorder"
 	"github.com/redis/go-redis/v9"
 )
@@ -143,7 +144,7 @@ func asynqScriptKind(args []any) string {
 // line was written (a stored job) or is there (a duplicate), 0 when a
 // duplicate has none, 2 when the index could not be read or written (not a
 // string). A failed publish (a user without the channel) is ignored.
-const enqueueScriptSource = indexLua + eventorder.RegisterLua + `
+const enqueueScriptSource = indexLua + eventorder.RegisterLua + asynqmsg.Lua + `
 local ixk, sk = nil, 3
 if ARGV[7] ~= '' then ixk, sk = KEYS[3], 4 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -157,14 +158,7 @@ local msg = ARGV[1]
 if ARGV[10] ~= '' then
   local n = register(KEYS[sk], KEYS[sk + 1], ARGV[15], ARGV[16], ARGV[14])
   if ARGV[10] == 'n' then
-    local p = with_sequence(ARGV[11], ARGV[12], n)
-    local len, b = #p, {}
-    while len >= 128 do
-      b[#b + 1] = string.char(len % 128 + 128)
-      len = math.floor(len / 128)
-    end
-    b[#b + 1] = string.char(len)
-    msg = msg .. ARGV[13] .. table.concat(b) .. p
+    msg = msg .. field(ARGV[13], with_sequence(ARGV[11], ARGV[12], n))
   end
 end
 if ARGV[4] == 'p' then
