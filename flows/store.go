@@ -275,7 +275,8 @@ func cutID(id string) (name, key string, ok bool) {
 // Failed records that the job of step was dead-lettered (permanent or
 // exhausted) with reason: the step is failed, its dependents that have not
 // completed are blocked, the flow is failed, and its on-failure steps are
-// enqueued, once per flow, carrying step and reason (FailureOf), with the
+// enqueued, once per flow, carrying step and reason (FailureOf) and the
+// regular steps completed by then (CompletedStepsOf), with the
 // Store's client (WithClient, or the one given to Middleware). The worker
 // calls it wherever it dead-letters a job of a flow (worker.Config.Flows).
 // Calling it again is harmless.
@@ -293,8 +294,17 @@ func (s *Store) Failed(ctx context.Context, flowID, step, reason string) error {
 	if len(tr.ready) == 0 {
 		return nil
 	}
-	for i := range tr.ready { // the on-failure steps: they can say why (FailureOf)
-		tr.ready[i] = withFailure(tr.ready[i], step, reason)
+	// The on-failure steps can say why (FailureOf) and what had happened
+	// by then (CompletedStepsOf). A flow that cannot be read now still gets
+	// its on-failure steps, without the list.
+	var completed []string
+	if v, err := s.Status(ctx, flowID); err == nil {
+		completed = completedSteps(v)
+	} else {
+		s.cfg.log.Warn("flow failed: its completed steps could not be read for the on-failure steps", "flow_id", flowID, "error", err.Error())
+	}
+	for i := range tr.ready {
+		tr.ready[i] = withFailure(tr.ready[i], step, reason, completed)
 	}
 	if c == nil {
 		return fmt.Errorf("flow %s: %d on-failure step(s) to enqueue, but the store has no client (WithClient)", flowID, len(tr.ready))

@@ -20,13 +20,15 @@ func NewAudit(s AuditSink) *Audit { return &Audit{sink: s} }
 func (a *Audit) routes() []route { return []route{handle(a.Created)} }
 
 // Created handles audit_log_created. The event of a flow's on-failure step
-// also says why the flow failed: its metadata gains "failedStep" and
-// "failure" (flows.FailureOf), unless it has them or would grow past
-// payloads.MaxMetadataBytes.
+// also says why the flow failed and what had happened by then: its
+// metadata gains "failedStep", "failure" (flows.FailureOf) and
+// "completedSteps" (flows.CompletedStepsOf: did the money step run?),
+// unless it has them or would grow past payloads.MaxMetadataBytes.
 func (a *Audit) Created(ctx context.Context, p payloads.AuditLogCreated) error {
 	if t, ok := ctx.Value(taskKey{}).(*asynq.Task); ok {
 		if step, reason, ok := flows.FailureOf(t.Headers()); ok {
-			p.Metadata = withFailure(p.Metadata, step, reason)
+			completed, _ := flows.CompletedStepsOf(t.Headers())
+			p.Metadata = withFailure(p.Metadata, step, reason, completed)
 		}
 	}
 	if err := a.sink.WriteAudit(ctx, p); err != nil {
@@ -35,9 +37,10 @@ func (a *Audit) Created(ctx context.Context, p payloads.AuditLogCreated) error {
 	return nil
 }
 
-// withFailure is meta (a JSON object, or empty) with the failed step and
-// its error added, or meta as it is when that does not fit.
-func withFailure(meta json.RawMessage, step, reason string) json.RawMessage {
+// withFailure is meta (a JSON object, or empty) with the failed step, its
+// error and the completed steps (nil: not known, left out) added, or meta
+// as it is when that does not fit.
+func withFailure(meta json.RawMessage, step, reason string, completed []string) json.RawMessage {
 	m := map[string]json.RawMessage{}
 	if len(meta) > 0 && json.Unmarshal(meta, &m) != nil {
 		return meta
@@ -45,7 +48,11 @@ func withFailure(meta json.RawMessage, step, reason string) json.RawMessage {
 	if m == nil { // "null"
 		m = map[string]json.RawMessage{}
 	}
-	for k, v := range map[string]string{"failedStep": step, "failure": reason} {
+	add := map[string]any{"failedStep": step, "failure": reason}
+	if completed != nil {
+		add["completedSteps"] = completed
+	}
+	for k, v := range add {
 		if _, taken := m[k]; !taken {
 			m[k], _ = json.Marshal(v)
 		}

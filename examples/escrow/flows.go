@@ -91,12 +91,13 @@ func auditEvent(e escrow, action string, at time.Time, meta map[string]string) p
 
 // failureAudit is the on-failure audit record of flow name of e: its money
 // step (moneyStep) or a step after it failed for good. The audit handler
-// adds the failed step and its error to the metadata ("failedStep",
-// "failure"); GET /escrows/{id} shows them too.
+// adds the failed step, its error and the steps completed by then to the
+// metadata ("failedStep", "failure", "completedSteps": moneyStep among
+// them means the money moved); GET /escrows/{id} shows the first two too.
 func failureAudit(e escrow, name, action, moneyStep string, at time.Time) payloads.AuditLogCreated {
 	return auditEvent(e, action, at, map[string]string{
 		"status": action, "flowId": flows.ID(name, e.ID), "moneyStep": moneyStep,
-		"reason": "a step of flow " + flows.ID(name, e.ID) + " failed for good; unless " + moneyStep + " completed, no money moved and nobody was told it did",
+		"reason": "a step of flow " + flows.ID(name, e.ID) + " failed for good; money moved only if " + moneyStep + " is in completedSteps, and nobody was told it did otherwise",
 	})
 }
 
