@@ -59,12 +59,7 @@ func (h *holdFirst) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 // refused with ErrDuplicate.
 func TestConcurrentEnqueuesShareRoundTripsWithTheirOwnAnswers(t *testing.T) {
 	ctx := context.Background()
-	_, opt, c := sequenceEnv(t)
-	in := tasks.NewInspector(opt)
-	t.Cleanup(func() { in.Close() })
-	if _, err := c.Enqueue(ctx, statusEvent(t, "evt-warm", "esc-warm", 0)); err != nil { // loads the script
-		t.Fatal(err)
-	}
+	c, in := warmSequenceEnv(t)
 	h := &holdFirst{release: make(chan struct{})}
 	c.Redis().AddHook(h)
 	first := make(chan error, 2)

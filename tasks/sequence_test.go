@@ -55,6 +55,19 @@ func sequenceEnv(t *testing.T) (*redis.Client, asynq.RedisConnOpt, *tasks.Client
 	return peertest.RedisClient(t, u), opt, c
 }
 
+// warmSequenceEnv is sequenceEnv's client, an inspector on its Redis, and
+// one partner event enqueued (Redis has loaded the enqueue script).
+func warmSequenceEnv(t *testing.T) (*tasks.Client, *tasks.Inspector) {
+	t.Helper()
+	_, opt, c := sequenceEnv(t)
+	in := tasks.NewInspector(opt)
+	t.Cleanup(func() { in.Close() })
+	if _, err := c.Enqueue(context.Background(), statusEvent(t, "evt-warm", "esc-warm", 0)); err != nil {
+		t.Fatal(err)
+	}
+	return c, in
+}
+
 // Enqueue numbers each escrow's partner events in the order they are
 // enqueued, one counter per escrow, whether built by New or rebuilt from
 // storage (Stored, as the outbox relay and flows do); a duplicate keeps the
@@ -178,15 +191,10 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 // enqueue script takes its sequence and registers it.
 func TestPartnerEventIsOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	_, opt, c := sequenceEnv(t)
-	in := tasks.NewInspector(opt)
-	t.Cleanup(func() { in.Close() })
-	if _, err := c.Enqueue(ctx, statusEvent(t, "evt-warm", "esc-rt", 0)); err != nil { // loads the script
-		t.Fatal(err)
-	}
+	c, in := warmSequenceEnv(t)
 	counter := &commandCounter{}
 	c.Redis().AddHook(counter)
-	task := statusEvent(t, "evt-rt", "esc-rt", 0)
+	task := statusEvent(t, "evt-rt", "esc-warm", 0) // its escrow's second event
 	if _, err := c.Enqueue(ctx, task); err != nil {
 		t.Fatal(err)
 	}
