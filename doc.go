@@ -49,7 +49,9 @@
 //	internal/     production machinery that imports nothing above it: httpserve (the HTTP endpoints'
 //	              limits and serve loop), jsonl (the shared append-only file under audit/ and deadletter/),
 //	              apiurl (keyed API base URLs), asynqkey (the asynq Redis key names the code uses by hand),
-//	              sample (load mix)
+//	              asynqmsg (asynq's stored message for the scripts that write jobs), combine (commands of
+//	              many goroutines in shared pipelines), eventorder and historyindex (the partner order and
+//	              history keys the scripts share)
 //	peertest/     the real peers the tests start (redis-server, PostgreSQL, mailpit, stripe-mock); not a stable API
 //	escrowtest/   the one shared kit of test doubles and helpers; not a stable API
 //	faults/       the fault suites: process (cmd/server killed and stopped mid-run) and redis (outages, Cluster, Sentinel)
