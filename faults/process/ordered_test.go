@@ -88,6 +88,19 @@ func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
 				}
 				ids[ev.id] = id
 			}
+			t.Cleanup(func() {
+				if !t.Failed() {
+					return
+				}
+				// The timeline of a failure: what the partner saw and where
+				// each event's job stands.
+				t.Logf("arrivals: %s", arrivals(recv))
+				for _, ev := range []string{"evt-pa1", "evt-pa2", "evt-pa3", "evt-pb1"} {
+					j, err := h.insp.Status(context.Background(), ids[ev])
+					t.Logf("%s: job %s state %q, attempts %d of %d, next %v, last error %q (%v)",
+						ev, ids[ev], j.State, j.Attempts, j.MaxRetry+1, j.NextProcessAt, j.LastError, err)
+				}
+			})
 			requested := func(id string) int {
 				n := 0
 				for _, r := range recv.Requests() {
@@ -181,11 +194,13 @@ func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
 	}
 }
 
-// arrivals is the receiver's log, "webhook-id:status" in arrival order.
+// arrivals is the receiver's log, "webhook-id:status@seconds" in arrival
+// order, the seconds since the first request (for a failure's timeline).
 func arrivals(recv *escrowtest.Partner) string {
 	var out []string
-	for _, r := range recv.Requests() {
-		out = append(out, fmt.Sprintf("%s:%d", r.ID, r.Status))
+	reqs := recv.Requests()
+	for _, r := range reqs {
+		out = append(out, fmt.Sprintf("%s:%d@%.1fs", r.ID, r.Status, r.At.Sub(reqs[0].At).Seconds()))
 	}
 	return strings.Join(out, " ")
 }
