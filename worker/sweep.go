@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -120,18 +121,31 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			// it may have died before telling the flow (Failed is
 			// idempotent; the sweep deals with a job once per archival).
 			w.flowFailed(ctx, e, attrs)
+			lastErr := errors.New(t.LastErr)
 			if !ok {
-				done()
-				continue
+				// The ledger had it. When asynq's recoverer archived the job
+				// (its lease expired), the worker that ran the last attempt
+				// died after its error handler wrote the record, perhaps
+				// before it told Archived (webhook redelivery): tell it now,
+				// with the recorded error. Otherwise the handler's run went
+				// through and told it.
+				crashed, err := w.recordedError(ctx, t)
+				if !crashed {
+					done()
+					continue
+				}
+				lastErr = err
+				w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "job archived after its worker died past its dead-letter record; its archive hooks are told again", attrs...)
+			} else {
+				recorded++
+				msg := "dead letter recorded by the sweep (its handler's record was missing)"
+				if e.Why == deadletter.WhyCrashed {
+					msg = "job archived after its worker died"
+				}
+				w.cfg.Logger.LogAttrs(ctx, slog.LevelError, msg, attrs...)
 			}
-			recorded++
-			msg := "dead letter recorded by the sweep (its handler's record was missing)"
-			if e.Why == deadletter.WhyCrashed {
-				msg = "job archived after its worker died"
-			}
-			w.cfg.Logger.LogAttrs(ctx, slog.LevelError, msg, attrs...)
 			if w.cfg.Archived != nil {
-				w.cfg.Archived(ctx, t.ID, t.Type, t.Payload, errors.New(t.LastErr))
+				w.cfg.Archived(ctx, t.ID, t.Type, t.Payload, lastErr)
 			}
 			done()
 		}
@@ -151,6 +165,37 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 		w.cfg.Logger.Warn("dead-letter sweep: prune what was swept", "queue", q, "error", err)
 	}
 	return recorded
+}
+
+// recordGetter is a Recorder that also reads a record back
+// (deadletter.Ledger does): the sweep then tells the archive hooks the
+// error the record holds. Without it they get asynq's lease error.
+type recordGetter interface {
+	Get(ctx context.Context, id string) (deadletter.Entry, error)
+}
+
+// recordedError reports whether archived job t, which the ledger already
+// holds, was archived by asynq's recoverer (its worker died during the
+// last attempt, after its error handler wrote the record), and then the
+// error the record holds: wrapping asynq.SkipRetry when the failure was
+// permanent, as the handler's own error did. A record no longer open (an
+// operator or a redelivery dealt with it) is not told again.
+func (w *Worker) recordedError(ctx context.Context, t *asynq.TaskInfo) (bool, error) {
+	if !strings.Contains(t.LastErr, leaseExpired) {
+		return false, nil
+	}
+	g, ok := w.cfg.DeadLetters.(recordGetter)
+	if !ok {
+		return true, errors.New(t.LastErr)
+	}
+	e, err := g.Get(ctx, t.ID)
+	if err != nil || e.State != deadletter.StateOpen || e.Why == deadletter.WhyCrashed {
+		return false, nil
+	}
+	if e.Why == deadletter.WhyPermanent {
+		return true, fmt.Errorf("%s: %w", e.Error, asynq.SkipRetry)
+	}
+	return true, errors.New(e.Error)
 }
 
 func (w *Worker) sweepLoop(ctx context.Context) {

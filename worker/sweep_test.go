@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +191,79 @@ func TestSweepRecordsAnArchiveScoredFarBelowTheOthers(t *testing.T) {
 	w.sweep(ctx, insp)
 	if got := w.rc.ZRange(ctx, sweptKey("crash"), 0, -1).Val(); len(got) != 1 || got[0] != "skewed" {
 		t.Errorf("swept after a job left the archive: got %v, want [skewed]", got)
+	}
+}
+
+// A worker that died after its error handler wrote the dead letter, but
+// before asynq archived the job (asynq's recoverer did, lease expired),
+// may not have told the archive hooks (webhook redelivery): the sweep
+// tells them, with the recorded error (SkipRetry for a permanent one),
+// once. A job whose handler's run went through is not told again, nor is
+// one whose record is no longer open.
+func TestSweepTellsTheArchiveHooksOfAWorkerThatDiedAfterItsRecord(t *testing.T) {
+	ctx := context.Background()
+	opt := redisOpt(t, peertest.Redis(t))
+	dl := deadLetters(t)
+	now := time.Now()
+	for _, e := range []deadletter.Entry{
+		{ID: "died-after-record", Error: "webhook e1 to partner p: answered 503", Why: deadletter.WhyExhausted},
+		{ID: "died-after-permanent", Error: "webhook e2: partner p answered 400", Why: deadletter.WhyPermanent},
+		{ID: "died-after-requeue", Error: "webhook e3: answered 503", Why: deadletter.WhyExhausted},
+		{ID: "handled", Error: "webhook e4: answered 503", Why: deadletter.WhyExhausted},
+	} {
+		e.Type, e.Queue, e.Attempts, e.FailedAt, e.Payload = "webhook_escrow_status_changed", "crash", 4, now, []byte(`{}`)
+		if _, err := dl.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dl.MarkRequeued(ctx, "died-after-requeue", deadletter.Resolution{Actor: "jane", Reason: "partner back", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	archiveAsCrashed(t, opt, "crash",
+		asynq.NewTask("webhook_escrow_status_changed", []byte(`{}`), asynq.TaskID("died-after-record")),
+		asynq.NewTask("webhook_escrow_status_changed", []byte(`{}`), asynq.TaskID("died-after-permanent")),
+		asynq.NewTask("webhook_escrow_status_changed", []byte(`{}`), asynq.TaskID("died-after-requeue")))
+	c := asynq.NewClient(opt)
+	defer c.Close()
+	if _, err := c.Enqueue(asynq.NewTask("webhook_escrow_status_changed", []byte(`{}`), asynq.TaskID("handled")), asynq.Queue("crash")); err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	if err := insp.ArchiveTask("crash", "handled"); err != nil { // as the handler's run archives it
+		t.Fatal(err)
+	}
+
+	told := map[string][]error{}
+	w := newWorker(t, Config{Redis: opt, DeadLetters: dl, Archived: func(_ context.Context, id, _ string, _ []byte, err error) {
+		told[id] = append(told[id], err)
+	}}, asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil }))
+	t.Cleanup(func() { w.rc.Close() })
+	for range 2 {
+		if n := w.sweep(ctx, insp); n != 0 {
+			t.Errorf("got %d recorded by the sweep, want 0 (the ledger had them all)", n)
+		}
+	}
+	tests := []struct {
+		id        string
+		want      string // the error told, "" for not told
+		permanent bool
+	}{
+		{"died-after-record", "webhook e1 to partner p: answered 503", false},
+		{"died-after-permanent", "webhook e2: partner p answered 400", true},
+		{"died-after-requeue", "", false},
+		{"handled", "", false},
+	}
+	for _, tt := range tests {
+		got := told[tt.id]
+		switch {
+		case tt.want == "" && len(got) != 0:
+			t.Errorf("%s: told %d times (%v), want not told", tt.id, len(got), got)
+		case tt.want == "":
+		case len(got) != 1:
+			t.Errorf("%s: told %d times, want once over two sweeps", tt.id, len(got))
+		case !strings.HasPrefix(got[0].Error(), tt.want) || errors.Is(got[0], asynq.SkipRetry) != tt.permanent:
+			t.Errorf("%s: told %q (SkipRetry %v), want %q (SkipRetry %v)", tt.id, got[0], errors.Is(got[0], asynq.SkipRetry), tt.want, tt.permanent)
+		}
 	}
 }
