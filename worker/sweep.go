@@ -94,7 +94,10 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 			if t.State != asynq.TaskStateArchived {
 				continue
 			}
-			if strings.Contains(t.LastErr, leaseExpired) {
+			// asynq's recoverer archived it: its worker died during the
+			// last attempt.
+			crashed := strings.Contains(t.LastErr, leaseExpired)
+			if crashed {
 				if n, err := w.rc.Exists(ctx, doneKey(t.ID)).Result(); err == nil && n > 0 {
 					// It finished; only its outcome was lost in a Redis
 					// outage (done.go). Not a dead letter: drop asynq's
@@ -129,17 +132,21 @@ func (w *Worker) sweepQueue(ctx context.Context, insp *asynq.Inspector, q string
 				// before it told Archived (webhook redelivery): tell it now,
 				// with the recorded error. Otherwise the handler's run went
 				// through and told it.
-				crashed, err := w.recordedError(ctx, t)
 				if !crashed {
 					done()
 					continue
 				}
-				lastErr = err
+				open, recordedErr := w.recordedError(ctx, t)
+				if !open {
+					done()
+					continue
+				}
+				lastErr = recordedErr
 				w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "job archived after its worker died past its dead-letter record; its archive hooks are told again", attrs...)
 			} else {
 				recorded++
 				msg := "dead letter recorded by the sweep (its handler's record was missing)"
-				if e.Why == deadletter.WhyCrashed {
+				if crashed {
 					msg = "job archived after its worker died"
 				}
 				w.cfg.Logger.LogAttrs(ctx, slog.LevelError, msg, attrs...)
@@ -174,22 +181,19 @@ type recordGetter interface {
 	Get(ctx context.Context, id string) (deadletter.Entry, error)
 }
 
-// recordedError reports whether archived job t, which the ledger already
-// holds, was archived by asynq's recoverer (its worker died during the
-// last attempt, after its error handler wrote the record), and then the
-// error the record holds: wrapping asynq.SkipRetry when the failure was
-// permanent, as the handler's own error did. A record no longer open (an
-// operator or a redelivery dealt with it) is not told again.
-func (w *Worker) recordedError(ctx context.Context, t *asynq.TaskInfo) (bool, error) {
-	if !strings.Contains(t.LastErr, leaseExpired) {
-		return false, nil
-	}
+// recordedError returns the error the ledger's record of crashed job t holds
+// (its worker died after its error handler wrote it): wrapping
+// asynq.SkipRetry when the failure was permanent, as the handler's own
+// error did. open is false when there is nothing to tell again: the
+// record is no longer open (an operator or a redelivery dealt with it),
+// or it is a sweep's own crash record (that sweep told the hooks).
+func (w *Worker) recordedError(ctx context.Context, t *asynq.TaskInfo) (open bool, lastErr error) {
 	g, ok := w.cfg.DeadLetters.(recordGetter)
 	if !ok {
 		return true, errors.New(t.LastErr)
 	}
-	e, err := g.Get(ctx, t.ID)
-	if err != nil || e.State != deadletter.StateOpen || e.Why == deadletter.WhyCrashed {
+	e, gerr := g.Get(ctx, t.ID)
+	if gerr != nil || e.State != deadletter.StateOpen || e.Why == deadletter.WhyCrashed {
 		return false, nil
 	}
 	if e.Why == deadletter.WhyPermanent {
