@@ -14,7 +14,7 @@ import (
 )
 
 // LaggingSentinel is a Sentinel setup (master, one replica, one sentinel
-// with quorum 1, down after 1 s) whose replica receives the master's
+// with quorum 1, down after 3 s) whose replica receives the master's
 // replication stream through a proxy that can delay it, as a slow or
 // congested network between two hosts does. KillMaster SIGKILLs the master
 // and drops whatever the proxy still holds, as when the master's host dies
@@ -31,7 +31,12 @@ type LaggingSentinel struct {
 // cleanup. The sentinel's failover timeout is 3 minutes: a sentinel
 // "fixes" a replica that replicates from another address than the master's
 // (here the proxy) after that long, which would bypass the proxy; the
-// promotion itself does not wait for it.
+// promotion itself does not wait for it. The sentinel's down-after is 3 s,
+// not StartSentinel's 1 s: a sentinel gives a master it has just promoted
+// that long to answer the first PING on a new link, and on a loaded
+// two-core machine running the -race suite 1 s was missed once (CI,
+// 2026-12-08): the sentinel failed over a second time, to the old master
+// just restarted empty, and the promoted replica resynced from it.
 func StartLaggingSentinel(t testing.TB) *LaggingSentinel {
 	t.Helper()
 	bin := LookPath(t, "redis-server", RedisToolsInstall)
@@ -39,6 +44,7 @@ func StartLaggingSentinel(t testing.TB) *LaggingSentinel {
 	p := startLagProxy(t, s.Master.Addr())
 	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(p.port))
 
+	s.downAfterMS = 3000
 	s.start(t, bin, 180000)
 	return &LaggingSentinel{Sentinel: s, proxy: p}
 }

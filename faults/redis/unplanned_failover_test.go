@@ -23,7 +23,7 @@ type failoverCount struct {
 // master whose replica receives the replication stream 300 ms late (a
 // proxy on the replication link, see peertest.StartLaggingSentinel), SIGKILLs
 // the master 1 s into the burst (the replication data still in the proxy
-// is lost with it), lets the sentinel promote the replica (down after 1 s;
+// is lost with it), lets the sentinel promote the replica (down after 3 s;
 // no SENTINEL FAILOVER), then starts a worker through the sentinel and
 // counts which acknowledged jobs run. No worker runs before the failover,
 // so no job is in flight at the kill and lease recovery cannot double one:
