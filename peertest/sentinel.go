@@ -28,13 +28,13 @@ type Sentinel struct {
 	password string // the data nodes' requirepass, "" for none
 	// monitor and replica are the addresses the sentinel knows the master
 	// and the replica by ("" for their own); downAfterMS is its
-	// down-after-milliseconds (0 for 1000).
+	// down-after-milliseconds (0 for 3000: see StartLaggingSentinel).
 	monitor, replica string
 	downAfterMS      int
 }
 
 // StartSentinel starts a master, a replica of it and a sentinel that
-// monitors the master (down after 1 s, failover timeout 5 s), and waits
+// monitors the master (down after 3 s, failover timeout 5 s), and waits
 // until the replica is in sync and the sentinel lists it. Both data nodes
 // run with --appendonly no. Everything is killed at cleanup.
 func StartSentinel(t testing.TB) *Sentinel {
@@ -80,7 +80,7 @@ func (s *Sentinel) start(t testing.TB, bin string, failoverTimeoutMS int) {
 	t.Helper()
 	s.Port = FreePort(t)
 	dir := t.TempDir()
-	monitor, replica, downAfter := s.Master.Addr(), s.Replica.Addr(), 1000
+	monitor, replica, downAfter := s.Master.Addr(), s.Replica.Addr(), 3000
 	if s.monitor != "" {
 		monitor, replica = s.monitor, s.replica
 	}

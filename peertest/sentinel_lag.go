@@ -31,8 +31,8 @@ type LaggingSentinel struct {
 // cleanup. The sentinel's failover timeout is 3 minutes: a sentinel
 // "fixes" a replica that replicates from another address than the master's
 // (here the proxy) after that long, which would bypass the proxy; the
-// promotion itself does not wait for it. The sentinel's down-after is 3 s,
-// not StartSentinel's 1 s: a sentinel gives a master it has just promoted
+// promotion itself does not wait for it. The sentinel's down-after is 3 s
+// (it was 1 s): a sentinel gives a master it has just promoted
 // that long to answer the first PING on a new link, and on a loaded
 // two-core machine running the -race suite 1 s was missed once (CI,
 // 2026-12-08): the sentinel failed over a second time, to the old master
@@ -44,7 +44,6 @@ func StartLaggingSentinel(t testing.TB) *LaggingSentinel {
 	p := startLagProxy(t, s.Master.Addr())
 	s.Replica = StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(p.port))
 
-	s.downAfterMS = 3000
 	s.start(t, bin, 180000)
 	return &LaggingSentinel{Sentinel: s, proxy: p}
 }
