@@ -26,13 +26,15 @@ func RecipientHash(email string) string {
 // local parts holding spaces or '@', IDN domains), and errs on the side of
 // masking more. In a dot-atom it takes every character an address may
 // hold (slashes, equals signs and apostrophes included), so "o'brien@…"
-// is masked whole.
+// is masked whole, and dots anywhere, so an address the validator refuses
+// as a typo ("jane.@example.com", "jane..doe@example.com") is masked whole
+// too wherever it is echoed (an error, an unknown field's name).
 const (
 	// the validator's non-ASCII ranges, plus every letter, digit and mark
 	addrUnicode = `\p{L}\p{N}\p{M}\x{00A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}`
-	localChar   = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~" + `\-` + addrUnicode + `]`
 	domainChar  = `[A-Za-z0-9` + addrUnicode + `]`
-	emailRegexp = `(?:"(?:[^"\\\r\n]|\\.)*"|` + localChar + `+(?:\.` + localChar + `+)*)` +
+	localChar   = "[.A-Za-z0-9!#$%&'*+/=?^_`{|}~" + `\-` + addrUnicode + `]`
+	emailRegexp = `(?:"(?:[^"\\\r\n]|\\.)*"|` + localChar + `+)` +
 		`@` + domainChar + `(?:[.~\-` + addrUnicode + `A-Za-z0-9]*` + domainChar + `)?`
 )
 

@@ -75,6 +75,9 @@ func TestMaskEmails(t *testing.T) {
 		{`{"recipientEmail":"jane.doe@example.com"}`, `{"recipientEmail":"j***@example.com"}`},
 		{"send to a+b@mail.example.co.uk and c@d.io", "send to a***@mail.example.co.uk and c***@d.io"},
 		{"no address here @ all", "no address here @ all"},
+		// Typos the validator refuses are still addresses: masked whole.
+		{"refused jane.@example.com and jane..doe@example.com", "refused j***@example.com and j***@example.com"},
+		{`unknown field ".@0.0"`, `unknown field ".***@0.0"`},
 	}
 	for _, c := range cases {
 		if got := payloads.MaskEmailsString(c.in); got != c.want {
