@@ -29,6 +29,7 @@ import (
 // asynq recovers the head from the dead worker's lease, and the surviving
 // process keeps the order and delivers everything.
 func TestOrderedPartnerAcrossTwoWorkerProcesses(t *testing.T) {
+	t.Parallel() // the kill case is mostly a wait for asynq's lease recovery (60–120 s)
 	for _, tc := range []struct {
 		name string
 		kill bool
