@@ -13,6 +13,11 @@ import (
 // Fallback: a hung database must not hold a worker slot or stall SIGTERM.
 const DefaultWriteTimeout = 3 * time.Second
 
+// SpillRetry is how often Run tries the primary again while a spilled
+// record waits for it (at most Run's interval): an operator listing the
+// dead letters sees one within seconds of the database coming back.
+const SpillRetry = 2 * time.Second
+
 // flushActor marks spilled entries that reached the primary ledger.
 const flushActor = "ledger-flush"
 
@@ -28,7 +33,15 @@ type Fallback struct {
 	Timeout time.Duration
 	Logger  *slog.Logger
 
-	flushMu sync.Mutex
+	flushMu  sync.Mutex
+	kickOnce sync.Once
+	kick     chan struct{} // a record was spilled: Run flushes soon
+}
+
+// kicks is the channel Record signals a spill on.
+func (f *Fallback) kicks() chan struct{} {
+	f.kickOnce.Do(func() { f.kick = make(chan struct{}, 1) })
+	return f.kick
 }
 
 // Record writes e to the primary within Timeout, else to the spill.
@@ -49,6 +62,10 @@ func (f *Fallback) Record(ctx context.Context, e Entry) (bool, error) {
 	}
 	f.log().Warn("dead-letter ledger write failed; kept in the spill file, moved to the ledger once it answers",
 		"task_id", e.ID, "task_type", e.Type, "queue", e.Queue, "error", err.Error())
+	select {
+	case f.kicks() <- struct{}{}:
+	default: // a flush is already due
+	}
 	return ok, nil
 }
 
@@ -147,18 +164,39 @@ func (l *File) discardFailure(e Entry, r Resolution) error {
 	})
 }
 
-// Run flushes every interval until ctx is done.
+// Run flushes every interval until ctx is done, and every SpillRetry (at
+// most every) from a spill until a flush succeeds. A primary that stays
+// down is logged once per interval, not at every retry.
 func (f *Fallback) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	retry := min(every, SpillRetry)
+	t := time.NewTimer(every)
 	defer t.Stop()
+	var warned time.Time
 	for {
+		wait := every
 		if _, err := f.Flush(ctx); err != nil && ctx.Err() == nil {
-			f.log().Warn("dead-letter spill not flushed yet", "error", err.Error())
+			wait = retry
+			if time.Since(warned) >= every {
+				warned = time.Now()
+				f.log().Warn("dead-letter spill not flushed yet", "error", err.Error())
+			}
+		} else {
+			warned = time.Time{}
 		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-f.kicks():
+			// A record was just spilled: the primary failed a moment ago,
+			// so try it again after retry, not at once.
+			t.Reset(retry)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/escrowjobs/escrowjobs/deadletter"
 	"github.com/escrowjobs/escrowjobs/deadletter/ledgertest"
+	"github.com/escrowjobs/escrowjobs/escrowtest"
 	"github.com/escrowjobs/escrowjobs/peertest"
 	"github.com/escrowjobs/escrowjobs/postgres"
 	"github.com/escrowjobs/escrowjobs/worker"
@@ -128,6 +129,44 @@ func hungLedger(t *testing.T) *hung {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestSpilledDeadLetterReachesTheDatabaseSoonAfterItAnswers: Run, with an
+// interval of an hour, moves a record spilled while the table was locked
+// to PostgreSQL within seconds of the lock's release (SpillRetry), not at
+// its next interval: the dead-letter list an operator reads is the
+// database's. Without the spill's signal to Run the record would wait the
+// hour.
+func TestSpilledDeadLetterReachesTheDatabaseSoonAfterItAnswers(t *testing.T) {
+	h := hungLedger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); h.fb.Run(ctx, time.Hour) }()
+	t.Cleanup(func() { cancel(); <-ran })
+
+	e := deadletter.Entry{ID: "stripe_capture_payment:spilled", Type: "stripe_capture_payment", Queue: "critical",
+		Payload: json.RawMessage(`{"transactionId":"esc-1"}`), Why: deadletter.WhyPermanent, FailedAt: time.Now()}
+	if _, err := h.fb.Record(context.Background(), e); err != nil {
+		t.Fatalf("Record: %v", err)
+	}
+	if _, err := h.spill.Get(context.Background(), e.ID); err != nil {
+		t.Fatalf("spill: %v; want the record there while the table is locked", err)
+	}
+	time.Sleep(2 * deadletter.SpillRetry) // Run tries (and waits on the lock) meanwhile
+	if err := h.lock.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	escrowtest.Eventually(t, "the spilled record in PostgreSQL", 30*time.Second, func() bool {
+		got, err := h.db.DeadLetters().Get(context.Background(), e.ID)
+		return err == nil && got.State == deadletter.StateOpen
+	})
+	escrowtest.Eventually(t, "the spill emptied", 10*time.Second, func() bool {
+		p, err := h.spill.List(context.Background(), deadletter.Filter{State: deadletter.StateOpen}, "", 10)
+		return err == nil && len(p.Entries) == 0
+	})
+	if n := strings.Count(h.logs.String(), "dead-letter spill not flushed yet"); n > 1 {
+		t.Errorf("got %d \"not flushed yet\" lines, want at most one an interval", n)
+	}
 }
 
 // A database that hangs (another session holds a lock on dead_letters)

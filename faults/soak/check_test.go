@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -247,8 +248,24 @@ func (s *system) drained(ctx context.Context, db *pgxpool.Pool, ledger *postgres
 	if open > wantOpen {
 		left = append(left, fmt.Sprintf("open dead letters %d, want %d", open, wantOpen))
 	}
+	// A record spilled while PostgreSQL was down is not in the ledger the
+	// checks read until a worker's flush moves it (deadletter.Fallback).
+	spill, err := deadletter.OpenFile(s.spillPath())
+	if err != nil {
+		return append(left, "spill: "+err.Error())
+	}
+	defer spill.Close()
+	if p, err := spill.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 100); err != nil {
+		left = append(left, "spill: "+err.Error())
+	} else if len(p.Entries) > 0 {
+		left = append(left, fmt.Sprintf("dead letters spilled, not yet in the ledger: %d", len(p.Entries)))
+	}
 	return left
 }
+
+// spillPath is the workers' shared spill file of dead letters the
+// database did not take in time (DEAD_LETTER_PATH).
+func (s *system) spillPath() string { return filepath.Join(s.dir, "dead-letters.jsonl") }
 
 // keysWithoutTTL counts the keys without an expiry on the master, by
 // pattern. Task hashes of archived and completed jobs are left out: asynq

@@ -168,7 +168,7 @@ func startSystem(t *testing.T) *system {
 	for i := range workerCount {
 		env := map[string]string{"WORKER_DONE_MARKERS_PATH": filepath.Join(s.dir, fmt.Sprintf("done-w%d.jsonl", i)),
 			// the spill file of failed ledger writes, never in the package directory
-			"DEAD_LETTER_PATH": filepath.Join(s.dir, "dead-letters.jsonl")}
+			"DEAD_LETTER_PATH": s.spillPath()}
 		for k, v := range common {
 			env[k] = v
 		}
@@ -188,7 +188,7 @@ func startSystem(t *testing.T) *system {
 	mon := peertest.Start(t, monitorBin, envList(map[string]string{
 		"REDIS_URL": redisURL, "REDIS_WAIT_REPLICAS": "1", "MONITOR_ADDR": monAddr, "MONITOR_LOOPBACK_NO_AUTH": "true",
 		"JOB_PROCESSOR_SECRET_TOKEN": apiToken, "DEAD_LETTER_DATABASE_URL": s.dbURL, "LOG_LEVEL": "info",
-		"DEAD_LETTER_PATH": filepath.Join(s.dir, "dead-letters.jsonl"),
+		"DEAD_LETTER_PATH": s.spillPath(),
 	}))
 	s.monitorURL = "http://" + monAddr
 	s.mu.Lock()
