@@ -206,8 +206,8 @@ func (s *system) allMail() ([]mailSummary, error) {
 
 // drained reports what is still moving: rows in the outbox, running
 // flows, jobs not at rest, leases, open dead letters beyond the expected
-// ones. Empty when the system has settled.
-func (s *system) drained(ctx context.Context, db *pgxpool.Pool, ledger *postgres.DeadLetters, wantOpen int) []string {
+// ones, dead letters still in the spill. Empty when the system has settled.
+func (s *system) drained(ctx context.Context, db *pgxpool.Pool, ledger *postgres.DeadLetters, spill *deadletter.File, wantOpen int) []string {
 	var left []string
 	var n int
 	if err := db.QueryRow(ctx, "SELECT count(*) FROM "+outbox.Table).Scan(&n); err != nil {
@@ -250,11 +250,6 @@ func (s *system) drained(ctx context.Context, db *pgxpool.Pool, ledger *postgres
 	}
 	// A record spilled while PostgreSQL was down is not in the ledger the
 	// checks read until a worker's flush moves it (deadletter.Fallback).
-	spill, err := deadletter.OpenFile(s.spillPath())
-	if err != nil {
-		return append(left, "spill: "+err.Error())
-	}
-	defer spill.Close()
 	if p, err := spill.List(ctx, deadletter.Filter{State: deadletter.StateOpen}, "", 100); err != nil {
 		left = append(left, "spill: "+err.Error())
 	} else if len(p.Entries) > 0 {

@@ -115,11 +115,16 @@ func TestSoak(t *testing.T) {
 			wantOpen++ // at most; the exact set is checked below
 		}
 	}
+	spill, err := deadletter.OpenFile(s.spillPath()) // the workers' shared spill file; it folds their appends at each read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spill.Close()
 	drainStart := time.Now()
 	var left []string
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		left = s.drained(dctx, db.Pool(), db.DeadLetters(), wantOpen)
+		left = s.drained(dctx, db.Pool(), db.DeadLetters(), spill, wantOpen)
 		if len(left) == 0 {
 			left = escrowtest.Leased(t, s.opt)
 		}
